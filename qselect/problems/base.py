@@ -1,0 +1,94 @@
+"""What every local problem offers solvers and circuits, whatever its representation."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ..errors import QSelectError
+from .bits import as_bits, index_to_bits
+
+
+class Problem(ABC):
+    """A cost over n binary variables. Energies always include the offset.
+
+    ``k`` is an optional cardinality hint (feasible masks keep exactly k bits):
+    solvers that support the constraint natively (QAOA's XY mixer, exact
+    search restricted to weight k) use it; the others rely on the penalty a
+    formulation folds into the cost.
+    """
+
+    labels: tuple
+    k: int | None
+    name: str | None
+
+    @property
+    @abstractmethod
+    def num_variables(self) -> int: ...
+
+    @property
+    def n(self) -> int:
+        return self.num_variables
+
+    @abstractmethod
+    def energy(self, bits) -> float | np.ndarray:
+        """Energy of one bitstring (n,) -> float, or a batch (m, n) -> (m,)."""
+
+    @abstractmethod
+    def cost_vector(self, dtype=np.float64) -> np.ndarray:
+        """Energies of all 2^n bitstrings, little-endian index."""
+
+    @abstractmethod
+    def z_terms(self) -> tuple[dict[tuple[int, ...], float], float]:
+        """Cost as a Z-polynomial: ({qubits: coeff}, constant), with z = 1 - 2x."""
+
+    @abstractmethod
+    def fix(self, assignment: dict[int, int]) -> "Problem":
+        """The problem over the remaining variables with some bits fixed (by position)."""
+
+    def scale(self) -> float:
+        """Largest |coefficient| of the Z-polynomial (constant excluded); 1 if none.
+
+        Dividing the cost by it makes QAOA angles transfer between problems.
+        """
+        terms, _ = self.z_terms()
+        m = max((abs(v) for v in terms.values()), default=0.0)
+        return float(m) if m > 0 else 1.0
+
+    def bits_of(self, index) -> np.ndarray:
+        return index_to_bits(index, self.n)
+
+    def _check_bits(self, bits) -> np.ndarray:
+        return as_bits(bits, self.n)
+
+    def _check_assignment(self, assignment: dict[int, int]) -> tuple[list[int], list[int]]:
+        fixed = sorted(int(i) for i in assignment)
+        for i in fixed:
+            if not 0 <= i < self.n:
+                raise QSelectError(f"cannot fix variable {i}: the problem has {self.n} variables")
+            if assignment[i] not in (0, 1):
+                raise QSelectError(f"variable {i} can only be fixed to 0 or 1, got {assignment[i]!r}")
+        free = [i for i in range(self.n) if i not in assignment]
+        return fixed, free
+
+    def _check_k(self, k):
+        if k is None:
+            return None
+        if int(k) != k or not 0 <= k <= self.n:
+            raise QSelectError(f"cardinality k must be an integer in [0, {self.n}], got {k!r}")
+        return int(k)
+
+    # Conversions to circuit backends: one adapter module per library.
+    def to_sparse_pauli_op(self, include_offset: bool = True):
+        """qiskit ``SparsePauliOp`` whose eigenvalue on |x> is energy(x) (offset as identity)."""
+        from ..circuits.qiskit import sparse_pauli_op
+
+        terms, const = self.z_terms()
+        return sparse_pauli_op(terms, const if include_offset else 0.0, self.n)
+
+    def to_pennylane(self, include_offset: bool = True):
+        """PennyLane Hamiltonian on wires 0..n-1 with the same spectrum as energy()."""
+        from ..circuits.pennylane import hamiltonian
+
+        terms, const = self.z_terms()
+        return hamiltonian(terms, const if include_offset else 0.0, self.n)

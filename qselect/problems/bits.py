@@ -1,0 +1,35 @@
+"""Bitstring <-> integer index, little-endian like qiskit (qubit 0 = least significant bit)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import QSelectError
+
+
+def as_bits(bits, n: int, what: str = "bits") -> np.ndarray:
+    """Validate 0/1 bitstrings of length n; return uint8 array (n,) or (m, n)."""
+    arr = np.asarray(bits)
+    if arr.ndim not in (1, 2) or arr.shape[-1] != n:
+        raise QSelectError(
+            f"{what} must have shape ({n},) or (m, {n}) for a {n}-variable problem, got {arr.shape}"
+        )
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    if not np.all((arr == 0) | (arr == 1)):
+        raise QSelectError(f"{what} must contain only 0 and 1 values")
+    return arr.astype(np.uint8)
+
+
+def bits_to_index(bits) -> np.ndarray | int:
+    """Integer index of each bitstring: sum_i bits[i] * 2**i."""
+    arr = np.asarray(bits, dtype=np.int64)
+    weights = np.left_shift(np.int64(1), np.arange(arr.shape[-1], dtype=np.int64))
+    idx = arr @ weights
+    return int(idx) if arr.ndim == 1 else idx
+
+
+def index_to_bits(index, n: int) -> np.ndarray:
+    """Bitstring(s) for integer index/indices: bit i = (index >> i) & 1."""
+    idx = np.asarray(index, dtype=np.int64)
+    out = (idx[..., None] >> np.arange(n, dtype=np.int64)) & 1
+    return out.astype(np.uint8)

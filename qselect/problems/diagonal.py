@@ -1,0 +1,156 @@
+"""Diagonal (higher-order) cost: an exact local loss over all 2^n masks."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import QSelectError
+from .base import Problem
+from .bits import bits_to_index
+from .memory import check_dense
+
+_MAX_DIAGONAL_QUBITS = 30
+
+
+def walsh_hadamard(vec: np.ndarray) -> np.ndarray:
+    """Unnormalised fast Walsh–Hadamard transform along the last axis (copy)."""
+    out = np.array(vec, dtype=np.float64, copy=True)
+    n = out.shape[-1].bit_length() - 1
+    for i in range(n):
+        v = out.reshape(-1, 2, 1 << i)  # axis 1 is bit i
+        a = v[:, 0, :].copy()
+        v[:, 0, :] += v[:, 1, :]
+        np.subtract(a, v[:, 1, :], out=v[:, 1, :])
+    return out
+
+
+def _popcount(idx: np.ndarray) -> np.ndarray:
+    c = np.zeros_like(idx)
+    x = idx.copy()
+    while np.any(x):
+        c += x & 1
+        x >>= 1
+    return c
+
+
+class DiagonalCost(Problem):
+    """Cost given by its value on every bitstring (length 2^n, little-endian).
+
+    Its Z-polynomial is the Walsh–Hadamard transform of the vector: with
+    z_i = 1 − 2x_i, C(x) = Σ_S w_S Π_{i∈S} z_i, w = H·c / 2^n. Truncating to
+    order ≤ 2 gives the least-squares best QUBO (the Walsh basis is orthogonal).
+    """
+
+    def __init__(self, costs, labels=None, *, k: int | None = None, name: str | None = None):
+        arr = np.asarray(costs, dtype=np.float64)
+        if arr.ndim != 1 or arr.size < 2 or arr.size & (arr.size - 1):
+            raise QSelectError(
+                f"a diagonal cost needs a 1-D vector of length 2^n (n ≥ 1), got shape {arr.shape}"
+            )
+        n = arr.size.bit_length() - 1
+        if n > _MAX_DIAGONAL_QUBITS:
+            raise QSelectError(f"a diagonal cost over {n} bits is too large; at most {_MAX_DIAGONAL_QUBITS}")
+        if not np.all(np.isfinite(arr)):
+            raise QSelectError(
+                f"diagonal cost contains NaN or inf (first at bitstring index {int(np.argmin(np.isfinite(arr)))}); "
+                "check the loss that produced it"
+            )
+        self._c = arr.copy()
+        self._c.setflags(write=False)
+        self._walsh = None
+        self.labels = tuple(range(n)) if labels is None else tuple(labels)
+        if len(self.labels) != n:
+            raise QSelectError(f"diagonal cost has {n} variables but {len(self.labels)} labels were given")
+        self.k = self._check_k(k)
+        self.name = name
+
+    @property
+    def num_variables(self) -> int:
+        return self._c.size.bit_length() - 1
+
+    @property
+    def offset(self) -> float:
+        """Mean cost over all bitstrings (the Z-polynomial's constant)."""
+        return float(self._c.mean())
+
+    def __repr__(self) -> str:
+        nm = f" {self.name!r}" if self.name else ""
+        return f"DiagonalCost{nm}(n={self.n}, order={self.order()})"
+
+    def energy(self, bits):
+        x = self._check_bits(bits)
+        idx = bits_to_index(x)
+        return float(self._c[idx]) if x.ndim == 1 else self._c[idx].copy()
+
+    def cost_vector(self, dtype=np.float64) -> np.ndarray:
+        return self._c.astype(dtype, copy=True)
+
+    @classmethod
+    def from_function(cls, fn, n: int, **kw) -> "DiagonalCost":
+        """Evaluate ``fn(bits) -> costs`` on all 2^n bitstrings at once ((2^n, n) uint8)."""
+        check_dense(n, 8 + n, "evaluating a cost on every bitstring")
+        from .bits import index_to_bits
+
+        return cls(np.asarray(fn(index_to_bits(np.arange(2**n), n)), dtype=np.float64), **kw)
+
+    # ---- Z-polynomial ------------------------------------------------------
+    def walsh_coefficients(self) -> np.ndarray:
+        """w[S] for every subset S encoded as a bitmask index (read-only)."""
+        if self._walsh is None:
+            w = walsh_hadamard(self._c) / self._c.size
+            w.setflags(write=False)
+            self._walsh = w
+        return self._walsh
+
+    def order(self, tol: float = 1e-12) -> int:
+        """Highest order of a non-negligible Z term."""
+        w = self.walsh_coefficients()
+        scale = max(np.abs(w).max(), 1e-300)
+        nz = np.nonzero(np.abs(w) > tol * scale)[0]
+        nz = nz[nz > 0]
+        return int(_popcount(nz).max()) if nz.size else 0
+
+    def z_terms(self, max_order: int | None = None, tol: float = 0.0):
+        w = self.walsh_coefficients()
+        idx = np.nonzero(np.abs(w) > tol)[0]
+        terms = {}
+        for s in idx[idx > 0]:
+            qubits = tuple(i for i in range(self.n) if (int(s) >> i) & 1)
+            if max_order is None or len(qubits) <= max_order:
+                terms[qubits] = float(w[s])
+        return terms, float(w[0])
+
+    def to_sparse_pauli_op(self, include_offset: bool = True, max_order: int | None = None):
+        from ..circuits.qiskit import sparse_pauli_op
+
+        terms, const = self.z_terms(max_order)
+        return sparse_pauli_op(terms, const if include_offset else 0.0, self.n)
+
+    def to_pennylane(self, include_offset: bool = True, max_order: int | None = None):
+        from ..circuits.pennylane import hamiltonian
+
+        terms, const = self.z_terms(max_order)
+        return hamiltonian(terms, const if include_offset else 0.0, self.n)
+
+    def to_qubo(self):
+        """Least-squares best QUBO: the Z-polynomial truncated to order 2."""
+        from .qubo import QUBO
+
+        terms, const = self.z_terms(max_order=2)
+        return QUBO.from_z_terms(terms, const, self.n, labels=self.labels, k=self.k, name=self.name)
+
+    def fix(self, assignment: dict[int, int]) -> "DiagonalCost":
+        fixed, free = self._check_assignment(assignment)
+        v = self._c.reshape((2,) * self.n)  # axis (n-1-i) is bit i
+        index = tuple(assignment[self.n - 1 - a] if (self.n - 1 - a) in assignment else slice(None)
+                      for a in range(self.n))
+        sub = np.ascontiguousarray(v[index]).reshape(-1)
+        k = None
+        if self.k is not None:
+            k = self.k - sum(assignment[i] for i in fixed)
+            k = k if 0 <= k <= len(free) else None
+        if not free:
+            raise QSelectError("cannot fix every variable of a diagonal cost")
+        return DiagonalCost(sub, [self.labels[i] for i in free], k=k, name=self.name)
+
+    def scaled(self, factor: float) -> "DiagonalCost":
+        return DiagonalCost(self._c * factor, self.labels, k=self.k, name=self.name)

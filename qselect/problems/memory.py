@@ -1,0 +1,54 @@
+"""Memory guards for dense 2^n objects: refuse before allocating, say what fits."""
+from __future__ import annotations
+
+import os
+
+from ..errors import ProblemTooLargeError
+
+# Leave room for the rest of the process (temporaries, torch, qiskit).
+_USABLE_FRACTION = 0.6
+
+
+def available_bytes() -> int:
+    """Physical memory available to this process (Linux /proc, else sysconf)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def max_qubits(bytes_per_entry: int, copies: float = 1.0, budget: int | None = None) -> int:
+    """Largest n such that ``copies`` dense vectors of 2^n entries fit the budget."""
+    budget = int((available_bytes() if budget is None else budget) * _USABLE_FRACTION)
+    n = 0
+    while (2 ** (n + 1)) * bytes_per_entry * copies <= budget:
+        n += 1
+    return n
+
+
+def check_dense(n: int, bytes_per_entry: int, what: str, copies: float = 1.0) -> None:
+    """Raise ProblemTooLargeError if ``copies`` vectors of 2^n entries do not fit."""
+    need = (2**n) * bytes_per_entry * copies
+    avail = available_bytes()
+    if need > avail * _USABLE_FRACTION:
+        fit = max_qubits(bytes_per_entry, copies, avail)
+        raise ProblemTooLargeError(
+            f"{what} for {n} qubits needs {_fmt(need)} but only {_fmt(avail)} of memory is "
+            f"available (at most {fit} qubits fit); use a smaller qubit budget (--qubits) "
+            f"so the problem is decomposed into blocks"
+        )
+
+
+def _fmt(b: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if b < 1024 or unit == "PiB":
+            return f"{b:.1f} {unit}"
+        b /= 1024
+    return f"{b:.1f} PiB"

@@ -1,0 +1,249 @@
+"""QUBO: E(x) = xᵀQx + linear·x + offset over x ∈ {0,1}^n, with exact conversions."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from ..errors import QSelectError
+from .base import Problem
+from .memory import check_dense
+
+
+def _finite_array(a, what: str, ndim: int) -> np.ndarray:
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise QSelectError(f"{what} must be numeric: {exc}") from None
+    if arr.ndim != ndim:
+        raise QSelectError(f"{what} must be {ndim}-dimensional, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise QSelectError(f"{what} contains NaN or inf (first at index {tuple(int(i) for i in bad)}); "
+                           "check the weights/activations it was built from")
+    return arr
+
+
+class QUBO(Problem):
+    """Quadratic unconstrained binary optimisation problem.
+
+    ``Q`` may be any square matrix: the energy is xᵀQx, so a symmetric matrix
+    counts each pair through both triangles and an upper-triangular one through
+    one. Internally the problem is kept canonical (diagonal = linear terms,
+    strictly upper triangle = pair couplings), which every conversion reads.
+    """
+
+    def __init__(self, Q, linear=None, offset: float = 0.0, labels: Iterable | None = None,
+                 *, k: int | None = None, name: str | None = None):
+        Q = _finite_array(Q, "QUBO matrix Q", 2)
+        if Q.shape[0] != Q.shape[1]:
+            raise QSelectError(f"QUBO matrix Q must be square, got shape {Q.shape}")
+        n = Q.shape[0]
+        lin = np.diag(Q).copy()
+        if linear is not None:
+            linear = _finite_array(linear, "QUBO linear terms", 1)
+            if linear.shape != (n,):
+                raise QSelectError(f"QUBO linear terms must have length {n} (one per variable), got {linear.shape[0]}")
+            lin += linear
+        if not np.isfinite(offset):
+            raise QSelectError("QUBO offset must be finite")
+        self._lin = lin
+        self._quad = np.triu(Q, 1) + np.tril(Q, -1).T
+        self.offset = float(offset)
+        self.labels = tuple(range(n)) if labels is None else tuple(labels)
+        if len(self.labels) != n:
+            raise QSelectError(f"QUBO has {n} variables but {len(self.labels)} labels were given")
+        if len(set(self.labels)) != n:
+            raise QSelectError("QUBO variable labels must be unique")
+        self.k = self._check_k(k)
+        self.name = name
+
+    # ---- accessors -------------------------------------------------------
+    @property
+    def num_variables(self) -> int:
+        return self._lin.shape[0]
+
+    @property
+    def linear(self) -> np.ndarray:
+        """Coefficient of each x_i (diagonal folded in)."""
+        return self._lin.copy()
+
+    @property
+    def quadratic(self) -> np.ndarray:
+        """Strictly upper-triangular coupling matrix (coefficient of x_i x_j, i<j)."""
+        return self._quad.copy()
+
+    @property
+    def Q(self) -> np.ndarray:
+        """Canonical upper-triangular matrix: E = xᵀQx + offset."""
+        return self._quad + np.diag(self._lin)
+
+    def __repr__(self) -> str:
+        nnz = int(np.count_nonzero(self._quad))
+        k = f", k={self.k}" if self.k is not None else ""
+        nm = f" {self.name!r}" if self.name else ""
+        return f"QUBO{nm}(n={self.n}, couplings={nnz}, offset={self.offset:.6g}{k})"
+
+    def copy(self, **changes) -> "QUBO":
+        kw = dict(linear=None, offset=self.offset, labels=self.labels, k=self.k, name=self.name)
+        kw.update(changes)
+        return QUBO(self.Q, **kw)
+
+    # ---- energies --------------------------------------------------------
+    def energy(self, bits):
+        x = self._check_bits(bits).astype(np.float64)
+        e = x @ self._lin + np.einsum("...i,ij,...j->...", x, self._quad, x) + self.offset
+        return float(e) if x.ndim == 1 else e
+
+    def cost_vector(self, dtype=np.float64) -> np.ndarray:
+        """All 2^n energies, built by doubling: O(2^n) work after the first bit.
+
+        Setting bit i on top of every assignment of bits < i adds
+        lin_i + sum_{j<i} Q_ji x_j; that field over the 2^i lower assignments
+        is itself built by doubling, so no 2^n × n bit matrix is ever formed.
+        """
+        n = self.n
+        check_dense(n, np.dtype(dtype).itemsize, "the dense cost vector", copies=1.5)
+        c = np.empty(2**n, dtype=dtype)
+        c[0] = self.offset
+        field = np.empty(max(2 ** (n - 1), 1), dtype=dtype)
+        for i in range(n):
+            size = 1 << i
+            field[0] = self._lin[i]
+            for j in range(i):
+                s = 1 << j
+                np.add(field[:s], self._quad[j, i], out=field[s:2 * s])
+            np.add(c[:size], field[:size], out=c[size:2 * size])
+        return c
+
+    # ---- structure -------------------------------------------------------
+    def z_terms(self):
+        h, J, const = self.to_ising()
+        terms = {(i,): float(h[i]) for i in range(self.n) if h[i] != 0.0}
+        iu, ju = np.nonzero(J)
+        terms.update({(int(i), int(j)): float(J[i, j]) for i, j in zip(iu, ju)})
+        return terms, const
+
+    def fix(self, assignment: dict[int, int]) -> "QUBO":
+        """Fold fixed bits into the remaining variables' linear terms and the offset."""
+        fixed, free = self._check_assignment(assignment)
+        x = np.zeros(self.n)
+        for i in fixed:
+            x[i] = assignment[i]
+        sym = self._quad + self._quad.T
+        offset = self.offset + float(x @ self._lin + x @ self._quad @ x)
+        lin = self._lin[free] + sym[np.ix_(free, fixed)] @ x[fixed]
+        quad = self._quad[np.ix_(free, free)]
+        k = None
+        if self.k is not None:
+            k = self.k - int(x.sum())
+            k = k if 0 <= k <= len(free) else None
+        return QUBO(quad, lin, offset, [self.labels[i] for i in free], k=k, name=self.name)
+
+    def scaled(self, factor: float) -> "QUBO":
+        """Energies multiplied by ``factor`` (labels and k kept)."""
+        return QUBO(self._quad * factor, self._lin * factor, self.offset * factor,
+                    self.labels, k=self.k, name=self.name)
+
+    def with_cardinality_penalty(self, k: int, strength: float) -> "QUBO":
+        """Add strength·(Σx − k)²: linear (1−2k)·s, pairs 2s, offset s·k²."""
+        k = self._check_k(k)
+        n = self.n
+        lin = self._lin + strength * (1 - 2 * k)
+        quad = self._quad + 2 * strength * np.triu(np.ones((n, n)), 1)
+        return QUBO(quad, lin, self.offset + strength * k * k, self.labels, k=k, name=self.name)
+
+    # ---- Ising -----------------------------------------------------------
+    def to_ising(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """(h, J, offset) with E = Σ J_ij z_i z_j + Σ h_i z_i + offset, x = (1 − z)/2.
+
+        J is strictly upper-triangular.
+        """
+        a, b = self._lin, self._quad
+        h = -a / 2 - (b.sum(axis=1) + b.sum(axis=0)) / 4
+        J = b / 4
+        offset = self.offset + a.sum() / 2 + b.sum() / 4
+        return h, J, float(offset)
+
+    @classmethod
+    def from_ising(cls, h, J, offset: float = 0.0, labels=None, **kw) -> "QUBO":
+        """Inverse of to_ising (J may be any square matrix; both triangles count)."""
+        h = _finite_array(h, "Ising field h", 1)
+        J = _finite_array(J, "Ising coupling J", 2)
+        n = h.shape[0]
+        if J.shape != (n, n):
+            raise QSelectError(f"Ising coupling J must have shape ({n}, {n}), got {J.shape}")
+        Jc = np.triu(J, 1) + np.tril(J, -1).T
+        diag_const = float(np.trace(J))  # z_i² = 1
+        # z_i = 1 − 2x_i ; z_i z_j = 1 − 2x_i − 2x_j + 4 x_i x_j
+        quad = 4 * Jc
+        lin = -2 * h - 2 * (Jc.sum(axis=1) + Jc.sum(axis=0))
+        off = float(offset) + h.sum() + Jc.sum() + diag_const
+        return cls(quad, lin, off, labels, **kw)
+
+    # ---- other libraries (each imported in its adapter module only) ------
+    @classmethod
+    def from_sparse_pauli_op(cls, op, offset: float = 0.0, **kw) -> "QUBO":
+        """From a qiskit SparsePauliOp of I/Z terms of order ≤ 2 (identity → offset)."""
+        from ..circuits.qiskit import z_terms_from_sparse_pauli_op
+
+        terms, const, n = z_terms_from_sparse_pauli_op(op)
+        return cls.from_z_terms(terms, const + offset, n, **kw)
+
+    @classmethod
+    def from_z_terms(cls, terms: dict, constant: float, n: int, **kw) -> "QUBO":
+        h = np.zeros(n)
+        J = np.zeros((n, n))
+        for qubits, coeff in terms.items():
+            q = tuple(sorted(qubits))
+            if len(q) == 1:
+                h[q[0]] += coeff
+            elif len(q) == 2:
+                J[q[0], q[1]] += coeff
+            elif len(q) > 2:
+                raise QSelectError(f"a QUBO holds Z terms of order ≤ 2, got a term on qubits {q}; "
+                                   "use DiagonalCost for higher-order costs")
+        return cls.from_ising(h, J, constant, **kw)
+
+    def to_bqm(self):
+        """dimod.BinaryQuadraticModel (BINARY vartype) with this problem's labels."""
+        from ..solvers.dwave import qubo_to_bqm
+
+        return qubo_to_bqm(self)
+
+    @classmethod
+    def from_bqm(cls, bqm, **kw) -> "QUBO":
+        from ..solvers.dwave import bqm_to_arrays
+
+        quad, lin, offset, labels = bqm_to_arrays(bqm)
+        kw.setdefault("labels", labels)
+        return cls(quad, lin, offset, **kw)
+
+    def to_quadratic_program(self, name: str = "qselect"):
+        """qiskit_optimization.QuadraticProgram (needs the 'optimization' extra)."""
+        from ..circuits.qiskit import qubo_to_quadratic_program
+
+        return qubo_to_quadratic_program(self, name)
+
+    @classmethod
+    def from_quadratic_program(cls, qp, **kw) -> "QUBO":
+        from ..circuits.qiskit import quadratic_program_to_arrays
+
+        quad, lin, offset, labels = quadratic_program_to_arrays(qp)
+        kw.setdefault("labels", labels)
+        return cls(quad, lin, offset, **kw)
+
+    def to_diagonal(self):
+        from .diagonal import DiagonalCost
+
+        return DiagonalCost(self.cost_vector(), labels=self.labels, k=self.k, name=self.name)
+
+    # ---- constructors ------------------------------------------------------
+    @classmethod
+    def random(cls, n: int, density: float = 1.0, seed: int | None = 0, **kw) -> "QUBO":
+        """Dense-ish random QUBO with normal couplings (tests and benchmarks)."""
+        rng = np.random.default_rng(seed)
+        Q = np.triu(rng.normal(size=(n, n)))
+        if density < 1.0:
+            Q *= np.triu(rng.random((n, n)) < density, 1) + np.eye(n)
+        return cls(Q, offset=float(rng.normal()), **kw)

@@ -1,0 +1,131 @@
+"""One solver protocol, one result type (in the spirit of dimod's Sampler).
+
+A solver holds its settings in the constructor; ``solve(problem)`` validates
+the input, times the work and returns a ``SolveResult``. A new solver
+implements ``_solve`` only (returning a ``SolveResult`` without timing) and
+gets validation, timing, ``solve_many`` and executor support for free.
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import QSelectError
+from ..problems import Problem
+
+
+@dataclass
+class SolveResult:
+    """What every solver returns.
+
+    ``bits`` is a uint8 array with bit 0 first (= qubit 0); ``energy`` is the
+    problem's own energy of ``bits``, offset included. ``samples`` /
+    ``energies`` / ``counts`` hold the distinct bitstrings a sampler saw,
+    sorted by energy (lowest first), when the solver samples.
+    """
+
+    bits: np.ndarray
+    energy: float
+    solver: str
+    samples: np.ndarray | None = None
+    energies: np.ndarray | None = None
+    counts: np.ndarray | None = None
+    wall_time: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_variables(self) -> int:
+        return int(self.bits.shape[0])
+
+    @property
+    def kept(self) -> int:
+        """Number of bits set (weights / neurons kept)."""
+        return int(self.bits.sum())
+
+    @property
+    def kept_fraction(self) -> float:
+        return self.kept / max(self.num_variables, 1)
+
+    def gap_to(self, optimum: float) -> float:
+        """energy − optimum (≥ 0 when ``optimum`` is the true minimum)."""
+        return float(self.energy - optimum)
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (no large arrays beyond the best bitstring)."""
+        d = {
+            "solver": self.solver,
+            "bits": "".join(str(int(b)) for b in self.bits),
+            "energy": float(self.energy),
+            "kept": self.kept,
+            "wall_time": float(self.wall_time),
+        }
+        d.update({k: v for k, v in self.info.items() if isinstance(v, (int, float, str, bool, type(None)))})
+        return d
+
+
+def summarise_samples(problem: Problem, bitstrings: np.ndarray, counts: np.ndarray | None = None):
+    """Deduplicate sampled bitstrings, score them with the problem, sort by energy.
+
+    Returns (samples, energies, counts). Scoring with the problem itself is
+    what keeps every backend honest: no solver reports its own energy.
+    """
+    bitstrings = np.asarray(bitstrings, dtype=np.uint8).reshape(-1, problem.n)
+    if counts is None:
+        counts = np.ones(len(bitstrings), dtype=np.int64)
+    uniq, inverse = np.unique(bitstrings, axis=0, return_inverse=True)
+    tot = np.zeros(len(uniq), dtype=np.int64)
+    np.add.at(tot, inverse.reshape(-1), np.asarray(counts, dtype=np.int64))
+    energies = np.atleast_1d(problem.energy(uniq))
+    order = np.lexsort((-tot, energies))
+    return uniq[order], energies[order], tot[order]
+
+
+class Solver(ABC):
+    """Base class: subclasses set ``name`` and implement ``_solve``."""
+
+    name: str = "solver"
+    #: largest problem (bits) the solver accepts; None = no limit of its own
+    max_variables: int | None = None
+
+    @abstractmethod
+    def _solve(self, problem: Problem) -> SolveResult:
+        """Solve a validated problem; timing is added by ``solve``."""
+
+    def solve(self, problem: Problem) -> SolveResult:
+        if not isinstance(problem, Problem):
+            raise QSelectError(
+                f"{type(self).__name__}.solve expects a qselect problem (QUBO or DiagonalCost), "
+                f"got {type(problem).__name__}; build one with qselect.QUBO(...)"
+            )
+        if self.max_variables is not None and problem.n > self.max_variables:
+            raise QSelectError(
+                f"{self.name} handles at most {self.max_variables} variables, the problem has {problem.n}; "
+                "use a smaller qubit budget (--qubits) so it is decomposed into blocks"
+            )
+        t0 = time.perf_counter()
+        result = self._solve(problem)
+        result.wall_time = time.perf_counter() - t0
+        return result
+
+    def solve_many(self, problems: Sequence[Problem], executor=None) -> list[SolveResult]:
+        """Solve independent problems, optionally through an executor (same results either way)."""
+        from ..executors import get_executor
+
+        return get_executor(executor).map(self.solve, list(problems))
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({params})"
+
+
+def make_result(problem: Problem, bits, solver: str, **kw) -> SolveResult:
+    """SolveResult for ``bits`` with the energy computed by the problem itself."""
+    bits = np.asarray(bits, dtype=np.uint8).reshape(problem.n)
+    return SolveResult(bits=bits, energy=float(problem.energy(bits)), solver=solver, **kw)
+
+
+__all__ = ["Solver", "SolveResult", "make_result", "summarise_samples", "replace"]
