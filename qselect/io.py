@@ -1,0 +1,91 @@
+"""Atomic file writes: a temp file in the same folder, fsync, then rename.
+
+A reader (or an interrupted run) sees either the old file or the new one,
+never half of one. Every file qselect writes goes through here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    return _atomic(path, lambda fh: fh.write(data), "wb")
+
+
+def atomic_write_text(path, text: str) -> Path:
+    return _atomic(path, lambda fh: fh.write(text), "w")
+
+
+def atomic_write_json(path, obj: Any, **kw) -> Path:
+    kw.setdefault("indent", 2)
+    kw.setdefault("sort_keys", False)
+    text = json.dumps(obj, default=_json_default, **kw) + "\n"
+    return atomic_write_text(path, text)
+
+
+def atomic_write_with(path, writer: Callable[[str], None]) -> Path:
+    """For libraries that write to a path themselves (torch.save, savefig)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return path
+
+
+def append_line_durable(path, line: str) -> None:
+    """Append one line and fsync (append-only logs such as the job ledger)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line.rstrip("\n") + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _atomic(path, write, mode) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return path
+
+
+def _unlink(p) -> None:
+    try:
+        os.unlink(p)
+    except OSError:
+        pass
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
