@@ -17,3 +17,99 @@ def hamiltonian(terms: dict, constant: float, n: int):
         coeffs.append(float(constant))
         ops.append(qml.Identity(wires=list(range(n))))
     return qml.Hamiltonian(coeffs, ops)
+
+
+# ---------------------------------------------------------------------------
+# QAOA on PennyLane (team B): same angles [γ_1..γ_p, β_1..β_p] and layer order
+# as the native engine and the qiskit circuits.
+# ---------------------------------------------------------------------------
+import numpy as np  # noqa: E402
+
+from ..errors import BackendUnavailableError, QSelectError  # noqa: E402
+from .gates import dicke_gates, normalised_terms  # noqa: E402
+
+
+def dicke_preparation(n: int, k: int) -> None:
+    """Queue the Dicke-state preparation |D^n_k> (exactly k ones) inside a QNode."""
+    for g in dicke_gates(n, k):
+        if g[0] == "x":
+            qml.PauliX(g[1][0])
+        elif g[0] == "cx":
+            qml.CNOT(wires=list(g[1]))
+        elif g[0] == "cry":
+            qml.CRY(g[2], wires=list(g[1]))
+        else:
+            qml.ctrl(qml.RY, control=list(g[1][:2]))(g[2], wires=g[1][2])
+
+
+def cost_layer(terms: dict, gamma) -> None:
+    """exp(-iγ Σ w_S Z_S): one MultiRZ(2γw) per term, any order."""
+    for qubits, w in terms.items():
+        qml.MultiRZ(2 * w * gamma, wires=list(qubits))
+
+
+def x_mixer_layer(n: int, beta) -> None:
+    for i in range(n):
+        qml.RX(2 * beta, wires=i)
+
+
+def xy_mixer_layer(beta, pairs) -> None:
+    for i, j in pairs:
+        qml.IsingXX(beta, wires=[i, j])
+        qml.IsingYY(beta, wires=[i, j])
+
+
+def qaoa_ansatz(n: int, terms: dict, angles, p: int, mixer: str = "x", k: int | None = None) -> None:
+    """Queue the full QAOA circuit (initial state + p layers)."""
+    from ..solvers.qaoa.native import ring_pairs
+
+    if mixer == "xy":
+        dicke_preparation(n, k)
+    else:
+        for i in range(n):
+            qml.Hadamard(wires=i)
+    pairs = ring_pairs(n)
+    for l in range(p):
+        cost_layer(terms, angles[l])
+        if mixer == "x":
+            x_mixer_layer(n, angles[p + l])
+        else:
+            xy_mixer_layer(angles[p + l], pairs)
+
+
+class PennyLaneQAOARunner:
+    """QAOA QNodes on ``lightning.qubit``: ⟨H⟩ of the problem's (normalised) Hamiltonian and probabilities."""
+
+    def __init__(self, problem, p: int, mixer: str = "x", k: int | None = None, device: str = "lightning.qubit",
+                 max_order: int | None = None):
+        n = problem.n
+        if mixer == "xy" and k is None:
+            raise QSelectError("the XY mixer needs a cardinality: pass k=... or build the problem with k")
+        terms, self.scale, self.constant = normalised_terms(problem, max_order)
+        self.hamiltonian = hamiltonian(terms, 0.0, n)
+        try:
+            dev = qml.device(device, wires=n)
+        except Exception as exc:  # unknown/uninstalled device plugin
+            raise BackendUnavailableError(f"PennyLane device {device!r} is unavailable ({exc}); "
+                                          "install pennylane-lightning or pass device='default.qubit'") from None
+
+        @qml.qnode(dev)
+        def energy(angles):
+            qaoa_ansatz(n, terms, angles, p, mixer, k)
+            return qml.expval(self.hamiltonian)
+
+        @qml.qnode(dev)
+        def probs(angles):
+            qaoa_ansatz(n, terms, angles, p, mixer, k)
+            return qml.probs(wires=list(range(n)))
+
+        self._energy, self._probs, self.n = energy, probs, n
+
+    def expectation(self, angles) -> float:
+        """⟨C⟩/scale without the constant (the normalised cost the angles act on)."""
+        return float(self._energy(np.asarray(angles, dtype=float)))
+
+    def probabilities(self, angles) -> np.ndarray:
+        pr = np.asarray(self._probs(np.asarray(angles, dtype=float)), dtype=float)
+        # PennyLane orders wire 0 as the most significant bit; qselect is little-endian
+        return pr.reshape((2,) * self.n).transpose(tuple(range(self.n))[::-1]).reshape(-1)

@@ -32,3 +32,46 @@ def bqm_to_arrays(bqm):
         i, j = sorted((pos[u], pos[v]))
         quad[i, j] += bias
     return quad, lin, float(b.offset), labels
+
+
+# ---- sampling helpers (used by SimulatedAnnealingSolver and TabuSolver) ----------
+
+def _index_bqm(qubo) -> "dimod.BinaryQuadraticModel":
+    """BQM over integer labels 0..n-1 (positions), so samples map back by index."""
+    quad = qubo.quadratic
+    iu, ju = np.nonzero(quad)
+    return dimod.BinaryQuadraticModel.from_numpy_vectors(
+        qubo.linear, (iu, ju, quad[iu, ju]), float(qubo.offset), dimod.BINARY)
+
+
+def _sampleset_arrays(sampleset, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bitstrings (m, n) uint8 in position order, occurrence counts (m,))."""
+    rec = sampleset.record
+    order = np.argsort(np.asarray(list(sampleset.variables), dtype=np.int64))
+    bits = np.asarray(rec.sample, dtype=np.uint8)[:, order].reshape(-1, n)
+    return bits, np.asarray(rec.num_occurrences, dtype=np.int64)
+
+
+def sample_qubo(qubo, method: str, **params) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Sample a QUBO with dwave-samplers' ``"sa"`` or ``"tabu"``; returns (bits, counts, info).
+
+    ``params`` go straight to the sampler's ``sample`` (num_reads, seed, ...);
+    None values are dropped so the library's defaults apply.
+    """
+    from dwave.samplers import SimulatedAnnealingSampler, TabuSampler
+
+    samplers = {"sa": SimulatedAnnealingSampler, "tabu": TabuSampler}
+    if method not in samplers:
+        raise QSelectError(f"unknown dwave-samplers method {method!r}; use one of {sorted(samplers)}")
+    sampler = samplers[method]()
+    params = {k: v for k, v in params.items() if v is not None or k == "timeout"}
+    unknown = set(params) - set(sampler.parameters)
+    if unknown:
+        raise QSelectError(f"{method} sampler does not take {sorted(unknown)}; "
+                           f"valid parameters: {sorted(sampler.parameters)}")
+    ss = sampler.sample(_index_bqm(qubo), **params)
+    bits, counts = _sampleset_arrays(ss, qubo.n)
+    info = {k: v for k, v in ss.info.items() if isinstance(v, (int, float, str, bool))}
+    if "beta_range" in ss.info:
+        info["beta_range"] = [float(b) for b in ss.info["beta_range"]]
+    return bits, counts, info

@@ -1,0 +1,105 @@
+"""Classical pruning baselines: model + target sparsity -> masks (the model is not changed).
+
+Masks are computed with torch's own pruning methods (``L1Unstructured``,
+``RandomUnstructured``) on the current *effective* weights, so a weight that is
+already masked has magnitude 0 and stays pruned. ``scope="global"`` ranks all
+chosen layers together, exactly as ``prune.global_unstructured`` does
+(concatenate, prune the smallest, split back).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from ..errors import QSelectError
+from .masks import Masks, prunable_parameters
+
+SCOPES = ("layer", "global")
+
+
+def _layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
+    names = prunable_parameters(model)
+    if layers is None:
+        return names
+    layers = [n if n.endswith((".weight", ".bias")) else f"{n}.weight" for n in layers]
+    bad = [n for n in layers if n not in names]
+    if bad:
+        raise QSelectError(f"not prunable weights of this model: {bad}; choose from {names}")
+    return layers
+
+
+def _check(sparsity: float, scope: str) -> None:
+    if not 0.0 <= float(sparsity) <= 1.0:
+        raise QSelectError(f"sparsity must be in [0, 1] (fraction of weights removed), got {sparsity}")
+    if scope not in SCOPES:
+        raise QSelectError(f"scope {scope!r} unknown; choose 'layer' or 'global'")
+
+
+def _weights(model: nn.Module, names: list[str]) -> list[torch.Tensor]:
+    # getattr gives weight_orig * weight_mask when pruned (the hook keeps it current)
+    out = []
+    for n in names:
+        mname, _, pname = n.rpartition(".")
+        module = model.get_submodule(mname)
+        w = getattr(module, pname)
+        mask = getattr(module, pname + "_mask", None)
+        if mask is not None:
+            w = getattr(module, pname + "_orig") * mask
+        out.append(w.detach().float().cpu())
+    return out
+
+
+def _compute(method_cls, tensors: list[torch.Tensor], sparsity: float, scope: str) -> list[torch.Tensor]:
+    if scope == "layer":
+        return [method_cls(amount=int(round(sparsity * t.numel()))).compute_mask(t, torch.ones_like(t))
+                for t in tensors]
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    mask = method_cls(amount=int(round(sparsity * flat.numel()))).compute_mask(flat, torch.ones_like(flat))
+    return [m.reshape(t.shape) for m, t in zip(mask.split([t.numel() for t in tensors]), tensors)]
+
+
+def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "layer",
+                    layers: Sequence[str] | None = None) -> Masks:
+    """Remove the ``sparsity`` fraction of smallest-|w| weights, per layer or globally.
+
+    ``layers``: weight names (or module names) to prune; default all Linear/Conv2d.
+    """
+    _check(sparsity, scope)
+    names = _layers(model, layers)
+    masks = _compute(prune.L1Unstructured, _weights(model, names), float(sparsity), scope)
+    return {n: m.float() for n, m in zip(names, masks)}
+
+
+def random_masks(model: nn.Module, sparsity: float, scope: str = "layer", seed: int = 0,
+                 layers: Sequence[str] | None = None) -> Masks:
+    """Remove a uniformly random ``sparsity`` fraction of weights (exact count), seeded.
+
+    Per layer: that fraction of each layer; global: of all chosen weights together
+    (so layers end up with different sparsities). Global RNG state is untouched.
+    """
+    _check(sparsity, scope)
+    names = _layers(model, layers)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        masks = _compute(prune.RandomUnstructured, _weights(model, names), float(sparsity), scope)
+    return {n: m.float() for n, m in zip(names, masks)}
+
+
+def anti_random_masks(model: nn.Module, sparsity: float = 0.5, seed: int = 0, scope: str = "layer",
+                      layers: Sequence[str] | None = None) -> tuple[Masks, Masks]:
+    """A random mask and its complement (Prune-and-Tune's anti-random siblings).
+
+    Every weight lives in exactly one of the two; with sparsity 0.5 both are 50%.
+    """
+    a = random_masks(model, sparsity, scope=scope, seed=seed, layers=layers)
+    return a, {k: 1.0 - v for k, v in a.items()}
+
+
+def edge_popup(model: nn.Module, train_loader, sparsity: float, **kw) -> Masks:
+    """Edge-popup masks (Ramanujan et al. 2020); see ``qselect.classical.edge_popup.edge_popup``."""
+    from .edge_popup import edge_popup as _ep
+
+    return _ep(model, train_loader, sparsity, **kw)

@@ -1,0 +1,101 @@
+"""Model checkpoints: atomic write, safe load (``weights_only``), masks carried along.
+
+A pruned model's state dict holds ``weight_orig`` / ``weight_mask`` entries;
+the checkpoint also records the masks so that loading into a fresh (unpruned)
+model of the same architecture first re-applies them and then loads weights.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import QSelectError
+from ..io import atomic_write_with
+from .masks import _is_pruned, _split, apply_masks, get_masks
+
+_FORMAT = "qselect-checkpoint"
+
+
+def _plain(obj):
+    """Meta as plain JSON types, so it loads with ``torch.load(weights_only=True)``."""
+    def default(o):
+        if hasattr(o, "item") and getattr(o, "ndim", 1) == 0:
+            return o.item()
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        if isinstance(o, Path):
+            return str(o)
+        if isinstance(o, (set, tuple)):
+            return list(o)
+        raise TypeError(f"checkpoint meta value of type {type(o).__name__} is not JSON-like")
+    return json.loads(json.dumps(obj, default=default))
+
+
+def save_checkpoint(path, model: nn.Module, meta: dict | None = None, optimizer=None) -> Path:
+    """Write model weights (+ masks, meta, optional optimizer state) atomically to ``path``."""
+    payload = {
+        "format": _FORMAT, "version": 1,
+        "model_class": type(model).__name__,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "masks": {k: v.bool() for k, v in get_masks(model).items()},
+        "meta": _plain(dict(meta or {})),
+    }
+    if optimizer is not None:
+        payload["optimizer"] = optimizer.state_dict()
+    return atomic_write_with(path, lambda p: torch.save(payload, p))
+
+
+def load_checkpoint(path, model: nn.Module | None = None, *, map_location="cpu") -> dict:
+    """Read a checkpoint; with ``model``, load its weights (and masks) into it in place.
+
+    Returns the payload dict: ``state_dict``, ``masks`` (float), ``meta``, ``model_class``
+    and ``optimizer`` when saved. A missing, corrupt or foreign file, or one made for
+    another architecture, raises ``QSelectError``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise QSelectError(f"checkpoint {path} does not exist; write one with save_checkpoint "
+                           "(or train with a checkpoint path)")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, garbage bytes, unpickling refusal, ...
+        raise QSelectError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}); "
+                           "delete it and re-run training to re-create it") from None
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise QSelectError(f"{path} is not a qselect checkpoint (no {_FORMAT!r} tag); expected a "
+                           "file written by save_checkpoint")
+    payload["masks"] = {k: v.float() for k, v in payload.get("masks", {}).items()}
+    if model is not None:
+        _load_into(model, payload, path)
+    return payload
+
+
+def _load_into(model: nn.Module, payload: dict, path: Path) -> None:
+    masks = payload["masks"]
+    cls = payload.get("model_class")
+    try:
+        # re-create the pruning re-parametrisation the saved weights expect
+        missing = {}
+        for name, m in masks.items():
+            mname, pname = _split(name)
+            if not _is_pruned(model.get_submodule(mname), pname):
+                missing[name] = m
+        if missing:
+            apply_masks(model, missing)
+        for name in get_masks(model):
+            if name not in masks:
+                raise QSelectError(f"model has a mask on {name!r} but checkpoint {path} does not; "
+                                   "load it into an unpruned model (remove_masks) instead")
+        device = next(model.parameters(), torch.empty(0)).device
+        model.load_state_dict({k: v.to(device) for k, v in payload["state_dict"].items()})
+    except QSelectError as exc:
+        raise QSelectError(f"checkpoint {path} (a {cls}) does not fit this "
+                           f"{type(model).__name__}: {exc}") from None
+    except (RuntimeError, AttributeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise QSelectError(f"checkpoint {path} (a {cls}) does not fit this {type(model).__name__}: "
+                           f"{detail[:300]}; build the same architecture it was saved from") from None

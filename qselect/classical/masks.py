@@ -1,0 +1,259 @@
+"""Masks: ``dict[str, torch.Tensor]`` keyed by parameter name, applied with torch pruning.
+
+A mask for ``"layers.0.weight"`` is a float 0/1 tensor of that parameter's
+shape. Masks are applied with ``torch.nn.utils.prune.custom_from_mask`` so
+they compose with PyTorch's own pruning (a second mask on the same tensor is
+multiplied in) and stay fixed while training: the optimiser only sees
+``weight_orig``; the ``weight_mask`` buffer never changes and the forward
+pre-hook recomputes ``weight = weight_orig * weight_mask`` on every call.
+Parameter names are always the *unpruned* names (``weight``, not
+``weight_orig``), so masks taken from a pruned model load into a fresh one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from ..errors import QSelectError
+from ..io import atomic_write_with
+
+Masks = dict[str, torch.Tensor]
+
+PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
+_FORMAT = "qselect-masks"
+
+
+def prunable_parameters(model: nn.Module) -> list[str]:
+    """Weight names (``"<module>.weight"``) of every Linear/Conv2d layer, in module order."""
+    return [f"{name}.weight" if name else "weight"
+            for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
+
+
+def _split(name: str) -> tuple[str, str]:
+    mod, _, pname = name.rpartition(".")
+    return mod, pname
+
+
+def _is_pruned(module: nn.Module, pname: str) -> bool:
+    return hasattr(module, pname + "_mask") and (pname + "_orig") in module._parameters
+
+
+def parameter_shapes(model: nn.Module) -> dict[str, torch.Size]:
+    """Every parameter's shape by its unpruned name (``x.weight_orig`` reported as ``x.weight``)."""
+    out: dict[str, torch.Size] = {}
+    for mname, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            if pname.endswith("_orig") and _is_pruned(module, pname[:-5]):
+                pname = pname[:-5]
+            out[f"{mname}.{pname}" if mname else pname] = p.shape
+    return out
+
+
+def validate_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
+    """Raise ``QSelectError`` unless every mask names a parameter of ``model`` with its shape and holds 0/1."""
+    if not isinstance(masks, Mapping):
+        raise QSelectError(f"masks must be a dict name -> 0/1 tensor, got {type(masks).__name__}; "
+                           "use get_masks(model) or load_masks(path) to obtain one")
+    shapes = parameter_shapes(model)
+    for name, m in masks.items():
+        if name not in shapes:
+            sample = ", ".join(list(shapes)[:6])
+            raise QSelectError(f"mask {name!r} names no parameter of {type(model).__name__} "
+                               f"(parameters include {sample}, ...); masks must be keyed by "
+                               "model.named_parameters() names of the same architecture")
+        m = torch.as_tensor(m)
+        if tuple(m.shape) != tuple(shapes[name]):
+            raise QSelectError(f"mask {name!r} has shape {tuple(m.shape)} but the parameter has "
+                               f"shape {tuple(shapes[name])}; the masks were made for a different "
+                               "model size")
+        if m.numel() and not bool(((m == 0) | (m == 1)).all()):
+            raise QSelectError(f"mask {name!r} holds values other than 0 and 1; "
+                               "masks must be binary (use (scores > t).float())")
+
+
+def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor] | object, *,
+                strict: bool = True) -> nn.Module:
+    """Prune ``model`` in place with ``masks`` (via ``prune.custom_from_mask``); returns it.
+
+    ``masks`` may also be an object with a ``.masks`` dict (team A's ``Selection``).
+    A parameter already pruned gets the product of its old and new mask
+    (torch's PruningContainer). ``strict=False`` skips names the model lacks.
+    """
+    masks = masks_from_selection(masks)
+    if not strict:
+        shapes = parameter_shapes(model)
+        masks = {k: v for k, v in masks.items() if k in shapes}
+    validate_masks(model, masks)
+    for name, m in masks.items():
+        mname, pname = _split(name)
+        module = model.get_submodule(mname)
+        ref = getattr(module, pname + "_orig") if _is_pruned(module, pname) else getattr(module, pname)
+        prune.custom_from_mask(module, pname, mask=torch.as_tensor(m).detach().to(ref.device, ref.dtype))
+    return model
+
+
+def get_masks(model: nn.Module, *, include_dense: bool = False) -> Masks:
+    """Current masks of ``model`` (copies, float32 on CPU).
+
+    Only pruned parameters appear, unless ``include_dense`` adds an all-ones
+    mask for every unpruned prunable weight (handy for sparsity accounting).
+    """
+    out: Masks = {}
+    for mname, module in model.named_modules():
+        for bname, buf in module.named_buffers(recurse=False):
+            if bname.endswith("_mask") and _is_pruned(module, bname[:-5]):
+                key = f"{mname}.{bname[:-5]}" if mname else bname[:-5]
+                out[key] = buf.detach().to("cpu", torch.float32).clone()
+    if include_dense:
+        shapes = parameter_shapes(model)
+        for name in prunable_parameters(model):
+            if name not in out:
+                out[name] = torch.ones(shapes[name])
+    return out
+
+
+def remove_masks(model: nn.Module, *, make_permanent: bool = True) -> nn.Module:
+    """Drop the pruning re-parametrisation from every parameter.
+
+    ``make_permanent=True`` is ``prune.remove`` (masked weights stay zero in a
+    plain parameter); ``False`` restores the unmasked ``weight_orig`` values.
+    """
+    for module in model.modules():
+        for key, hook in list(module._forward_pre_hooks.items()):
+            if not isinstance(hook, prune.BasePruningMethod):
+                continue
+            pname = hook._tensor_name
+            if make_permanent:
+                prune.remove(module, pname)
+                continue
+            orig = module._parameters.pop(pname + "_orig")
+            del module._buffers[pname + "_mask"]
+            if hasattr(module, pname):
+                delattr(module, pname)
+            module.register_parameter(pname, orig)
+            del module._forward_pre_hooks[key]
+    return model
+
+
+def mask_sparsity(model_or_masks: nn.Module | Mapping[str, torch.Tensor]) -> dict:
+    """Fraction of zeros, per masked tensor and overall.
+
+    For a model: over all prunable weights (unpruned ones count as dense) plus any
+    other pruned parameter. Returns ``{"overall", "layers": {name: sparsity},
+    "kept", "total"}`` (kept/total count entries).
+    """
+    if isinstance(model_or_masks, nn.Module):
+        masks = get_masks(model_or_masks, include_dense=True)
+    else:
+        masks = masks_from_selection(model_or_masks)
+    layers, kept, total = {}, 0, 0
+    for name, m in masks.items():
+        m = torch.as_tensor(m)
+        n, k = m.numel(), int((m != 0).sum())
+        layers[name] = 1.0 - k / n if n else 0.0
+        kept += k
+        total += n
+    return {"overall": 1.0 - kept / total if total else 0.0, "layers": layers,
+            "kept": kept, "total": total}
+
+
+def save_masks(path, masks: Mapping[str, torch.Tensor], meta: dict | None = None) -> Path:
+    """Write masks (with their names and shapes) atomically; loadable with ``load_masks``."""
+    masks = masks_from_selection(masks)
+    payload = {"format": _FORMAT, "version": 1,
+               "masks": {k: torch.as_tensor(v).detach().cpu().bool() for k, v in masks.items()},
+               "meta": dict(meta or {})}
+    return atomic_write_with(path, lambda p: torch.save(payload, p))
+
+
+def load_masks(path, model: nn.Module | None = None) -> Masks:
+    """Read masks written by ``save_masks``; with ``model``, check names and shapes against it."""
+    path = Path(path)
+    if not path.is_file():
+        raise QSelectError(f"mask file {path} does not exist; write one with save_masks(path, masks) "
+                           "or the CLI's --save-masks")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a truncated/garbled file
+        raise QSelectError(f"mask file {path} is unreadable ({type(exc).__name__}); expected a "
+                           "qselect masks file written by save_masks — re-create it") from None
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise QSelectError(f"{path} is not a qselect masks file (missing format tag "
+                           f"{_FORMAT!r}); expected a file written by save_masks")
+    masks = {k: v.float() for k, v in payload["masks"].items()}
+    if model is not None:
+        validate_masks(model, masks)
+    return masks
+
+
+def masks_from_selection(selection) -> Masks:
+    """Masks from team A's ``Selection`` (its ``.masks``), or a masks dict passed through.
+
+    Values become float 0/1 tensors. Duck-typed so ``qselect.formulate`` is not
+    imported here.
+    """
+    masks = getattr(selection, "masks", selection)
+    if not isinstance(masks, Mapping):
+        raise QSelectError(f"expected a masks dict or an object with .masks, got "
+                           f"{type(selection).__name__}")
+    return {k: torch.as_tensor(v).detach().float() for k, v in masks.items()}
+
+
+def neuron_masks(model: nn.Module, layer: str, keep: Iterable[int] | torch.Tensor, *,
+                 bias: bool = True) -> Masks:
+    """Neuron-level selection -> weight masks: keep output units ``keep`` of ``layer``.
+
+    ``keep`` is a list of unit indices or a 0/1 tensor/array over the layer's outputs
+    (rows of a Linear weight, output channels of a Conv2d). The unit's whole
+    incoming row (and its bias, when ``bias``) is masked.
+    """
+    try:
+        module = model.get_submodule(layer)
+    except AttributeError:
+        raise QSelectError(f"model has no layer {layer!r}; pick one of "
+                           f"{[n.rsplit('.', 1)[0] for n in prunable_parameters(model)]}") from None
+    if not isinstance(module, PRUNABLE_TYPES):
+        raise QSelectError(f"layer {layer!r} is a {type(module).__name__}; neuron masks need "
+                           "a Linear or Conv2d layer")
+    shape = parameter_shapes(model)[f"{layer}.weight"]
+    n_out = shape[0]
+    if isinstance(keep, (list, tuple, range, set)):
+        idx = torch.as_tensor(sorted(keep), dtype=torch.long).reshape(-1)
+        if idx.numel() and (idx.min() < 0 or idx.max() >= n_out):
+            raise QSelectError(f"neuron index out of range for {layer!r} with {n_out} units")
+        unit = torch.zeros(n_out)
+        unit[idx] = 1.0
+    else:  # a 0/1 vector (tensor or array) over the units
+        unit = torch.as_tensor(keep).float().reshape(-1)
+        if unit.numel() != n_out:
+            raise QSelectError(f"neuron mask for {layer!r} has {unit.numel()} entries but the layer "
+                               f"has {n_out} units; pass a 0/1 vector of that length or a list of indices")
+    view = (n_out,) + (1,) * (len(shape) - 1)
+    out = {f"{layer}.weight": unit.reshape(view).expand(shape).clone()}
+    if bias and getattr(module, "bias", None) is not None:
+        out[f"{layer}.bias"] = unit.clone()
+    return out
+
+
+def masks_from_solutions(model: nn.Module, problems, results, layers=None) -> Masks:
+    """Masks from solved local problems (weight-, neuron- or NK-level) of ``qselect.formulate``.
+
+    ``problems`` are ``LocalProblem``s, ``results`` their ``SolveResult``s (one each,
+    in order; only ``.bits`` is read). Layers in ``layers`` with no problem get an
+    all-ones mask. The bit -> entry bookkeeping lives with the formulations
+    (``qselect.formulate.select.build_masks``); this is the pipeline-side entry point.
+    """
+    problems, results = list(problems), list(results)
+    if len(problems) != len(results):
+        raise QSelectError(f"{len(problems)} local problems but {len(results)} results; pass one "
+                           "result per problem, in order")
+    from ..formulate.select import build_masks  # lazy: the classical side does not need formulate
+
+    masks = build_masks(model, problems, results, layers=layers)
+    out = {k: v.detach().to("cpu", torch.float32) for k, v in masks.items()}
+    validate_masks(model, out)
+    return out

@@ -1,0 +1,63 @@
+"""The seed methods: Prune and Tune ensembles, Stochastic Subnetwork Annealing,
+Synaptic Stripping, and the pruning baselines they are compared against.
+
+Every mask goes through ``qselect.classical.masks.apply_masks``
+(``torch.nn.utils.prune``), like the rest of the toolkit.
+
+ensembles
+    PaTConfig(children=6, method="antirandom"|"random"|"magnitude"|"partition"|"qselect",
+              sparsity=0.5, parts=None, tune_epochs=2, lr=0.05, bagging=False,
+              bag_fraction=0.9, parent_member=False, scope="layer", seed=0,
+              batch_size=128, select_options=None, calib_size=128, tune=None)
+    prune_and_tune(parent, train_data, config=None, *, parent_epochs=0, val_loader=None,
+                   sample_input=None, masks=None, **overrides) -> PaTResult
+        PaTResult(parent, children, masks, histories, config, cost, info);
+        .members, .evaluate(loader) -> metrics + diversity + cost
+    child_masks(parent, method, children, *, sparsity, seed, parts, scope,
+                calib_inputs, calib_size, select_options) -> (list[Masks], info)
+    evaluate_ensemble(members, loader, device=None) -> dict(accuracy, nll, ece,
+        disagreement, pairwise_kl, output_correlation, member_mean, members, size)
+    bagged_dataset(dataset, fraction, seed), flop_density(model, sample_input)
+partitions
+    partition_masks(model, parts, *, seed=0, layers=None, base_masks=None) -> list[Masks]
+    anti_random_pair(model, *, seed=0, ...) -> (Masks, Masks)
+    partition_children(model, children, parts=2, *, seed=0, ...) -> list[Masks]
+    check_partition(parent_masks, children) -> dict(overlap, uncovered, outside)
+annealing
+    StochasticSubnetworkAnnealing(model, target_masks, *, duration, schedule="cosine",
+        initial_prob=1.0, init="constant"|"random", decay=5.0,
+        eval_mask="expected"|"target", seed=0)
+        .probabilities(step=None), .current_masks(), .state(), .done, .finish() -> Masks
+    schedule_factor(kind, t, *, decay=5.0); SCHEDULES
+    ssa_finetune(model, target_masks, train_loader, config, *, anneal_epochs=None,
+                 schedule="cosine", initial_prob=1.0, ...) -> dict(history, masks, ssa)
+stripping
+    SynapticStripping(model, loader=None, *, fraction=0.05, frequency=1, device=None, layers=None)
+        .relu_activity(loader), .dead_units(loader), .strip(loader, epoch=None) -> record,
+        .epoch_callback (for train(..., epoch_callback=...)), .history, .sparsity()
+    synaptic_stripping(model, train_loader, config, *, eval_loader=None, fraction=0.05,
+                       frequency=1, val_loader=None, layers=None) -> dict
+iterative
+    one_shot_pruning(model, masks, train_loader, config, *, val_loader=None) -> dict
+    iterative_magnitude_pruning(model, train_loader, config, sparsity, *, rounds=3,
+                                scope="layer", layers=None, val_loader=None) -> dict
+    surviving_magnitude_masks(model, sparsity, *, scope="layer", layers=None)
+    round_sparsities(sparsity, rounds), split_epochs(epochs, rounds)
+"""
+from .annealing import SCHEDULES, StochasticSubnetworkAnnealing, schedule_factor, ssa_finetune
+from .ensembles import (CHILD_METHODS, PaTConfig, PaTResult, bagged_dataset, child_masks,
+                        evaluate_ensemble, flop_density, prune_and_tune)
+from .iterative import (iterative_magnitude_pruning, one_shot_pruning, round_sparsities,
+                        split_epochs, surviving_magnitude_masks)
+from .partitions import anti_random_pair, check_partition, partition_children, partition_masks
+from .stripping import SynapticStripping, synaptic_stripping
+
+__all__ = [
+    "SCHEDULES", "StochasticSubnetworkAnnealing", "schedule_factor", "ssa_finetune",
+    "CHILD_METHODS", "PaTConfig", "PaTResult", "bagged_dataset", "child_masks",
+    "evaluate_ensemble", "flop_density", "prune_and_tune",
+    "iterative_magnitude_pruning", "one_shot_pruning", "round_sparsities", "split_epochs",
+    "surviving_magnitude_masks",
+    "anti_random_pair", "check_partition", "partition_children", "partition_masks",
+    "SynapticStripping", "synaptic_stripping",
+]

@@ -1,0 +1,99 @@
+"""The ``qselect`` command line: demo, select, compare, evaluate, bench (+ hardware commands).
+
+``main(argv)`` parses the command, merges ``--config`` TOML values (flag >
+config > default), and runs it. Any ``QSelectError`` becomes one line on
+stderr, ``qselect: error: <what is wrong and how to fix it>``, and exit code 2;
+the traceback is shown only with ``--debug``. Anything else is a bug and keeps
+its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+
+from ..errors import QSelectError
+from .common import add_common_options, option_specs, setup_logging
+
+#: qselect.cli modules that each provide register(subparsers, add_common_options)
+COMMAND_MODULES = ("demo", "select", "compare", "evaluate", "bench")
+#: added by the hardware team; optional so the CLI works without it
+OPTIONAL_MODULES = ("hardware",)
+
+log = logging.getLogger("qselect")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as QSelectError (one line, exit 2)."""
+
+    def error(self, message):
+        raise QSelectError(f"{message}; see '{self.prog} --help'")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    from .. import __version__
+
+    parser = _Parser(prog="qselect", description="Quantum-classical neuron selection: local QUBO/QAOA "
+                     "subnetwork problems and a PyTorch pruning pipeline.")
+    parser.add_argument("--version", action="version", version=f"qselect {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(sub, add_common_options)
+    for name in OPTIONAL_MODULES:
+        try:
+            mod = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            continue
+        mod.register(sub, add_common_options)
+    commands = dict(sub.choices)
+    for p in commands.values():
+        option_specs(p)  # moves every default out of argparse (flag > config > default)
+    return parser, commands
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        parser, commands = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help(sys.stderr)
+            raise QSelectError(f"no command given; choose one of {', '.join(commands)}")
+        command = args.command
+        schema = option_specs(commands[command])
+        config = {}
+        config_path = getattr(args, "config", None)
+        if config_path is not None:
+            from ..config import load_config
+
+            config = load_config(config_path, schema, command, commands)
+        from ..config import resolve
+
+        explicit = {k: v for k, v in vars(args).items() if k in schema}
+        cfg = resolve(schema, config, explicit)
+        debug = debug or bool(cfg.get("debug"))
+        setup_logging(bool(cfg.get("quiet")), bool(cfg.get("verbose")))
+        ns = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in schema}, **cfg)
+        ns.command, ns.func, ns.config = command, args.func, config_path
+        # `given`: options set by flag or config file (commands with presets, e.g. demo
+        # --size, fill in only the rest)
+        ns.resolved, ns.argv, ns.given = cfg, argv, set(config) | set(explicit)
+        rc = args.func(ns)
+        return int(rc or 0)
+    except QSelectError as exc:
+        if debug:
+            traceback.print_exc()
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"qselect: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qselect: interrupted; files already written are complete, rerun to finish", file=sys.stderr)
+        return 130
+
+
+__all__ = ["main", "build_parser", "add_common_options"]

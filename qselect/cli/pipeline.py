@@ -1,0 +1,312 @@
+"""The experiment steps the commands share: data, parent model, calibration batch,
+selection by any method, evaluation before and after fine-tuning.
+
+Kept free of argparse so that tests (and notebooks) can call the same steps the
+CLI runs. Every step takes its seed explicitly: on CPU the same config gives
+bit-identical masks and numbers.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import QSelectError
+from .common import add_option
+
+log = logging.getLogger("qselect")
+
+#: selection methods that do not go through local problems (team C's baselines)
+CLASSICAL_METHODS = ("magnitude", "random")
+IMAGE_MODELS = ("lenet5", "resnet18", "vit")
+
+
+def add_experiment_options(parser, *, epochs=20, finetune_epochs=3, calib_size=256, hidden=(32, 32),
+                           batch_size=64, lr=0.1, p=1):
+    g = parser.add_argument_group("experiment options")
+    add_option(g, "--epochs", kind="int", default=epochs, metavar="N",
+               help="training epochs of the parent (built-in models)")
+    add_option(g, "--finetune-epochs", kind="int", default=finetune_epochs, metavar="N",
+               help="fine-tuning epochs after pruning (0 = no fine-tune)")
+    add_option(g, "--calib-size", kind="int", default=calib_size, metavar="N",
+               help="calibration inputs (from the training split) the local problems are built from")
+    add_option(g, "--hidden", kind="ints", default=list(hidden), metavar="W,W",
+               help="hidden widths of the built-in mlp")
+    add_option(g, "--batch-size", kind="int", default=batch_size, metavar="N", help="training batch size")
+    add_option(g, "--lr", kind="float", default=lr, metavar="LR", help="peak learning rate (one-cycle SGD)")
+    add_option(g, "--layers", kind="strs", default=None, metavar="NAME,NAME",
+               help="layers to prune (default: the hidden layers, i.e. all prunable layers but the output)")
+    add_option(g, "--p", kind="int", default=p, metavar="P", help="QAOA depth")
+    return g
+
+
+def validate_experiment(cfg: dict) -> dict:
+    for key, low in (("epochs", 0), ("finetune_epochs", 0), ("batch_size", 1), ("p", 1)):
+        if cfg[key] < low:
+            raise QSelectError(f"{key.replace('_', '-')} must be at least {low}, got {cfg[key]}; "
+                               f"set it with --{key.replace('_', '-')}")
+    if cfg["calib_size"] < 1:
+        raise QSelectError(f"the calibration set is empty (--calib-size {cfg['calib_size']}); the local "
+                           f"problems need activations: use --calib-size 1 or more (e.g. 256)")
+    if not (cfg["lr"] > 0 and math.isfinite(cfg["lr"])):
+        raise QSelectError(f"lr must be a positive number, got {cfg['lr']}; set it with --lr")
+    if any(h < 1 for h in cfg["hidden"]):
+        raise QSelectError(f"hidden widths must be positive, got {cfg['hidden']}; e.g. --hidden 32,32")
+    return cfg
+
+
+# --------------------------------------------------------------------------- data and models
+
+def load_data(cfg: dict):
+    from ..classical.data import load_dataset
+
+    image = cfg["model"] in IMAGE_MODELS or _checkpoint_wants_image(cfg["model"])
+    return load_dataset(cfg["dataset"], root=cfg.get("data_root"), seed=cfg["seed"], image=image)
+
+
+def _checkpoint_wants_image(model: str) -> bool:
+    if model in IMAGE_MODELS or not Path(model).is_file():
+        return False
+    return _checkpoint_meta(model).get("model") in IMAGE_MODELS
+
+
+def _checkpoint_meta(path) -> dict:
+    from ..classical.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).get("meta", {}) or {}
+
+
+def train_config(cfg: dict, epochs: int, seed: int, progress: bool):
+    from ..classical.train import TrainConfig
+
+    return TrainConfig(epochs=epochs, lr=cfg["lr"], batch_size=cfg["batch_size"], seed=seed,
+                       device="auto", progress=progress)
+
+
+def prepare_parent(cfg: dict, data, progress: bool = False):
+    """Build and train a built-in model, or load a checkpoint; returns (model, info)."""
+    from ..classical.checkpoint import load_checkpoint
+    from ..classical.data import make_loader
+    from ..classical.models import build_model
+    from ..classical.train import evaluate, train
+
+    name = cfg["model"]
+    if Path(name).is_file() and name not in IMAGE_MODELS + ("mlp",):
+        payload = load_checkpoint(name)
+        meta = payload.get("meta") or {}
+        if "model" not in meta:
+            raise QSelectError(f"checkpoint {name} does not say which architecture it holds (no 'model' in "
+                               f"its meta); use a checkpoint written by 'qselect select' (model.pt)")
+        shape, classes = tuple(meta.get("input_shape", data.input_shape)), meta.get("num_classes", data.num_classes)
+        if tuple(shape) != tuple(data.input_shape) or classes != data.num_classes:
+            raise QSelectError(f"checkpoint {name} was trained for inputs {tuple(shape)} with {classes} classes, "
+                               f"but dataset {cfg['dataset']!r} has {tuple(data.input_shape)} and "
+                               f"{data.num_classes}; use the dataset it was trained on")
+        model = build_model(meta["model"], shape, classes, seed=cfg["seed"], **meta.get("model_kwargs", {}))
+        load_checkpoint(name, model)
+        info = {"source": str(name), "model": meta["model"], "model_kwargs": meta.get("model_kwargs", {}),
+                "trained_epochs": meta.get("epochs")}
+    else:
+        kwargs = {"hidden": tuple(cfg["hidden"])} if name == "mlp" else {}
+        model = build_model(name, data.input_shape, data.num_classes, seed=cfg["seed"], **kwargs)
+        t0 = time.perf_counter()
+        history = train(model, make_loader(data.train, cfg["batch_size"], shuffle=True, seed=cfg["seed"]),
+                        train_config(cfg, cfg["epochs"], cfg["seed"], progress))
+        info = {"source": "built-in", "model": name, "model_kwargs": {k: list(v) if isinstance(v, tuple) else v
+                                                                      for k, v in kwargs.items()},
+                "trained_epochs": cfg["epochs"], "train_seconds": time.perf_counter() - t0,
+                "final_train_loss": _last(history.get("train_loss"))}
+    check_finite(model, cfg["model"])
+    model.eval()
+    info["test"] = evaluate(model, make_loader(data.test, 512))
+    info["input_shape"], info["num_classes"] = list(data.input_shape), data.num_classes
+    return model, info
+
+
+def _last(x):
+    return float(x[-1]) if x else None
+
+
+def check_finite(model, where: str = "the model") -> None:
+    """NaN/inf weights make every local problem meaningless: refuse them up front."""
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and not bool(t.isfinite().all()):
+            bad = int((~t.isfinite()).sum())
+            raise QSelectError(f"{where}: parameter {name} has {bad} NaN/inf value(s); the model is broken "
+                               f"(diverged training?) — retrain it or load another checkpoint")
+
+
+def calibration_inputs(data, size: int, seed: int):
+    """The first ``size`` inputs of a seeded permutation of the training split."""
+    import torch
+
+    n = len(data.train)
+    if n == 0 or size < 1:
+        raise QSelectError("the calibration set is empty; the local problems need activations — use "
+                           "--calib-size 1 or more and a dataset with training samples")
+    g = torch.Generator().manual_seed(int(seed) + 7919)
+    idx = torch.randperm(n, generator=g)[: min(size, n)]
+    return data.train.tensors[0][idx]
+
+
+def hidden_layers(model, layers=None) -> list[str]:
+    """Module names of the layers to prune: given, or every prunable layer but the output one."""
+    from ..classical.masks import prunable_parameters
+
+    names = [p.rsplit(".", 1)[0] for p in prunable_parameters(model)]
+    if layers:
+        unknown = [l for l in layers if l not in names]
+        if unknown:
+            raise QSelectError(f"unknown layer(s) {', '.join(unknown)}; prunable layers of this model: "
+                               f"{', '.join(names)} (set them with --layers)")
+        return list(layers)
+    if len(names) < 2:
+        raise QSelectError("the model has fewer than two prunable layers; pass --layers explicitly")
+    return names[:-1]
+
+
+# --------------------------------------------------------------------------- executors and solvers
+
+def make_executor(spec: str, formulation: str):
+    """'auto': in-process for the few problems of neuron selection, a process pool otherwise."""
+    from ..executors import get_executor
+
+    if spec == "auto":
+        spec = "inline" if formulation == "neuron" else "process"
+    if spec == "inline":
+        return None  # select_masks shows its per-problem progress bar only in-process
+    return get_executor(spec)
+
+
+def close_executor(executor) -> None:
+    client = getattr(executor, "client", None)
+    if client is not None and getattr(executor, "_own", False):
+        client.close()
+
+
+def make_solver(name: str, *, seed: int, backend: str = "native", p: int = 1, qubits: int | None = None):
+    """A registry solver with the run's seed (and QAOA backend/depth) where it takes them."""
+    from ..solvers import get_solver, solver_class
+
+    cls = solver_class(name)
+    params = inspect.signature(cls.__init__).parameters
+    kw: dict[str, Any] = {}
+    if "seed" in params:
+        kw["seed"] = seed
+    if name == "qaoa":
+        kw.update(backend=backend, p=p)
+    return get_solver(name, **kw)
+
+
+# --------------------------------------------------------------------------- selection
+
+#: solvers that run on (simulated) qubits; only they are held to the qubit budget
+QUANTUM_SOLVERS = ("qaoa",)
+#: exact search over 2^n energies: whole problems up to this size, blocks above
+EXACT_BLOCK = 22
+#: "no decomposition" for classical heuristics (SA, tabu, greedy, baselines)
+WHOLE = 1 << 20
+
+
+def block_size(solver: str, cfg: dict) -> int:
+    """Largest block a solver gets: the qubit budget for QAOA, whole problems for classical
+    heuristics, and blocks of ``exact_limit`` bits for exact search (its cost is 2^n)."""
+    if solver in QUANTUM_SOLVERS:
+        return int(cfg["qubits"])
+    if solver == "exact":
+        return int(cfg.get("exact_limit") or EXACT_BLOCK)
+    return WHOLE
+
+@dataclass
+class MethodResult:
+    method: str
+    masks: dict
+    seconds: float
+    selection: Any = None  # team A's Selection for local-problem methods
+    info: dict = field(default_factory=dict)
+
+
+def select(method: str, model, calib, cfg: dict, *, sparsity: float, seed: int, layers: list[str],
+           executor=None, progress: bool = False, qubits: int | None = None) -> MethodResult:
+    """Masks from a classical baseline (magnitude/random) or from local problems solved by ``method``."""
+    t0 = time.perf_counter()
+    if method in CLASSICAL_METHODS:
+        from ..classical import baselines
+
+        names = [f"{l}.weight" for l in layers]
+        if method == "magnitude":
+            masks = baselines.magnitude_masks(model, sparsity, scope="layer", layers=names)
+        else:
+            masks = baselines.random_masks(model, sparsity, scope="layer", seed=seed, layers=names)
+        return MethodResult(method, dict(masks), time.perf_counter() - t0)
+    solver_name = method.removeprefix("q:")
+    from ..formulate import select_masks
+
+    solver = make_solver(solver_name, seed=seed, backend=cfg["backend"], p=cfg["p"])
+    selection = select_masks(model, calib, formulation=cfg["formulation"], sparsity=sparsity, solver=solver,
+                             qubits=qubits or block_size(solver_name, cfg), layers=layers, seed=seed,
+                             executor=executor, progress=progress)
+    return MethodResult(method, dict(selection.masks), time.perf_counter() - t0, selection)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def evaluate_masks(parent, masks: dict, data, cfg: dict, *, seed: int, finetune_epochs: int,
+                   progress: bool = False) -> tuple[dict, Any]:
+    """Metrics of the pruned parent, then of the pruned child after a short fine-tune.
+
+    Returns (metrics, fine-tuned child). The parent is never modified.
+    """
+    from ..classical.data import make_loader
+    from ..classical.masks import apply_masks, mask_sparsity
+    from ..classical.train import evaluate, train
+
+    child = copy.deepcopy(parent)
+    apply_masks(child, masks)
+    test = make_loader(data.test, 512)
+    sp = mask_sparsity(masks)
+    out = {"sparsity_actual": sp["overall"], "kept_weights": sp["kept"], "masked_weights_total": sp["total"]}
+    m = evaluate(child, test)
+    out.update(accuracy_pruned=m["accuracy"], nll_pruned=m["nll"], ece_pruned=m["ece"])
+    if finetune_epochs > 0:
+        train(child, make_loader(data.train, cfg["batch_size"], shuffle=True, seed=seed),
+              train_config(cfg, finetune_epochs, seed, progress))
+        child.eval()
+        m = evaluate(child, test)
+        out.update(accuracy_finetuned=m["accuracy"], nll_finetuned=m["nll"], ece_finetuned=m["ece"])
+    else:
+        out.update(accuracy_finetuned=None, nll_finetuned=None, ece_finetuned=None)
+    return out, child
+
+
+def weight_sparsity(masks: dict) -> float:
+    """Fraction of the masked *weight* entries removed (biases not counted)."""
+    kept = total = 0
+    for name, m in masks.items():
+        if name.endswith("weight"):
+            kept += float(m.sum())
+            total += m.numel()
+    return 1.0 - kept / total if total else 0.0
+
+
+def problem_rows(selection, *, method: str | None = None) -> list[dict]:
+    """One row per local problem of a Selection: where it lives, its size and the solver's answer."""
+    if selection is None:
+        return []
+    rows = []
+    for lp, res in zip(selection.problems, selection.results):
+        row = {"problem": f"{lp.layer}#{lp.index}", "layer": lp.layer, "kind": lp.kind, "index": int(lp.index),
+               "n": int(lp.problem.n), "k": None if lp.k is None else int(lp.k),
+               "method": method or res.solver, "solver": res.solver, "energy": float(res.energy),
+               "kept": res.kept, "kept_fraction": res.kept_fraction, "wall_time": float(res.wall_time),
+               "scale": float(lp.problem.scale())}
+        exp = getattr(res, "expectation", None)
+        if exp is not None:
+            row["expectation"] = float(exp)
+        rows.append(row)
+    return rows

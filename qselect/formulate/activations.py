@@ -1,0 +1,112 @@
+"""Calibration activations: what flows into and out of each layer, captured by forward hooks."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from ..errors import QSelectError
+
+PRUNABLE = (nn.Linear, nn.Conv2d)
+
+
+def prunable_layers(model: nn.Module) -> list[str]:
+    """Names of the Linear/Conv2d modules in module order."""
+    return [name for name, m in model.named_modules() if isinstance(m, PRUNABLE)]
+
+
+def resolve_layers(model: nn.Module, layers: Iterable[str] | None) -> list[str]:
+    modules = dict(model.named_modules())
+    if layers is None:
+        names = prunable_layers(model)
+    else:
+        names = [layers] if isinstance(layers, str) else list(layers)
+    for name in names:
+        if name not in modules:
+            raise QSelectError(f"model has no layer {name!r}; prunable layers: {prunable_layers(model)}")
+        if not isinstance(modules[name], PRUNABLE):
+            raise QSelectError(f"layer {name!r} is a {type(modules[name]).__name__}; "
+                               "only nn.Linear and nn.Conv2d layers can be formulated")
+    if not names:
+        raise QSelectError("the model has no nn.Linear or nn.Conv2d layer to select from")
+    return names
+
+
+def model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _batches(inputs):
+    if isinstance(inputs, torch.Tensor):
+        yield inputs
+        return
+    for b in inputs:  # a DataLoader / list of batches; (x, y) pairs keep x
+        yield b[0] if isinstance(b, (tuple, list)) else b
+
+
+@torch.no_grad()
+def collect_activations(model: nn.Module, inputs, layers: Iterable[str] | None = None
+                        ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Run ``model`` on ``inputs`` (a tensor, or an iterable of batches / (x, y) pairs)
+    and return ``{layer: (inputs_to_layer, outputs)}`` for the named layers
+    (default every Linear/Conv2d), concatenated over batches, detached, on the
+    model's device. The model runs in eval mode and is restored afterwards.
+    """
+    names = resolve_layers(model, layers)
+    modules = dict(model.named_modules())
+    store: dict[str, tuple[list, list]] = {n: ([], []) for n in names}
+
+    def hook(name):
+        def fn(module, args, output):
+            store[name][0].append(args[0].detach())
+            store[name][1].append(output.detach())
+        return fn
+
+    handles = [modules[n].register_forward_hook(hook(n)) for n in names]
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    try:
+        seen = 0
+        for x in _batches(inputs):
+            if not isinstance(x, torch.Tensor):
+                raise QSelectError(f"calibration inputs must be tensors, got {type(x).__name__}")
+            model(x.to(device))
+            seen += 1
+        if seen == 0:
+            raise QSelectError("no calibration inputs were given; pass a tensor batch or a DataLoader")
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    out = {}
+    for n in names:
+        if not store[n][0]:
+            raise QSelectError(f"layer {n!r} was never called in the forward pass; is it used by the model?")
+        out[n] = (torch.cat(store[n][0]), torch.cat(store[n][1]))
+    return out
+
+
+def as_float64_cpu(t: torch.Tensor) -> torch.Tensor:
+    """QUBO math runs in float64 on CPU whatever device the model lives on."""
+    return t.detach().to(device="cpu", dtype=torch.float64)
+
+
+@torch.no_grad()
+def call_order(model: nn.Module, inputs) -> list[str]:
+    """Names of the leaf modules in the order one forward pass calls them (one sample)."""
+    order: list[str] = []
+    handles = [m.register_forward_hook(lambda mod, a, o, n=name: order.append(n))
+               for name, m in model.named_modules() if not list(m.children())]
+    was_training = model.training
+    model.eval()
+    try:
+        x = next(iter(_batches(inputs)))
+        model(x[:1].to(model_device(model)))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return order

@@ -1,0 +1,201 @@
+"""select_masks: model + calibration batch → local problems → solved → PyTorch masks."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import QSelectError
+from ..solvers import Solver, SolveResult, get_solver
+from ..solvers.anneal import SimulatedAnnealingSolver
+from ..solvers.exact import ExactSolver
+from .activations import call_order, collect_activations, prunable_layers, resolve_layers
+from .decompose import BlockSolver
+from .local import LocalProblem
+from .neurons import neuron_problem
+from .nk import nk_problems
+from .weights import weight_problems
+
+FORMULATIONS = ("weight", "neuron", "nk")
+_ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Softplus,
+                nn.Hardtanh, nn.ReLU6, nn.Identity)
+#: exact search is the default inner solver up to this many bits per block
+EXACT_DEFAULT_BITS = 20
+
+
+@dataclass
+class Selection:
+    """What ``select_masks`` returns: masks, and the local problems/results behind them."""
+
+    masks: dict[str, torch.Tensor]
+    problems: list[LocalProblem]
+    results: list[SolveResult]
+    formulation: str = "weight"
+    sparsity: float = 0.5
+    info: dict = field(default_factory=dict)
+
+    def kept_fraction(self) -> dict[str, float]:
+        return {k: float(m.float().mean()) for k, m in self.masks.items()}
+
+    def summary(self) -> dict:
+        """Per-layer kept fraction, problem count, energies and timings (JSON-ready)."""
+        layers: dict[str, dict] = {}
+        for lp, r in zip(self.problems, self.results):
+            d = layers.setdefault(lp.layer, {"problems": 0, "bits": 0, "energy": 0.0, "wall_time": 0.0,
+                                             "sweeps": 0})
+            d["problems"] += 1
+            d["bits"] += lp.n
+            d["energy"] += float(r.energy)
+            d["wall_time"] += float(r.wall_time)
+            d["sweeps"] = max(d["sweeps"], int(r.info.get("sweeps", 0)))
+        for name, d in layers.items():
+            key = f"{name}.weight" if name else "weight"
+            if key in self.masks:
+                d["kept_fraction"] = float(self.masks[key].float().mean())
+        return {"formulation": self.formulation, "sparsity": self.sparsity,
+                "problems": len(self.problems), "max_bits": max((p.n for p in self.problems), default=0),
+                "solver": self.results[0].solver if self.results else None,
+                "wall_time": float(sum(r.wall_time for r in self.results)),
+                "layers": layers, **self.info}
+
+
+def make_solver(solver, qubits: int, seed: int, max_sweeps: int = 10) -> BlockSolver:
+    """Solver for the local problems: decomposed into ≤ ``qubits``-bit blocks when larger."""
+    if solver is None:
+        inner = ExactSolver() if qubits <= EXACT_DEFAULT_BITS else SimulatedAnnealingSolver(seed=seed)
+    elif isinstance(solver, Solver):
+        inner = solver
+    else:
+        from ..solvers import solver_class
+
+        params = inspect.signature(solver_class(solver).__init__).parameters
+        inner = get_solver(solver, **({"seed": seed} if "seed" in params else {}))
+    if isinstance(inner, BlockSolver):
+        return inner
+    return BlockSolver(inner, qubits=qubits, max_sweeps=max_sweeps, seed=seed)
+
+
+def solve_problems(problems: list[LocalProblem], solver: Solver, executor=None,
+                   progress: bool = False) -> list[SolveResult]:
+    probs = [lp.problem for lp in problems]
+    if progress and executor is None:
+        from tqdm.auto import tqdm
+
+        return [solver.solve(p) for p in tqdm(probs, desc="local problems", unit="problem")]
+    return solver.solve_many(probs, executor=executor)
+
+
+def build_masks(model: nn.Module, problems: list[LocalProblem], results: list[SolveResult],
+                layers: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Masks (1 = keep) for every layer named in ``layers`` or touched by a problem."""
+    modules = dict(model.named_modules())
+    masks: dict[str, torch.Tensor] = {}
+
+    def mask_for(layer: str, pname: str) -> torch.Tensor | None:
+        key = f"{layer}.{pname}" if layer else pname
+        if key not in masks:
+            t = getattr(modules[layer], pname, None)
+            if t is None:
+                return None
+            masks[key] = torch.ones_like(t, dtype=t.dtype if t.is_floating_point() else torch.float32)
+        return masks[key]
+
+    for name in layers or []:
+        mask_for(name, "weight")
+    for lp, r in zip(problems, results):
+        bits = torch.as_tensor(r.bits.astype(np.float32))
+        w = mask_for(lp.layer, "weight")
+        if lp.kind == "neuron":
+            rows = torch.as_tensor(lp.positions, dtype=torch.long, device=w.device)
+            w[rows] = bits.to(w).view(-1, *([1] * (w.dim() - 1))).expand_as(w[rows])
+            b = mask_for(lp.layer, "bias")
+            if b is not None:
+                b[rows.to(b.device)] = bits.to(b)
+            continue
+        idx = tuple(torch.as_tensor(lp.positions[:, d], dtype=torch.long, device=w.device)
+                    for d in range(lp.positions.shape[1]))
+        w[idx] = bits.to(w)
+        if lp.zero is not None and len(lp.zero):
+            zidx = tuple(torch.as_tensor(lp.zero[:, d], dtype=torch.long, device=w.device)
+                         for d in range(lp.zero.shape[1]))
+            w[zidx] = 0.0
+    return masks
+
+
+def following_activation(model: nn.Module, layer: str, order: list[str]):
+    """The activation module the forward pass calls right after ``layer``, else None (identity).
+
+    ``order`` is :func:`call_order`'s list; functional activations (F.relu in
+    ``forward``) are invisible to hooks, so pass ``activation=`` for those.
+    """
+    modules = dict(model.named_modules())
+    if layer in order and order.index(layer) + 1 < len(order):
+        nxt = modules[order[order.index(layer) + 1]]
+        if isinstance(nxt, _ACTIVATIONS):
+            return nxt
+    return None
+
+
+def _next_layers(model: nn.Module, names: list[str]) -> dict[str, str]:
+    order = prunable_layers(model)
+    out = {}
+    for n in names:
+        i = order.index(n)
+        if i + 1 >= len(order):
+            raise QSelectError(f"layer {n!r} is the last Linear/Conv2d layer: neuron selection needs a next "
+                               "layer reading its units; leave it out of layers=")
+        out[n] = order[i + 1]
+    return out
+
+
+def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight", sparsity: float = 0.5,
+                 solver=None, qubits: int = 12, layers=None, seed: int = 0, executor=None, penalty=None,
+                 progress: bool = False, K: int | None = None, max_sweeps: int = 10,
+                 activation="auto") -> Selection:
+    """Select masks for ``model`` from a calibration batch.
+
+    formulation: "weight" (per output neuron, reconstruct the dense output),
+    "neuron" (per layer, keep units so the next layer's pre-activation is
+    kept), "nk" (per unit, its K = ``K or qubits`` largest-|w| inputs, exact
+    local loss through the following activation). ``sparsity`` is the fraction
+    of bits removed in each local problem. ``solver``: a name from
+    ``qselect.solvers.SOLVERS`` or a Solver (default: exact search for budgets
+    ≤ 20 qubits, else SA); problems over ``qubits`` bits are decomposed.
+    ``penalty``: None/"auto" (provably keeps k) or λ. Masks are plain tensors
+    on the parameters' devices; apply them with qselect.classical.masks.
+    """
+    if formulation not in FORMULATIONS:
+        raise QSelectError(f"unknown formulation {formulation!r}; use one of {', '.join(FORMULATIONS)}")
+    if int(qubits) < 1:
+        raise QSelectError(f"qubit budget must be ≥ 1, got {qubits}")
+    penalty = "auto" if penalty is None else penalty
+    if formulation == "neuron" and layers is None:
+        names = prunable_layers(model)[:-1]
+        if not names:
+            raise QSelectError("neuron selection needs at least two Linear/Conv2d layers")
+    else:
+        names = resolve_layers(model, layers)
+    nxt = _next_layers(model, names) if formulation == "neuron" else {}
+    acts = collect_activations(model, calib_inputs, sorted(set(names) | set(nxt.values())))
+    modules = dict(model.named_modules())
+    problems: list[LocalProblem] = []
+    order = call_order(model, calib_inputs) if formulation == "nk" and activation == "auto" else []
+    for name in names:
+        layer = modules[name]
+        if formulation == "weight":
+            problems += weight_problems(name, layer, acts[name][0], sparsity=sparsity, penalty=penalty)
+        elif formulation == "neuron":
+            problems.append(neuron_problem(name, layer, modules[nxt[name]], acts[nxt[name]][0],
+                                           sparsity=sparsity, penalty=penalty))
+        else:
+            act = following_activation(model, name, order) if activation == "auto" else activation
+            problems += nk_problems(name, layer, acts[name][0], K=int(K or qubits), sparsity=sparsity,
+                                    activation=act, penalty=penalty)
+    block = make_solver(solver, int(qubits), seed, max_sweeps)
+    results = solve_problems(problems, block, executor, progress)
+    masks = build_masks(model, problems, results, names)
+    return Selection(masks, problems, results, formulation, float(sparsity),
+                     info={"qubits": int(qubits), "seed": seed})

@@ -1,0 +1,266 @@
+"""Crash-safe job execution: ledger first, then the service; fetch by id, never resubmit.
+
+``JobRunner.run_stage(stage, pubs, shots)`` is the one primitive both
+hardware strategies use. The PUBs are packed into jobs within the backend's
+limits; each job unit gets a deterministic key (stage + batch number) and a
+tag derived from the run id, so a rerun of the same stage maps onto the same
+ledger records:
+
+- result cached            -> read it (a rerun costs nothing);
+- job id known             -> wait for it and fetch it by id;
+- intent only (the process died around ``submit``) -> look the tag up in the
+  service's job list; found -> adopt that job; not found -> submit now;
+- nothing                  -> write the intent line, then submit.
+
+Every line is on disk before anything waits on the service.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import QSelectError
+from .ledger import TERMINAL, JobRecord, Ledger, now
+from .redact import HardwareError, redact, sanitised_errors
+from .service import Service, normalise_status
+
+log = logging.getLogger("qselect.hardware")
+
+
+@dataclass
+class Pub:
+    """One circuit to run for one problem; the circuit is built only if it must be submitted."""
+
+    problem_id: str
+    build: Callable[[], tuple[Any, str]]  # -> (circuit, circuit hash)
+
+
+def _no_hook(point: str) -> None:
+    return None
+
+
+class JobRunner:
+    def __init__(self, service: Service, ledger: Ledger, run_id: str, *, timeout: float | None = None,
+                 poll_interval: float | None = None, resubmit_failed: bool = False,
+                 crash_hook: Callable[[str], None] | None = None, pack_size: int | None = None):
+        self.service = service
+        self.pack_size = pack_size
+        self.ledger = ledger
+        self.run_id = run_id
+        self.timeout = timeout
+        self.poll_interval = service.poll_interval if poll_interval is None else poll_interval
+        self.resubmit_failed = resubmit_failed
+        # Test hook: called at named points between the runner's own steps.
+        self._hook = crash_hook or _no_hook
+
+    # -- packing -----------------------------------------------------------
+    def pubs_per_job(self, shots: int) -> int:
+        """Most PUBs one job may carry: the backend's PUB limit and its shots x PUBs limit."""
+        return max(1, min(int(self.service.max_pubs_per_job),
+                          int(self.service.max_executions_per_job) // max(int(shots), 1)))
+
+    def pack(self, pubs: list[Pub], shots: int) -> list[list[Pub]]:
+        """Consecutive chunks; the size is frozen in the plan (``pack_size``) so a resumed run,
+        even under changed backend limits, rebuilds exactly the job units its ledger holds."""
+        per_job = self.pack_size or self.pubs_per_job(shots)
+        return [pubs[i:i + per_job] for i in range(0, len(pubs), per_job)]
+
+    def tag_for(self, key: str, attempt: int = 0) -> str:
+        base = f"qselect-{self.run_id}-{key}"
+        return base if attempt == 0 else f"{base}-r{attempt}"
+
+    # -- the primitive -----------------------------------------------------
+    def run_stage(self, stage: str, pubs: list[Pub], shots: int, wait: bool = True) -> dict[str, dict] | None:
+        """Run ``pubs`` (submitting only what the ledger lacks); counts by problem id."""
+        units = []
+        for b, batch in enumerate(self.pack(pubs, shots)):
+            units.append((self.ensure_submitted(f"{stage}-b{b:03d}", batch, shots), batch))
+        if not wait:
+            return None
+        out: dict[str, dict] = {}
+        for rec, _ in units:
+            payload = self.fetch(rec)
+            for pid, counts in zip(payload["problem_ids"], payload["counts"]):
+                out[pid] = counts
+        return out
+
+    def _latest(self, key: str) -> tuple[JobRecord | None, int]:
+        recs = [r for r in self.ledger.records().values() if r.key == key]
+        return (recs[-1], len(recs) - 1) if recs else (None, -1)
+
+    def ensure_submitted(self, key: str, batch: list[Pub], shots: int) -> JobRecord:
+        ids = [p.problem_id for p in batch]
+        rec, attempt = self._latest(key)
+        if rec is not None:
+            if rec.problem_ids != ids or rec.shots != int(shots):
+                raise QSelectError(
+                    f"the ledger's job {key} covers problems {rec.problem_ids[:3]}... with {rec.shots} shots, "
+                    f"but this run plans {ids[:3]}... with {shots}; the run directory belongs to a different "
+                    "run: use `qselect fetch` with its original settings, or a new --run-dir")
+            if rec.job_id is not None:
+                if rec.status in ("ERROR", "CANCELLED") and not rec.has_result and self.resubmit_failed:
+                    return self._submit(key, batch, shots, attempt + 1)
+                return rec
+            # Intent without a job id: the process died around submit. Ask the
+            # service before ever submitting again.
+            with sanitised_errors(f"looking up job tag {rec.tag}"):
+                found = list(self.service.find_jobs(rec.tag))
+            self._hook("after_lookup")
+            if found:
+                if len(found) > 1:
+                    log.warning("%d jobs carry tag %s; using %s", len(found), rec.tag, found[0])
+                self.ledger.append("submitted", tag=rec.tag, key=key, job_id=found[0], backend=rec.backend,
+                                   problem_ids=ids, submitted_at=now(), status="QUEUED", recovered=True)
+                log.info("recovered job %s for %s from its tag", found[0], key)
+                return self.ledger.records()[rec.tag]
+            self.ledger.append("lookup", tag=rec.tag, key=key, found=0)
+            return self._send(rec.tag, key, batch, shots)
+        return self._submit(key, batch, shots, 0)
+
+    def _build(self, batch):
+        circuits, hashes = [], []
+        for p in batch:
+            c, h = p.build()
+            circuits.append(c)
+            hashes.append(h)
+        return circuits, hashes
+
+    def _submit(self, key, batch, shots, attempt) -> JobRecord:
+        tag = self.tag_for(key, attempt)
+        circuits, hashes = self._build(batch)
+        self.ledger.append("intent", tag=tag, key=key, backend=self.service.backend_name,
+                           problem_ids=[p.problem_id for p in batch], circuit_hashes=hashes, shots=int(shots))
+        self._hook("after_intent")
+        return self._send(tag, key, batch, shots, circuits)
+
+    def _send(self, tag, key, batch, shots, circuits=None) -> JobRecord:
+        if circuits is None:
+            circuits, _ = self._build(batch)
+        with sanitised_errors(f"submitting job {key} to {self.service.backend_name}"):
+            job_id = self.service.submit(circuits, int(shots), tag)
+        self._hook("after_submit")
+        self.ledger.append("submitted", tag=tag, key=key, job_id=str(job_id), backend=self.service.backend_name,
+                           problem_ids=[p.problem_id for p in batch], submitted_at=now(), status="QUEUED")
+        log.info("submitted %s as job %s (%d PUBs x %d shots)", key, job_id, len(batch), shots)
+        self._hook("after_submitted")
+        return self.ledger.records()[tag]
+
+    # -- waiting and fetching ------------------------------------------------
+    def fetch(self, rec: JobRecord) -> dict:
+        """The cached counts of a job, waiting for and fetching it by id if needed."""
+        if rec.job_id is None:
+            raise QSelectError(f"job unit {rec.key} was never submitted; run `qselect fetch --run-dir DIR` to resume it")
+        cached = self.ledger.load_result(rec.job_id)
+        if cached is not None:
+            if not rec.has_result:  # died between caching and the ledger line
+                self.ledger.append("result", tag=rec.tag, job_id=rec.job_id,
+                                   file=str(self.ledger.result_path(rec.job_id).relative_to(self.ledger.run_dir)))
+            return cached
+        self.wait(rec)
+        with sanitised_errors(f"fetching the result of job {rec.job_id}"):
+            counts = self.service.result(rec.job_id)
+        self._hook("after_result")
+        if len(counts) != len(rec.problem_ids):
+            raise HardwareError(f"job {rec.job_id} returned {len(counts)} results for {len(rec.problem_ids)} circuits")
+        payload = {"job_id": rec.job_id, "tag": rec.tag, "backend": rec.backend, "shots": rec.shots,
+                   "problem_ids": rec.problem_ids, "circuit_hashes": rec.circuit_hashes,
+                   "counts": [{str(k): int(v) for k, v in c.items()} for c in counts], "fetched_at": now()}
+        path = self.ledger.save_result(rec.job_id, payload)
+        self._hook("after_result_cached")
+        self.ledger.append("result", tag=rec.tag, job_id=rec.job_id, file=path)
+        self._hook("after_result_line")
+        return payload
+
+    def wait(self, rec: JobRecord) -> str:
+        start = time.monotonic()
+        last = rec.status
+        err = rec.error
+        polls = 0
+        while True:
+            with sanitised_errors(f"asking the status of job {rec.job_id}"):
+                st = normalise_status(self.service.status(rec.job_id))
+            if st != last:
+                if st == "ERROR":
+                    with sanitised_errors(f"reading the error of job {rec.job_id}"):
+                        err = self.service.error_message(rec.job_id)
+                    err = redact(err) if err else None
+                self.ledger.append("status", tag=rec.tag, job_id=rec.job_id, status=st,
+                                   **({"error": err} if err else {}))
+                self._hook("after_status")
+                last = st
+            if st == "DONE":
+                return st
+            if st in ("ERROR", "CANCELLED"):
+                raise HardwareError(
+                    f"job {rec.job_id} ({rec.key}) ended in {st}"
+                    + (f": {redact(err)}" if st == "ERROR" and err else "")
+                    + "; rerun `qselect fetch --run-dir DIR --resubmit-failed` to run those problems again")
+            if self.timeout is not None and time.monotonic() - start > self.timeout:
+                raise HardwareError(f"job {rec.job_id} is still {st} after {self.timeout:.0f} s; nothing is lost: "
+                                    "run `qselect fetch --run-dir DIR` later to collect it")
+            polls += 1  # back off: quick jobs return fast, long queues are not hammered
+            time.sleep(min(self.poll_interval, 0.25 * 2 ** polls))
+
+    # -- status / cancel -----------------------------------------------------
+    def refresh(self) -> dict[str, JobRecord]:
+        """Ask the service for the state of every unfinished job; record changes."""
+        for rec in self.ledger.records().values():
+            if rec.job_id is None or rec.status in TERMINAL:
+                continue
+            with sanitised_errors(f"asking the status of job {rec.job_id}"):
+                st = normalise_status(self.service.status(rec.job_id))
+            if st != rec.status:
+                self.ledger.append("status", tag=rec.tag, job_id=rec.job_id, status=st)
+        return self.ledger.records()
+
+    def cancel_all(self) -> list[str]:
+        """Cancel every job of the run that has not finished; returns the ids cancelled."""
+        cancelled = []
+        for rec in self.ledger.records().values():
+            if rec.has_result or rec.status in TERMINAL:
+                continue
+            ids = [rec.job_id] if rec.job_id else []
+            if not ids:  # intent only: the job may exist under its tag
+                with sanitised_errors(f"looking up job tag {rec.tag}"):
+                    ids = list(self.service.find_jobs(rec.tag))
+                for jid in ids[:1]:
+                    self.ledger.append("submitted", tag=rec.tag, key=rec.key, job_id=jid, backend=rec.backend,
+                                       problem_ids=rec.problem_ids, submitted_at=now(), status="QUEUED",
+                                       recovered=True)
+            for jid in ids:
+                with sanitised_errors(f"cancelling job {jid}"):
+                    self.service.cancel(jid)
+                self.ledger.append("cancel", tag=rec.tag, job_id=jid, status="CANCELLED")
+                cancelled.append(jid)
+        return cancelled
+
+
+def circuit_hash(circuit) -> str:
+    """Stable fingerprint of a circuit's instructions (operation, parameters, qubits, clbits).
+
+    Duck-typed on QuantumCircuit's public attributes so qiskit stays imported
+    only in ``qselect/circuits/qiskit.py``.
+    """
+    h = hashlib.sha256()
+    if hasattr(circuit, "data") and hasattr(circuit, "find_bit"):
+        h.update(f"{circuit.num_qubits}/{circuit.num_clbits}".encode())
+        for inst in circuit.data:
+            op = inst.operation
+            params = ",".join(f"{float(p):.12g}" if _is_number(p) else str(p) for p in op.params)
+            qs = ",".join(str(circuit.find_bit(q).index) for q in inst.qubits)
+            cs = ",".join(str(circuit.find_bit(c).index) for c in inst.clbits)
+            h.update(f"{op.name}({params})[{qs}][{cs}];".encode())
+    else:
+        h.update(repr(circuit).encode())
+    return h.hexdigest()[:16]
+
+
+def _is_number(p) -> bool:
+    try:
+        float(p)
+        return True
+    except (TypeError, ValueError):
+        return False

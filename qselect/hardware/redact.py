@@ -1,0 +1,78 @@
+"""Keep the IBM token out of everything qselect writes or raises.
+
+Any text that may have come from the runtime client (exception messages,
+job error messages) passes through ``redact`` before it reaches a file, a log
+or an exception; ``sanitised_errors`` turns a foreign exception into a
+one-line ``QSelectError`` with the secrets removed and the original chain
+dropped (a chained traceback would print the raw message again).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+
+from ..errors import QSelectError
+
+_MASK = "***"
+_extra_secrets: set[str] = set()
+
+
+class HardwareError(QSelectError):
+    """The quantum service or a job failed; the message is already redacted."""
+
+
+def register_secret(value: str | None) -> None:
+    """Treat ``value`` (e.g. a token read from a saved account) as a secret from now on."""
+    if value and len(value) >= 4:
+        _extra_secrets.add(str(value))
+
+
+def _secrets() -> list[str]:
+    found = set(_extra_secrets)
+    for var in ("QISKIT_IBM_TOKEN", "IBM_QUANTUM_TOKEN", "QISKIT_IBM_API_KEY"):
+        v = os.environ.get(var)
+        if v and len(v) >= 4:
+            found.add(v)
+    # longest first so a secret containing another is masked whole
+    return sorted(found, key=len, reverse=True)
+
+
+# Things that look like credentials even when we were never told the value.
+_PATTERNS = [
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]+"),
+    re.compile(r"(?i)((?:api[_-]?key|apikey|token|access_token|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
+]
+
+
+def redact(text) -> str:
+    text = str(text)
+    for s in _secrets():
+        text = text.replace(s, _MASK)
+    for pat in _PATTERNS:
+        text = pat.sub(lambda m: m.group(1) + _MASK, text)
+    return text
+
+
+@contextlib.contextmanager
+def sanitised_errors(what: str):
+    """Re-raise any non-qselect exception from the service as a redacted ``HardwareError``.
+
+    BaseExceptions that are not Exceptions (KeyboardInterrupt, SystemExit) pass
+    untouched: an interrupted run must stay interrupted so it can resume.
+    """
+    try:
+        yield
+    except QSelectError as exc:
+        msg = redact(exc)
+        if msg == str(exc):
+            raise
+        raise HardwareError(msg) from None
+    except Exception as exc:  # noqa: BLE001 - foreign client errors of any type
+        first = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        err = HardwareError(f"{what} failed ({type(exc).__name__}: {first}); "
+                            "check the backend name, your IBM Quantum account and network, then rerun "
+                            "`qselect fetch --run-dir DIR` to resume")
+        err.__cause__ = None
+        err.__suppress_context__ = True
+        raise err from None

@@ -1,0 +1,286 @@
+"""IBM Quantum through qiskit-ibm-runtime (the only module that imports it).
+
+``get_service(name, run_dir)`` returns a ``Service``:
+- ``fake_<device>`` (e.g. fake_manila, fake_sherbrooke): qiskit-ibm-runtime's
+  noisy Aer model of that device, run locally through the same SamplerV2 path;
+  no account needed. Results are kept under ``<run dir>/local_jobs`` so jobs
+  can be fetched by id and found by tag exactly like IBM's.
+- a device name, or ``least_busy``: IBM Quantum (channel
+  ``ibm_quantum_platform``), account from the saved Qiskit account or
+  ``QISKIT_IBM_TOKEN`` / ``QISKIT_IBM_INSTANCE``; SamplerV2 in job mode for a
+  single job, Batch mode for several (Open Plan accounts cannot open Sessions).
+
+Every call into the client is wrapped so its exceptions come out as one
+redacted line (the token never reaches a file, a log or an error).
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+from ..errors import BackendUnavailableError, QSelectError
+from ..io import atomic_write_json
+from .redact import redact, register_secret, sanitised_errors
+from .service import Service, normalise_status
+
+CHANNEL = "ibm_quantum_platform"
+LOCAL_JOBS = "local_jobs"
+
+NO_ACCOUNT = (
+    "no IBM Quantum account found: save one once with "
+    "`python -c \"from qiskit_ibm_runtime import QiskitRuntimeService as S; "
+    "S.save_account(channel='ibm_quantum_platform', token='<API key>', instance='<CRN>')\"` "
+    "or set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE); without an account use --backend fake_<device> "
+    "(e.g. fake_manila, a noisy local model) or a simulator backend (native, aer, statevector)"
+)
+
+
+def _runtime():
+    try:
+        import qiskit_ibm_runtime
+    except ImportError:
+        raise BackendUnavailableError(
+            "qiskit-ibm-runtime is not installed; install it with: pip install 'qselect[ibm]'") from None
+    return qiskit_ibm_runtime
+
+
+def _sampler(mode, options: dict):
+    rt = _runtime()
+    with warnings.catch_warnings():
+        # 0.50 deprecates SamplerV2 in favour of a client-side sampler that is not
+        # yet the default; SamplerV2 is still the documented job/Batch-mode API.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return rt.SamplerV2(mode=mode, options=options)
+
+
+def _counts(pub_result) -> dict[str, int]:
+    data = pub_result.data
+    names = list(data.keys())
+    if not names:
+        raise QSelectError("a job result holds no measured bits; circuits must end in measure_all()")
+    # measure_all() writes one register ("meas"); circuits with several are joined bit 0 last
+    reg = getattr(data, "meas", None) or getattr(data, names[0])
+    return {str(k): int(v) for k, v in reg.get_counts().items()}
+
+
+def fake_backend(name: str):
+    """A ``fake_<device>`` backend from qiskit_ibm_runtime.fake_provider."""
+    from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        provider = FakeProviderForBackendV2()
+        try:
+            return provider.backend(name)
+        except Exception:  # noqa: BLE001 - QiskitBackendNotFoundError
+            names = sorted(b.name for b in provider.backends())
+    raise QSelectError(f"unknown fake backend {name!r}; valid names include {', '.join(names[:12])}, ... "
+                       "(any fake_<device> of qiskit_ibm_runtime.fake_provider)")
+
+
+def _median_2q_error(backend) -> float | None:
+    """Median error of the device's two-qubit gates from its Target (duck-typed)."""
+    try:
+        target = backend.target
+        errs = []
+        for op_name in target.operation_names:
+            props = target[op_name]
+            for qargs, p in (props or {}).items():
+                if qargs is not None and len(qargs) == 2 and p is not None and p.error is not None:
+                    errs.append(float(p.error))
+        if errs:
+            errs.sort()
+            return errs[len(errs) // 2]
+    except Exception:  # noqa: BLE001 - properties are optional; the warning falls back to a default
+        return None
+    return None
+
+
+class LocalService(Service):
+    """A ``fake_<device>`` backend run locally (noisy Aer) with IBM-like job bookkeeping."""
+
+    is_simulator = True
+    poll_interval = 0.0
+
+    def __init__(self, name: str, run_dir=None, seed: int = 0):
+        self.backend_name = name
+        self._backend = fake_backend(name)
+        self.num_qubits = int(self._backend.num_qubits)
+        self.seed = int(seed)
+        self.store = Path(run_dir) / LOCAL_JOBS if run_dir is not None else None
+        self._memory: dict[str, dict] = {}
+
+    @property
+    def backend(self):
+        return self._backend
+
+    def submit(self, circuits, shots, tag):
+        # Local jobs run to completion here, and the outcome is stored (with its
+        # tag) before the id is returned: like a real service, it outlives the client.
+        opts = {"simulator": {"seed_simulator": self.seed}, "environment": {"job_tags": [tag]}}
+        with sanitised_errors(f"running on {self.backend_name}"):
+            job = _sampler(self._backend, opts).run(list(circuits), shots=int(shots))
+            result = job.result()
+            record = {"job_id": job.job_id(), "tag": tag, "status": "DONE",
+                      "counts": [_counts(r) for r in result]}
+        self._put(record)
+        return record["job_id"]
+
+    def _put(self, record):
+        self._memory[record["job_id"]] = record
+        if self.store is not None:
+            atomic_write_json(self.store / f"{record['job_id']}.json", record)
+
+    def _get(self, job_id) -> dict:
+        if job_id in self._memory:
+            return self._memory[job_id]
+        if self.store is not None and (self.store / f"{job_id}.json").exists():
+            rec = json.loads((self.store / f"{job_id}.json").read_text(encoding="utf-8"))
+            self._memory[job_id] = rec
+            return rec
+        raise QSelectError(f"local job {job_id} is unknown; fake backends keep their jobs in the run "
+                           f"directory's {LOCAL_JOBS}/ folder")
+
+    def status(self, job_id):
+        return self._get(job_id)["status"]
+
+    def result(self, job_id):
+        rec = self._get(job_id)
+        if rec["status"] != "DONE":
+            raise QSelectError(f"local job {job_id} is {rec['status']}")
+        return rec["counts"]
+
+    def find_jobs(self, tag):
+        if self.store is None or not self.store.exists():
+            return [j for j, r in self._memory.items() if r["tag"] == tag]
+        found = []
+        for f in sorted(self.store.glob("*.json")):
+            try:
+                rec = json.loads(f.read_text(encoding="utf-8"))
+            except ValueError:
+                continue
+            if rec.get("tag") == tag:
+                found.append(rec["job_id"])
+        return found
+
+    def cancel(self, job_id):
+        return None  # local jobs finish inside submit
+
+    def two_qubit_error(self):
+        return _median_2q_error(self._backend)
+
+
+class RuntimeService(Service):
+    """IBM Quantum Platform through QiskitRuntimeService + SamplerV2 (job or Batch mode)."""
+
+    poll_interval = 10.0
+
+    def __init__(self, name: str | None, min_qubits: int = 1, account_file: str | None = None):
+        rt = _runtime()
+        from qiskit_ibm_runtime.accounts import AccountNotFoundError
+
+        register_secret(os.environ.get("QISKIT_IBM_TOKEN"))
+        missing = False
+        with sanitised_errors("loading the IBM Quantum account"):
+            try:
+                kw = {"filename": account_file} if account_file else {}
+                self.client = rt.QiskitRuntimeService(channel=CHANNEL, **kw)
+            except AccountNotFoundError:
+                missing = True
+        if missing:
+            raise BackendUnavailableError(NO_ACCOUNT)
+        try:
+            register_secret(self.client.active_account().get("token"))
+        except Exception:  # noqa: BLE001 - only used to widen redaction
+            pass
+        with sanitised_errors(f"finding backend {name or 'least busy'}"):
+            if name in (None, "", "least_busy"):
+                # least_busy already keeps online, non-mock devices; extra filters take its slow path
+                self._backend = self.client.least_busy(min_num_qubits=int(min_qubits))
+            else:
+                self._backend = self.client.backend(name)
+        self.backend_name = self._backend.name
+        self.num_qubits = int(self._backend.num_qubits)
+        max_circ = getattr(self._backend, "max_circuits", None)
+        if max_circ:
+            self.max_pubs_per_job = int(max_circ)
+        self._batch = None
+        self.use_batch = False
+        self.batches_opened = 0
+        self._jobs: dict[str, object] = {}
+
+    @property
+    def backend(self):
+        return self._backend
+
+    def open_batch(self) -> None:
+        """Use Batch mode for the following submissions (created at the first one, so a
+        resumed run with nothing left to submit opens none; ``close()`` ends it)."""
+        self.use_batch = True
+
+    def submit(self, circuits, shots, tag):
+        if self.use_batch and self._batch is None:
+            with sanitised_errors("opening a Batch"):
+                self._batch = _runtime().Batch(backend=self._backend)
+            self.batches_opened += 1
+        mode = self._batch if self._batch is not None else self._backend
+        opts = {"environment": {"job_tags": [tag]}}
+        with sanitised_errors(f"submitting to {self.backend_name}"):
+            job = _sampler(mode, opts).run(list(circuits), shots=int(shots))
+            job_id = job.job_id()
+        self._jobs[job_id] = job
+        return job_id
+
+    def _job(self, job_id):
+        if job_id not in self._jobs:
+            with sanitised_errors(f"retrieving job {job_id}"):
+                self._jobs[job_id] = self.client.job(job_id)
+        return self._jobs[job_id]
+
+    def status(self, job_id):
+        with sanitised_errors(f"asking the status of job {job_id}"):
+            return normalise_status(self._job(job_id).status())
+
+    def result(self, job_id):
+        with sanitised_errors(f"fetching the result of job {job_id}"):
+            return [_counts(r) for r in self._job(job_id).result()]
+
+    def find_jobs(self, tag):
+        with sanitised_errors(f"looking up jobs tagged {tag}"):
+            jobs = self.client.jobs(job_tags=[tag], limit=20, descending=False)
+        return [j.job_id() for j in jobs]
+
+    def cancel(self, job_id):
+        with sanitised_errors(f"cancelling job {job_id}"):
+            self._job(job_id).cancel()
+
+    def error_message(self, job_id):
+        try:
+            return redact(self._job(job_id).error_message() or "")
+        except Exception:  # noqa: BLE001
+            return None
+
+    def two_qubit_error(self):
+        return _median_2q_error(self._backend)
+
+    def close(self):
+        if self._batch is not None:
+            with sanitised_errors("closing the Batch"):
+                self._batch.close()  # no new jobs; submitted ones still run
+            self._batch = None
+
+
+def get_service(name: str, run_dir=None, *, min_qubits: int = 1, seed: int = 0, batch: bool = False,
+                account_file: str | None = None) -> Service:
+    """The service for ``--backend NAME``: ``fake_<device>``, an IBM device name, or ``least_busy``."""
+    if not name:
+        raise QSelectError("no backend given; use --backend with an IBM device name, least_busy, "
+                           "or fake_<device> (e.g. fake_manila) to run locally without an account")
+    if name.startswith("fake_"):
+        return LocalService(name, run_dir=run_dir, seed=seed)
+    svc = RuntimeService(name, min_qubits=min_qubits, account_file=account_file)
+    if batch:
+        svc.open_batch()
+    return svc

@@ -1,0 +1,247 @@
+"""What qselect needs from a quantum service, and an in-process fake of it.
+
+``Service`` is the narrow protocol the job machinery (``jobs.py``) talks to:
+submit a list of ready-to-run circuits under a tag, ask a job's status, fetch
+its counts, find jobs by tag, cancel. ``runtime.py`` implements it for IBM
+Quantum and for the local ``fake_<device>`` backends; ``FakeService`` here
+implements it in memory for tests and can fail at any chosen call, before or
+after the server-side effect, which is how crash-resume is proven.
+
+Counts are plain ``{bitstring: count}`` dicts in qiskit's order: the last
+character is classical bit 0 (= problem variable 0).
+"""
+from __future__ import annotations
+
+import itertools
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+#: the states qselect shows; anything a client reports is mapped onto these
+STATES = ("PENDING", "QUEUED", "RUNNING", "DONE", "ERROR", "CANCELLED")
+
+_ALIASES = {
+    "INITIALIZING": "QUEUED", "VALIDATING": "QUEUED", "QUEUED": "QUEUED",
+    "RUNNING": "RUNNING", "DONE": "DONE", "COMPLETED": "DONE",
+    "ERROR": "ERROR", "FAILED": "ERROR", "CANCELLED": "CANCELLED", "CANCELED": "CANCELLED",
+    "CANCELLED - RAN TOO LONG": "ERROR",
+}
+
+
+def normalise_status(status) -> str:
+    """'DONE' / JobStatus.DONE / 'Completed' -> 'DONE' (see ``STATES``)."""
+    name = getattr(status, "name", None) or str(status)
+    name = name.split(".")[-1].strip().upper()
+    return _ALIASES.get(name, "QUEUED" if name else "QUEUED")
+
+
+class Service(ABC):
+    """A backend that runs circuits in jobs (IBM Runtime, local fake, in-memory fake)."""
+
+    #: backend name as the user typed it (also written to the ledger)
+    backend_name: str = ""
+    #: qubits on the device (problems larger than this cannot run)
+    num_qubits: int = 0
+    #: most PUBs (circuits) one job may carry
+    max_pubs_per_job: int = 300
+    #: most shots x circuits one job may carry
+    max_executions_per_job: int = 5_000_000
+    #: seconds between status polls while waiting
+    poll_interval: float = 5.0
+    #: whether repeated submissions are free (local simulation) -- shown in reports
+    is_simulator: bool = False
+
+    @property
+    def backend(self) -> Any:
+        """The backend object circuits are transpiled for (opaque to qselect)."""
+        return None
+
+    @abstractmethod
+    def submit(self, circuits: list, shots: int, tag: str) -> str:
+        """Submit one job running ``circuits`` (one PUB each); returns its job id."""
+
+    @abstractmethod
+    def status(self, job_id: str) -> str:
+        """One of ``STATES`` (normalised)."""
+
+    @abstractmethod
+    def result(self, job_id: str) -> list[dict[str, int]]:
+        """Counts per PUB of a finished job (blocks until it finishes)."""
+
+    @abstractmethod
+    def find_jobs(self, tag: str) -> list[str]:
+        """Ids of jobs carrying ``tag`` (oldest first): the crash-recovery lookup."""
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> None:
+        """Ask the service to cancel a job."""
+
+    def error_message(self, job_id: str) -> str | None:
+        return None
+
+    def two_qubit_error(self) -> float | None:
+        """Median two-qubit gate error of the device, if known (for depth warnings)."""
+        return None
+
+    def close(self) -> None:
+        """Release client-side resources (e.g. close a Batch); jobs keep running."""
+
+
+class SimulatedCrash(BaseException):
+    """Raised by ``FakeService`` at a chosen point: the process 'dies' there.
+
+    A BaseException (like KeyboardInterrupt) so no ``except Exception`` on the
+    way up can swallow it: exactly what a real crash looks like to the code.
+    """
+
+
+@dataclass
+class _FakeJob:
+    job_id: str
+    tag: str
+    circuits: list
+    shots: int
+    polls_left: int
+    status: str = "QUEUED"
+    counts: list | None = None
+    error: str | None = None
+
+
+def uniform_counts(circuit, shots: int, rng: np.random.Generator) -> dict[str, int]:
+    """Default fake sampler: uniform bitstrings over the circuit's classical bits."""
+    width = int(getattr(circuit, "num_clbits", 0) or getattr(circuit, "width", 0) or 1)
+    draws = rng.integers(0, 2, size=(shots, width), dtype=np.uint8)
+    keys = ["".join(map(str, row[::-1])) for row in draws]
+    out: dict[str, int] = {}
+    for k in keys:
+        out[k] = out.get(k, 0) + 1
+    return out
+
+
+@dataclass
+class FakeService(Service):
+    """In-memory service for tests: records every submission, fails on demand.
+
+    ``crash_at`` holds ``(operation, n, phase)`` triples: the n-th call (1-based,
+    counted over the service's whole life, which outlives the crashed runs just
+    as IBM's servers do) of ``operation`` in {"submit", "status", "result",
+    "find_jobs", "cancel"} raises ``SimulatedCrash`` either ``"before"`` the
+    server acts or ``"after"`` it acted (for submit: the job exists, but the
+    client never learns its id). Each point fires once. ``error_at`` does the
+    same with an ordinary exception carrying ``error_text`` (to test that
+    foreign messages are sanitised). ``fail_jobs`` makes the n-th submitted job
+    end in ERROR.
+    """
+
+    backend_name: str = "fake_inmemory"
+    num_qubits: int = 127
+    max_pubs_per_job: int = 3
+    max_executions_per_job: int = 10_000_000
+    poll_interval: float = 0.0
+    polls_to_finish: int = 2
+    sampler: Callable[[Any, int, np.random.Generator], dict[str, int]] = uniform_counts
+    seed: int = 0
+    crash_at: set = field(default_factory=set)
+    error_at: set = field(default_factory=set)
+    error_text: str = "service failure"
+    fail_jobs: set = field(default_factory=set)
+    jobs: dict = field(default_factory=dict)
+    submissions: list = field(default_factory=list)
+    calls: dict = field(default_factory=dict)
+    is_simulator: bool = True
+
+    def __post_init__(self):
+        self._ids = itertools.count(1)
+        self.crash_at = set(self.crash_at)
+        self.error_at = set(self.error_at)
+
+    # -- failure injection --------------------------------------------------
+    def _tick(self, op: str, phase: str) -> None:
+        if phase == "before":
+            self.calls[op] = self.calls.get(op, 0) + 1
+        point = (op, self.calls.get(op, 0), phase)
+        if point in self.crash_at:
+            self.crash_at.discard(point)
+            raise SimulatedCrash(f"simulated crash at {point}")
+        if point in self.error_at:
+            self.error_at.discard(point)
+            raise RuntimeError(f"{op} failed: {self.error_text}")
+
+    # -- protocol -------------------------------------------------------------
+    def submit(self, circuits, shots, tag):
+        self._tick("submit", "before")
+        job_id = f"job-{next(self._ids):04d}"
+        job = _FakeJob(job_id, tag, list(circuits), int(shots), self.polls_to_finish)
+        if len(self.submissions) + 1 in self.fail_jobs:
+            job.error = "job failed on the device"
+        self.jobs[job_id] = job
+        self.submissions.append({"job_id": job_id, "tag": tag, "pubs": len(circuits), "shots": shots})
+        self._tick("submit", "after")
+        return job_id
+
+    def _advance(self, job: _FakeJob) -> None:
+        if job.status in ("DONE", "ERROR", "CANCELLED"):
+            return
+        job.polls_left -= 1
+        if job.polls_left > 0:
+            job.status = "RUNNING"
+            return
+        self._finish(job)
+
+    def _finish(self, job: _FakeJob) -> None:
+        if job.error:
+            job.status = "ERROR"
+            return
+        # Seeded per job so a test can recompute what the 'device' measured.
+        rng = np.random.default_rng([self.seed, int(job.job_id.split("-")[1])])
+        job.counts = [self.sampler(c, job.shots, rng) for c in job.circuits]
+        job.status = "DONE"
+
+    def status(self, job_id):
+        self._tick("status", "before")
+        job = self._job(job_id)
+        self._advance(job)
+        self._tick("status", "after")
+        return job.status
+
+    def result(self, job_id):
+        self._tick("result", "before")
+        job = self._job(job_id)
+        if job.status not in ("DONE", "ERROR", "CANCELLED"):
+            self._finish(job)  # result() blocks until the job ends
+        if job.status != "DONE":
+            raise RuntimeError(f"job {job_id} ended in {job.status}: {job.error or 'cancelled'}")
+        counts = [dict(c) for c in job.counts]
+        self._tick("result", "after")
+        return counts
+
+    def find_jobs(self, tag):
+        self._tick("find_jobs", "before")
+        found = [j.job_id for j in self.jobs.values() if j.tag == tag]
+        self._tick("find_jobs", "after")
+        return found
+
+    def cancel(self, job_id):
+        self._tick("cancel", "before")
+        job = self._job(job_id)
+        if job.status not in ("DONE", "ERROR"):
+            job.status = "CANCELLED"
+        self._tick("cancel", "after")
+
+    def error_message(self, job_id):
+        return self._job(job_id).error
+
+    def _job(self, job_id):
+        try:
+            return self.jobs[job_id]
+        except KeyError:
+            raise RuntimeError(f"job {job_id} not found") from None
+
+    # -- test helpers ---------------------------------------------------------
+    def submissions_per_tag(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.submissions:
+            out[s["tag"]] = out.get(s["tag"], 0) + 1
+        return out

@@ -1,0 +1,109 @@
+"""Report plots (PNG), drawn with matplotlib's Agg canvas and saved atomically.
+
+Figures are built with ``matplotlib.figure.Figure`` directly (no pyplot global
+state), so plotting works headless, in threads and in Dask workers.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..io import atomic_write_with
+
+
+def _save(fig, path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    # format= explicit: the temp file's suffix is .tmp; no metadata so reruns give identical bytes
+    return atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110,
+                                                           metadata={"Software": None}))
+
+
+def _figure(ncols=1, width=6.0, height=4.0):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height), layout="constrained")
+    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    return fig, axes
+
+
+def accuracy_vs_sparsity(rows: Sequence[dict], path, metrics=(("accuracy_pruned", "one-shot (no fine-tune)"),
+                                                             ("accuracy_finetuned", "fine-tuned")),
+                         chance: float | None = None, dense: float | None = None) -> Path | None:
+    """Accuracy vs sparsity per method: mean over seeds, shaded min–max spread."""
+    metrics = [(k, t) for k, t in metrics if any(r.get(k) is not None for r in rows)]
+    if not metrics:
+        return None
+    fig, axes = _figure(len(metrics))
+    for ax, (key, title) in zip(axes, metrics):
+        by_method: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for r in rows:
+            if r.get(key) is not None:
+                by_method[r["method"]][float(r["sparsity"])].append(float(r[key]))
+        for method, pts in by_method.items():
+            xs = sorted(pts)
+            vals = [np.asarray(pts[x]) for x in xs]
+            mean = np.array([v.mean() for v in vals])
+            lo = np.array([v.min() for v in vals])
+            hi = np.array([v.max() for v in vals])
+            (line,) = ax.plot(xs, mean, marker="o", label=method)
+            if any(len(v) > 1 for v in vals):
+                ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+        if dense is not None:
+            ax.axhline(dense, color="black", linestyle="--", linewidth=1, label="dense")
+        if chance is not None:
+            ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+        ax.set_xlabel("sparsity (fraction of weights removed)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def energy_gap(solver_rows: Sequence[dict], path, solvers: Sequence[str] | None = None) -> Path | None:
+    """Energy gap to the reference (exact) optimum per local problem, one bar group per problem."""
+    rows = [r for r in solver_rows if r.get("gap") is not None and r.get("solver") != r.get("reference")]
+    if solvers is not None:
+        rows = [r for r in rows if r["solver"] in solvers]
+    if not rows:
+        return None
+    problems = list(dict.fromkeys(r["problem"] for r in rows))
+    names = list(dict.fromkeys(r["solver"] for r in rows))
+    fig, (ax,) = _figure(width=max(6.0, 0.5 * len(problems) * len(names)))
+    width = 0.8 / len(names)
+    x = np.arange(len(problems))
+    for i, s in enumerate(names):
+        gap = {r["problem"]: (float(r["gap"]) / r["scale"] if r.get("scale") else float(r["gap"]))
+               for r in rows if r["solver"] == s}
+        ax.bar(x + i * width - 0.4 + width / 2, [gap.get(p, np.nan) for p in problems], width, label=s)
+    ax.set_xticks(x, problems, rotation=30, ha="right", fontsize=8)
+    ref = rows[0].get("reference", "exact")
+    scaled = any(r.get("scale") for r in rows)
+    ax.set_ylabel(f"energy − {ref} optimum" + (" (÷ problem scale)" if scaled else ""))
+    ax.set_title(f"Energy gap to {ref} per local problem (0 = optimal)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def solver_time(solver_rows: Sequence[dict], path) -> Path | None:
+    """Total wall time per solver over all local problems (log scale)."""
+    tot: dict[str, float] = defaultdict(float)
+    for r in solver_rows:
+        if r.get("wall_time") is not None:
+            tot[r["solver"]] += float(r["wall_time"])
+    if not tot:
+        return None
+    fig, (ax,) = _figure()
+    names = list(tot)
+    ax.bar(names, [max(tot[n], 1e-6) for n in names], color="tab:blue")
+    ax.set_yscale("log")
+    ax.set_ylabel("wall time over all local problems (s)")
+    ax.set_title("Time per solver")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)

@@ -1,0 +1,98 @@
+"""Assemble a command's report: report.json, results.csv, problems.csv, plots, summary.md."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from .plots import accuracy_vs_sparsity, energy_gap, solver_time
+from .tables import markdown_table
+from .writers import write_report
+
+RESULT_COLUMNS = ["method", "sparsity", "seed", "sparsity_actual", "accuracy_pruned", "nll_pruned", "ece_pruned",
+                  "accuracy_finetuned", "nll_finetuned", "ece_finetuned", "select_seconds"]
+PROBLEM_COLUMNS = ["problem", "layer", "kind", "index", "n", "k", "sparsity", "seed", "method", "solver", "energy",
+                   "reference", "reference_energy", "gap", "kept", "kept_fraction", "wall_time", "scale",
+                   "expectation"]
+SOLVER_TABLE_COLUMNS = [("layer", "problem set"), ("solver", "solver"), ("energy", "energy"),
+                        ("gap", "gap to exact"), ("kept_fraction", "kept fraction"), ("wall_time", "wall time (s)")]
+ENSEMBLE_COLUMNS = [("name", "ensemble"), ("members", "members"), ("accuracy", "accuracy"), ("nll", "NLL"),
+                    ("ece", "ECE"), ("disagreement", "disagreement"), ("member_mean_accuracy", "mean member acc."),
+                    ("epochs", "epochs"), ("flop_epochs", "FLOP-epochs")]
+
+
+def _columns(rows: Sequence[dict], preferred: Sequence[str]) -> list[str]:
+    present = {k for r in rows for k, v in r.items() if v is not None}
+    cols = [c for c in preferred if c in present]
+    cols += sorted(present - set(cols))
+    return cols
+
+
+def results_markdown(rows: Sequence[dict]) -> str:
+    cols = [("method", "method"), ("sparsity", "target sparsity"), ("seed", "seed"),
+            ("sparsity_actual", "actual sparsity"), ("accuracy_pruned", "acc. pruned"),
+            ("accuracy_finetuned", "acc. fine-tuned"), ("nll_finetuned", "NLL fine-tuned"),
+            ("select_seconds", "select time (s)")]
+    cols = [c for c in cols if any(r.get(c[0]) is not None for r in rows)]
+    return markdown_table(rows, cols)
+
+
+def write_run_report(run, cfg: dict, parent_info: dict, rows: Sequence[dict], *,
+                     problem_rows_: Sequence[dict] | None = None, solver_table: Sequence[dict] | None = None,
+                     ensembles: Sequence[dict] | None = None, con=None, title: str = "qselect",
+                     extra: dict | None = None, notes: Sequence[str] = ()) -> dict:
+    """Write every report file of ``run`` and mark the run complete; returns {name: path}."""
+    problem_rows_ = list(problem_rows_ or [])
+    chance = 1.0 / parent_info["num_classes"] if parent_info.get("num_classes") else None
+    dense = (parent_info.get("test") or {}).get("accuracy")
+    plots = {}
+    if rows:
+        plots["accuracy_vs_sparsity.png"] = lambda p: accuracy_vs_sparsity(rows, p, chance=chance, dense=dense)
+    if any(r.get("gap") is not None for r in problem_rows_):
+        plots["energy_gap.png"] = lambda p: energy_gap(problem_rows_, p)
+    if problem_rows_:
+        plots["solver_time.png"] = lambda p: solver_time(problem_rows_, p)
+    tables = {"results.csv": rows}
+    if problem_rows_:
+        tables["problems.csv"] = problem_rows_
+
+    md = [f"# {title}", "", f"Run directory: `{run.path}`", ""]
+    model = parent_info.get("model")
+    if dense is not None:
+        md += [f"Parent: {model} on {cfg.get('dataset')}, test accuracy {dense:.4f} "
+               f"(chance {chance:.3f}).", ""]
+    if solver_table:
+        md += ["## Solvers on the same local problems", "", markdown_table(solver_table, SOLVER_TABLE_COLUMNS), ""]
+    if rows:
+        md += ["## Pruning results (test set)", "", results_markdown(rows), ""]
+    if ensembles:
+        md += ["## Prune-and-Tune ensembles (test set)", "", markdown_table(ensembles, ENSEMBLE_COLUMNS), ""]
+    md += [f"- {n}" for n in notes]
+    if notes:
+        md.append("")
+    md += ["Files: report.json (everything), results.csv (one row per method x sparsity x seed)"
+           + (", problems.csv (one row per local problem and solver)" if problem_rows_ else "")
+           + ", config.toml (rerun with --config), run.json (versions, device, seeds), PNG plots.", ""]
+
+    report = {"command": run.command, "config": cfg, "parent": parent_info, "results": list(rows),
+              "problems": problem_rows_, **(extra or {})}
+    if solver_table is not None:
+        report["solver_table"] = list(solver_table)
+    if ensembles is not None:
+        report["ensembles"] = list(ensembles)
+    tables["results.csv"] = _ordered(rows, RESULT_COLUMNS)
+    if problem_rows_:
+        tables["problems.csv"] = _ordered(problem_rows_, PROBLEM_COLUMNS)
+    written = _write(run.path, report, tables, plots, "\n".join(md))
+    run.finish(report="report.json")
+    if con is not None:
+        con.result(f"report written to {run.path} (summary.md, report.json, results.csv"
+                   + (", problems.csv" if problem_rows_ else "") + ", plots)")
+    return written
+
+
+def _ordered(rows, preferred):
+    cols = _columns(rows, preferred)
+    return [{c: r.get(c) for c in cols} for r in rows]
+
+
+def _write(path, report, tables, plots, summary):
+    return write_report(path, report, tables=tables, plots=plots, summary=summary)

@@ -1,0 +1,140 @@
+"""Exact solver: vectorised brute force over all 2^n bitstrings, chunk by chunk.
+
+For a QUBO the energies of one chunk (the low ``chunk_bits`` bits running, the
+high bits fixed) are ``E_low + field·x_low + E_high``: ``E_low`` (the low
+bits' own cost vector) is built once by doubling, the high bits' field on the
+low bits is a linear cost vector (another doubling pass), so memory stays at a
+few vectors of 2^chunk_bits entries whatever n is. A ``DiagonalCost`` already
+holds its vector and is scanned in place.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import QSelectError
+from ..problems import QUBO, DiagonalCost, Problem
+from ..problems.bits import index_to_bits
+from ..problems.memory import check_dense
+from .base import Solver, SolveResult, make_result
+
+#: 2^32 energies take minutes even vectorised; beyond that use a heuristic or decompose.
+MAX_EXACT_BITS = 32
+
+
+def _linear_vector(field: np.ndarray, size_bits: int, out: np.ndarray) -> np.ndarray:
+    """out[x] = Σ_i field[i]·x_i for all 2^size_bits x (little-endian), by doubling."""
+    out[0] = 0.0
+    for i in range(size_bits):
+        s = 1 << i
+        np.add(out[:s], field[i], out=out[s:2 * s])
+    return out
+
+
+def _popcounts(bits: int) -> np.ndarray:
+    pc = np.zeros(1 << bits, dtype=np.uint8)
+    for i in range(bits):
+        s = 1 << i
+        pc[s:2 * s] = pc[:s] + 1
+    return pc
+
+
+class ExactSolver(Solver):
+    """Brute-force minimum of any problem (ties: lowest index, so deterministic).
+
+    ``respect_k`` restricts the search to bitstrings with exactly ``problem.k``
+    bits set (the constraint handled natively instead of by a penalty);
+    ``num_best`` keeps that many lowest-energy bitstrings as ``samples``.
+    """
+
+    name = "exact"
+
+    def __init__(self, chunk_bits: int = 20, respect_k: bool = False, num_best: int = 1,
+                 max_bits: int = MAX_EXACT_BITS):
+        if not 1 <= int(chunk_bits) <= 30:
+            raise QSelectError(f"chunk_bits must be in [1, 30], got {chunk_bits}")
+        if int(num_best) < 1:
+            raise QSelectError(f"num_best must be ≥ 1, got {num_best}")
+        self.chunk_bits = int(chunk_bits)
+        self.respect_k = bool(respect_k)
+        self.num_best = int(num_best)
+        self.max_bits = int(max_bits)
+
+    def _solve(self, problem: Problem) -> SolveResult:
+        n = problem.n
+        if n > self.max_bits:
+            raise QSelectError(
+                f"exact search over {n} bits (2^{n} bitstrings) is beyond its limit of {self.max_bits} bits; "
+                "use a heuristic solver ('sa', 'tabu') or a smaller qubit budget so the problem is decomposed")
+        k = None
+        if self.respect_k:
+            if problem.k is None:
+                raise QSelectError("ExactSolver(respect_k=True) needs a problem with a cardinality k; "
+                                   "build it with k=... or drop respect_k")
+            k = problem.k
+        low = min(n, self.chunk_bits)
+        check_dense(low, 8, "the exact solver's chunk", copies=4)
+        best_idx = np.empty(0, dtype=np.int64)
+        best_e = np.empty(0, dtype=np.float64)
+        pc_low = _popcounts(low).astype(np.int64) if k is not None else None
+        for start, energies in self._chunks(problem, low):
+            if k is not None:
+                energies = np.where(pc_low[: energies.size] + _popcount_int(start) == k, energies, np.inf)
+            idx, e = _lowest(energies, self.num_best)
+            best_idx = np.concatenate([best_idx, idx + start])
+            best_e = np.concatenate([best_e, e])
+            keep = np.lexsort((best_idx, best_e))[: self.num_best]
+            best_idx, best_e = best_idx[keep], best_e[keep]
+        finite = np.isfinite(best_e)
+        best_idx = best_idx[finite]
+        if best_idx.size == 0:
+            raise QSelectError(f"no bitstring of {n} bits has exactly k={k} bits set")
+        samples = index_to_bits(best_idx, n)
+        energies = np.atleast_1d(problem.energy(samples))
+        return make_result(problem, samples[0], self.name, samples=samples, energies=energies,
+                           counts=np.ones(len(samples), dtype=np.int64),
+                           info={"evaluated": int(2**n), "respect_k": self.respect_k})
+
+    def _chunks(self, problem: Problem, low: int):
+        n = problem.n
+        size = 1 << low
+        if isinstance(problem, DiagonalCost) or not isinstance(problem, QUBO):
+            vec = problem.cost_vector() if not isinstance(problem, DiagonalCost) else problem._c
+            for start in range(0, vec.size, size):
+                yield start, vec[start:start + size]
+            return
+        if low == n:
+            yield 0, problem.cost_vector()
+            return
+        base = problem.fix({i: 0 for i in range(low, n)}).cost_vector()  # includes offset
+        sym = problem.quadratic
+        sym = sym + sym.T
+        cross = sym[:low, low:]  # field of each high bit on each low bit
+        lin_vec = np.empty(size)
+        for hi in range(1 << (n - low)):
+            xh = index_to_bits(hi, n - low).astype(np.float64)
+            if hi == 0:
+                yield 0, base
+                continue
+            # energy of the high bits alone (low bits 0), relative to the offset
+            e_high = problem.energy(np.concatenate([np.zeros(low, np.uint8), xh.astype(np.uint8)])) \
+                - problem.offset
+            _linear_vector(cross @ xh, low, lin_vec)
+            yield hi << low, base + lin_vec + e_high
+
+
+def _popcount_int(x: int) -> int:
+    return int(bin(int(x)).count("1"))
+
+
+def _lowest(energies: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the m smallest entries (ties to the lowest index)."""
+    if m == 1:
+        i = int(np.argmin(energies))
+        return np.array([i]), np.array([energies[i]], dtype=np.float64)
+    m = min(m, energies.size)
+    part = np.argpartition(energies, m - 1)[:m]
+    # include every entry tied with the m-th value so the tie-break is by index
+    cut = energies[part].max()
+    cand = np.nonzero(energies <= cut)[0]
+    order = np.lexsort((cand, energies[cand]))[:m]
+    return cand[order], energies[cand[order]].astype(np.float64)

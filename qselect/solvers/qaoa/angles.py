@@ -1,0 +1,48 @@
+"""Initial QAOA angles: linear ramp, random, given, or transferred from a previous solve.
+
+Angles are always ``[γ_1..γ_p, β_1..β_p]`` for the cost divided by
+``problem.scale()``, which is what lets them transfer between problems.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import QSelectError
+
+
+def linear_ramp(p: int, dt: float = 0.75) -> np.ndarray:
+    """Annealing-like schedule (Zhou et al. 2020): γ rises, β falls, step dt."""
+    f = (np.arange(p) + 0.5) / p
+    return np.concatenate([f * dt, (1 - f) * dt])
+
+
+def random_angles(p: int, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.uniform(0, np.pi, p), rng.uniform(0, np.pi / 2, p)])
+
+
+def interpolate(angles, p: int) -> np.ndarray:
+    """Angles for depth p from angles of another depth (INTERP, Zhou et al.)."""
+    a = np.asarray(angles, dtype=float).reshape(-1)
+    q = a.size // 2
+    if q == p:
+        return a.copy()
+    x_old = (np.arange(q) + 0.5) / q
+    x_new = (np.arange(p) + 0.5) / p
+    return np.concatenate([np.interp(x_new, x_old, a[:q]), np.interp(x_new, x_old, a[q:])])
+
+
+def initial_angles(init, p: int, seed=0) -> np.ndarray:
+    """Resolve ``init``: 'ramp', 'random', an array of 2·p' angles, or a result with ``.angles``."""
+    if isinstance(init, str):
+        if init == "ramp":
+            return linear_ramp(p)
+        if init == "random":
+            return random_angles(p, seed)
+        raise QSelectError(f"unknown init {init!r}; use 'ramp', 'random', an angle array or a previous QAOA result")
+    if hasattr(init, "angles"):
+        init = init.angles
+    a = np.asarray(init, dtype=float).reshape(-1)
+    if a.size == 0 or a.size % 2 or not np.all(np.isfinite(a)):
+        raise QSelectError(f"initial angles must be 2·p finite numbers [γ_1..γ_p, β_1..β_p], got {a.size} values")
+    return interpolate(a, p)

@@ -1,0 +1,266 @@
+"""QAOASolver: one solver protocol, four backends (native NumPy/torch, Aer, Statevector, PennyLane)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...errors import QSelectError
+from ..base import Solver, SolveResult, summarise_samples
+from . import objectives as obj
+from .angles import initial_angles, random_angles
+from .optimizers import minimize, normalise_name, uses_gradient
+
+BACKENDS = ("native", "aer", "statevector", "pennylane")
+# exact ⟨C⟩ bookkeeping (optimum probability, approximation ratio) for sampling backends up to here
+_INFO_MAX_QUBITS = 22
+
+
+@dataclass
+class QAOAResult(SolveResult):
+    """SolveResult plus the optimised ⟨C⟩ (problem units, offset included) and the angles.
+
+    ``angles`` = [γ_1..γ_p, β_1..β_p] for the cost divided by ``info['scale']``.
+    """
+
+    expectation: float = float("nan")
+    angles: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["expectation"] = float(self.expectation)
+        d["angles"] = [float(a) for a in self.angles]
+        return d
+
+
+class QAOASolver(Solver):
+    """QAOA of depth ``p`` on any qselect problem.
+
+    backend: 'native' (statevector specialised for diagonal costs; NumPy, or
+    torch with ``engine='torch'`` / when ``device`` is given or CUDA is
+    present), 'aer' (qiskit Aer: shots, or ``exact=True`` for its
+    statevector), 'statevector' (qiskit's reference ``Statevector``),
+    'pennylane' (``lightning.qubit``).
+    optimizer: a scipy method ('L-BFGS-B' uses exact adjoint/autograd
+    gradients on 'native'), 'SPSA' or 'qiskit:COBYLA' (qiskit-algorithms);
+    default L-BFGS-B, or COBYLA for shot-based Aer.
+    init: 'ramp' | 'random' | angles | a previous QAOAResult (transfer).
+    objective: 'expectation' or 'cvar' (with ``alpha``).
+    mixer: 'x', or 'xy' (XY ring from a Dicke state with exactly k ones;
+    k from ``k=`` or ``problem.k``).
+    The answer is the lowest-energy bitstring among ``shots`` seeded samples
+    of the final state and its ``top`` most probable bitstrings, scored by the
+    problem itself.
+    """
+
+    name = "qaoa"
+
+    def __init__(self, backend: str = "native", p: int = 1, seed: int = 0, optimizer: str | None = None,
+                 shots: int = 1024, objective: str = "expectation", alpha: float = 0.25, mixer: str = "x",
+                 init="ramp", device=None, dtype=None, *, k: int | None = None, maxiter: int = 100,
+                 restarts: int = 0, top: int = 8, exact: bool = False, engine: str | None = None,
+                 max_order: int | None = None):
+        if backend not in BACKENDS:
+            raise QSelectError(f"unknown QAOA backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        if int(p) != p or p < 1:
+            raise QSelectError(f"QAOA depth p must be a positive integer, got {p!r}")
+        if mixer not in ("x", "xy"):
+            raise QSelectError(f"unknown mixer {mixer!r}; use 'x' or the cardinality-preserving 'xy'")
+        obj.check_objective(objective, alpha)
+        if int(shots) < 1:
+            raise QSelectError(f"shots must be ≥ 1, got {shots}")
+        if engine not in (None, "numpy", "torch"):
+            raise QSelectError(f"unknown native engine {engine!r}; use 'numpy' or 'torch'")
+        if optimizer is not None:
+            normalise_name(optimizer)
+        if not isinstance(init, str) or init not in ("ramp", "random"):
+            initial_angles(init, int(p))  # validate early
+        self.backend, self.p, self.seed = backend, int(p), seed
+        self.optimizer, self.shots, self.objective, self.alpha = optimizer, int(shots), objective, float(alpha)
+        self.mixer, self.init, self.device, self.dtype, self.k = mixer, init, device, dtype, k
+        self.maxiter, self.restarts, self.top, self.exact = int(maxiter), int(restarts), int(top), bool(exact)
+        self.engine, self.max_order = engine, max_order
+
+    # ---- setup --------------------------------------------------------------
+    def _optimizer_name(self) -> str:
+        if self.optimizer is not None:
+            return normalise_name(self.optimizer)
+        return "COBYLA" if self.backend == "aer" and not self.exact else "L-BFGS-B"
+
+    def _engine_kind(self) -> str:
+        if self.engine:
+            return self.engine
+        if self.device is not None:
+            return "torch"
+        import os
+        import sys
+
+        # only pay torch's import when a GPU could be there at all
+        if "torch" not in sys.modules and not os.path.exists("/dev/nvidiactl"):
+            return "numpy"
+        try:
+            import torch
+
+            return "torch" if torch.cuda.is_available() else "numpy"
+        except ImportError:
+            return "numpy"
+
+    def _native_engine(self, problem, k):
+        from .native import NumpyQAOA, check_memory
+
+        kind = self._engine_kind()
+        if kind == "numpy":
+            dtype = np.dtype(self.dtype or np.complex128)
+        else:
+            dtype = np.dtype(str(self.dtype).replace("torch.", "")) if self.dtype is not None else np.dtype(np.complex64)
+        check_memory(problem.n, dtype, gradient=uses_gradient(self._optimizer_name()))
+        scale, const = problem.scale(), problem.z_terms()[1]
+        costs = problem.cost_vector()
+        costs -= const  # in place: no extra 2^n temporaries
+        costs /= scale
+        if kind == "numpy":
+            return NumpyQAOA(costs, self.p, self.mixer, k, dtype), kind, costs, scale, const
+        from .native_torch import TorchQAOA
+
+        return TorchQAOA(costs, self.p, self.mixer, k, dtype=dtype, device=self.device), kind, costs, scale, const
+
+    # ---- solve --------------------------------------------------------------
+    def _solve(self, problem) -> QAOAResult:
+        n = problem.n
+        k = self.k if self.k is not None else problem.k
+        if self.mixer == "xy":
+            if k is None:
+                raise QSelectError("the XY mixer keeps exactly k bits set: pass QAOASolver(k=...) or give the problem k")
+            k = problem._check_k(k)
+        else:
+            k = None
+        method = self._optimizer_name()
+        rng = np.random.default_rng(self.seed)
+        probs_fn = None  # angles -> exact probabilities (little-endian)
+        counts_fn = None  # angles -> (bits, counts)
+        grad_fn = None
+        costs = order = None
+        backend_label = self.backend
+
+        if self.backend == "native":
+            engine, kind, costs, scale, const = self._native_engine(problem, k)
+            backend_label = f"native-{kind}"
+            probs_fn = engine.probabilities
+            if self.objective == "cvar":
+                order = np.argsort(costs, kind="stable")
+
+                def value(a):
+                    return obj.cvar_weights(costs, order, probs_fn(a), self.alpha)[0]
+
+                def grad_fn(a):
+                    v, w = obj.cvar_weights(costs, order, probs_fn(a), self.alpha)
+                    return v, engine.value_and_grad(a, w)[1]
+            else:
+                value = engine.expectation
+                grad_fn = engine.value_and_grad
+        else:
+            from ...circuits.gates import normalised_terms
+
+            _, scale, const = normalised_terms(problem, self.max_order)
+            if n <= _INFO_MAX_QUBITS:
+                costs = (problem.cost_vector() - const) / scale
+            if self.backend == "aer":
+                from ...circuits.qiskit import AerQAOARunner
+
+                runner = AerQAOARunner(problem, self.p, self.mixer, k, self.shots, self.seed, exact=self.exact,
+                                       max_order=self.max_order)
+                if self.exact:
+                    probs_fn = runner.probabilities
+                else:
+                    counts_fn = runner.counts
+            elif self.backend == "statevector":
+                from ...circuits.qiskit import StatevectorQAOARunner
+
+                probs_fn = StatevectorQAOARunner(problem, self.p, self.mixer, k, self.max_order).probabilities
+            else:
+                from ...circuits.pennylane import PennyLaneQAOARunner
+
+                runner = PennyLaneQAOARunner(problem, self.p, self.mixer, k, max_order=self.max_order)
+                probs_fn = runner.probabilities
+            if probs_fn is not None and costs is None:
+                raise QSelectError(f"the {self.backend} statevector path scores the full distribution and is "
+                                   f"limited to {_INFO_MAX_QUBITS} qubits; use backend='native' or shots on 'aer'")
+            if counts_fn is not None:
+                def value(a):
+                    bits, cnt = counts_fn(a)
+                    return obj.sample_objective((problem.energy(bits) - const) / scale, cnt, self.objective, self.alpha)
+            elif self.backend == "pennylane" and self.objective == "expectation":
+                value = runner.expectation  # ⟨H⟩ of the problem's own Hamiltonian
+            else:
+                order = np.argsort(costs, kind="stable") if self.objective == "cvar" else None
+
+                def value(a):
+                    return obj.exact_objective(costs, probs_fn(a), self.objective, self.alpha, order)
+
+        # ---- optimise (optionally from several starts) ------------------------
+        starts = [initial_angles(self.init, self.p, self.seed)]
+        starts += [random_angles(self.p, (self.seed, r)) for r in range(1, self.restarts + 1)]
+        best = None
+        evals = gevals = 0
+        for x0 in starts:
+            out = minimize(value, x0, method, self.maxiter, grad_fn if uses_gradient(method) else None,
+                           seed=self.seed)
+            evals += out.evaluations
+            gevals += out.gradient_evaluations
+            if best is None or out.fun < best.fun:
+                best = out
+        angles = np.array(best.x, dtype=float)
+        if self.mixer == "x":  # exp(-iβΣX) has period π in β (up to a global phase)
+            angles[self.p:] = (angles[self.p:] + np.pi / 2) % np.pi - np.pi / 2
+
+        # ---- final answer: seeded samples + most probable bitstrings ------------
+        info = {"backend": backend_label, "p": self.p, "optimizer": method, "evaluations": evals,
+                "gradient_evaluations": gevals, "objective": self.objective, "mixer": self.mixer,
+                "shots": self.shots, "scale": scale, "seed": self.seed, "optimizer_message": best.message}
+        if self.objective == "cvar":
+            info["alpha"] = self.alpha
+        if k is not None:
+            info["k"] = k
+        from ...problems import index_to_bits
+
+        if probs_fn is not None:
+            probs = np.asarray(probs_fn(angles), dtype=np.float64)
+            probs = np.clip(probs, 0, None)
+            probs /= probs.sum()
+            idx = rng.choice(probs.size, size=self.shots, p=probs)
+            uniq, cnt = np.unique(idx, return_counts=True)
+            top = np.argpartition(probs, -min(self.top, probs.size))[-self.top:] if self.top > 0 else np.zeros(0, int)
+            top = np.setdiff1d(top, uniq)
+            cand = np.concatenate([uniq, top])
+            counts = np.concatenate([cnt, np.zeros(top.size, dtype=np.int64)])
+            bits = index_to_bits(cand, n)
+            expectation = float(np.dot(probs, costs)) * scale + const
+        else:
+            bits, counts = counts_fn(angles)
+            probs = None
+            expectation = float(np.dot(problem.energy(bits), counts) / counts.sum())
+        samples, energies, counts = summarise_samples(problem, bits, counts)
+        info["expectation_objective"] = float(best.fun)
+        if costs is not None:
+            feas = costs if k is None else np.where(_weights(n) == k, costs, np.nan)
+            lo, hi = np.nanmin(feas), np.nanmax(feas)
+            opt_mask = np.abs(feas - lo) <= 1e-9 * max(1.0, abs(lo))
+            info["optimum_energy"] = float(lo * scale + const)
+            if probs is not None:
+                info["probability_optimum"] = float(probs[opt_mask].sum())
+            else:
+                info["probability_optimum"] = float(
+                    counts[np.abs(energies - info["optimum_energy"]) <= 1e-9 * max(1.0, abs(lo * scale))].sum()
+                    / counts.sum())
+            mean_norm = (expectation - const) / scale
+            # (max − ⟨C⟩)/(max − min): 1 at the optimum, 0 at the worst; for MaxCut = ⟨cut⟩/max cut
+            info["approximation_ratio"] = float((hi - mean_norm) / (hi - lo)) if hi > lo else 1.0
+        return QAOAResult(bits=samples[0].copy(), energy=float(energies[0]), solver=self.name, samples=samples,
+                          energies=energies, counts=counts, info=info, expectation=expectation,
+                          angles=np.asarray(angles, dtype=float))
+
+
+def _weights(n: int) -> np.ndarray:
+    from .native import popcounts
+
+    return popcounts(n)

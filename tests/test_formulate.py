@@ -1,0 +1,413 @@
+"""Formulations equal the losses they claim to encode; masks come out as promised."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qselect import QUBO, DiagonalCost, QSelectError
+from qselect.formulate import (BlockSolver, add_cardinality, auto_penalty, build_student, max_flip_change,
+                               collect_activations, distill_masks, distillation_problems, keep_count,
+                               neuron_problem, nk_problems, select_masks, weight_problems)
+from qselect.problems import index_to_bits
+from qselect.solvers import ExactSolver, GreedySolver, SimulatedAnnealingSolver
+
+DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def rand_masks(n, count, seed):
+    return np.random.default_rng(seed).integers(0, 2, size=(count, n)).astype(np.uint8)
+
+
+def mlp(seed=0, sizes=(16, 12, 8, 5)):
+    torch.manual_seed(seed)
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1]).double().to(DEV)
+
+
+# ---- weight selection -----------------------------------------------------------------
+
+@pytest.mark.parametrize("teacher", [False, True])
+def test_weight_energy_equals_reconstruction_loss(teacher):
+    model = mlp()
+    x = torch.randn(40, 16, dtype=torch.float64, device=DEV)
+    acts = collect_activations(model, x, ["0"])
+    A, out = acts["0"]
+    layer = model[0]
+    targets = torch.randn_like(out) if teacher else None
+    lam = 0.37
+    probs = weight_problems("0", layer, A, sparsity=0.5, targets=targets, penalty=lam)
+    assert len(probs) == 12 and all(lp.n == 16 and lp.k == 8 for lp in probs)
+    for lp in probs[:4]:
+        j = lp.index
+        w = layer.weight[j].detach().cpu()
+        b = layer.bias[j].detach().cpu()
+        t = (out[:, j] if not teacher else targets[:, j]).cpu()
+        for m in rand_masks(16, 20, j):
+            z = A.cpu() @ (w * torch.as_tensor(m, dtype=torch.float64)) + b
+            loss = float(((z - t) ** 2).sum()) + lam * (int(m.sum()) - lp.k) ** 2
+            assert lp.problem.energy(m) == pytest.approx(loss, rel=1e-9, abs=1e-9)
+        assert lp.positions.tolist() == [[j, i] for i in range(16)]
+
+
+@pytest.mark.parametrize("kw", [dict(stride=2, padding=1, groups=2), dict(padding="same", dilation=2)])
+def test_conv_weight_energy_equals_conv_output(kw):
+    torch.manual_seed(1)
+    conv = nn.Conv2d(4, 6, 3, **kw).double().to(DEV)
+    x = torch.randn(3, 4, 7, 7, dtype=torch.float64, device=DEV)
+    with torch.no_grad():
+        dense = conv(x)
+    probs = weight_problems("c", conv, x, sparsity=0.25, penalty=0.0)
+    assert len(probs) == 6
+    for lp in probs[::2]:
+        j = lp.index
+        for m in rand_masks(lp.n, 3, j):
+            M = torch.zeros_like(conv.weight)
+            M[tuple(torch.as_tensor(lp.positions.T))] = torch.as_tensor(m, dtype=M.dtype, device=DEV)
+            with torch.no_grad():
+                y = F.conv2d(x, conv.weight * M, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+            loss = float(((y[:, j] - dense[:, j]) ** 2).sum())
+            assert lp.problem.energy(m) == pytest.approx(loss, rel=1e-9, abs=1e-9)
+        assert lp.problem.energy(np.ones(lp.n, np.uint8)) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_weight_targets_shape_checked():
+    model = mlp()
+    x = torch.randn(10, 16, dtype=torch.float64, device=DEV)
+    with pytest.raises(QSelectError, match="targets for layer"):
+        weight_problems("0", model[0], x, sparsity=0.5, targets=torch.zeros(10, 3, device=DEV))
+
+
+# ---- neuron selection -----------------------------------------------------------------
+
+def test_neuron_energy_equals_next_layer_change():
+    model = mlp()
+    x = torch.randn(30, 16, dtype=torch.float64, device=DEV)
+    acts = collect_activations(model, x, ["2"])
+    lam = 0.5
+    lp = neuron_problem("0", model[0], model[2], acts["2"][0], sparsity=0.5, penalty=lam)
+    assert lp.n == 12 and lp.k == 6 and lp.kind == "neuron"
+    with torch.no_grad():
+        full = model[:3](x)
+    for m in rand_masks(12, 15, 3):
+        pruned = mlp()
+        mt = torch.as_tensor(m, dtype=torch.float64, device=DEV)
+        with torch.no_grad():  # the real thing: zero the unit's row and bias, run the net
+            pruned[0].weight.mul_(mt[:, None])
+            pruned[0].bias.mul_(mt)
+            z = pruned[:3](x)
+        loss = float(((z - full) ** 2).sum()) + lam * (int(m.sum()) - 6) ** 2
+        assert lp.problem.energy(m) == pytest.approx(loss, rel=1e-9, abs=1e-8)
+
+
+@pytest.mark.parametrize("head", ["conv", "linear"])
+def test_conv_neuron_energy(head):
+    torch.manual_seed(2)
+    c1 = nn.Conv2d(2, 5, 3, padding=1).double()
+    nxt = nn.Conv2d(5, 3, 3).double() if head == "conv" else nn.Linear(5 * 6 * 6, 4).double()
+    x = torch.randn(4, 2, 6, 6, dtype=torch.float64)
+    h = torch.relu(c1(x)).detach()
+    h_in = h if head == "conv" else h.flatten(1)
+    lp = neuron_problem("c1", c1, nxt, h_in, sparsity=0.4, penalty=0.0)
+    with torch.no_grad():
+        full = nxt(h_in)
+        for m in rand_masks(5, 8, 4):
+            hm = h * torch.as_tensor(m, dtype=torch.float64)[None, :, None, None]
+            z = nxt(hm if head == "conv" else hm.flatten(1))
+            assert lp.problem.energy(m) == pytest.approx(float(((z - full) ** 2).sum()), rel=1e-9, abs=1e-9)
+
+
+# ---- NK exact local loss ------------------------------------------------------------------
+
+def test_nk_cost_vector_equals_brute_force_local_loss():
+    model = mlp()
+    x = torch.randn(25, 16, dtype=torch.float64, device=DEV)
+    A, out = collect_activations(model, x, ["0"])["0"]
+    K = 5
+    probs = nk_problems("0", model[0], A, K=K, sparsity=0.4, activation=torch.relu, penalty=0.0)
+    assert all(isinstance(lp.problem, DiagonalCost) and lp.n == K and lp.k == 3 for lp in probs)
+    for lp in probs[:3]:
+        j = lp.index
+        w = model[0].weight[j].detach().cpu()
+        b = model[0].bias[j].detach().cpu()
+        S = np.argsort(-np.abs(w.numpy()), kind="stable")[:K]
+        assert sorted(S.tolist()) == lp.info["inputs"]
+        y = torch.relu(out[:, j].cpu())
+        for idx in range(2**K):
+            m = index_to_bits(idx, K)
+            wm = torch.zeros_like(w)
+            S_sorted = np.array(lp.info["inputs"])
+            wm[S_sorted] = w[S_sorted] * torch.as_tensor(m, dtype=w.dtype)
+            loss = float(((torch.relu(A.cpu() @ wm + b) - y) ** 2).sum())
+            assert lp.problem.cost_vector()[idx] == pytest.approx(loss, rel=1e-9, abs=1e-9)
+        assert len(lp.zero) == 16 - K
+
+
+def test_nk_select_prunes_unread_inputs():
+    model = mlp()
+    x = torch.randn(20, 16, dtype=torch.float64, device=DEV)
+    sel = select_masks(model, x, formulation="nk", K=4, sparsity=0.5, layers=["0"])
+    rows = sel.masks["0.weight"].sum(dim=1)
+    assert torch.all(rows == 2)  # K=4 read, k=2 kept, the other 12 pruned
+
+
+# ---- cardinality ------------------------------------------------------------------------------
+
+def test_auto_penalty_optima_keep_exactly_k():
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        n = int(rng.integers(2, 10))
+        k = int(rng.integers(0, n + 1))
+        if trial % 3 == 0:
+            base = DiagonalCost(rng.normal(size=2**n) * rng.uniform(0.1, 100))
+        else:
+            base = QUBO(rng.normal(size=(n, n)) * rng.uniform(0.1, 100), rng.normal(size=n) * 50)
+        p = add_cardinality(base, k)
+        assert p.k == k
+        r = ExactSolver().solve(p)
+        assert r.kept == k, f"trial {trial}: optimum keeps {r.kept} of {n}, wanted {k}"
+        # and it is the constrained optimum of the original objective
+        assert base.energy(r.bits) == pytest.approx(ExactSolver(respect_k=True).solve(base.copy(k=k)
+                                                    if isinstance(base, QUBO) else
+                                                    DiagonalCost(base.cost_vector(), k=k)).energy)
+
+
+def test_weight_problem_optima_keep_k():
+    model = mlp(seed=3)
+    x = torch.randn(50, 16, dtype=torch.float64, device=DEV)
+    A, _ = collect_activations(model, x, ["0"])["0"]
+    for lp in weight_problems("0", model[0], A, sparsity=0.3)[:6]:
+        assert ExactSolver().solve(lp.problem).kept == lp.k == keep_count(16, 0.3)
+
+
+def test_penalty_validation():
+    q = QUBO.random(4)
+    with pytest.raises(QSelectError, match="penalty"):
+        add_cardinality(q, 2, -1.0)
+    with pytest.raises(QSelectError, match="keep k=7"):
+        add_cardinality(q, 7)
+    with pytest.raises(QSelectError, match="sparsity"):
+        keep_count(10, 1.5)
+    assert auto_penalty(QUBO(np.zeros((3, 3))), 1) > 0
+
+
+def test_least_squares_penalty_is_small_yet_keeps_k():
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        n = int(rng.integers(3, 11))
+        k = int(rng.integers(1, n))
+        A = rng.normal(size=(12, n))
+        t = A @ rng.normal(size=n) + rng.normal(size=12)
+        base = QUBO(A.T @ A, -2 * A.T @ t, float(t @ t))  # ‖A m − t‖² ≥ 0
+        p = add_cardinality(base, k, lower=0.0)
+        assert p.penalty <= 1.25 * max_flip_change(base) + 1e-6
+        assert ExactSolver().solve(p).kept == k, f"trial {trial}"
+        r = BlockSolver(ExactSolver(), qubits=max(2, n // 3), max_sweeps=5).solve(p)
+        assert r.kept == k  # block descent from the magnitude mask never leaves weight k
+
+
+# ---- decomposition ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(4))
+def test_block_descent_monotone_and_block_optimal(seed):
+    q = add_cardinality(QUBO.random(14, seed=seed), 6)
+    r = BlockSolver(ExactSolver(), qubits=5, max_sweeps=20, seed=seed).solve(q)
+    trace = r.info["energy_trace"]
+    assert all(b <= a + 1e-12 for a, b in zip(trace, trace[1:]))
+    assert r.energy == pytest.approx(trace[-1])
+    opt = ExactSolver().solve(q).energy
+    assert r.energy >= opt - 1e-9
+    if r.energy > opt + 1e-9:  # not the optimum: then a local optimum (no flip helps)
+        assert r.info["converged"]
+        flips = np.repeat(r.bits[None], 14, axis=0)
+        flips[np.arange(14), np.arange(14)] ^= 1
+        assert np.all(q.energy(flips) >= r.energy - 1e-9)
+    assert r.kept == 6
+
+
+def test_block_descent_reaches_optimum_often_and_stops():
+    hits = 0
+    for seed in range(6):
+        q = add_cardinality(QUBO.random(12, seed=50 + seed), 4)
+        r = BlockSolver(ExactSolver(), qubits=6, max_sweeps=30, seed=seed).solve(q)
+        hits += r.energy == pytest.approx(ExactSolver().solve(q).energy)
+        assert r.info["sweeps"] <= 30 and (r.info["converged"] or r.info["sweeps"] == 30)
+    assert hits >= 3
+    r = BlockSolver(ExactSolver(), qubits=3, max_sweeps=1).solve(add_cardinality(QUBO.random(9), 3))
+    assert r.info["sweeps"] == 1
+
+
+def test_block_solver_small_problem_goes_straight_to_inner():
+    q = QUBO.random(5)
+    r = BlockSolver(ExactSolver(), qubits=8).solve(q)
+    assert r.solver == "exact" and r.energy == pytest.approx(q.cost_vector().min())
+
+
+# ---- the whole path on a real network ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits_mlp():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = torch.tensor(X / 16.0, dtype=torch.float32)
+    y = torch.tensor(y)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, 16), nn.ReLU(), nn.Linear(16, 10))
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(25):
+        opt.zero_grad()
+        F.cross_entropy(model(X), y).backward()
+        opt.step()
+    return model.to(DEV), X[:128].to(DEV)
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.7])
+def test_select_masks_weight_kept_fraction_per_neuron(digits_mlp, sparsity):
+    model, calib = digits_mlp
+    sel = select_masks(model, calib, formulation="weight", sparsity=sparsity, qubits=10, max_sweeps=3)
+    assert set(sel.masks) == {"0.weight", "2.weight", "4.weight"}
+    for name, m in sel.masks.items():
+        assert m.shape == dict(model.named_parameters())[name].shape and m.device == calib.device
+        assert set(m.unique().tolist()) <= {0.0, 1.0}
+        per_neuron = m.float().mean(dim=1).cpu()
+        target = keep_count(m.shape[1], sparsity) / m.shape[1]
+        assert torch.all((per_neuron - (1 - sparsity)).abs() <= 0.01 + abs(target - (1 - sparsity)))
+    assert len(sel.results) == len(sel.problems) == 24 + 16 + 10
+    s = sel.summary()
+    assert s["layers"]["0"]["kept_fraction"] == pytest.approx(1 - sparsity, abs=0.01)
+
+
+def test_select_masks_beats_magnitude_and_is_deterministic(digits_mlp):
+    model, calib = digits_mlp
+    a = select_masks(model, calib, formulation="weight", sparsity=0.5, qubits=8, layers=["2"], max_sweeps=4)
+    b = select_masks(model, calib, formulation="weight", sparsity=0.5, qubits=8, layers=["2"], max_sweeps=4)
+    assert all(torch.equal(a.masks[k], b.masks[k]) for k in a.masks)
+    from qselect.solvers import MagnitudeSolver
+
+    mag = sum(MagnitudeSolver().solve(lp.problem).energy for lp in a.problems)
+    assert sum(r.energy for r in a.results) <= mag + 1e-9
+
+
+def test_select_masks_neuron(digits_mlp):
+    model, calib = digits_mlp
+    sel = select_masks(model, calib, formulation="neuron", sparsity=0.5, qubits=12, solver="tabu")
+    assert set(sel.masks) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    for layer, units in (("0", 24), ("2", 16)):
+        w, b = sel.masks[f"{layer}.weight"], sel.masks[f"{layer}.bias"]
+        assert int(b.sum()) == units // 2
+        assert torch.equal(w, b[:, None].expand_as(w))  # whole rows follow the unit bit
+
+
+def test_select_masks_errors(digits_mlp):
+    model, calib = digits_mlp
+    with pytest.raises(QSelectError, match="unknown formulation"):
+        select_masks(model, calib, formulation="bogus")
+    with pytest.raises(QSelectError, match="no layer 'nope'"):
+        select_masks(model, calib, layers=["nope"])
+    with pytest.raises(QSelectError, match="last Linear"):
+        select_masks(model, calib, formulation="neuron", layers=["4"])
+    with pytest.raises(QSelectError, match="unknown solver"):
+        select_masks(model, calib, solver="bogus", layers=["4"])
+
+
+def test_select_masks_with_sa_and_process_executor_match_inline(digits_mlp):
+    model, calib = digits_mlp
+    kw = dict(formulation="weight", sparsity=0.5, qubits=16, layers=["4"], solver="sa")
+    a = select_masks(model, calib, **kw)
+    b = select_masks(model, calib, executor="process", **kw)
+    assert torch.equal(a.masks["4.weight"], b.masks["4.weight"])
+
+
+def test_collect_activations_match_forward():
+    model = mlp()
+    x = torch.randn(7, 16, dtype=torch.float64, device=DEV)
+    acts = collect_activations(model, [x[:3], (x[3:], None)])
+    assert set(acts) == {"0", "2", "4"}
+    with torch.no_grad():
+        h = torch.relu(model[0](x))
+        assert torch.allclose(acts["2"][0], h) and torch.allclose(acts["2"][1], model[2](h))
+    with pytest.raises(QSelectError, match="only nn.Linear and nn.Conv2d"):
+        collect_activations(model, x, ["1"])
+
+
+# ---- layerwise distillation ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reduce", ["pool", "magnitude"])
+def test_distillation_setup_shapes(reduce):
+    teacher = nn.Sequential(nn.Linear(10, 6), nn.ReLU(), nn.Linear(6, 3)).double().to(DEV)
+    student = build_student(teacher, width=3, depth=2, reduce=reduce, seed=1).double()
+    x = torch.randn(20, 10, dtype=torch.float64, device=DEV)
+    assert student(x).shape == teacher(x).shape
+    lins = [m for m in student.modules() if isinstance(m, nn.Linear)]
+    assert len(lins) == 4  # twice as deep
+    assert [l.out_features for l in lins] == [18, 18, 9, 9]  # 3x wider
+    probs = distillation_problems(teacher, student, x, sparsity=0.5)
+    last = [lp for lp in probs if lp.layer == "block0.2"]
+    kept_units = 18 if reduce == "pool" else 6
+    assert len(last) == kept_units and all(lp.n == 18 for lp in last)
+    assert {lp.info["teacher_unit"] for lp in last} == set(range(6))
+    # targets are the teacher's pre-activations: unpruned, each problem's loss is
+    # ‖student unit − its teacher unit‖² over the batch
+    t_pre = collect_activations(teacher, x, ["0"])["0"][1]
+    s_out = collect_activations(student.block0, x, ["2"])["2"][1]
+    plain = [lp for lp in distillation_problems(teacher, student, x, sparsity=0.5, penalty=0.0)
+             if lp.layer == "block0.2"]
+    for lp in plain[:4]:
+        direct = float(((s_out[:, lp.index] - t_pre[:, lp.info["teacher_unit"]]) ** 2).sum())
+        assert lp.problem.energy(np.ones(18, np.uint8)) == pytest.approx(direct, rel=1e-9)
+    sel = distill_masks(teacher, student, x, sparsity=0.5, solver=GreedySolver(), qubits=18)
+    assert set(sel.masks) == {"block0.0.weight", "block0.2.weight", "block1.0.weight", "block1.2.weight"}
+    if reduce == "magnitude":
+        dropped = sel.masks["block0.2.weight"].sum(dim=1) == 0
+        assert int(dropped.sum()) == 12
+
+
+def test_student_must_be_deeper():
+    teacher = nn.Sequential(nn.Linear(4, 2))
+    with pytest.raises(QSelectError, match="twice as deep"):
+        build_student(teacher, depth=1)
+
+
+def test_nk_activation_found_from_forward_order_not_attribute_order():
+    from qselect.formulate.activations import call_order
+    from qselect.formulate.select import following_activation
+
+    class Net(nn.Module):  # attributes declared out of call order, as in LeNet-style models
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(6, 5), nn.Linear(5, 3)
+            self.act = nn.Tanh()
+
+        def forward(self, x):
+            return self.fc2(self.act(self.fc1(x)))
+
+    net = Net().double()
+    x = torch.randn(9, 6, dtype=torch.float64)
+    order = call_order(net, x)
+    assert order == ["fc1", "act", "fc2"]
+    assert following_activation(net, "fc1", order) is net.act
+    assert following_activation(net, "fc2", order) is None
+    sel = select_masks(net, x, formulation="nk", K=3, sparsity=0.4, layers=["fc1"], penalty=0.0)
+    lp = sel.problems[0]
+    S = lp.info["inputs"]
+    A = x
+    m = np.array([1, 0, 1], np.uint8)
+    w, b = net.fc1.weight[lp.index].detach(), net.fc1.bias[lp.index].detach()
+    wm = torch.zeros_like(w)
+    wm[S] = w[S] * torch.as_tensor(m, dtype=w.dtype)
+    y = torch.tanh(A @ w + b)
+    loss = float(((torch.tanh(A @ wm + b) - y) ** 2).sum())
+    assert lp.problem.energy(m) == pytest.approx(loss, rel=1e-9)
+
+
+def test_weight_formulation_refuses_layers_that_do_not_fit(monkeypatch):
+    from qselect.errors import ProblemTooLargeError
+    from qselect.problems import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**20)  # 1 MiB
+    layer = nn.Linear(300, 4)
+    with pytest.raises(ProblemTooLargeError, match="weight problems of 300 bits"):
+        weight_problems("big", layer, torch.randn(5, 300), sparsity=0.5)

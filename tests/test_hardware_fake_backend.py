@@ -1,0 +1,237 @@
+"""The real hardware path on a fake_<device> (qiskit-ibm-runtime's noisy Aer model), accounts, CLI handlers.
+
+fake_manila (5 qubits in a line) is used because its noise simulation takes
+milliseconds; fake_sherbrooke (127 qubits) runs the same path but each
+transpile + noisy simulation costs seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from qselect import QUBO
+from qselect.errors import BackendUnavailableError, QSelectError
+from qselect.hardware import Ledger, api
+from qselect.hardware.runner import HardwareConfig, HardwareRun
+from qselect.hardware.runtime import LOCAL_JOBS, get_service
+
+BACKEND = "fake_manila"
+
+
+def small_layer_problems():
+    """A small trained-free layer's local problems: 3 output neurons x 4 input weights (weight formulation)."""
+    from qselect.cli.hardware import local_problems
+    from qselect.formulate import select_masks
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    calib = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+    sel = select_masks(model, calib, formulation="weight", sparsity=0.5, solver="exact", qubits=4, layers=["0"])
+    return local_problems(sel, 4)
+
+
+def layout_is_nontrivial(circuit, n):
+    lay = circuit.layout
+    return (lay.initial_index_layout()[:n] != list(range(n))
+            or lay.final_index_layout() != lay.initial_index_layout()[:n])
+
+
+def marker_problem():
+    """Asymmetric 4-bit QUBO whose QAOA distribution changes under any permutation of its bits."""
+    Q = np.zeros((4, 4))
+    Q[0, 1], Q[1, 2], Q[2, 3], Q[0, 3], Q[0, 2], Q[1, 3] = 0.5, -0.7, 0.9, 0.3, 0.4, -0.2
+    return QUBO(Q, linear=[-2.0, 1.5, -0.5, -1.2])
+
+
+def permuted_tvds(counts, ideal, n, shots):
+    """Total variation distance between measured and ideal, for every reading order of the bits."""
+    measured = np.zeros(2 ** n)
+    for k, v in counts.items():
+        measured[int(k, 2)] += v / shots
+    out = {}
+    for perm in itertools.permutations(range(n)):
+        idx = np.array([sum(((i >> perm[b]) & 1) << b for b in range(n)) for i in range(2 ** n)])
+        out[perm] = 0.5 * np.abs(measured[idx] - ideal).sum()
+    return out
+
+
+def test_small_layer_end_to_end_on_fake_device_is_scored_by_the_problem(tmp_path):
+    problems, meta = small_layer_problems()
+    assert len(problems) == 3 and all(p.n == 4 for p in problems.values())
+    problems["marker"] = marker_problem()
+    shots = 4000
+    config = HardwareConfig(backend=BACKEND, shots=shots, seed=0)
+    report = api.submit(problems, BACKEND, tmp_path, config, meta=meta)
+    run = HardwareRun.load(tmp_path)
+    assert run.service.backend_name == BACKEND
+    # the device circuits really were permuted by the transpiler (dense 4-qubit QUBOs on a line)
+    for pid, pr in problems.items():
+        tmpl = run.circuits.template(pid, pr)
+        assert tmpl.num_qubits == 5 and layout_is_nontrivial(tmpl, pr.n)
+        assert report["problems"][list(problems).index(pid)]["two_qubit_gates"] > 6  # routing added SWAPs
+    # independent scoring: qiskit's bit string read as a little-endian index into the cost vector
+    (job_file,) = list((tmp_path / LOCAL_JOBS).glob("*.json"))
+    job = json.loads(job_file.read_text())
+    from qselect.circuits.qiskit import statevector_probabilities
+
+    assert [r["problem"] for r in report["problems"]] == list(problems)
+    for row, counts in zip(report["problems"], job["counts"]):
+        pr = problems[row["problem"]]
+        cv = pr.cost_vector()
+        best_key = min(counts, key=lambda k: cv[int(k, 2)])
+        assert row["hardware_energy"] == pytest.approx(cv[int(best_key, 2)])
+        assert row["hardware_energy"] == pytest.approx(pr.energy(np.array([int(b) for b in row["hardware_bits"]])))
+        assert row["exact_energy"] == pytest.approx(cv.min()) and row["hardware_gap"] >= -1e-12
+        assert row["hardware_gap"] == pytest.approx(0.0, abs=1e-12)  # 4000 noisy shots over 16 strings
+        if row["problem"] != "marker":
+            assert row["layer"] == "0" and row["kind"] == "weight"
+    # measured bit i is variable i: the noisy distribution matches the ideal QAOA state read in
+    # qselect's order, clearly better than in any other order of the bits
+    row = report["problems"][-1]
+    tvd = permuted_tvds(job["counts"][-1], statevector_probabilities(problems["marker"], row["angles"], 1), 4, shots)
+    correct = tvd.pop((0, 1, 2, 3))
+    assert correct < 0.25 and correct < min(tvd.values()) - 0.03, (correct, min(tvd.values()))
+    assert report["summary"]["hardware_optimal"] == 4
+    # a rerun (fresh process, same run dir) fetches from the cache, submits nothing
+    before = sorted(p.name for p in (tmp_path / LOCAL_JOBS).glob("*.json"))
+    again = api.fetch(tmp_path)
+    assert sorted(p.name for p in (tmp_path / LOCAL_JOBS).glob("*.json")) == before
+    assert again["problems"] == json.loads(json.dumps(report["problems"]))
+
+
+def test_fake_backend_crash_after_submit_recovers_job_by_tag(tmp_path):
+    """The local path keeps jobs by tag too: a crash between submit and the ledger line loses nothing."""
+    from qselect.hardware.service import SimulatedCrash
+
+    problems = {f"q{i}": QUBO.random(3, seed=i) for i in range(2)}
+    svc = get_service(BACKEND, run_dir=tmp_path)
+
+    def hook(point):
+        if point == "after_submit":
+            raise SimulatedCrash(point)
+
+    run = HardwareRun.create(tmp_path, svc, HardwareConfig(backend=BACKEND, shots=128), problems, crash_hook=hook)
+    with pytest.raises(SimulatedCrash):
+        run.execute()
+    assert Ledger(tmp_path).records()["qselect-%s-sample-b000" % run.run_id].job_id is None
+    report = api.fetch(tmp_path)
+    assert len(list((tmp_path / LOCAL_JOBS).glob("*.json"))) == 1  # found by tag, not resubmitted
+    (rec,) = Ledger(tmp_path).records().values()
+    assert rec.recovered and rec.has_result and len(report["problems"]) == 2
+
+
+def test_spsa_strategy_on_fake_device(tmp_path):
+    problems = {"a": QUBO.random(3, seed=5)}
+    cfg = HardwareConfig(backend=BACKEND, strategy="spsa", spsa_iterations=3, spsa_shots=128, shots=256)
+    report = api.submit(problems, BACKEND, tmp_path, cfg)
+    assert len(Ledger(tmp_path).records()) == 4  # 3 iterations + final sampling, one job each
+    row = report["problems"][0]
+    assert row["hardware_energy"] == pytest.approx(row["exact_energy"])
+
+
+def test_unknown_fake_backend_is_a_clear_error(tmp_path):
+    with pytest.raises(QSelectError, match="unknown fake backend 'fake_nowhere'.*fake_"):
+        get_service("fake_nowhere", run_dir=tmp_path)
+
+
+def _no_account(monkeypatch, tmp_path):
+    from qiskit_ibm_runtime.accounts import management
+
+    for var in ("QISKIT_IBM_TOKEN", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_URL", "QISKIT_IBM_CHANNEL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(management, "_DEFAULT_ACCOUNT_CONFIG_JSON_FILE", str(tmp_path / ".qiskit" / "none.json"))
+
+
+def test_no_account_gives_one_clear_message(monkeypatch, tmp_path):
+    _no_account(monkeypatch, tmp_path)
+    with pytest.raises(BackendUnavailableError) as info:
+        get_service("ibm_torino", run_dir=tmp_path)
+    msg = str(info.value)
+    assert "\n" not in msg and "no IBM Quantum account" in msg
+    assert "save_account" in msg and "QISKIT_IBM_TOKEN" in msg and "fake_" in msg and "simulator" in msg
+    assert info.value.__cause__ is None
+
+
+def _drive(argv):
+    """What qselect.cli.main does for our commands: parse, resolve defaults, call the handler."""
+    from qselect.cli import common
+    from qselect.cli import hardware as hw
+    from qselect.config import resolve
+
+    parser = argparse.ArgumentParser(prog="qselect")
+    sub = parser.add_subparsers(dest="command")
+    hw.register(sub, common.add_common_options)
+    cmds = dict(sub.choices)
+    for p in cmds.values():
+        common.option_specs(p)
+    args = parser.parse_args(argv)
+    schema = common.option_specs(cmds[args.command])
+    cfg = resolve(schema, {}, {k: v for k, v in vars(args).items() if k in schema})
+    ns = argparse.Namespace(**cfg)
+    ns.resolved, ns.argv, ns.command = cfg, argv, args.command
+    return args.func(ns)
+
+
+def test_cli_submit_status_fetch_cancel(tmp_path, capsys):
+    d = str(tmp_path / "run")
+    assert _drive(["submit", "--backend", BACKEND, "--run-dir", d, "--hidden", "4", "--epochs", "1",
+                   "--formulation", "neuron", "--qubits", "4", "--shots", "256", "--calib-size", "32", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "report:" in out and (tmp_path / "run" / "report.md").exists()
+    assert _drive(["status", "--run-dir", d]) == 0
+    table = capsys.readouterr().out
+    assert "sample-b000" in table and "DONE" in table
+    assert _drive(["fetch", "--run-dir", d, "-q"]) == 0
+    assert _drive(["cancel", "--run-dir", d]) == 0
+    assert "none unfinished" in capsys.readouterr().out
+    with pytest.raises(QSelectError, match="already holds a hardware run"):
+        _drive(["submit", "--backend", BACKEND, "--run-dir", d, "--hidden", "4", "--epochs", "1",
+                "--formulation", "neuron", "--qubits", "4"])
+
+
+def test_cli_user_errors(tmp_path, monkeypatch):
+    with pytest.raises(QSelectError, match="--run-dir is required"):
+        _drive(["status"])
+    with pytest.raises(QSelectError, match="fake_<device>"):
+        _drive(["submit", "--backend", "native", "--run-dir", str(tmp_path)])
+    with pytest.raises(QSelectError, match="strategy"):
+        _drive(["submit", "--backend", BACKEND, "--run-dir", str(tmp_path), "--strategy", "magic"])
+    _no_account(monkeypatch, tmp_path)
+    with pytest.raises(QSelectError, match="no IBM Quantum account"):
+        _drive(["submit", "--backend", "ibm_torino", "--run-dir", str(tmp_path / "r")])
+
+
+def test_main_no_account_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
+    from qselect.cli import main
+
+    _no_account(monkeypatch, tmp_path)
+    assert main(["submit", "--backend", "ibm_torino", "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("qselect: error: no IBM Quantum account")
+    assert not (tmp_path / "r" / "plan.json").exists()
+
+
+def test_transferred_angles_are_shared_within_a_layer(tmp_path):
+    problems, meta = small_layer_problems()
+    problems["other"] = marker_problem()
+    meta["other"] = {"layer": "2", "kind": "weight", "index": 0}
+    cfg = HardwareConfig(backend=BACKEND, shots=256, angles="transfer")
+    report = api.submit(problems, BACKEND, tmp_path, cfg, meta=meta)
+    angles = {r["problem"]: tuple(r["angles"]) for r in report["problems"]}
+    layer0 = {angles[pid] for pid in problems if pid != "other"}
+    assert len(layer0) == 1 and angles["other"] not in layer0
+    # the noiseless reference is the simulator at exactly the transferred angles
+    from qselect.solvers import get_solver
+
+    pid = [p for p in problems if p != "other"][-1]
+    fixed = get_solver("qaoa", backend="native", p=1, seed=0, shots=256, init=np.array(angles[pid]),
+                       maxiter=0, restarts=0).solve(problems[pid])
+    row = next(r for r in report["problems"] if r["problem"] == pid)
+    assert row["simulator_expectation"] == pytest.approx(fixed.expectation)

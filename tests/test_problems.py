@@ -1,0 +1,236 @@
+"""Every representation of a problem agrees with every other on random bitstrings."""
+import dimod
+import numpy as np
+import pennylane as qml
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qselect import QUBO, DiagonalCost, QSelectError
+from qselect.errors import ProblemTooLargeError
+from qselect.problems import bits_to_index, index_to_bits, memory
+
+SETTINGS = settings(max_examples=25, deadline=None)
+
+
+@st.composite
+def qubos(draw, max_n=6):
+    n = draw(st.integers(1, max_n))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    symmetric = draw(st.booleans())
+    Q = rng.normal(size=(n, n))
+    if symmetric:
+        Q = (Q + Q.T) / 2
+    lin = rng.normal(size=n) if draw(st.booleans()) else None
+    return QUBO(Q, lin, float(rng.normal())), Q, lin, rng
+
+
+def direct_energy(Q, lin, offset, x):
+    x = x.astype(float)
+    e = np.einsum("mi,ij,mj->m", x, Q, x) + offset
+    return e + (x @ lin if lin is not None else 0.0)
+
+
+def all_bits(n):
+    return index_to_bits(np.arange(2**n), n)
+
+
+@SETTINGS
+@given(qubos())
+def test_energy_matches_definition_and_cost_vector(case):
+    q, Q, lin, _ = case
+    x = all_bits(q.n)
+    e = q.energy(x)
+    np.testing.assert_allclose(e, direct_energy(Q, lin, q.offset, x), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(q.cost_vector(), e, rtol=1e-10, atol=1e-10)
+    assert q.energy(x[3 % len(x)]) == pytest.approx(e[3 % len(x)])
+
+
+@SETTINGS
+@given(qubos())
+def test_ising_agrees_and_round_trips(case):
+    q, *_ = case
+    h, J, c = q.to_ising()
+    z = 1 - 2 * all_bits(q.n).astype(float)
+    e_ising = np.einsum("mi,ij,mj->m", z, J, z) + z @ h + c
+    np.testing.assert_allclose(e_ising, q.cost_vector(), rtol=1e-10, atol=1e-10)
+    back = QUBO.from_ising(h, J, c)
+    np.testing.assert_allclose(back.Q, q.Q, rtol=1e-12, atol=1e-12)
+    assert back.offset == pytest.approx(q.offset, abs=1e-12)
+
+
+@SETTINGS
+@given(qubos())
+def test_sparse_pauli_op_diagonal_is_cost_vector(case):
+    q, *_ = case
+    op = q.to_sparse_pauli_op()
+    diag = np.real(op.to_matrix(sparse=True).diagonal())  # qiskit index = Σ bit_i 2^i
+    np.testing.assert_allclose(diag, q.cost_vector(), rtol=1e-10, atol=1e-10)
+    back = QUBO.from_sparse_pauli_op(op)
+    np.testing.assert_allclose(back.cost_vector(), q.cost_vector(), rtol=1e-10, atol=1e-10)
+
+
+@SETTINGS
+@given(qubos())
+def test_bqm_agrees_and_round_trips(case):
+    q, *_ = case
+    bqm = q.to_bqm()
+    x = all_bits(q.n)
+    np.testing.assert_allclose(bqm.energies((x, list(q.labels))), q.cost_vector(), rtol=1e-10, atol=1e-10)
+    back = QUBO.from_bqm(bqm)
+    np.testing.assert_array_equal(back.Q, q.Q)
+    assert back.offset == q.offset
+
+
+@SETTINGS
+@given(qubos(max_n=5))
+def test_quadratic_program_agrees_and_round_trips(case):
+    q, *_ = case
+    qp = q.to_quadratic_program()
+    for x in all_bits(q.n):
+        assert qp.objective.evaluate(x.astype(float)) == pytest.approx(q.energy(x), abs=1e-10)
+    back = QUBO.from_quadratic_program(qp)
+    np.testing.assert_array_equal(back.Q, q.Q)
+    assert back.offset == q.offset
+
+
+@SETTINGS
+@given(qubos(max_n=5))
+def test_pennylane_hamiltonian_spectrum(case):
+    q, *_ = case
+    n = q.n
+    H = q.to_pennylane()
+    diag = np.real(np.diag(qml.matrix(H, wire_order=list(range(n)))))
+    # PennyLane puts wire 0 first (most significant): reverse bits to compare.
+    x = all_bits(n)
+    idx_pl = x[:, ::-1] @ (1 << np.arange(n))
+    np.testing.assert_allclose(diag[idx_pl], q.energy(x), rtol=1e-10, atol=1e-10)
+
+
+@SETTINGS
+@given(st.integers(1, 7), st.integers(0, 2**31 - 1))
+def test_diagonal_walsh_round_trip(n, seed):
+    c = np.random.default_rng(seed).normal(size=2**n)
+    d = DiagonalCost(c)
+    terms, const = d.z_terms()
+    z = 1 - 2 * all_bits(n).astype(float)
+    e = np.full(2**n, const)
+    for qubits, w in terms.items():
+        e += w * np.prod(z[:, list(qubits)], axis=1)
+    np.testing.assert_allclose(e, c, rtol=1e-10, atol=1e-10)
+    diag = np.real(d.to_sparse_pauli_op().to_matrix(sparse=True).diagonal())
+    np.testing.assert_allclose(diag, c, rtol=1e-10, atol=1e-10)
+
+
+@SETTINGS
+@given(qubos())
+def test_qubo_through_diagonal_is_exact(case):
+    q, *_ = case
+    d = q.to_diagonal()
+    assert d.order() <= 2
+    back = d.to_qubo()
+    np.testing.assert_allclose(back.cost_vector(), q.cost_vector(), rtol=1e-10, atol=1e-10)
+
+
+def test_diagonal_to_qubo_is_least_squares_best():
+    rng = np.random.default_rng(1)
+    n = 5
+    d = DiagonalCost(rng.normal(size=2**n))
+    approx = d.to_qubo().cost_vector()
+    err = np.sum((approx - d.cost_vector()) ** 2)
+    # any other QUBO (perturbations of the truncation) fits worse
+    for s in range(5):
+        other = QUBO.random(n, seed=s).scaled(0.05)
+        alt = approx + other.cost_vector()
+        assert np.sum((alt - d.cost_vector()) ** 2) >= err - 1e-9
+
+
+@SETTINGS
+@given(qubos(), st.data())
+def test_fix_folds_fixed_bits(case, data):
+    q, _, _, rng = case
+    n = q.n
+    fixed = data.draw(st.sets(st.integers(0, n - 1), max_size=n - 1)) if n > 1 else set()
+    assignment = {i: int(rng.integers(0, 2)) for i in fixed}
+    sub = q.fix(assignment)
+    free = [i for i in range(n) if i not in assignment]
+    assert sub.n == len(free)
+    d = q.to_diagonal().fix(assignment) if free else None
+    for y in all_bits(len(free)):
+        x = np.zeros(n, np.uint8)
+        x[free] = y
+        for i, v in assignment.items():
+            x[i] = v
+        assert sub.energy(y) == pytest.approx(q.energy(x), abs=1e-9)
+        assert d.energy(y) == pytest.approx(q.energy(x), abs=1e-9)
+
+
+def test_fix_updates_cardinality_hint():
+    q = QUBO.random(5, seed=0, k=3)
+    assert q.fix({0: 1, 1: 0}).k == 2
+    assert q.fix({0: 1, 1: 1, 2: 1, 3: 1}).k is None  # infeasible: hint dropped
+
+
+def test_index_bits_round_trip_little_endian():
+    assert index_to_bits(6, 4).tolist() == [0, 1, 1, 0]
+    assert bits_to_index([0, 1, 1, 0]) == 6
+    idx = np.arange(64)
+    np.testing.assert_array_equal(bits_to_index(index_to_bits(idx, 6)), idx)
+
+
+def test_cardinality_penalty_expansion():
+    q = QUBO.random(5, seed=3)
+    p = q.with_cardinality_penalty(2, 1.7)
+    x = all_bits(5)
+    np.testing.assert_allclose(p.energy(x), q.energy(x) + 1.7 * (x.sum(1) - 2) ** 2)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (lambda: QUBO([[1.0, np.nan], [0, 1]]), "NaN or inf"),
+    (lambda: QUBO([[1.0, np.inf], [0, 1]]), "NaN or inf"),
+    (lambda: QUBO(np.ones((2, 3))), "square"),
+    (lambda: QUBO(np.ones(3)), "2-dimensional"),
+    (lambda: QUBO(np.eye(2), linear=[1, 2, 3]), "length 2"),
+    (lambda: QUBO(np.eye(2), offset=np.nan), "offset must be finite"),
+    (lambda: QUBO(np.eye(2), labels=["a"]), "labels"),
+    (lambda: QUBO(np.eye(2), labels=["a", "a"]), "unique"),
+    (lambda: QUBO(np.eye(2), k=3), "cardinality"),
+    (lambda: QUBO([["a", "b"], ["c", "d"]]), "numeric"),
+    (lambda: DiagonalCost(np.ones(6)), "length 2\\^n"),
+    (lambda: DiagonalCost([0.0, np.nan]), "NaN or inf"),
+    (lambda: QUBO.from_ising(np.zeros(2), np.zeros((3, 3))), "shape"),
+    (lambda: QUBO(np.eye(2)).energy([0, 1, 1]), "shape"),
+    (lambda: QUBO(np.eye(2)).energy([0, 2]), "only 0 and 1"),
+    (lambda: QUBO(np.eye(2)).fix({5: 1}), "cannot fix"),
+    (lambda: QUBO(np.eye(2)).fix({0: 3}), "fixed to 0 or 1"),
+])
+def test_validation_messages(bad, match):
+    with pytest.raises(QSelectError, match=match):
+        bad()
+
+
+def test_higher_order_terms_refused_by_qubo():
+    with pytest.raises(QSelectError, match="DiagonalCost"):
+        QUBO.from_z_terms({(0, 1, 2): 1.0}, 0.0, 3)
+
+
+def test_non_diagonal_operator_refused():
+    from qiskit.quantum_info import SparsePauliOp
+
+    with pytest.raises(QSelectError, match="non-diagonal"):
+        QUBO.from_sparse_pauli_op(SparsePauliOp(["XZ"]))
+
+
+def test_memory_guard_refuses_before_allocating(monkeypatch):
+    monkeypatch.setattr(memory, "available_bytes", lambda: 64 * 2**20)  # 64 MiB
+    q = QUBO(np.zeros((26, 26)))  # 2^26 float64 = 512 MiB
+    with pytest.raises(ProblemTooLargeError, match=r"at most \d+ qubits fit"):
+        q.cost_vector()
+    fit = memory.max_qubits(8, 1.5)
+    assert QUBO(np.zeros((fit, fit))).cost_vector().size == 2**fit
+
+
+def test_diagonal_size_limit():
+    with pytest.raises(QSelectError, match="too large"):
+        DiagonalCost(np.broadcast_to(0.0, (2**31,)))  # a view: nothing is allocated

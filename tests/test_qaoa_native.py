@@ -1,0 +1,128 @@
+"""Native QAOA engines: exact gradients, torch = NumPy, XY keeps Hamming weight, memory guard."""
+import numpy as np
+import pytest
+import torch
+
+from qselect.errors import ProblemTooLargeError, QSelectError
+from qselect.problems import QUBO, DiagonalCost
+from qselect.solvers.qaoa import QAOASolver
+from qselect.solvers.qaoa.native import NumpyQAOA, check_memory, dicke_state, popcounts
+from qselect.solvers.qaoa.native_torch import TorchQAOA
+from qselect.solvers.qaoa.objectives import cvar_weights, exact_objective, sample_objective
+
+
+def _costs(n, seed=0):
+    q = QUBO.random(n, seed=seed)
+    return (q.cost_vector() - q.z_terms()[1]) / q.scale()
+
+
+def _fd(f, x, h=1e-6):
+    return np.array([(f(x + h * e) - f(x - h * e)) / (2 * h) for e in np.eye(x.size)])
+
+
+@pytest.mark.parametrize("mixer,k,n", [("x", None, 7), ("x", None, 11), ("xy", 3, 6)])
+def test_adjoint_gradient_matches_finite_differences(mixer, k, n):
+    eng = NumpyQAOA(_costs(n), 3, mixer=mixer, k=k)
+    x = np.random.default_rng(1).uniform(-1, 1, 6)
+    v, g = eng.value_and_grad(x)
+    assert v == pytest.approx(eng.expectation(x), abs=1e-12)
+    np.testing.assert_allclose(g, _fd(eng.expectation, x), atol=1e-6)
+
+
+def test_adjoint_gradient_of_cvar_observable():
+    c = _costs(6, 3)
+    eng = NumpyQAOA(c, 2)
+    order = np.argsort(c)
+    x = np.array([0.4, -0.3, 0.6, 0.2])
+    _, w = cvar_weights(c, order, eng.probabilities(x), 0.3)
+    f = lambda a: cvar_weights(c, order, eng.probabilities(a), 0.3)[0]
+    np.testing.assert_allclose(eng.value_and_grad(x, w)[1], _fd(f, x, 1e-7), atol=1e-5)
+
+
+@pytest.mark.parametrize("mixer,k", [("x", None), ("xy", 2)])
+def test_torch_engine_matches_numpy(mixer, k):
+    c = _costs(7, 2)
+    x = np.array([0.3, 0.5, -0.2, 0.7, 0.2, 0.1])
+    a = NumpyQAOA(c, 3, mixer=mixer, k=k)
+    t = TorchQAOA(c, 3, mixer=mixer, k=k, dtype=torch.complex128, device="cpu")
+    va, ga = a.value_and_grad(x)
+    vt, gt = t.value_and_grad(x)
+    assert vt == pytest.approx(va, abs=1e-10)
+    np.testing.assert_allclose(gt, ga, atol=1e-9)
+    np.testing.assert_allclose(t.probabilities(x), a.probabilities(x), atol=1e-12)
+    t32 = TorchQAOA(c, 3, mixer=mixer, k=k, device="cpu")  # complex64 default
+    assert t32.expectation(x) == pytest.approx(va, abs=1e-4)
+
+
+def test_complex64_numpy_engine_close_to_complex128():
+    c = _costs(12, 5)
+    x = np.array([0.3, 0.5, 0.7, 0.2])
+    assert NumpyQAOA(c, 2, dtype=np.complex64).expectation(x) == pytest.approx(
+        NumpyQAOA(c, 2).expectation(x), abs=1e-4)
+
+
+@pytest.mark.parametrize("n,k", [(5, 2), (8, 3), (9, 4)])
+def test_xy_mixer_keeps_hamming_weight(n, k):
+    x = np.random.default_rng(n).uniform(-2, 2, 6)
+    outside = popcounts(n) != k
+    for eng in (NumpyQAOA(_costs(n), 3, mixer="xy", k=k),
+                TorchQAOA(_costs(n), 3, mixer="xy", k=k, dtype=torch.complex128, device="cpu")):
+        pr = eng.probabilities(x)
+        assert pr.sum() == pytest.approx(1.0, abs=1e-10)
+        assert pr[outside].sum() < 1e-10
+    # the solver's samples all have weight k, and so does its answer
+    r = QAOASolver(p=2, mixer="xy", k=k, maxiter=20).solve(QUBO.random(n, seed=1))
+    assert np.all(r.samples.sum(axis=1) == k) and r.kept == k
+
+
+def test_x_mixer_state_is_normalised_and_uniform_at_zero_angles():
+    eng = NumpyQAOA(_costs(9), 2)
+    psi = eng.state(np.zeros(4))
+    np.testing.assert_allclose(np.abs(psi) ** 2, np.full(512, 1 / 512), atol=1e-15)
+    assert np.linalg.norm(eng.state(np.array([0.1, 0.9, 1.3, -0.4]))) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_dicke_state():
+    d = dicke_state(6, 2)
+    assert np.count_nonzero(d) == 15 and np.sum(np.abs(d) ** 2) == pytest.approx(1.0)
+
+
+def test_objectives_from_samples_and_probabilities():
+    e = np.array([3.0, 1.0, 2.0])
+    c = np.array([1, 2, 1])
+    assert sample_objective(e, c, "expectation", 0.5) == pytest.approx(7 / 4)
+    assert sample_objective(e, c, "cvar", 0.5) == pytest.approx(1.0)  # lowest 2 of 4 shots are both 1.0
+    assert sample_objective(e, c, "cvar", 0.75) == pytest.approx(4 / 3)
+    pr = np.array([0.25, 0.5, 0.25])
+    assert exact_objective(e, pr, "cvar", 0.6) == pytest.approx((0.5 * 1 + 0.1 * 2) / 0.6)
+    assert exact_objective(e, pr, "cvar", 1.0) == pytest.approx(exact_objective(e, pr, "expectation", 1.0))
+
+
+def test_memory_guard_raises_before_allocating(monkeypatch):
+    with pytest.raises(ProblemTooLargeError, match="qubits fit"):
+        check_memory(44)
+
+    def boom(*a, **k):
+        raise AssertionError("the cost vector must not be built before the memory check")
+
+    q = QUBO.random(44, seed=0)
+    monkeypatch.setattr(QUBO, "cost_vector", boom)
+    with pytest.raises(ProblemTooLargeError, match="smaller qubit budget"):
+        QAOASolver(p=1).solve(q)
+
+
+def test_bad_inputs_give_clear_errors():
+    with pytest.raises(QSelectError, match="backend"):
+        QAOASolver(backend="cirq")
+    with pytest.raises(QSelectError, match="k"):
+        QAOASolver(mixer="xy").solve(QUBO.random(4))
+    with pytest.raises(QSelectError, match="angles"):
+        NumpyQAOA(_costs(3), 2).expectation([0.1, 0.2])
+    with pytest.raises(QSelectError, match="optimizer"):
+        QAOASolver(optimizer="adamw")
+    with pytest.raises(QSelectError, match="initial angles"):
+        QAOASolver(init=[0.1, 0.2, 0.3])
+    with pytest.raises(QSelectError, match="dtype"):
+        NumpyQAOA(_costs(3), 1, dtype=np.float32)
+    with pytest.raises(QSelectError):
+        DiagonalCost(np.ones(3))

@@ -1,0 +1,173 @@
+"""Classical solvers: exact is exact, heuristics reach the optimum on small dense problems."""
+import dimod
+import numpy as np
+import pytest
+
+from qselect import QUBO, DiagonalCost, QSelectError
+from qselect.problems import index_to_bits
+from qselect.solvers import (SOLVERS, ExactSolver, GreedySolver, MagnitudeSolver, RandomSolver,
+                             SimulatedAnnealingSolver, SolveResult, TabuSolver, get_solver)
+
+
+def brute(problem, k=None):
+    c = problem.cost_vector()
+    if k is not None:
+        c = np.where(index_to_bits(np.arange(c.size), problem.n).sum(1) == k, c, np.inf)
+    return float(c.min()), int(np.argmin(c))
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 9, 14])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exact_matches_dimod_exact_solver(n, seed):
+    q = QUBO.random(n, density=0.7, seed=seed)
+    ref = dimod.ExactSolver().sample(q.to_bqm()).first
+    r = ExactSolver(chunk_bits=4).solve(q)  # several chunks for n > 4
+    assert r.energy == pytest.approx(ref.energy, abs=1e-9)
+    assert q.energy(r.bits) == pytest.approx(r.energy)
+    assert r.bits.dtype == np.uint8 and r.bits.shape == (n,)
+
+
+def test_exact_chunking_does_not_change_answer():
+    q = QUBO.random(13, seed=7)
+    results = [ExactSolver(chunk_bits=c, num_best=5).solve(q) for c in (1, 3, 13, 20)]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r.samples, results[0].samples)
+        np.testing.assert_allclose(r.energies, results[0].energies)
+    c = np.sort(q.cost_vector())[:5]
+    np.testing.assert_allclose(results[0].energies, c)
+
+
+def test_exact_respects_k_and_diagonal_costs():
+    rng = np.random.default_rng(3)
+    d = DiagonalCost(rng.normal(size=2**8), k=3)
+    r = ExactSolver(respect_k=True, chunk_bits=5).solve(d)
+    assert r.kept == 3
+    assert r.energy == pytest.approx(brute(d, 3)[0])
+    assert ExactSolver().solve(d).energy == pytest.approx(d.cost_vector().min())
+    q = QUBO.random(10, seed=4, k=4)
+    rk = ExactSolver(respect_k=True, chunk_bits=6).solve(q)
+    assert rk.kept == 4 and rk.energy == pytest.approx(brute(q, 4)[0])
+
+
+def test_exact_limits_are_clear():
+    with pytest.raises(QSelectError, match="beyond its limit"):
+        ExactSolver(max_bits=10).solve(QUBO.random(11))
+    with pytest.raises(QSelectError, match="needs a problem with a cardinality"):
+        ExactSolver(respect_k=True).solve(QUBO.random(3))
+    with pytest.raises(QSelectError, match="qselect problem"):
+        ExactSolver().solve(np.eye(3))
+
+
+@pytest.mark.parametrize("solver_cls", [SimulatedAnnealingSolver, TabuSolver])
+def test_heuristics_reach_optimum_on_small_dense(solver_cls):
+    for seed in range(4):
+        q = QUBO.random(16, density=1.0, seed=100 + seed)
+        opt = brute(q)[0]
+        r = solver_cls(seed=seed).solve(q)
+        assert r.energy == pytest.approx(opt, abs=1e-9), f"{solver_cls.__name__} missed the optimum, seed {seed}"
+        assert r.samples is not None and r.energies[0] == pytest.approx(r.energy)
+        assert np.all(np.diff(r.energies) >= 0)
+
+
+@pytest.mark.parametrize("name", ["sa", "tabu", "random", "greedy", "magnitude", "exact"])
+def test_same_seed_same_result(name):
+    q = QUBO.random(12, seed=5, k=6)
+    a, b = get_solver(name).solve(q), get_solver(name).solve(q)
+    np.testing.assert_array_equal(a.bits, b.bits)
+    if a.samples is not None:
+        np.testing.assert_array_equal(a.samples, b.samples)
+        np.testing.assert_array_equal(a.counts, b.counts)
+
+
+def test_sa_different_seeds_sample_differently():
+    q = QUBO.random(20, seed=9)
+    a = SimulatedAnnealingSolver(num_reads=8, num_sweeps=5, seed=1).solve(q)
+    b = SimulatedAnnealingSolver(num_reads=8, num_sweeps=5, seed=2).solve(q)
+    assert not np.array_equal(a.samples, b.samples) or not np.array_equal(a.counts, b.counts)
+
+
+def test_higher_order_diagonal_is_rescored_with_exact_cost():
+    rng = np.random.default_rng(0)
+    d = DiagonalCost(rng.normal(size=2**6))
+    assert d.order() > 2
+    r = SimulatedAnnealingSolver(seed=0).solve(d)
+    assert "surrogate" in r.info
+    np.testing.assert_allclose(r.energies, d.energy(r.samples))
+    assert r.energy == pytest.approx(d.energy(r.bits))
+
+
+def test_baselines_keep_k():
+    q = QUBO.random(10, seed=2, k=4)
+    for s in (GreedySolver(), RandomSolver(seed=3), MagnitudeSolver()):
+        assert s.solve(q).kept == 4
+    draws = {tuple(RandomSolver(seed=s).solve(q).bits) for s in range(8)}
+    assert len(draws) > 1
+
+
+def test_magnitude_uses_attached_scores_then_single_bit_gain():
+    q = QUBO(np.zeros((4, 4)), linear=[-1.0, -3.0, 0.5, -2.0], k=2)
+    assert MagnitudeSolver().solve(q).bits.tolist() == [0, 1, 0, 1]  # gains 1, 3, -0.5, 2
+    q.scores = np.array([5.0, 0.0, 4.0, 0.0])
+    assert MagnitudeSolver().solve(q).bits.tolist() == [1, 0, 1, 0]
+    q.scores = np.array([1.0, 2.0])
+    with pytest.raises(QSelectError, match="scores"):
+        MagnitudeSolver().solve(q)
+
+
+def test_greedy_descends_to_local_minimum_without_k():
+    q = QUBO.random(8, seed=11)
+    r = GreedySolver().solve(q)
+    flips = np.repeat(r.bits[None], 8, axis=0)
+    flips[np.arange(8), np.arange(8)] ^= 1
+    assert np.all(q.energy(flips) >= r.energy - 1e-12)
+
+
+def test_greedy_with_swaps_beats_or_matches_random_and_magnitude():
+    for seed in range(3):
+        q = QUBO.random(12, seed=seed).with_cardinality_penalty(5, 0.0)
+        g = GreedySolver().solve(q).energy
+        assert g <= RandomSolver(seed=seed).solve(q).energy + 1e-12
+        assert g >= brute(q, 5)[0] - 1e-12
+
+
+def test_registry():
+    assert {"exact", "sa", "tabu", "greedy", "random", "magnitude", "qaoa"} <= set(SOLVERS)
+    assert isinstance(get_solver("sa", num_reads=3, seed=4), SimulatedAnnealingSolver)
+    assert get_solver("sa", num_reads=3).num_reads == 3
+    s = ExactSolver()
+    assert get_solver(s) is s
+    with pytest.raises(QSelectError, match="unknown solver 'bogus'; valid names: .*exact.*tabu"):
+        get_solver("bogus")
+    with pytest.raises(QSelectError, match="bad settings for solver 'exact'"):
+        get_solver("exact", nonsense=1)
+    with pytest.raises(QSelectError):
+        get_solver("sa", num_reads=0)
+
+
+def test_lazy_registry_entry_loads_on_demand(monkeypatch):
+    from qselect import solvers
+
+    monkeypatch.setitem(solvers.SOLVERS, "lazy_exact", "qselect.solvers.exact:ExactSolver")
+    assert isinstance(get_solver("lazy_exact", chunk_bits=3), ExactSolver)
+    monkeypatch.setitem(solvers.SOLVERS, "broken", "qselect.no_such_module:Thing")
+    with pytest.raises(QSelectError, match="not available"):
+        get_solver("broken")
+
+
+def test_importing_solvers_does_not_import_backends():
+    import subprocess
+    import sys
+
+    code = ("import sys, qselect.solvers, qselect.formulate; "
+            "bad = [m for m in ('dimod', 'qiskit', 'pennylane') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_solve_many_and_result_dict():
+    probs = [QUBO.random(6, seed=s) for s in range(3)]
+    res = ExactSolver().solve_many(probs)
+    assert all(isinstance(r, SolveResult) for r in res)
+    assert [r.energy for r in res] == pytest.approx([brute(p)[0] for p in probs])
+    d = res[0].to_dict()
+    assert d["solver"] == "exact" and len(d["bits"]) == 6 and d["wall_time"] >= 0
