@@ -80,6 +80,10 @@ class Run:
         try:
             if run_dir:
                 path = Path(run_dir)
+                if (path / "report.json").exists():
+                    # overwriting file by file would mix two runs' reports
+                    raise QSelectError(f"run directory {path} already holds a finished run (report.json); "
+                                       "choose a new --run-dir or remove the old one")
                 path.mkdir(parents=True, exist_ok=True)
             else:
                 path = _fresh_dir(Path(base), command)

@@ -32,7 +32,7 @@ def test_report_files(demo_runs):
     report = json.loads((out / "report.json").read_text())
     for name in report["files"]:
         assert (out / name).is_file() and (out / name).stat().st_size > 0
-    for name in ("results.csv", "problems.csv", "summary.md", "accuracy_vs_sparsity.png", "energy_gap.png",
+    for name in ("results.csv", "problems.csv", "summary.md", "accuracy.png", "energy_gap.png",
                  "solver_time.png", "config.toml", "run.json"):
         assert (out / name).is_file(), name
     assert (out / "energy_gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

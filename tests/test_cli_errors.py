@@ -204,3 +204,14 @@ def test_interrupted_report_leaves_no_half_written_file(capsys, tmp_path, monkey
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "interrupted"
     assert (out / "masks.pt").stat().st_size > 0  # what was written is complete
+
+
+def test_run_dir_of_a_finished_run_is_not_overwritten(capsys, tmp_path):
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "report.json").write_text('{"old": true}\n')
+    rc = main(["select", "--run-dir", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "already holds a finished run" in err and "--run-dir" in err
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert json.loads((out / "report.json").read_text()) == {"old": True}

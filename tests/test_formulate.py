@@ -411,3 +411,30 @@ def test_weight_formulation_refuses_layers_that_do_not_fit(monkeypatch):
     layer = nn.Linear(300, 4)
     with pytest.raises(ProblemTooLargeError, match="weight problems of 300 bits"):
         weight_problems("big", layer, torch.randn(5, 300), sparsity=0.5)
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.9, 0.1])
+def test_nk_magnitude_rest_keeps_row_target_and_is_exact(sparsity):
+    model = mlp()
+    x = torch.randn(25, 16, dtype=torch.float64, device=DEV)
+    A, out = collect_activations(model, x, ["0"])["0"]
+    K = 4
+    probs = nk_problems("0", model[0], A, K=K, sparsity=sparsity, activation=torch.relu, penalty=0.0,
+                        rest="magnitude")
+    k_total = keep_count(16, sparsity)
+    for lp in probs[:3]:
+        j = lp.index
+        w = model[0].weight[j].detach().cpu()
+        b = model[0].bias[j].detach().cpu()
+        S, sure = np.array(lp.info["inputs"]), np.array(lp.info["kept_outright"], dtype=np.int64)
+        assert len(sure) + lp.k == k_total and len(lp.zero) == 16 - K - len(sure)
+        assert np.abs(w.numpy()[sure]).min(initial=np.inf) >= np.abs(w.numpy()[S]).max() - 1e-15
+        for idx in range(2**K):
+            m = index_to_bits(idx, K)
+            wm = torch.zeros_like(w)
+            wm[sure] = w[sure]
+            wm[S] = w[S] * torch.as_tensor(m, dtype=w.dtype)
+            loss = float(((torch.relu(A.cpu() @ wm + b) - torch.relu(out[:, j].cpu())) ** 2).sum())
+            assert lp.problem.energy(m) == pytest.approx(loss, rel=1e-9, abs=1e-9)
+    sel = select_masks(model, x, formulation="nk", K=K, sparsity=sparsity, layers=["0"], nk_rest="magnitude")
+    assert torch.all(sel.masks["0.weight"].sum(dim=1) == k_total)

@@ -185,6 +185,15 @@ def test_cli_submit_status_fetch_cancel(tmp_path, capsys):
                    "--formulation", "neuron", "--qubits", "4", "--shots", "256", "--calib-size", "32", "-q"]) == 0
     out = capsys.readouterr().out
     assert "report:" in out and (tmp_path / "run" / "report.md").exists()
+    # masks.pt carries the device's answer: neuron bit i keeps unit i of the hidden layer
+    from qselect.classical.masks import load_masks
+
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    (row,) = report["problems"]
+    masks = load_masks(tmp_path / "run" / "masks.pt")
+    w = masks[f"{row['layer']}.weight"]
+    assert [int(w[i].all()) for i in range(w.shape[0])] == [int(b) for b in row["hardware_bits"]]
+    assert [int(w[i].any()) for i in range(w.shape[0])] == [int(b) for b in row["hardware_bits"]]
     assert _drive(["status", "--run-dir", d]) == 0
     table = capsys.readouterr().out
     assert "sample-b000" in table and "DONE" in table
@@ -235,3 +244,27 @@ def test_transferred_angles_are_shared_within_a_layer(tmp_path):
                        maxiter=0, restarts=0).solve(problems[pid])
     row = next(r for r in report["problems"] if r["problem"] == pid)
     assert row["simulator_expectation"] == pytest.approx(fixed.expectation)
+
+
+def test_blocked_local_problems_take_device_blocks_only_when_not_worse():
+    from qselect.cli.hardware import assemble_local_bits
+
+    q = QUBO(np.zeros((4, 4)), linear=[-1.0, 1.0, -1.0, 1.0])
+    rows = [{"hardware_bits": "10", "block_start": 0, "block_stop": 2},  # better: taken
+            {"hardware_bits": "01", "block_start": 2, "block_stop": 4}]  # worse: refused
+    bits, info = assemble_local_bits(q, "0000", rows)
+    assert bits.tolist() == [1, 0, 0, 0] and info["accepted"] == 1
+    assert info["hardware_energy"] == -1.0 and info["classical_energy"] == 0.0
+    bits, info = assemble_local_bits(q, "0000", [{"hardware_bits": "0101"}])  # whole problem: as measured
+    assert bits.tolist() == [0, 1, 0, 1] and info["hardware_energy"] == 2.0
+
+
+def test_fake_device_runs_are_deterministic_per_seed(tmp_path):
+    def counts(d, seed):
+        api.submit({"a": QUBO.random(3, seed=0)}, BACKEND, d, HardwareConfig(backend=BACKEND, shots=512, seed=seed))
+        (f,) = list((d / LOCAL_JOBS).glob("*.json"))
+        return json.loads(f.read_text())["counts"]
+
+    first = counts(tmp_path / "a", 0)
+    assert counts(tmp_path / "b", 0) == first
+    assert counts(tmp_path / "c", 1) != first

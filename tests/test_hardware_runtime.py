@@ -6,7 +6,6 @@ HTTP calls inside the client runs for real.
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import qiskit_ibm_runtime as rt
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2

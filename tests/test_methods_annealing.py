@@ -134,3 +134,19 @@ def test_bad_arguments_are_one_line_errors():
     bad = {"layers.0.weight": torch.ones(3, 3)}
     with pytest.raises(QSelectError, match="shape"):
         StochasticSubnetworkAnnealing(_mlp(), bad, duration=3)
+
+
+def test_qselect_selection_is_a_valid_target():
+    from qselect.formulate import select_masks
+
+    model = build_model("mlp", (64,), 10, seed=2, hidden=(16,))
+    sel = select_masks(model, torch.rand(32, 64), sparsity=0.75, qubits=6, layers=["layers.2"])
+    ssa = StochasticSubnetworkAnnealing(model, sel.masks, duration=3, schedule="exponential")
+    model.train()
+    for _ in range(4):
+        model(torch.rand(8, 64))
+    target = {k: v.float().cpu() for k, v in sel.masks.items()}
+    assert all(torch.equal(ssa.current_masks()[k], target[k]) for k in target)
+    ssa.finish()
+    assert torch.equal(get_masks(model)["layers.2.weight"], target["layers.2.weight"])
+    assert float(target["layers.2.weight"].sum()) == 10 * 4  # k = 4 of 16 inputs per neuron

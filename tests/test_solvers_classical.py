@@ -171,3 +171,11 @@ def test_solve_many_and_result_dict():
     assert [r.energy for r in res] == pytest.approx([brute(p)[0] for p in probs])
     d = res[0].to_dict()
     assert d["solver"] == "exact" and len(d["bits"]) == 6 and d["wall_time"] >= 0
+
+
+def test_random_masks_differ_between_named_problems_but_repeat():
+    a = QUBO(np.zeros((20, 20)), k=10, name="layer[0]")
+    b = QUBO(np.zeros((20, 20)), k=10, name="layer[1]")
+    r = RandomSolver(seed=0)
+    assert r.solve(a).bits.tolist() != r.solve(b).bits.tolist()
+    assert r.solve(a).bits.tolist() == RandomSolver(seed=0).solve(a).bits.tolist()

@@ -277,7 +277,15 @@ def validate_common(cfg: dict, *, solver_needed: bool = True) -> dict:
     check_model(cfg["model"])
     cfg["dataset"] = check_dataset(cfg["dataset"], cfg.get("data_root"))
     check_scheduler(cfg["scheduler"])
+    check_run_dir(cfg.get("run_dir"))
     return cfg
+
+
+def check_run_dir(run_dir) -> None:
+    """Refuse a folder that already holds a finished run before any work starts."""
+    if run_dir and (Path(run_dir) / "report.json").exists():
+        raise QSelectError(f"run directory {run_dir} already holds a finished run (report.json); "
+                           "choose a new --run-dir or remove the old one")
 
 
 def set_threads(cfg: dict) -> int:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..errors import QSelectError
 from . import pipeline as pl
-from .common import Console, add_option, check_dataset, check_model, set_threads
+from .common import Console, add_option, check_dataset, check_model, check_run_dir, set_threads
 
 HELP = "evaluate a masks file on a model (pruned, then fine-tuned)"
 
@@ -27,6 +27,7 @@ def run(args) -> int:
     if not Path(cfg["masks"]).is_file():
         raise QSelectError(f"masks file {cfg['masks']} does not exist; check the path given to --masks")
     check_model(cfg["model"])
+    check_run_dir(cfg["run_dir"])
     cfg["dataset"] = check_dataset(cfg["dataset"], cfg.get("data_root"))
     pl.validate_experiment(cfg)
     con = Console(cfg["quiet"], cfg["verbose"])

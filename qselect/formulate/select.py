@@ -154,14 +154,16 @@ def _next_layers(model: nn.Module, names: list[str]) -> dict[str, str]:
 def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight", sparsity: float = 0.5,
                  solver=None, qubits: int = 12, layers=None, seed: int = 0, executor=None, penalty=None,
                  progress: bool = False, K: int | None = None, max_sweeps: int = 10,
-                 activation="auto") -> Selection:
+                 activation="auto", nk_rest: str = "prune") -> Selection:
     """Select masks for ``model`` from a calibration batch.
 
     formulation: "weight" (per output neuron, reconstruct the dense output),
     "neuron" (per layer, keep units so the next layer's pre-activation is
     kept), "nk" (per unit, its K = ``K or qubits`` largest-|w| inputs, exact
-    local loss through the following activation). ``sparsity`` is the fraction
-    of bits removed in each local problem. ``solver``: a name from
+    local loss through the following activation; ``nk_rest="prune"`` keeps
+    only those K inputs per unit, "magnitude" keeps the row's target count and
+    decides the K weights at the magnitude threshold). ``sparsity`` is the
+    fraction of bits removed in each local problem. ``solver``: a name from
     ``qselect.solvers.SOLVERS`` or a Solver (default: exact search for budgets
     ≤ 20 qubits, else SA); problems over ``qubits`` bits are decomposed.
     ``penalty``: None/"auto" (provably keeps k) or λ. Masks are plain tensors
@@ -193,7 +195,7 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
         else:
             act = following_activation(model, name, order) if activation == "auto" else activation
             problems += nk_problems(name, layer, acts[name][0], K=int(K or qubits), sparsity=sparsity,
-                                    activation=act, penalty=penalty)
+                                    activation=act, penalty=penalty, rest=nk_rest)
     block = make_solver(solver, int(qubits), seed, max_sweeps)
     results = solve_problems(problems, block, executor, progress)
     masks = build_masks(model, problems, results, names)

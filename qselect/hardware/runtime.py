@@ -119,7 +119,8 @@ class LocalService(Service):
     def submit(self, circuits, shots, tag):
         # Local jobs run to completion here, and the outcome is stored (with its
         # tag) before the id is returned: like a real service, it outlives the client.
-        opts = {"simulator": {"seed_simulator": self.seed}, "environment": {"job_tags": [tag]}}
+        # seed + 1: the local runtime drops a seed of 0 (it tests the value's truthiness)
+        opts = {"simulator": {"seed_simulator": self.seed + 1}, "environment": {"job_tags": [tag]}}
         with sanitised_errors(f"running on {self.backend_name}"):
             job = _sampler(self._backend, opts).run(list(circuits), shots=int(shots))
             result = job.result()

@@ -65,29 +65,83 @@ def accuracy_vs_sparsity(rows: Sequence[dict], path, metrics=(("accuracy_pruned"
     return _save(fig, path)
 
 
-def energy_gap(solver_rows: Sequence[dict], path, solvers: Sequence[str] | None = None) -> Path | None:
-    """Energy gap to the reference (exact) optimum per local problem, one bar group per problem."""
-    rows = [r for r in solver_rows if r.get("gap") is not None and r.get("solver") != r.get("reference")]
-    if solvers is not None:
-        rows = [r for r in rows if r["solver"] in solvers]
-    if not rows:
+def accuracy_by_method(rows: Sequence[dict], path, chance: float | None = None,
+                       dense: float | None = None) -> Path | None:
+    """One sparsity: bars per method, pruned vs fine-tuned (mean over seeds, min–max whiskers)."""
+    keys = [(k, t) for k, t in (("accuracy_pruned", "pruned"), ("accuracy_finetuned", "fine-tuned"))
+            if any(r.get(k) is not None for r in rows)]
+    if not keys:
         return None
-    problems = list(dict.fromkeys(r["problem"] for r in rows))
-    names = list(dict.fromkeys(r["solver"] for r in rows))
-    fig, (ax,) = _figure(width=max(6.0, 0.5 * len(problems) * len(names)))
-    width = 0.8 / len(names)
-    x = np.arange(len(problems))
-    for i, s in enumerate(names):
-        gap = {r["problem"]: (float(r["gap"]) / r["scale"] if r.get("scale") else float(r["gap"]))
-               for r in rows if r["solver"] == s}
-        ax.bar(x + i * width - 0.4 + width / 2, [gap.get(p, np.nan) for p in problems], width, label=s)
-    ax.set_xticks(x, problems, rotation=30, ha="right", fontsize=8)
-    ref = rows[0].get("reference", "exact")
-    scaled = any(r.get("scale") for r in rows)
-    ax.set_ylabel(f"energy − {ref} optimum" + (" (÷ problem scale)" if scaled else ""))
-    ax.set_title(f"Energy gap to {ref} per local problem (0 = optimal)")
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, (ax,) = _figure(width=max(6.0, 0.7 * len(methods)))
+    x = np.arange(len(methods))
+    width = 0.8 / len(keys)
+    for i, (k, title) in enumerate(keys):
+        vals = [np.asarray([float(r[k]) for r in rows if r["method"] == m and r.get(k) is not None]) for m in methods]
+        mean = np.array([v.mean() if v.size else np.nan for v in vals])
+        lo = np.array([v.min() if v.size else np.nan for v in vals])
+        hi = np.array([v.max() if v.size else np.nan for v in vals])
+        ax.bar(x + i * width - 0.4 + width / 2, mean, width, yerr=[mean - lo, hi - mean], label=title, capsize=2)
+    if dense is not None:
+        ax.axhline(dense, color="black", linestyle="--", linewidth=1, label="dense")
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+    ax.set_xticks(x, methods, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"Accuracy at sparsity {rows[0]['sparsity']}")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def energy_gap(solver_rows: Sequence[dict], path, solvers: Sequence[str] | None = None,
+               max_bars: int = 40) -> Path | None:
+    """Energy gap to the reference (exact) optimum per local problem and solver.
+
+    Gaps are divided by each problem's scale (max |Z coefficient|) so problems of
+    different layers share an axis. Up to ``max_bars`` problems: grouped bars;
+    more: one box of gaps per solver.
+    """
+    rows = [r for r in solver_rows if r.get("gap") is not None]
+    name = lambda r: r.get("method") or r["solver"]  # noqa: E731
+    rows = [r for r in rows if name(r) not in ("exact", "qselect-exact")]  # the reference itself
+    if solvers is not None:
+        rows = [r for r in rows if name(r) in solvers]
+    if not rows:
+        return None
+
+    def key(r):
+        parts = [str(r["problem"])]
+        if r.get("sparsity") is not None and len({x.get("sparsity") for x in rows}) > 1:
+            parts.append(f"s={r['sparsity']}")
+        if r.get("seed") is not None and len({x.get("seed") for x in rows}) > 1:
+            parts.append(f"seed {r['seed']}")
+        return " ".join(parts)
+
+    def gap(r):
+        return float(r["gap"]) / r["scale"] if r.get("scale") else float(r["gap"])
+
+    problems = list(dict.fromkeys(key(r) for r in rows))
+    names = list(dict.fromkeys(name(r) for r in rows))
+    ref = "/".join(sorted({str(r.get("reference", "exact")) for r in rows}))
+    if len(problems) <= max_bars:
+        fig, (ax,) = _figure(width=max(6.0, 0.35 * len(problems) * len(names)))
+        width = 0.8 / len(names)
+        x = np.arange(len(problems))
+        for i, s in enumerate(names):
+            g = {key(r): gap(r) for r in rows if name(r) == s}
+            ax.bar(x + i * width - 0.4 + width / 2, [g.get(p, np.nan) for p in problems], width, label=s)
+        ax.set_xticks(x, problems, rotation=40, ha="right", fontsize=7)
+        ax.legend(fontsize=8)
+    else:
+        fig, (ax,) = _figure(width=max(6.0, 0.9 * len(names)))
+        ax.boxplot([[gap(r) for r in rows if name(r) == s] for s in names], showfliers=True)
+        ax.set_xticks(np.arange(1, len(names) + 1), names, rotation=30, ha="right", fontsize=8)
+    # symlog: exact zeros stay visible next to gaps that differ by orders of magnitude
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_ylabel(f"(energy − {ref} optimum) / problem scale")
+    ax.set_title(f"Energy gap to the {ref} optimum per local problem (0 = optimal)")
+    ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
 
@@ -96,12 +150,13 @@ def solver_time(solver_rows: Sequence[dict], path) -> Path | None:
     tot: dict[str, float] = defaultdict(float)
     for r in solver_rows:
         if r.get("wall_time") is not None:
-            tot[r["solver"]] += float(r["wall_time"])
+            tot[r.get("method") or r["solver"]] += float(r["wall_time"])
     if not tot:
         return None
     fig, (ax,) = _figure()
     names = list(tot)
     ax.bar(names, [max(tot[n], 1e-6) for n in names], color="tab:blue")
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("wall time over all local problems (s)")
     ax.set_title("Time per solver")

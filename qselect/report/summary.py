@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .plots import accuracy_vs_sparsity, energy_gap, solver_time
+from .plots import accuracy_by_method, accuracy_vs_sparsity, energy_gap, solver_time
 from .tables import markdown_table
 from .writers import write_report
 
@@ -44,8 +44,10 @@ def write_run_report(run, cfg: dict, parent_info: dict, rows: Sequence[dict], *,
     chance = 1.0 / parent_info["num_classes"] if parent_info.get("num_classes") else None
     dense = (parent_info.get("test") or {}).get("accuracy")
     plots = {}
-    if rows:
+    if len({r["sparsity"] for r in rows}) > 1:
         plots["accuracy_vs_sparsity.png"] = lambda p: accuracy_vs_sparsity(rows, p, chance=chance, dense=dense)
+    elif rows:
+        plots["accuracy.png"] = lambda p: accuracy_by_method(rows, p, chance=chance, dense=dense)
     if any(r.get("gap") is not None for r in problem_rows_):
         plots["energy_gap.png"] = lambda p: energy_gap(problem_rows_, p)
     if problem_rows_:

@@ -9,6 +9,8 @@ ranking is unchanged).
 """
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 from ..errors import QSelectError
@@ -61,7 +63,11 @@ class MagnitudeSolver(Solver):
 
 
 class RandomSolver(Solver):
-    """A uniformly random k-subset (k from ``problem.k``), or fair coin flips when k is unknown."""
+    """A uniformly random k-subset (k from ``problem.k``), or fair coin flips when k is unknown.
+
+    The draw depends on ``seed`` and ``problem.name``, so the neurons of a layer
+    get independent masks and a rerun gets the same ones.
+    """
 
     name = "random"
 
@@ -70,7 +76,10 @@ class RandomSolver(Solver):
         self.k = k
 
     def _solve(self, problem: Problem) -> SolveResult:
-        rng = np.random.default_rng(self.seed)
+        # Mix the problem's name into the seed: the neurons of one layer must not all
+        # get the same random pattern, yet the same run must repeat exactly.
+        tag = [zlib.crc32(str(problem.name).encode())] if problem.name else []
+        rng = np.random.default_rng(None if self.seed is None else [int(self.seed), *tag])
         k = _resolve_k(self.k, problem)
         bits = np.zeros(problem.n, np.uint8)
         if k is None:

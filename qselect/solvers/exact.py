@@ -98,6 +98,7 @@ class ExactSolver(Solver):
         n = problem.n
         size = 1 << low
         if isinstance(problem, DiagonalCost) or not isinstance(problem, QUBO):
+            # a DiagonalCost already stores its (read-only) vector: scan it without a copy
             vec = problem.cost_vector() if not isinstance(problem, DiagonalCost) else problem._c
             for start in range(0, vec.size, size):
                 yield start, vec[start:start + size]

@@ -17,7 +17,7 @@ class TabuSolver(Solver):
 
     name = "tabu"
 
-    def __init__(self, num_reads: int = 10, num_restarts: int = 10, seed: int | None = 0,
+    def __init__(self, num_reads: int = 4, num_restarts: int = 4, seed: int | None = 0,
                  tenure: int | None = None, timeout: int | None = None):
         if int(num_reads) < 1 or int(num_restarts) < 0:
             raise QSelectError(f"num_reads must be ≥ 1 and num_restarts ≥ 0, got {num_reads}, {num_restarts}")
