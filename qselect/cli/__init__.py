@@ -44,9 +44,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     for name in OPTIONAL_MODULES:
         try:
             mod = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
+        except ImportError as exc:
+            # absent, or its optional dependencies are not installed: the other commands still work
+            log.debug("qselect.cli.%s not loaded: %s", name, exc)
             continue
         mod.register(sub, add_common_options)
     commands = dict(sub.choices)

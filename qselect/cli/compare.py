@@ -17,6 +17,11 @@ from . import pipeline as pl
 from .common import Console, add_option, check_sparsity, set_threads, valid_solvers, validate_common
 
 HELP = "compare selectors over sparsities and seeds (table + plots)"
+AGG_COLUMNS = [("method", "method"), ("sparsity", "sparsity"), ("runs", "seeds"), ("accuracy_pruned", "pruned"),
+               ("accuracy_pruned_std", "±"), ("accuracy_finetuned", "fine-tuned"), ("accuracy_finetuned_std", "±"),
+               ("select_seconds", "select (s)")]
+GAP_COLUMNS = [("solver", "solver"), ("reference", "reference"), ("problems", "problems"), ("optimal", "optimal"),
+               ("mean_gap", "mean gap"), ("wall_time", "total time (s)")]
 
 
 def register(subparsers, add_common_options):
@@ -93,20 +98,21 @@ def _compare(cfg, con, run_, first, threads):
 
     table = aggregate(rows)
     con.print("\nmean test accuracy over seeds (± std):")
-    con.print(format_table(table, [("method", "method"), ("sparsity", "sparsity"), ("runs", "seeds"),
-                                   ("accuracy_pruned", "pruned"), ("accuracy_pruned_std", "±"),
-                                   ("accuracy_finetuned", "fine-tuned"), ("accuracy_finetuned_std", "±"),
-                                   ("select_seconds", "select (s)")]))
+    con.print(format_table(table, AGG_COLUMNS))
     gaps = [r for r in problem_rows if r.get("gap") is not None]
     if gaps:
         con.print("\nenergy gap to the reference per solver (mean over problems; 0 = optimal):")
-        con.print(format_table(_gap_table(gaps), [("solver", "solver"), ("reference", "reference"),
-                                                  ("problems", "problems"), ("optimal", "optimal"),
-                                                  ("mean_gap", "mean gap"), ("wall_time", "total time (s)")]))
+        con.print(format_table(_gap_table(gaps), GAP_COLUMNS))
     parent_info = dict(parents[0])
     parent_info["test"] = {"accuracy": statistics.mean(p["test"]["accuracy"] for p in parents)}
+    parent_info["seeds"] = len(parents)
+    from ..report import markdown_table
+
+    sections = [("Mean over seeds (± std)", markdown_table(table, AGG_COLUMNS))]
+    if gaps:
+        sections.append(("Energy gap to the reference per solver", markdown_table(_gap_table(gaps), GAP_COLUMNS)))
     write_run_report(run_, cfg, parent_info, rows, problem_rows_=problem_rows, con=con, title="qselect compare",
-                     extra={"parents": parents, "aggregate": table},
+                     extra={"parents": parents, "aggregate": table}, sections=sections,
                      notes=[f"{len(cfg['seeds'])} seed(s), {threads} torch thread(s), "
                             f"{time.perf_counter() - t0:.1f} s."])
 

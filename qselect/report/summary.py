@@ -38,7 +38,8 @@ def results_markdown(rows: Sequence[dict]) -> str:
 def write_run_report(run, cfg: dict, parent_info: dict, rows: Sequence[dict], *,
                      problem_rows_: Sequence[dict] | None = None, solver_table: Sequence[dict] | None = None,
                      ensembles: Sequence[dict] | None = None, con=None, title: str = "qselect",
-                     extra: dict | None = None, notes: Sequence[str] = ()) -> dict:
+                     extra: dict | None = None, notes: Sequence[str] = (),
+                     sections: Sequence[tuple[str, str]] = ()) -> dict:
     """Write every report file of ``run`` and mark the run complete; returns {name: path}."""
     problem_rows_ = list(problem_rows_ or [])
     chance = 1.0 / parent_info["num_classes"] if parent_info.get("num_classes") else None
@@ -59,8 +60,11 @@ def write_run_report(run, cfg: dict, parent_info: dict, rows: Sequence[dict], *,
     md = [f"# {title}", "", f"Run directory: `{run.path}`", ""]
     model = parent_info.get("model")
     if dense is not None:
-        md += [f"Parent: {model} on {cfg.get('dataset')}, test accuracy {dense:.4f} "
-               f"(chance {chance:.3f}).", ""]
+        seeds = parent_info.get("seeds")
+        md += [f"Parent: {model} on {cfg.get('dataset')}, test accuracy {dense:.4f}"
+               + (f" (mean over {seeds} seeds)" if seeds else "") + f"; chance {chance:.3f}.", ""]
+    for heading, text in sections:
+        md += [f"## {heading}", "", text, ""]
     if solver_table:
         md += ["## Solvers on the same local problems", "", markdown_table(solver_table, SOLVER_TABLE_COLUMNS), ""]
     if rows:

@@ -16,7 +16,8 @@ pair by pair in ring order (0,1), (1,2), …, (n-1,0)).
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
+import threading
+from contextlib import contextmanager
 from functools import lru_cache
 from math import comb
 
@@ -53,11 +54,24 @@ def _controller():
         return None
 
 
+_limited = threading.local()
+
+
+@contextmanager
 def single_thread_blas():
     """Context pinning BLAS to one thread: the mixer issues many small matmuls, and
-    multi-threaded BLAS on them is up to 40× slower on a busy (shared) machine."""
+    multi-threaded BLAS on them is up to 40× slower on a busy (shared) machine.
+    Re-entering is free (the solver holds it around the whole optimisation)."""
     c = _controller()
-    return c.limit(limits=1, user_api="blas") if c is not None else nullcontext()
+    if c is None or getattr(_limited, "on", False):
+        yield
+        return
+    with c.limit(limits=1, user_api="blas"):
+        _limited.on = True
+        try:
+            yield
+        finally:
+            _limited.on = False
 
 
 def real_dtype(dtype) -> np.dtype:
@@ -202,7 +216,8 @@ class NumpyQAOA:
         cb, sb = np.cos(beta), -1j * np.sin(beta)
         for q0, m in _groups(self.n):
             # entry (i, j) of ⊗exp(-iβX) is cos^(m-d) (-i sin)^d, d = popcount(i ^ j)
-            vals = np.array([cb ** (m - j) * sb ** j for j in range(m + 1)], dtype=self.dtype)
+            j = np.arange(m + 1)
+            vals = (cb ** (m - j) * sb ** j).astype(self.dtype)
             M = vals[self._ham[m]]
             for r in rows:
                 v = _group_view(r, q0, m)

@@ -14,6 +14,8 @@ from .optimizers import minimize, normalise_name, uses_gradient
 BACKENDS = ("native", "aer", "statevector", "pennylane")
 # exact ⟨C⟩ bookkeeping (optimum probability, approximation ratio) for sampling backends up to here
 _INFO_MAX_QUBITS = 22
+# default native runs re-evaluate the final state in complex128 up to here
+_EXACT_FINAL_QUBITS = 24
 
 
 @dataclass
@@ -110,7 +112,9 @@ class QAOASolver(Solver):
 
         kind = self._engine_kind()
         if kind == "numpy":
-            dtype = np.dtype(self.dtype or np.complex128)
+            # default: optimise in complex64 (float32 phases are SIMD: ~5× faster), and re-evaluate
+            # the final state in complex128 where it is small (see _final_probabilities)
+            dtype = np.dtype(self.dtype or np.complex64)
         else:
             dtype = np.dtype(str(self.dtype).replace("torch.", "")) if self.dtype is not None else np.dtype(np.complex64)
         check_memory(problem.n, dtype, gradient=uses_gradient(self._optimizer_name()))
@@ -126,6 +130,14 @@ class QAOASolver(Solver):
 
     # ---- solve --------------------------------------------------------------
     def _solve(self, problem) -> QAOAResult:
+        from .native import single_thread_blas
+
+        # many tiny BLAS calls (the optimiser's own, the engine's matmuls): threaded BLAS only
+        # adds synchronisation, and on a busy machine makes them tens of times slower
+        with single_thread_blas():
+            return self._solve_inner(problem)
+
+    def _solve_inner(self, problem) -> QAOAResult:
         n = problem.n
         k = self.k if self.k is not None else problem.k
         if self.mixer == "xy":
@@ -137,6 +149,7 @@ class QAOASolver(Solver):
         method = self._optimizer_name()
         rng = np.random.default_rng(self.seed)
         probs_fn = None  # angles -> exact probabilities (little-endian)
+        final_probs_fn = None  # more precise probabilities for the final answer, if any
         counts_fn = None  # angles -> (bits, counts)
         grad_fn = None
         costs = order = None
@@ -146,6 +159,11 @@ class QAOASolver(Solver):
             engine, kind, costs, scale, const = self._native_engine(problem, k)
             backend_label = f"native-{kind}"
             probs_fn = engine.probabilities
+            if kind == "numpy" and self.dtype is None and n <= _EXACT_FINAL_QUBITS:
+                from .native import NumpyQAOA
+
+                # the reported state (samples, ⟨C⟩, optimum probability) in double precision
+                final_probs_fn = NumpyQAOA(costs, self.p, self.mixer, k, np.complex128).probabilities
             if self.objective == "cvar":
                 order = np.argsort(costs, kind="stable")
 
@@ -214,7 +232,7 @@ class QAOASolver(Solver):
             angles[self.p:] = (angles[self.p:] + np.pi / 2) % np.pi - np.pi / 2
 
         # ---- final answer: seeded samples + most probable bitstrings ------------
-        info = {"backend": backend_label, "p": self.p, "optimizer": method, "evaluations": evals,
+        info = {"backend": backend_label, "p": self.p, "dtype": str(getattr(locals().get("engine"), "dtype", "")) or None, "optimizer": method, "evaluations": evals,
                 "gradient_evaluations": gevals, "objective": self.objective, "mixer": self.mixer,
                 "shots": self.shots, "scale": scale, "seed": self.seed, "optimizer_message": best.message}
         if self.objective == "cvar":
@@ -224,7 +242,7 @@ class QAOASolver(Solver):
         from ...problems import index_to_bits
 
         if probs_fn is not None:
-            probs = np.asarray(probs_fn(angles), dtype=np.float64)
+            probs = np.asarray((final_probs_fn or probs_fn)(angles), dtype=np.float64)
             probs = np.clip(probs, 0, None)
             probs /= probs.sum()
             idx = rng.choice(probs.size, size=self.shots, p=probs)
