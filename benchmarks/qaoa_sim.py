@@ -27,10 +27,13 @@ from qselect.problems import QUBO, max_qubits  # noqa: E402
 ANGLES = np.array([0.41, 0.23, 0.37, 0.19])  # p = 2: γ1 γ2 β1 β2
 
 
-def _timeit(fn, reps: int, budget: float) -> float:
-    """Best of up to ``reps`` runs (after one warm-up), stopping once ``budget`` seconds are spent."""
+def _timeit(fn, reps: int, budget: float):
+    """(best time, value) over up to ``reps`` runs, stopping once ``budget`` seconds are spent.
+
+    Best-of-N because the machine is shared: the minimum is the least disturbed run.
+    """
     t0 = time.perf_counter()
-    fn()
+    value = fn()
     best = time.perf_counter() - t0
     spent = best
     for _ in range(reps - 1):
@@ -40,7 +43,7 @@ def _timeit(fn, reps: int, budget: float) -> float:
         fn()
         dt = time.perf_counter() - t
         best, spent = min(best, dt), spent + dt
-    return best
+    return best, value
 
 
 def _costs(q, dtype=np.float64):
@@ -73,9 +76,7 @@ def eval_timings(sizes, native_max, reps, budget, slow_cap):
         c = _costs(q, np.float32)
         row["cost_vector_s"] = time.perf_counter() - t
         eng = NumpyQAOA(c, 2, dtype=np.complex64)
-        row["native_numpy_s"] = _timeit(lambda: eng.expectation(ANGLES), reps, budget)
-        ref = eng.expectation(ANGLES)
-        row["native_numpy_value"] = ref
+        row["native_numpy_s"], row["native_numpy_value"] = _timeit(lambda: eng.expectation(ANGLES), reps, budget)
         if n <= 24:  # the adjoint keeps a second state: skip it where memory is tight
             t = time.perf_counter()
             eng.value_and_grad(ANGLES)
@@ -84,8 +85,8 @@ def eval_timings(sizes, native_max, reps, budget, slow_cap):
         gc.collect()
         if n <= max(sizes):
             teng = TorchQAOA(c, 2, device="cpu")
-            row["native_torch_cpu_s"] = _timeit(lambda: teng.expectation(ANGLES), reps, budget)
-            row["native_torch_cpu_value"] = teng.expectation(ANGLES)
+            row["native_torch_cpu_s"], row["native_torch_cpu_value"] = _timeit(
+                lambda: teng.expectation(ANGLES), reps, budget)
             del teng
             c64 = None
             for name, make in (("aer_statevector", lambda: AerQAOARunner(q, 2, exact=True)),
@@ -100,8 +101,7 @@ def eval_timings(sizes, native_max, reps, budget, slow_cap):
                     fn = lambda: float(runner.probabilities(ANGLES) @ c64)  # noqa: E731
                 else:
                     fn = lambda: runner.expectation(ANGLES)  # noqa: E731
-                row[name + "_s"] = _timeit(fn, reps, budget)
-                row[name + "_value"] = fn()
+                row[name + "_s"], row[name + "_value"] = _timeit(fn, reps, budget)
                 if row[name + "_s"] > slow_cap:
                     skip.add(name)  # larger n would take too long on a shared machine
                 del runner
@@ -146,6 +146,7 @@ def main(argv=None):
     native_max = args.native_max or (20 if args.quick else 28)
     native_max = min(native_max, max_qubits(8 + 4 + 8))
     t0 = time.perf_counter()
+    load0 = list(os.getloadavg())
     rows = eval_timings(sizes, native_max, reps=3 if args.quick else 5, budget=10.0, slow_cap=60.0)
     solve = solve_comparison()
     by_n = {r["n"]: r for r in rows}
@@ -164,7 +165,8 @@ def main(argv=None):
         "eval": rows,
         "solve": solve,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "note": "shared machine; other jobs may have been running"},
+                    "load_average_start": load0, "load_average_end": list(os.getloadavg()),
+                    "note": "shared machine; other jobs may have been running (see load averages)"},
         "quick": args.quick,
         "total_s": time.perf_counter() - t0,
     }

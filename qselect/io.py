@@ -12,6 +12,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     return _atomic(path, lambda fh: fh.write(data), "wb")
 
@@ -29,19 +38,7 @@ def atomic_write_json(path, obj: Any, **kw) -> Path:
 
 def atomic_write_with(path, writer: Callable[[str], None]) -> Path:
     """For libraries that write to a path themselves (torch.save, savefig)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        writer(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    return path
+    return _replace_atomically(path, writer)
 
 
 def append_line_durable(path, line: str) -> None:
@@ -55,14 +52,24 @@ def append_line_durable(path, line: str) -> None:
 
 
 def _atomic(path, write, mode) -> Path:
+    def writer(tmp: str) -> None:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            write(fh)
+
+    return _replace_atomically(path, writer)
+
+
+def _replace_atomically(path, writer: Callable[[str], None]) -> Path:
+    """Let ``writer`` fill a temp file beside ``path``, fsync it, rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
-            write(fh)
-            fh.flush()
+        writer(tmp)
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
     except BaseException:
         _unlink(tmp)

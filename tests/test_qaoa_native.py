@@ -126,3 +126,16 @@ def test_bad_inputs_give_clear_errors():
         NumpyQAOA(_costs(3), 1, dtype=np.float32)
     with pytest.raises(QSelectError):
         DiagonalCost(np.ones(3))
+
+
+def test_large_state_blocked_and_threaded_path_matches_torch():
+    # 2^18 entries: several cache blocks per group, split across threads when cores allow
+    c = _costs(18, 9)
+    x = np.array([0.31, 0.52, 0.44, 0.17])
+    a = NumpyQAOA(c, 2)
+    assert len(list(a._run_blocks(17, 1, lambda idx, buf: 0))) > 1
+    t = TorchQAOA(c, 2, dtype=torch.complex128, device="cpu")
+    va, ga = a.value_and_grad(x)
+    vt, gt = t.value_and_grad(x)
+    assert va == pytest.approx(vt, abs=1e-9)
+    np.testing.assert_allclose(ga, gt, atol=1e-8)

@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import time
 
 from ..errors import QSelectError
@@ -48,7 +49,7 @@ CHILD_CALIB = 16
 
 def register(subparsers, add_common_options):
     p = subparsers.add_parser("demo", help=HELP, description=__doc__.split("\n\n", 1)[1] if __doc__ else HELP,
-                              formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_options(p)
     pl.add_experiment_options(p)
     add_option(p, "--size", kind="str", default="default", choices=tuple(SIZES), metavar="SIZE",
@@ -87,7 +88,7 @@ def resolve(cfg: dict, given: set) -> dict:
 
 
 def run(args) -> int:
-    cfg = resolve(dict(args.resolved), args.given)
+    cfg = resolve(dict(args.resolved), getattr(args, "given", set()))
     con = Console(cfg["quiet"], cfg["verbose"])
     t_start = time.perf_counter()
     threads = set_threads(cfg)
@@ -95,10 +96,10 @@ def run(args) -> int:
 
     data = pl.load_data(cfg)
     calib = pl.calibration_inputs(data, cfg["calib_size"], cfg["seed"])
-    con.info("training the parent mlp %s on digits (%d epochs)", cfg["hidden"], cfg["epochs"])
+    con.info("training the parent mlp %s on %s (%d epochs)", cfg["hidden"], cfg["dataset"], cfg["epochs"])
     parent, parent_info = pl.prepare_parent(cfg, data, progress=con.progress)
     layers = pl.hidden_layers(parent, cfg["layers"])
-    con.print(f"parent mlp {cfg['hidden']} on digits: test accuracy {parent_info['test']['accuracy']:.4f}")
+    con.print(f"parent mlp {cfg['hidden']} on {cfg['dataset']}: test accuracy {parent_info['test']['accuracy']:.4f}")
 
     from ..runs import Run
 

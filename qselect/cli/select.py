@@ -46,7 +46,7 @@ def run(args) -> int:
         try:
             con.info("solving local problems with %s (%s formulation, %d-qubit budget)", cfg["solver"],
                      cfg["formulation"], cfg["qubits"])
-            res = pl.select(cfg["solver"], parent, calib, cfg, sparsity=cfg["sparsity"], seed=cfg["seed"],
+            res = pl.select(f"q:{cfg['solver']}", parent, calib, cfg, sparsity=cfg["sparsity"], seed=cfg["seed"],
                             layers=layers, executor=executor, progress=con.progress)
         finally:
             pl.close_executor(executor)

@@ -175,6 +175,7 @@ class NumpyQAOA:
         self._ham = {m: _hamming(m) for _, m in _groups(n)}
         self._bmat = {m: (h == 1).astype(self.dtype) for m, h in self._ham.items()}  # Σ X_i on a group
         self._chunk = _CHUNK
+        self._block_cache: dict = {}
         threads = _threads() if N >= 2 * _CHUNK else 1
         self._bufs = [np.empty(_CHUNK, dtype=self.dtype) for _ in range(threads)]
         self._buf = self._bufs[0]
@@ -204,7 +205,10 @@ class NumpyQAOA:
     def _run_blocks(self, q0: int, m: int, fn) -> list:
         """fn(idx, scratch) for every block of a qubit group; blocks are disjoint, so large
         states are split across threads (numpy releases the GIL in matmul)."""
-        blocks = list(_blocks(self.N, q0, m, self._chunk))
+        key = (q0, m)
+        if key not in self._block_cache:
+            self._block_cache[key] = list(_blocks(self.N, q0, m, self._chunk))
+        blocks = self._block_cache[key]
         if len(self._bufs) == 1 or len(blocks) < 2:
             return [fn(idx, self._bufs[0]) for idx in blocks]
         t = len(self._bufs)
