@@ -49,15 +49,15 @@ def settings(args) -> dict:
                  children=6, tune_epochs=3, ft_epochs=6, ss_epochs=15, seeds=[0, 1, 2],
                  pat_sparsities=[0.5, 0.75, 0.9], ssa_sparsities=[0.8, 0.9, 0.95, 0.98],
                  ssa=[("linear", 0.5), ("cosine", 0.3), ("cosine", 1.0), ("exponential", 1.0)],
-                 anneal_fraction=0.25, qselect=dict(qubits=12, solver="greedy",
-                 layers=None), calib=128)
+                 anneal_fraction=0.25, qselect=dict(qubits=12, solver="greedy"),
+                 qselect_last_layers=1, calib=128)
     else:
         s = dict(dataset="digits", model="mlp", model_kw={"hidden": [64, 64]}, ss_model="mlp",
                  ss_model_kw={"hidden": [64, 64]}, parent_epochs=15, lr=0.1,
                  batch=64, children=6, tune_epochs=4, ft_epochs=8, ss_epochs=12, seeds=[0, 1, 2],
                  pat_sparsities=[0.5, 0.75, 0.9], ssa_sparsities=[0.8, 0.9, 0.95, 0.98],
                  ssa=[("linear", 0.5), ("cosine", 0.3), ("cosine", 1.0), ("exponential", 1.0)],
-                 anneal_fraction=0.25, qselect=dict(qubits=8), calib=64)
+                 anneal_fraction=0.25, qselect=dict(qubits=8), qselect_last_layers=None, calib=64)
     if args.quick:
         s.update(seeds=[0, 1], children=4, pat_sparsities=[0.5, 0.75, 0.9], ssa_sparsities=[0.9, 0.95, 0.98],
                  ssa=[("cosine", 0.3), ("exponential", 1.0)], ss_epochs=8)
@@ -70,6 +70,8 @@ def settings(args) -> dict:
         s.update(model=args.model, model_kw={}, ss_model=args.model, ss_model_kw={})
     if args.epochs:
         s["parent_epochs"] = args.epochs
+    if args.qselect_last_layers is not None:
+        s["qselect_last_layers"] = args.qselect_last_layers or None
     return s
 
 
@@ -126,7 +128,7 @@ def run_pat(s, data, parents, test):
                 methods.append("qselect")
             for method in methods:
                 t = time.time()
-                opts = dict(s["qselect"]) if method == "qselect" else None
+                opts = qselect_options(s, parent) if method == "qselect" else None
                 pcfg = PaTConfig(children=s["children"], method=method, sparsity=sp, tune_epochs=s["tune_epochs"],
                                  lr=s["lr"] * 2 if s["dataset"] == "digits" else s["lr"], batch_size=s["batch"],
                                  seed=seed, calib_size=s["calib"], select_options=opts)
@@ -150,13 +152,23 @@ def _ens(ev):
 
 
 # ----------------------------------------------------------------------------------- SSA
+def qselect_options(s, model):
+    """select_masks options; on big models only the last layers get local problems."""
+    from qselect.classical.masks import prunable_parameters
+
+    opts = dict(s["qselect"])
+    if s.get("qselect_last_layers"):
+        opts["layers"] = [n.rsplit(".", 1)[0] for n in prunable_parameters(model)[-s["qselect_last_layers"]:]]
+    return opts
+
+
 def qselect_target(s, model, data, sparsity, seed):
     from qselect.formulate import select_masks
 
     x = data.train.tensors[0]
     idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[: s["calib"]]
     sel = select_masks(model, x[idx].to(next(model.parameters()).device), sparsity=sparsity, seed=seed,
-                       **s["qselect"])
+                       **qselect_options(s, model))
     return {k: v.float().cpu() for k, v in sel.masks.items()}
 
 
@@ -258,14 +270,14 @@ def plot(results, path):
     ax[0].set(xlabel="child sparsity", ylabel="ensemble test NLL (log)", title="Prune and Tune", yscale="log")
     ax[0].legend(fontsize=7)
     ssa = results["ssa"]["summary"]
-    for (target, method) in sorted({(r["target"], r["method"]) for r in ssa}):
+    styles = {"magnitude": "-", "random": "--", "qselect": "none"}
+    for i, (target, method) in enumerate(sorted({(r["target"], r["method"]) for r in ssa})):
         pts = sorted((r["sparsity"], r["accuracy"], r.get("accuracy_std", 0)) for r in ssa
                      if r["target"] == target and r["method"] == method)
-        if len(pts) < 2:
-            continue
         x, y, e = zip(*pts)
-        ax[1].errorbar(x, y, yerr=e, marker="o", capsize=3, label=f"{target}: {method}",
-                       linestyle="-" if target == "magnitude" else "--")
+        ax[1].errorbar(x, y, yerr=e, marker="*" if target == "qselect" else "o", capsize=3,
+                       label=f"{target}: {method}", color=plt.cm.tab20(i % 20),
+                       linestyle=styles.get(target, ":"))
     ax[1].set(xlabel="final sparsity", ylabel="test accuracy", title="SSA vs one-shot vs IMP (same budget)")
     ax[1].legend(fontsize=7)
     for c in results["ss"]["dead_per_epoch"]:
@@ -297,6 +309,8 @@ def main(argv=None):
     ap.add_argument("--no-qselect", action="store_true", help="skip quantum-selected children/targets")
     ap.add_argument("--model", default=None, help="override the model (mlp, lenet5, resnet18, vit)")
     ap.add_argument("--epochs", type=int, default=None, help="override the parent's epochs")
+    ap.add_argument("--qselect-last-layers", type=int, default=None,
+                    help="local problems only for the last N prunable layers (0: all; CIFAR default 1)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = ap.parse_args(argv)
     DEVICE = args.device

@@ -91,6 +91,13 @@ def test_baseline_errors():
     with pytest.raises(QSelectError, match="not prunable"):
         magnitude_masks(m, 0.5, layers=["layers.1"])
     assert all(int(v.sum()) == v.numel() for v in magnitude_masks(m, 0.0).values())
+    with pytest.raises(QSelectError, match="sparsity must be a number"):
+        random_masks(m, "half")
+    assert set(random_masks(m, 0.5, layers="layers.2")) == {"layers.2.weight"}   # one name, not its letters
+    with torch.no_grad():
+        m.layers[2].weight[0, 0] = float("nan")    # torch's top-k would rank NaN first and keep it
+    with pytest.raises(QSelectError, match="layers.2.weight holds NaN"):
+        magnitude_masks(m, 0.5)
 
 
 def test_edge_popup_finds_a_good_subnetwork_in_a_random_mlp():

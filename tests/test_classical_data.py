@@ -53,6 +53,9 @@ def test_digits_image_shape_and_unknown_name():
         load_dataset("imagenet")
     with pytest.raises(QSelectError, match="root"):
         load_dataset("mnist")
+    for bad in (1.0, -0.2):
+        with pytest.raises(QSelectError, match="test_fraction must be in"):
+            load_dataset("digits", test_fraction=bad)
 
 
 def test_make_loader_seeded_shuffle_covers_everything():

@@ -56,6 +56,13 @@ def test_build_model_errors_and_rng_untouched():
         build_model("mlp", (64,), 10, init="xavier")
     with pytest.raises(QSelectError, match="image"):
         build_model("lenet5", (10,), 10)
+    for kw, match in ((dict(name=None), "model name"), (dict(num_classes=0), "num_classes"),
+                      (dict(input_shape=(0,)), "input_shape"), (dict(hidden=(8, 0)), "hidden"),
+                      (dict(hidden=64), "hidden")):
+        args = {"name": "mlp", "input_shape": (64,), "num_classes": 10, **kw}
+        with pytest.raises(QSelectError, match=match):
+            build_model(args.pop("name"), args.pop("input_shape"), args.pop("num_classes"), **args)
+    assert build_model("mlp", 64, 10, hidden=(4,))(torch.zeros(1, 64)).shape == (1, 10)  # an int shape
     sc = build_model("mlp", (64,), 10, init="signed_constant", hidden=(32,))
     assert torch.allclose(sc.layers[0].weight.abs(), torch.full((32, 64), (2 / 64) ** 0.5))
 
@@ -137,6 +144,12 @@ def test_save_load_masks(tmp_path):
     with pytest.raises(QSelectError, match="not a qselect masks file"):
         load_masks(tmp_path / "foreign.pt")
     assert not list((tmp_path / "sub").glob(".*tmp"))   # atomic write left no temp file
+    # masks are stored as bool: a non-binary mask must be refused, not saved as all ones
+    with pytest.raises(QSelectError, match="other than 0 and 1"):
+        save_masks(tmp_path / "half.pt", {"layers.0.weight": torch.full((4, 6), 0.5)})
+    assert not (tmp_path / "half.pt").exists()
+    with pytest.raises(QSelectError, match="is a directory"):
+        save_masks(tmp_path, masks)
 
 
 def test_sparsity_accounting_hand_computed():
@@ -163,6 +176,8 @@ def test_flops_hand_computed():
     assert f["effective"] == 29 and f["layers"]["0"]["density"] == 0.5
     apply_masks(m, mask)
     assert count_flops(m, torch.zeros(1, 4))["effective"] == 29
+    with pytest.raises(QSelectError, match=r"sample input of shape \(1, 5\)"):
+        count_flops(m, torch.zeros(1, 5))
     c = nn.Conv2d(1, 2, 3, padding=1)                  # 32 outputs * 9 MACs * 2 + 32 bias
     assert count_flops(c, torch.zeros(1, 1, 4, 4))["dense"] == 2 * 32 * 9 + 32
     vit = build_model("vit", (1, 8, 8), 10, dim=16, depth=1, heads=2, patch=4)
@@ -182,6 +197,8 @@ def test_neuron_masks_and_selection_duck_type():
         neuron_masks(m, "layers.7", [0])
     with pytest.raises(QSelectError, match="out of range"):
         neuron_masks(m, "layers.0", [4])
+    with pytest.raises(QSelectError, match="0/1 vector"):
+        neuron_masks(m, "layers.0", torch.tensor([0.0, 2.0, 1.0, 1.0]))
     c = build_model("lenet5", (1, 8, 8), 10)
     cm = neuron_masks(c, "conv2", [1])
     assert cm["conv2.weight"].shape == (16, 6, 5, 5) and int(cm["conv2.weight"].sum()) == 150

@@ -92,3 +92,17 @@ def test_dead_units_conv_channels():
     data = torch.utils.data.TensorDataset(torch.rand(4, 1, 3, 3) + 0.1, torch.zeros(4, dtype=torch.long))
     res = dead_units(net, make_loader(data, 4))
     assert res["dead"]["1"].tolist() == [False, True]
+
+
+def test_bad_inputs_are_refused_not_silently_scored():
+    # a negative label used to index the last class (nll of the wrong class); out of range crashed
+    for labels in ([0, 2, 2, -1], [0, 2, 2, 3], [0, 2, 2, 1.5]):
+        with pytest.raises(QSelectError, match=r"class indices in \[0, 3\)"):
+            nll(P, np.array(labels))
+    with pytest.raises(QSelectError, match="non-empty"):
+        accuracy(np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
+    with pytest.raises(QSelectError, match="n_bins"):
+        ece(P, Y, n_bins=0)
+    with pytest.raises(QSelectError, match="same \\(N, C\\) shape"):
+        disagreement([P, P[:3]])
+    assert accuracy(P, Y.astype(np.float64)) == 0.5      # integral floats are fine

@@ -114,7 +114,7 @@ def test_step_and_constant_schedules(digits):
     assert h["lr"] == [0.05, 0.05]
 
 
-def test_config_errors():
+def test_config_errors(digits):
     with pytest.raises(QSelectError, match="optimizer"):
         TrainConfig(optimizer="rmsprop").validate()
     with pytest.raises(QSelectError, match="schedule"):
@@ -126,10 +126,32 @@ def test_config_errors():
     for p in m.parameters():
         p.requires_grad_(False)
     with pytest.raises(QSelectError, match="nothing to train"):
-        train(m, load_dataset("digits").train, TrainConfig(epochs=1))
+        train(m, digits.train, TrainConfig(epochs=1))
     m = build_model("mlp", (64,), 10, hidden=(8,))
     with pytest.raises(QSelectError, match="diverged"):
-        train(m, load_dataset("digits").train, TrainConfig(epochs=3, lr=1e6, optimizer="sgd"))
+        train(m, digits.train, TrainConfig(epochs=3, lr=1e6, optimizer="sgd"))
+
+
+def test_user_errors_are_one_clear_line(digits):
+    """Each mistake gives a QSelectError naming the fix, not a torch/numpy traceback."""
+    m = build_model("mlp", (64,), 10, hidden=(8,))
+    one = TrainConfig(epochs=1)
+    cases = [
+        (lambda: resolve_device("bogus"), "unknown device 'bogus'"),
+        (lambda: train(m, digits.train, TrainConfig(epochs=1, lr="0.1")), "lr must be a finite number"),
+        (lambda: train(m, digits.train, TrainConfig(epochs=1.5)), "epochs must be an integer"),
+        (lambda: train(m, digits.train, {"epochs": 1, "learning_rate": 0.1}), "unknown TrainConfig field"),
+        (lambda: train(m, digits.train, [1]), "TrainConfig or a dict"),
+        (lambda: train(m, torch.utils.data.TensorDataset(torch.zeros(0, 64), torch.zeros(0, dtype=torch.long)),
+                       one), "dataset is empty"),
+        (lambda: train(build_model("mlp", (32,), 10), digits.train, one), r"inputs \(128, 64\).*input_shape"),
+        (lambda: train(build_model("mlp", (64,), 5), digits.train, one), "labels up to 9.*num_classes"),
+        (lambda: train(m, digits.train, TrainConfig(epochs=1, early_stop_patience=1)), "pass val_loader"),
+    ]
+    for fn, match in cases:
+        with pytest.raises(QSelectError, match=match):
+            fn()
+    assert train(m, digits.val, {"epochs": 1, "lr": 0.05})["config"]["lr"] == 0.05  # a dict config works
 
 
 def test_masks_stay_fixed_during_fine_tuning(trained, digits):
@@ -197,6 +219,10 @@ def test_checkpoint_errors(tmp_path, digits):
     apply_masks(pruned, magnitude_masks(pruned, 0.5))
     with pytest.raises(QSelectError, match="mask on"):
         load_checkpoint(p, pruned)
+    with pytest.raises(QSelectError, match="JSON-like"):
+        save_checkpoint(tmp_path / "b.pt", model, meta={"fn": print})
+    with pytest.raises(QSelectError, match="is a directory"):
+        save_checkpoint(tmp_path, model)
 
 
 def test_early_stop_restores_best(digits):

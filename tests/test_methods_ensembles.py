@@ -107,3 +107,15 @@ def test_bad_options_are_one_line_errors(digits, parent):
         prune_and_tune(parent, digits.train, method="lottery")
     with pytest.raises(QSelectError, match="children"):
         prune_and_tune(parent, digits.train, children=0)
+
+
+def test_same_seed_same_children(digits, parent):
+    runs = [prune_and_tune(parent, digits.train, PaTConfig(children=2, method="antirandom", tune_epochs=1,
+                                                           bagging=True, batch_size=64, seed=4))
+            for _ in range(2)]
+    for a, b in zip(runs[0].children, runs[1].children):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    other = prune_and_tune(parent, digits.train, PaTConfig(children=2, method="antirandom", tune_epochs=1,
+                                                           batch_size=64, seed=5))
+    assert not torch.equal(other.masks[0]["layers.0.weight"], runs[0].masks[0]["layers.0.weight"])

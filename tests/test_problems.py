@@ -121,6 +121,10 @@ def test_diagonal_walsh_round_trip(n, seed):
     np.testing.assert_allclose(e, c, rtol=1e-10, atol=1e-10)
     diag = np.real(d.to_sparse_pauli_op().to_matrix(sparse=True).diagonal())
     np.testing.assert_allclose(diag, c, rtol=1e-10, atol=1e-10)
+    # the fast overrides agree with the generic definitions
+    assert d.scale() == max(abs(v) for v in terms.values())
+    assert d.z_terms(max_order=2)[0] == {q: v for q, v in terms.items() if len(q) <= 2}
+    assert d.order() == max(len(q) for q in terms)
 
 
 @SETTINGS
@@ -204,6 +208,21 @@ def test_cardinality_penalty_expansion():
     (lambda: QUBO(np.eye(2)).energy([0, 2]), "only 0 and 1"),
     (lambda: QUBO(np.eye(2)).fix({5: 1}), "cannot fix"),
     (lambda: QUBO(np.eye(2)).fix({0: 3}), "fixed to 0 or 1"),
+    (lambda: QUBO(np.eye(2)).fix({0.5: 1}), "cannot fix variable 0.5"),
+    (lambda: QUBO(np.eye(2)).fix([0, 1]), "takes a dict"),
+    (lambda: QUBO(np.eye(2), k="1"), "cardinality k must be an integer"),
+    (lambda: QUBO(np.eye(2), offset=None), "offset must be numeric"),
+    (lambda: QUBO(np.eye(2), offset="x"), "offset must be numeric"),
+    (lambda: QUBO(np.eye(2) * 1j), "must be real"),
+    (lambda: QUBO([[1, 2], [3]]), "numeric"),
+    (lambda: QUBO.from_z_terms({(0, 5): 1.0}, 0.0, 3), "outside the 3 qubits"),
+    (lambda: QUBO(np.eye(2)).cost_vector(np.int32), "floating dtype"),
+    (lambda: DiagonalCost(np.ones(4)).cost_vector(int), "floating dtype"),
+    (lambda: DiagonalCost(np.ones(4), labels=["a", "a"]), "unique"),
+    (lambda: QUBO(np.eye(2)).scaled(np.nan), "scale factor must be finite"),
+    (lambda: DiagonalCost(np.ones(4)).scaled(np.inf), "scale factor must be finite"),
+    (lambda: QUBO(np.eye(2)).with_cardinality_penalty(1, -1.0), "strength must be ≥ 0"),
+    (lambda: QUBO.random(-1), "integer n ≥ 0"),
 ])
 def test_validation_messages(bad, match):
     with pytest.raises(QSelectError, match=match):

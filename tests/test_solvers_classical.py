@@ -47,6 +47,14 @@ def test_exact_respects_k_and_diagonal_costs():
     q = QUBO.random(10, seed=4, k=4)
     rk = ExactSolver(respect_k=True, chunk_bits=6).solve(q)
     assert rk.kept == 4 and rk.energy == pytest.approx(brute(q, 4)[0])
+    # many chunks, some with no feasible bitstring at all (high bits alone set > k): the k-best list
+    # is exactly the k-bit energies in order
+    c = q.cost_vector()
+    feasible = np.sort(c[index_to_bits(np.arange(c.size), 10).sum(1) == 4])
+    for chunk in (2, 3, 10):
+        rb = ExactSolver(respect_k=True, chunk_bits=chunk, num_best=7).solve(q)
+        np.testing.assert_allclose(rb.energies, feasible[:7])
+        assert np.all(rb.samples.sum(1) == 4)
 
 
 def test_exact_limits_are_clear():
@@ -142,6 +150,23 @@ def test_registry():
         get_solver("exact", nonsense=1)
     with pytest.raises(QSelectError):
         get_solver("sa", num_reads=0)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: SimulatedAnnealingSolver(num_reads="8"), "num_reads must be an integer"),
+    (lambda: SimulatedAnnealingSolver(beta_schedule_type="cosine"), "beta_schedule_type must be one of"),
+    (lambda: SimulatedAnnealingSolver(beta_range=(1.0,)), "beta_range must be two"),
+    (lambda: SimulatedAnnealingSolver(beta_range=(2.0, 1.0)), "beta_range must be two"),
+    (lambda: TabuSolver(tenure=-1), "tenure must be an integer ≥ 0"),
+    (lambda: ExactSolver(chunk_bits="a"), "chunk_bits must be an integer"),
+    (lambda: ExactSolver(num_best=0), "num_best must be an integer ≥ 1"),
+    (lambda: GreedySolver(k=1.5).solve(QUBO.random(3)), "k must be an integer"),
+    (lambda: RandomSolver(k=-1).solve(QUBO.random(3)), "k must be an integer ≥ 0"),
+])
+def test_settings_are_checked_up_front(make, match):
+    """Bad settings fail with a QSelectError naming the setting, not deep inside dwave-samplers."""
+    with pytest.raises(QSelectError, match=match):
+        make()
 
 
 def test_lazy_registry_entry_loads_on_demand(monkeypatch):

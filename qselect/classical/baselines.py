@@ -24,6 +24,7 @@ def _layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     names = prunable_parameters(model)
     if layers is None:
         return names
+    layers = [layers] if isinstance(layers, str) else list(layers)
     layers = [n if n.endswith((".weight", ".bias")) else f"{n}.weight" for n in layers]
     bad = [n for n in layers if n not in names]
     if bad:
@@ -32,8 +33,12 @@ def _layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
 
 
 def _check(sparsity: float, scope: str) -> None:
-    if not 0.0 <= float(sparsity) <= 1.0:
-        raise QSelectError(f"sparsity must be in [0, 1] (fraction of weights removed), got {sparsity}")
+    try:
+        ok = 0.0 <= float(sparsity) <= 1.0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise QSelectError(f"sparsity must be a number in [0, 1] (fraction of weights removed), got {sparsity!r}")
     if scope not in SCOPES:
         raise QSelectError(f"scope {scope!r} unknown; choose 'layer' or 'global'")
 
@@ -48,7 +53,11 @@ def _weights(model: nn.Module, names: list[str]) -> list[torch.Tensor]:
         mask = getattr(module, pname + "_mask", None)
         if mask is not None:
             w = getattr(module, pname + "_orig") * mask
-        out.append(w.detach().float().cpu())
+        w = w.detach().float().cpu()
+        if not bool(torch.isfinite(w).all()):  # torch's top-k would rank NaN as the largest
+            raise QSelectError(f"{n} holds NaN or inf; fix the model (e.g. reload a good checkpoint) "
+                               "before pruning it")
+        out.append(w)
     return out
 
 

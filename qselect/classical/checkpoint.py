@@ -36,12 +36,20 @@ def _plain(obj):
 
 def save_checkpoint(path, model: nn.Module, meta: dict | None = None, optimizer=None) -> Path:
     """Write model weights (+ masks, meta, optional optimizer state) atomically to ``path``."""
+    try:
+        meta = _plain(dict(meta or {}))
+    except (TypeError, ValueError) as exc:
+        raise QSelectError(f"{exc}; checkpoint meta must hold JSON-like values (numbers, strings, "
+                           "lists, dicts)") from None
+    if Path(path).is_dir():
+        raise QSelectError(f"checkpoint path {path} is a directory; give a file name such as "
+                           f"{Path(path) / 'model.pt'}")
     payload = {
         "format": _FORMAT, "version": 1,
         "model_class": type(model).__name__,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "masks": {k: v.bool() for k, v in get_masks(model).items()},
-        "meta": _plain(dict(meta or {})),
+        "meta": meta,
     }
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()

@@ -123,8 +123,9 @@ def load_dataset(name: str = "digits", root=None, seed: int = 0, *, val_fraction
     key = name.lower().replace("-", "_")
     if key not in DATASETS:
         raise QSelectError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    if not 0.0 <= val_fraction < 1.0:
-        raise QSelectError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    for what, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= f < 1.0:
+            raise QSelectError(f"{what} must be in [0, 1), got {f}")
     if normalize is None:
         normalize = key.startswith("cifar")
     if key == "digits":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import QSelectError
 from .masks import PRUNABLE_TYPES, get_masks, parameter_shapes
 
 
@@ -69,7 +70,13 @@ def count_flops(model: nn.Module, sample_input: torch.Tensor, masks=None) -> dic
     model.eval()
     try:
         dev = next(model.parameters()).device
-        model(sample_input.to(dev))
+        try:
+            model(sample_input.to(dev))
+        except (RuntimeError, IndexError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise QSelectError(f"count_flops: {type(model).__name__} cannot run on a sample input of shape "
+                               f"{tuple(sample_input.shape)} ({first}); pass a batch shaped like the "
+                               "model's data") from None
     finally:
         for h in handles:
             h.remove()

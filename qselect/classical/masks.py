@@ -164,6 +164,12 @@ def mask_sparsity(model_or_masks: nn.Module | Mapping[str, torch.Tensor]) -> dic
 def save_masks(path, masks: Mapping[str, torch.Tensor], meta: dict | None = None) -> Path:
     """Write masks (with their names and shapes) atomically; loadable with ``load_masks``."""
     masks = masks_from_selection(masks)
+    for name, m in masks.items():  # stored as bool: anything but 0/1 would silently become 1
+        if m.numel() and not bool(((m == 0) | (m == 1)).all()):
+            raise QSelectError(f"mask {name!r} holds values other than 0 and 1; masks must be binary "
+                               "(use (scores > t).float())")
+    if Path(path).is_dir():
+        raise QSelectError(f"mask path {path} is a directory; give a file name such as {Path(path) / 'masks.pt'}")
     payload = {"format": _FORMAT, "version": 1,
                "masks": {k: torch.as_tensor(v).detach().cpu().bool() for k, v in masks.items()},
                "meta": dict(meta or {})}
@@ -229,9 +235,9 @@ def neuron_masks(model: nn.Module, layer: str, keep: Iterable[int] | torch.Tenso
         unit[idx] = 1.0
     else:  # a 0/1 vector (tensor or array) over the units
         unit = torch.as_tensor(keep).float().reshape(-1)
-        if unit.numel() != n_out:
-            raise QSelectError(f"neuron mask for {layer!r} has {unit.numel()} entries but the layer "
-                               f"has {n_out} units; pass a 0/1 vector of that length or a list of indices")
+        if unit.numel() != n_out or not bool(((unit == 0) | (unit == 1)).all()):
+            raise QSelectError(f"neuron mask for {layer!r} must be a 0/1 vector over its {n_out} units "
+                               f"(got {unit.numel()} entries) or a list of unit indices")
     view = (n_out,) + (1,) * (len(shape) - 1)
     out = {f"{layer}.weight": unit.reshape(view).expand(shape).clone()}
     if bias and getattr(module, "bias", None) is not None:

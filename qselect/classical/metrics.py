@@ -25,18 +25,30 @@ def _np(a) -> np.ndarray:
 
 def _check(probs, labels=None):
     p = _np(probs)
-    if p.ndim != 2:
-        raise QSelectError(f"probabilities must be (N, C), got shape {p.shape}")
+    if p.ndim != 2 or p.shape[0] == 0:
+        raise QSelectError(f"probabilities must be a non-empty (N, C) array, got shape {p.shape}")
     if labels is None:
         return p, None
-    y = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).astype(np.int64).reshape(-1)
-    if len(y) != len(p):
-        raise QSelectError(f"{len(p)} predictions but {len(y)} labels")
+    raw = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
+    if len(raw) != len(p):
+        raise QSelectError(f"{len(p)} predictions but {len(raw)} labels; pass one class index per row")
+    y = raw.astype(np.int64)
+    # a negative index would silently score another class; a fractional one would be truncated
+    if not np.array_equal(y, raw) or y.min() < 0 or y.max() >= p.shape[1]:
+        raise QSelectError(f"labels must be class indices in [0, {p.shape[1]}) for {p.shape[1]}-class "
+                           f"probabilities, got values from {raw.min()} to {raw.max()}")
     return p, y
 
 
 def _members(probs_list) -> np.ndarray:
-    arr = np.stack([_np(p) for p in probs_list]) if not isinstance(probs_list, np.ndarray) else _np(probs_list)
+    if isinstance(probs_list, np.ndarray):
+        arr = _np(probs_list)
+    else:
+        members = [_np(p) for p in probs_list]
+        if len({m.shape for m in members}) > 1:
+            raise QSelectError(f"ensemble members must all have the same (N, C) shape, got "
+                               f"{sorted({m.shape for m in members})}; predict on the same data")
+        arr = np.stack(members) if members else np.empty((0,))
     if arr.ndim != 3 or arr.shape[0] < 2:
         raise QSelectError(f"ensemble metrics need >= 2 members of shape (N, C), got {arr.shape}")
     return arr
@@ -59,6 +71,8 @@ def ece(probs, labels, n_bins: int = 15) -> float:
 
     ECE = sum_b |B_b|/N * |accuracy(B_b) - mean confidence(B_b)|.
     """
+    if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise QSelectError(f"ece needs n_bins ≥ 1 (15 is standard), got {n_bins!r}")
     p, y = _check(probs, labels)
     conf = p.max(1)
     correct = (p.argmax(1) == y).astype(np.float64)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -221,8 +222,24 @@ def build_model(name: str, input_shape, num_classes: int, seed: int = 0, *,
     kw: mlp ``hidden=(64, 64)``, ``bias``; resnet18 ``width=64``; vit ``patch``, ``dim``,
     ``depth``, ``heads``, ``mlp_ratio``.
     """
+    if not isinstance(name, str):
+        raise QSelectError(f"model name must be one of {', '.join(MODELS)}, got {name!r}")
     key = name.lower().replace("-", "").replace("_", "")
-    input_shape = tuple(int(v) for v in input_shape)
+    if isinstance(input_shape, (int, np.integer)):
+        input_shape = (input_shape,)
+    try:
+        input_shape = tuple(int(v) for v in input_shape)
+    except (TypeError, ValueError):
+        input_shape = ()
+    if not input_shape or min(input_shape) < 1:
+        raise QSelectError(f"input_shape must be positive sizes such as (64,) or (1, 28, 28), got "
+                           f"{input_shape!r}; use DataSplits.input_shape")
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise QSelectError(f"num_classes must be a positive integer, got {num_classes!r}")
+    hidden = kw.get("hidden", ()) if key == "mlp" else ()
+    if not isinstance(hidden, (list, tuple)) or not all(isinstance(h, (int, np.integer)) and h >= 1
+                                                        for h in hidden):
+        raise QSelectError(f"mlp hidden must be a tuple of widths ≥ 1 such as (64, 64), got {hidden!r}")
     if init not in INITS:
         raise QSelectError(f"init {init!r} unknown; choose one of {', '.join(INITS)}")
     with torch.random.fork_rng(devices=[]):

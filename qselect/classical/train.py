@@ -61,6 +61,15 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # free-form notes kept in the history
 
     def validate(self) -> "TrainConfig":
+        for name in ("epochs", "batch_size", "seed"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+                raise QSelectError(f"TrainConfig.{name} must be an integer, got {v!r}")
+        for name in ("lr", "momentum", "weight_decay", "gamma", "pct_start", "label_smoothing"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(v) or v < 0:
+                raise QSelectError(f"TrainConfig.{name} must be a finite number ≥ 0, got {v!r}")
         if self.optimizer not in OPTIMIZERS:
             raise QSelectError(f"optimizer {self.optimizer!r} unknown; choose {' or '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -73,11 +82,29 @@ class TrainConfig:
         return self
 
 
+def as_config(config) -> TrainConfig:
+    """A validated ``TrainConfig`` from a ``TrainConfig``, a dict of its fields, or None (defaults)."""
+    if config is None:
+        return TrainConfig().validate()
+    if isinstance(config, dict):
+        fields = set(TrainConfig.__dataclass_fields__)
+        unknown = sorted(set(config) - fields)
+        if unknown:
+            raise QSelectError(f"unknown TrainConfig field(s) {unknown}; valid: {', '.join(sorted(fields))}")
+        return TrainConfig(**config).validate()
+    if not isinstance(config, TrainConfig):
+        raise QSelectError(f"config must be a TrainConfig or a dict of its fields, got {type(config).__name__}")
+    return config.validate()
+
+
 def resolve_device(device="auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; asking for CUDA without one is an error."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise QSelectError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise QSelectError(f"device {device!r} requested but CUDA is not available; use device='cpu' or 'auto'")
     return dev
@@ -101,6 +128,8 @@ def _as_loader(data, config: TrainConfig, shuffle: bool) -> DataLoader:
     if isinstance(data, Dataset):
         from .data import make_loader
 
+        if len(data) == 0:
+            raise QSelectError("the dataset is empty; nothing to train or evaluate on")
         return make_loader(data, config.batch_size, shuffle=shuffle, seed=config.seed)
     raise QSelectError(f"expected a DataLoader or Dataset, got {type(data).__name__}")
 
@@ -151,7 +180,10 @@ def train(model: nn.Module, train_loader, config: TrainConfig | None = None, val
     ``val_accuracy``, ``val_nll``, ``val_ece`` (when ``val_loader``), ``epochs_run``,
     ``stopped_early``, ``best_epoch``, ``device``, ``amp``, ``config``.
     """
-    config = (config or TrainConfig()).validate()
+    config = as_config(config)
+    if config.early_stop_patience is not None and val_loader is None:
+        raise QSelectError("early_stop_patience watches validation NLL: pass val_loader=..., "
+                           "or leave early_stop_patience=None")
     device = resolve_device(config.device)
     use_amp = bool(config.amp) and device.type == "cuda"
     seed_everything(config.seed)
@@ -189,8 +221,11 @@ def train(model: nn.Module, train_loader, config: TrainConfig | None = None, val
                 if augment is not None:
                     x = augment(x)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                    logits = model(x)
-                    loss = loss_fn(logits, y)
+                    if step == 0:
+                        logits, loss = _first_step(model, loss_fn, x, y)
+                    else:
+                        logits = model(x)
+                        loss = loss_fn(logits, y)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if config.grad_clip:
@@ -244,6 +279,18 @@ def train(model: nn.Module, train_loader, config: TrainConfig | None = None, val
     if best_state is not None and hist["stopped_early"]:
         model.load_state_dict(best_state)  # restore the best validation weights
     return hist
+
+
+def _first_step(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Tensor):
+    """The first forward + loss: a model that does not fit the data fails here, said in one line."""
+    try:
+        logits = model(x)
+        return logits, loss_fn(logits, y)
+    except (RuntimeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise QSelectError(f"{type(model).__name__} cannot train on batches of inputs {tuple(x.shape)} "
+                           f"with labels up to {int(y.max())} ({first}); build the model with the data's "
+                           "input_shape and num_classes") from None
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from ..classical.train import model_device
 from ..errors import QSelectError
 
 PRUNABLE = (nn.Linear, nn.Conv2d)
@@ -31,11 +32,6 @@ def resolve_layers(model: nn.Module, layers: Iterable[str] | None) -> list[str]:
     if not names:
         raise QSelectError("the model has no nn.Linear or nn.Conv2d layer to select from")
     return names
-
-
-def model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def _batches(inputs):
@@ -73,10 +69,13 @@ def collect_activations(model: nn.Module, inputs, layers: Iterable[str] | None =
         for x in _batches(inputs):
             if not isinstance(x, torch.Tensor):
                 raise QSelectError(f"calibration inputs must be tensors, got {type(x).__name__}")
-            model(x.to(device))
-            seen += 1
+            if x.ndim == 0 or x.shape[0] == 0:
+                continue
+            _forward(model, x.to(device))
+            seen += x.shape[0]
         if seen == 0:
-            raise QSelectError("no calibration inputs were given; pass a tensor batch or a DataLoader")
+            raise QSelectError("the calibration batch is empty; pass a non-empty tensor batch "
+                               "(samples along dim 0) or a DataLoader")
     finally:
         for h in handles:
             h.remove()
@@ -87,6 +86,26 @@ def collect_activations(model: nn.Module, inputs, layers: Iterable[str] | None =
             raise QSelectError(f"layer {n!r} was never called in the forward pass; is it used by the model?")
         out[n] = (torch.cat(store[n][0]), torch.cat(store[n][1]))
     return out
+
+
+def _forward(model: nn.Module, x: torch.Tensor):
+    """One forward pass; a model that cannot take these inputs is a user error, said in one line."""
+    try:
+        return model(x)
+    except (RuntimeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise QSelectError(f"{type(model).__name__} cannot run on calibration inputs of shape "
+                           f"{tuple(x.shape)} ({first}); pass inputs shaped like the model's training "
+                           "data") from None
+
+
+def check_finite(name: str, layer: nn.Module, inputs: torch.Tensor) -> None:
+    """Refuse NaN/inf weights or calibration activations, naming the layer (before any QUBO is built)."""
+    for what, t in (("weight", layer.weight), ("bias", getattr(layer, "bias", None)),
+                    ("input activations", inputs)):
+        if t is not None and not bool(torch.isfinite(t).all()):
+            raise QSelectError(f"layer {name!r} has NaN or inf in its {what}; fix the model/data "
+                               "(e.g. reload a good checkpoint) before selecting masks")
 
 
 def as_float64_cpu(t: torch.Tensor) -> torch.Tensor:
@@ -104,7 +123,7 @@ def call_order(model: nn.Module, inputs) -> list[str]:
     model.eval()
     try:
         x = next(iter(_batches(inputs)))
-        model(x[:1].to(model_device(model)))
+        _forward(model, x[:1].to(model_device(model)))
     finally:
         for h in handles:
             h.remove()

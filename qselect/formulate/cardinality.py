@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import QSelectError
 from ..problems import QUBO, DiagonalCost, Problem
-from ..problems.bits import index_to_bits
+from ..problems.bits import popcounts
 
 #: λ = MARGIN · min(Δ, U − L) (+ a tiny floor so a zero objective still gets a penalty)
 MARGIN = 1.25
@@ -95,8 +95,8 @@ def add_cardinality(problem: Problem, k: int, penalty: float | str | None = "aut
     if isinstance(problem, QUBO):
         out = problem.with_cardinality_penalty(k, lam)
     elif isinstance(problem, DiagonalCost):
-        pc = index_to_bits(np.arange(2**problem.n), problem.n).sum(axis=1)
-        out = DiagonalCost(problem.cost_vector() + lam * (pc - k) ** 2, problem.labels,
+        d = popcounts(problem.n).astype(np.float64) - k
+        out = DiagonalCost(problem.cost_vector() + lam * d * d, problem.labels,
                            k=k, name=problem.name)
     else:
         raise QSelectError(f"no cardinality penalty for a {type(problem).__name__}")
@@ -108,6 +108,10 @@ def add_cardinality(problem: Problem, k: int, penalty: float | str | None = "aut
 
 def keep_count(n: int, sparsity: float) -> int:
     """Bits to keep out of n at the given sparsity (fraction removed), rounded."""
-    if not 0.0 <= float(sparsity) <= 1.0:
-        raise QSelectError(f"sparsity must be in [0, 1] (fraction of weights removed), got {sparsity}")
+    try:
+        ok = 0.0 <= float(sparsity) <= 1.0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise QSelectError(f"sparsity must be a number in [0, 1] (fraction of weights removed), got {sparsity!r}")
     return int(np.floor((1.0 - float(sparsity)) * n + 0.5))  # half rounds up, not to even

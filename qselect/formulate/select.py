@@ -11,8 +11,10 @@ from torch import nn
 from ..errors import QSelectError
 from ..solvers import Solver, SolveResult, get_solver
 from ..solvers.anneal import SimulatedAnnealingSolver
+from ..solvers.base import int_setting
 from ..solvers.exact import ExactSolver
-from .activations import call_order, collect_activations, prunable_layers, resolve_layers
+from .activations import call_order, check_finite, collect_activations, resolve_layers
+from .cardinality import keep_count
 from .decompose import BlockSolver
 from .local import LocalProblem
 from .neurons import neuron_problem
@@ -139,10 +141,19 @@ def following_activation(model: nn.Module, layer: str, order: list[str]):
     return None
 
 
-def _next_layers(model: nn.Module, names: list[str]) -> dict[str, str]:
-    order = prunable_layers(model)
+def _prunable_call_order(model: nn.Module, order: list[str]) -> list[str]:
+    """Linear/Conv2d layers in the order the forward pass first calls them."""
+    modules = dict(model.named_modules())
+    return [n for n in dict.fromkeys(order) if isinstance(modules[n], (nn.Linear, nn.Conv2d))]
+
+
+def _next_layers(model: nn.Module, names: list[str], order: list[str]) -> dict[str, str]:
+    """The layer that reads each named layer's units: the next one *called*, not the next declared."""
+    order = _prunable_call_order(model, order)
     out = {}
     for n in names:
+        if n not in order:
+            raise QSelectError(f"layer {n!r} is never called in the forward pass; leave it out of layers=")
         i = order.index(n)
         if i + 1 >= len(order):
             raise QSelectError(f"layer {n!r} is the last Linear/Conv2d layer: neuron selection needs a next "
@@ -159,7 +170,7 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
 
     formulation: "weight" (per output neuron, reconstruct the dense output),
     "neuron" (per layer, keep units so the next layer's pre-activation is
-    kept), "nk" (per unit, its K = ``K or qubits`` largest-|w| inputs, exact
+    kept), "nk" (per unit, its K (default ``qubits``) largest-|w| inputs, exact
     local loss through the following activation; ``nk_rest="prune"`` keeps
     only those K inputs per unit, "magnitude" keeps the row's target count and
     decides the K weights at the magnitude threshold). ``sparsity`` is the
@@ -171,22 +182,31 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
     """
     if formulation not in FORMULATIONS:
         raise QSelectError(f"unknown formulation {formulation!r}; use one of {', '.join(FORMULATIONS)}")
-    if int(qubits) < 1:
-        raise QSelectError(f"qubit budget must be ≥ 1, got {qubits}")
+    qubits = int_setting("qubit budget (qubits)", qubits, 1)
+    keep_count(1, sparsity)  # validates sparsity before any forward pass
+    if formulation == "nk":
+        K = int_setting("K (inputs per NK unit)", qubits if K is None else K, 1)
+        if not (activation is None or activation == "auto" or callable(activation)):
+            raise QSelectError(f"activation must be 'auto', None (identity) or a callable such as "
+                               f"torch.relu, got {activation!r}")
     penalty = "auto" if penalty is None else penalty
+    need_order = formulation == "neuron" or (formulation == "nk" and activation == "auto")
+    order = call_order(model, calib_inputs) if need_order else []
     if formulation == "neuron" and layers is None:
-        names = prunable_layers(model)[:-1]
+        names = _prunable_call_order(model, order)[:-1]
         if not names:
             raise QSelectError("neuron selection needs at least two Linear/Conv2d layers")
     else:
         names = resolve_layers(model, layers)
-    nxt = _next_layers(model, names) if formulation == "neuron" else {}
+    nxt = _next_layers(model, names, order) if formulation == "neuron" else {}
     acts = collect_activations(model, calib_inputs, sorted(set(names) | set(nxt.values())))
     modules = dict(model.named_modules())
     problems: list[LocalProblem] = []
-    order = call_order(model, calib_inputs) if formulation == "nk" and activation == "auto" else []
     for name in names:
         layer = modules[name]
+        check_finite(name, layer, acts[name][0])
+        if formulation == "neuron":
+            check_finite(nxt[name], modules[nxt[name]], acts[nxt[name]][0])
         if formulation == "weight":
             problems += weight_problems(name, layer, acts[name][0], sparsity=sparsity, penalty=penalty)
         elif formulation == "neuron":
@@ -194,10 +214,10 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
                                            sparsity=sparsity, penalty=penalty))
         else:
             act = following_activation(model, name, order) if activation == "auto" else activation
-            problems += nk_problems(name, layer, acts[name][0], K=int(K or qubits), sparsity=sparsity,
+            problems += nk_problems(name, layer, acts[name][0], K=K, sparsity=sparsity,
                                     activation=act, penalty=penalty, rest=nk_rest)
-    block = make_solver(solver, int(qubits), seed, max_sweeps)
+    block = make_solver(solver, qubits, seed, max_sweeps)
     results = solve_problems(problems, block, executor, progress)
     masks = build_masks(model, problems, results, names)
     return Selection(masks, problems, results, formulation, float(sparsity),
-                     info={"qubits": int(qubits), "seed": seed})
+                     info={"qubits": qubits, "seed": seed})

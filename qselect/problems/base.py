@@ -9,6 +9,11 @@ from ..errors import QSelectError
 from .bits import as_bits, index_to_bits
 
 
+def _is_int(v) -> bool:
+    """An integral number (int, numpy integer, bool, or a float like 3.0), not a string."""
+    return isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer())
+
+
 class Problem(ABC):
     """A cost over n binary variables. Energies always include the offset.
 
@@ -62,19 +67,21 @@ class Problem(ABC):
         return as_bits(bits, self.n)
 
     def _check_assignment(self, assignment: dict[int, int]) -> tuple[list[int], list[int]]:
+        if not hasattr(assignment, "items"):
+            raise QSelectError(f"fix() takes a dict {{position: 0 or 1}}, got {type(assignment).__name__}")
+        for i, v in assignment.items():
+            if not _is_int(i) or not 0 <= i < self.n:
+                raise QSelectError(f"cannot fix variable {i!r}: positions are integers in [0, {self.n})")
+            if not _is_int(v) or v not in (0, 1):
+                raise QSelectError(f"variable {i} can only be fixed to 0 or 1, got {v!r}")
         fixed = sorted(int(i) for i in assignment)
-        for i in fixed:
-            if not 0 <= i < self.n:
-                raise QSelectError(f"cannot fix variable {i}: the problem has {self.n} variables")
-            if assignment[i] not in (0, 1):
-                raise QSelectError(f"variable {i} can only be fixed to 0 or 1, got {assignment[i]!r}")
         free = [i for i in range(self.n) if i not in assignment]
         return fixed, free
 
     def _check_k(self, k):
         if k is None:
             return None
-        if int(k) != k or not 0 <= k <= self.n:
+        if not _is_int(k) or not 0 <= k <= self.n:
             raise QSelectError(f"cardinality k must be an integer in [0, {self.n}], got {k!r}")
         return int(k)
 

@@ -28,6 +28,15 @@ def bits_to_index(bits) -> np.ndarray | int:
     return int(idx) if arr.ndim == 1 else idx
 
 
+def popcounts(n: int) -> np.ndarray:
+    """Number of set bits of every index 0 .. 2^n − 1 (uint8), built by doubling."""
+    pc = np.zeros(1 << n, dtype=np.uint8)
+    for i in range(n):
+        s = 1 << i
+        np.add(pc[:s], 1, out=pc[s:2 * s])
+    return pc
+
+
 def index_to_bits(index, n: int) -> np.ndarray:
     """Bitstring(s) for integer index/indices: bit i = (index >> i) & 1."""
     idx = np.asarray(index, dtype=np.int64)

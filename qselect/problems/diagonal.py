@@ -5,7 +5,7 @@ import numpy as np
 
 from ..errors import QSelectError
 from .base import Problem
-from .bits import bits_to_index
+from .bits import bits_to_index, index_to_bits, popcounts
 from .memory import check_dense
 
 _MAX_DIAGONAL_QUBITS = 30
@@ -21,15 +21,6 @@ def walsh_hadamard(vec: np.ndarray) -> np.ndarray:
         v[:, 0, :] += v[:, 1, :]
         np.subtract(a, v[:, 1, :], out=v[:, 1, :])
     return out
-
-
-def _popcount(idx: np.ndarray) -> np.ndarray:
-    c = np.zeros_like(idx)
-    x = idx.copy()
-    while np.any(x):
-        c += x & 1
-        x >>= 1
-    return c
 
 
 class DiagonalCost(Problem):
@@ -60,6 +51,8 @@ class DiagonalCost(Problem):
         self.labels = tuple(range(n)) if labels is None else tuple(labels)
         if len(self.labels) != n:
             raise QSelectError(f"diagonal cost has {n} variables but {len(self.labels)} labels were given")
+        if len(set(self.labels)) != n:
+            raise QSelectError("diagonal cost variable labels must be unique")
         self.k = self._check_k(k)
         self.name = name
 
@@ -82,14 +75,14 @@ class DiagonalCost(Problem):
         return float(self._c[idx]) if x.ndim == 1 else self._c[idx].copy()
 
     def cost_vector(self, dtype=np.float64) -> np.ndarray:
-        return self._c.astype(dtype, copy=True)
+        from .qubo import _float_dtype
+
+        return self._c.astype(_float_dtype(dtype), copy=True)
 
     @classmethod
     def from_function(cls, fn, n: int, **kw) -> "DiagonalCost":
         """Evaluate ``fn(bits) -> costs`` on all 2^n bitstrings at once ((2^n, n) uint8)."""
         check_dense(n, 8 + n, "evaluating a cost on every bitstring")
-        from .bits import index_to_bits
-
         return cls(np.asarray(fn(index_to_bits(np.arange(2**n), n)), dtype=np.float64), **kw)
 
     # ---- Z-polynomial ------------------------------------------------------
@@ -107,16 +100,22 @@ class DiagonalCost(Problem):
         scale = max(np.abs(w).max(), 1e-300)
         nz = np.nonzero(np.abs(w) > tol * scale)[0]
         nz = nz[nz > 0]
-        return int(_popcount(nz).max()) if nz.size else 0
+        return int(popcounts(self.n)[nz].max()) if nz.size else 0
+
+    def scale(self) -> float:
+        """Largest |Walsh coefficient| (constant excluded): Problem.scale without building the dict."""
+        m = float(np.abs(self.walsh_coefficients()[1:]).max())
+        return m if m > 0 else 1.0
 
     def z_terms(self, max_order: int | None = None, tol: float = 0.0):
         w = self.walsh_coefficients()
-        idx = np.nonzero(np.abs(w) > tol)[0]
-        terms = {}
-        for s in idx[idx > 0]:
-            qubits = tuple(i for i in range(self.n) if (int(s) >> i) & 1)
-            if max_order is None or len(qubits) <= max_order:
-                terms[qubits] = float(w[s])
+        keep = np.abs(w) > tol
+        keep[0] = False
+        if max_order is not None:  # filter before the per-term Python loop (order 2: n² of 2^n terms)
+            keep &= popcounts(self.n) <= max_order
+        idx = np.flatnonzero(keep)
+        bits = index_to_bits(idx, self.n)
+        terms = {tuple(int(i) for i in np.flatnonzero(b)): float(w[s]) for s, b in zip(idx, bits)}
         return terms, float(w[0])
 
     def to_sparse_pauli_op(self, include_offset: bool = True, max_order: int | None = None):
@@ -153,4 +152,7 @@ class DiagonalCost(Problem):
         return DiagonalCost(sub, [self.labels[i] for i in free], k=k, name=self.name)
 
     def scaled(self, factor: float) -> "DiagonalCost":
+        from .qubo import _finite_array
+
+        factor = float(_finite_array(factor, "scale factor", 0))
         return DiagonalCost(self._c * factor, self.labels, k=self.k, name=self.name)

@@ -11,17 +11,34 @@ from .memory import check_dense
 
 
 def _finite_array(a, what: str, ndim: int) -> np.ndarray:
+    if a is None:
+        raise QSelectError(f"{what} must be numeric, got None")
     try:
-        arr = np.asarray(a, dtype=np.float64)
+        raw = np.asarray(a)
+        if np.iscomplexobj(raw):
+            raise QSelectError(f"{what} must be real, got complex values; pass the real part if that is meant")
+        arr = raw.astype(np.float64)
     except (TypeError, ValueError) as exc:
+        if isinstance(exc, QSelectError):
+            raise
         raise QSelectError(f"{what} must be numeric: {exc}") from None
     if arr.ndim != ndim:
         raise QSelectError(f"{what} must be {ndim}-dimensional, got shape {arr.shape}")
+    if ndim == 0 and not np.isfinite(arr):
+        raise QSelectError(f"{what} must be finite, got {float(arr)}")
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise QSelectError(f"{what} contains NaN or inf (first at index {tuple(int(i) for i in bad)}); "
                            "check the weights/activations it was built from")
     return arr
+
+
+def _float_dtype(dtype) -> np.dtype:
+    """Cost vectors hold real energies: refuse integer/complex dtypes up front."""
+    dt = np.dtype(dtype)
+    if dt.kind != "f":
+        raise QSelectError(f"a cost vector needs a floating dtype (float32/float64), got {dt}")
+    return dt
 
 
 class QUBO(Problem):
@@ -45,8 +62,7 @@ class QUBO(Problem):
             if linear.shape != (n,):
                 raise QSelectError(f"QUBO linear terms must have length {n} (one per variable), got {linear.shape[0]}")
             lin += linear
-        if not np.isfinite(offset):
-            raise QSelectError("QUBO offset must be finite")
+        offset = _finite_array(offset, "QUBO offset", 0)
         self._lin = lin
         self._quad = np.triu(Q, 1) + np.tril(Q, -1).T
         self.offset = float(offset)
@@ -103,7 +119,8 @@ class QUBO(Problem):
         is itself built by doubling, so no 2^n × n bit matrix is ever formed.
         """
         n = self.n
-        check_dense(n, np.dtype(dtype).itemsize, "the dense cost vector", copies=1.5)
+        dtype = _float_dtype(dtype)
+        check_dense(n, dtype.itemsize, "the dense cost vector", copies=1.5)
         c = np.empty(2**n, dtype=dtype)
         c[0] = self.offset
         field = np.empty(max(2 ** (n - 1), 1), dtype=dtype)
@@ -142,12 +159,16 @@ class QUBO(Problem):
 
     def scaled(self, factor: float) -> "QUBO":
         """Energies multiplied by ``factor`` (labels and k kept)."""
+        factor = float(_finite_array(factor, "scale factor", 0))
         return QUBO(self._quad * factor, self._lin * factor, self.offset * factor,
                     self.labels, k=self.k, name=self.name)
 
     def with_cardinality_penalty(self, k: int, strength: float) -> "QUBO":
         """Add strength·(Σx − k)²: linear (1−2k)·s, pairs 2s, offset s·k²."""
         k = self._check_k(k)
+        strength = float(_finite_array(strength, "cardinality penalty strength", 0))
+        if strength < 0:
+            raise QSelectError(f"cardinality penalty strength must be ≥ 0, got {strength}")
         n = self.n
         lin = self._lin + strength * (1 - 2 * k)
         quad = self._quad + 2 * strength * np.triu(np.ones((n, n)), 1)
@@ -196,6 +217,9 @@ class QUBO(Problem):
         J = np.zeros((n, n))
         for qubits, coeff in terms.items():
             q = tuple(sorted(qubits))
+            if q and not (0 <= q[0] and q[-1] < n):
+                raise QSelectError(f"Z term on qubits {q} is outside the {n} qubits 0..{n - 1}; "
+                                   "pass the right n")
             if len(q) == 1:
                 h[q[0]] += coeff
             elif len(q) == 2:
@@ -242,6 +266,9 @@ class QUBO(Problem):
     @classmethod
     def random(cls, n: int, density: float = 1.0, seed: int | None = 0, **kw) -> "QUBO":
         """Dense-ish random QUBO with normal couplings (tests and benchmarks)."""
+        if not isinstance(n, (int, np.integer)) or n < 0 or not 0.0 <= density <= 1.0:
+            raise QSelectError(f"QUBO.random needs an integer n ≥ 0 and density in [0, 1], got n={n!r}, "
+                               f"density={density!r}")
         rng = np.random.default_rng(seed)
         Q = np.triu(rng.normal(size=(n, n)))
         if density < 1.0:

@@ -1,10 +1,15 @@
 """Simulated annealing via dwave-samplers (never rewritten here)."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import QSelectError
 from ..problems import Problem
 from ._sampling import sample_and_score
-from .base import Solver, SolveResult
+from .base import Solver, SolveResult, int_setting
+
+#: dwave-samplers' schedules that need no extra input ("custom" needs a beta_schedule array)
+BETA_SCHEDULES = ("geometric", "linear")
 
 
 class SimulatedAnnealingSolver(Solver):
@@ -19,11 +24,21 @@ class SimulatedAnnealingSolver(Solver):
 
     def __init__(self, num_reads: int = 32, num_sweeps: int = 500, seed: int | None = 0,
                  beta_range=None, beta_schedule_type: str = "geometric"):
-        if int(num_reads) < 1 or int(num_sweeps) < 1:
-            raise QSelectError(f"num_reads and num_sweeps must be ≥ 1, got {num_reads} and {num_sweeps}")
-        self.num_reads = int(num_reads)
-        self.num_sweeps = int(num_sweeps)
-        self.seed = seed
+        self.num_reads = int_setting("num_reads", num_reads, 1)
+        self.num_sweeps = int_setting("num_sweeps", num_sweeps, 1)
+        if beta_schedule_type not in BETA_SCHEDULES:
+            raise QSelectError(f"beta_schedule_type must be one of {', '.join(BETA_SCHEDULES)}, "
+                               f"got {beta_schedule_type!r}")
+        if beta_range is not None:
+            try:
+                lo, hi = (float(b) for b in beta_range)
+            except (TypeError, ValueError):
+                lo = hi = -1.0
+            if not (0 < lo <= hi < np.inf):
+                raise QSelectError(f"beta_range must be two inverse temperatures 0 < hot ≤ cold, "
+                                   f"got {beta_range!r}")
+            beta_range = (lo, hi)
+        self.seed = None if seed is None else int_setting("seed", seed, 0)
         self.beta_range = beta_range
         self.beta_schedule_type = beta_schedule_type
 

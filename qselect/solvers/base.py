@@ -122,10 +122,19 @@ class Solver(ABC):
         return f"{type(self).__name__}({params})"
 
 
+def int_setting(name: str, value, minimum: int = 0) -> int:
+    """A solver's integer setting, checked at construction: ``QSelectError`` names it otherwise."""
+    ok = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating))
+                                                   and float(value).is_integer())
+    if not ok or isinstance(value, bool) or value < minimum:
+        raise QSelectError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
 def make_result(problem: Problem, bits, solver: str, **kw) -> SolveResult:
     """SolveResult for ``bits`` with the energy computed by the problem itself."""
     bits = np.asarray(bits, dtype=np.uint8).reshape(problem.n)
     return SolveResult(bits=bits, energy=float(problem.energy(bits)), solver=solver, **kw)
 
 
-__all__ = ["Solver", "SolveResult", "make_result", "summarise_samples", "replace"]
+__all__ = ["Solver", "SolveResult", "int_setting", "make_result", "summarise_samples", "replace"]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import QSelectError
 from ..problems import Problem
-from .base import Solver, SolveResult, make_result
+from .base import Solver, SolveResult, int_setting, make_result
 
 
 def variable_scores(problem: Problem) -> np.ndarray:
@@ -34,9 +34,11 @@ def variable_scores(problem: Problem) -> np.ndarray:
 
 def _resolve_k(k, problem: Problem) -> int | None:
     k = problem.k if k is None else k
-    if k is not None and not 0 <= int(k) <= problem.n:
+    if k is None:
+        return None
+    if int_setting("k", k) > problem.n:
         raise QSelectError(f"k={k} is outside [0, {problem.n}] for a {problem.n}-variable problem")
-    return None if k is None else int(k)
+    return int(k)
 
 
 class MagnitudeSolver(Solver):

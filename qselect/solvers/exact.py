@@ -13,9 +13,9 @@ import numpy as np
 
 from ..errors import QSelectError
 from ..problems import QUBO, DiagonalCost, Problem
-from ..problems.bits import index_to_bits
+from ..problems.bits import index_to_bits, popcounts
 from ..problems.memory import check_dense
-from .base import Solver, SolveResult, make_result
+from .base import Solver, SolveResult, int_setting, make_result
 
 #: 2^32 energies take minutes even vectorised; beyond that use a heuristic or decompose.
 MAX_EXACT_BITS = 32
@@ -30,14 +30,6 @@ def _linear_vector(field: np.ndarray, size_bits: int, out: np.ndarray) -> np.nda
     return out
 
 
-def _popcounts(bits: int) -> np.ndarray:
-    pc = np.zeros(1 << bits, dtype=np.uint8)
-    for i in range(bits):
-        s = 1 << i
-        pc[s:2 * s] = pc[:s] + 1
-    return pc
-
-
 class ExactSolver(Solver):
     """Brute-force minimum of any problem (ties: lowest index, so deterministic).
 
@@ -50,14 +42,12 @@ class ExactSolver(Solver):
 
     def __init__(self, chunk_bits: int = 20, respect_k: bool = False, num_best: int = 1,
                  max_bits: int = MAX_EXACT_BITS):
-        if not 1 <= int(chunk_bits) <= 30:
+        if not 1 <= int_setting("chunk_bits", chunk_bits, 1) <= 30:
             raise QSelectError(f"chunk_bits must be in [1, 30], got {chunk_bits}")
-        if int(num_best) < 1:
-            raise QSelectError(f"num_best must be ≥ 1, got {num_best}")
         self.chunk_bits = int(chunk_bits)
         self.respect_k = bool(respect_k)
-        self.num_best = int(num_best)
-        self.max_bits = int(max_bits)
+        self.num_best = int_setting("num_best", num_best, 1)
+        self.max_bits = int_setting("max_bits", max_bits, 0)
 
     def _solve(self, problem: Problem) -> SolveResult:
         n = problem.n
@@ -75,17 +65,27 @@ class ExactSolver(Solver):
         check_dense(low, 8, "the exact solver's chunk", copies=4)
         best_idx = np.empty(0, dtype=np.int64)
         best_e = np.empty(0, dtype=np.float64)
-        pc_low = _popcounts(low).astype(np.int64) if k is not None else None
+        # respect_k: within a chunk only the low bitstrings with k − popcount(high) bits count;
+        # gather those (one index list per popcount) instead of masking the whole chunk
+        pc_low = popcounts(low) if k is not None else None
+        feasible: dict[int, np.ndarray] = {}
         for start, energies in self._chunks(problem, low):
+            sel = None
             if k is not None:
-                energies = np.where(pc_low[: energies.size] + _popcount_int(start) == k, energies, np.inf)
+                need = k - int(start).bit_count()
+                if not 0 <= need <= low:
+                    continue
+                if need not in feasible:
+                    feasible[need] = np.flatnonzero(pc_low == need)
+                sel = feasible[need]
+                energies = energies[sel]
             idx, e = _lowest(energies, self.num_best)
+            if sel is not None:
+                idx = sel[idx]
             best_idx = np.concatenate([best_idx, idx + start])
             best_e = np.concatenate([best_e, e])
             keep = np.lexsort((best_idx, best_e))[: self.num_best]
             best_idx, best_e = best_idx[keep], best_e[keep]
-        finite = np.isfinite(best_e)
-        best_idx = best_idx[finite]
         if best_idx.size == 0:
             raise QSelectError(f"no bitstring of {n} bits has exactly k={k} bits set")
         samples = index_to_bits(best_idx, n)
@@ -107,24 +107,19 @@ class ExactSolver(Solver):
             yield 0, problem.cost_vector()
             return
         base = problem.fix({i: 0 for i in range(low, n)}).cost_vector()  # includes offset
+        yield 0, base
         sym = problem.quadratic
         sym = sym + sym.T
         cross = sym[:low, low:]  # field of each high bit on each low bit
+        high = problem.fix({i: 0 for i in range(low)})  # the high bits alone (low bits 0)
         lin_vec = np.empty(size)
-        for hi in range(1 << (n - low)):
-            xh = index_to_bits(hi, n - low).astype(np.float64)
-            if hi == 0:
-                yield 0, base
-                continue
-            # energy of the high bits alone (low bits 0), relative to the offset
-            e_high = problem.energy(np.concatenate([np.zeros(low, np.uint8), xh.astype(np.uint8)])) \
-                - problem.offset
+        out = np.empty(size)  # reused: the consumer is done with a chunk before the next one
+        for hi in range(1, 1 << (n - low)):
+            xh = index_to_bits(hi, n - low)
             _linear_vector(cross @ xh, low, lin_vec)
-            yield hi << low, base + lin_vec + e_high
-
-
-def _popcount_int(x: int) -> int:
-    return int(bin(int(x)).count("1"))
+            np.add(base, lin_vec, out=out)
+            out += high.energy(xh) - problem.offset
+            yield hi << low, out
 
 
 def _lowest(energies: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,10 +1,9 @@
 """Multistart tabu search via dwave-samplers."""
 from __future__ import annotations
 
-from ..errors import QSelectError
 from ..problems import Problem
 from ._sampling import sample_and_score
-from .base import Solver, SolveResult
+from .base import Solver, SolveResult, int_setting
 
 
 class TabuSolver(Solver):
@@ -19,13 +18,11 @@ class TabuSolver(Solver):
 
     def __init__(self, num_reads: int = 4, num_restarts: int = 4, seed: int | None = 0,
                  tenure: int | None = None, timeout: int | None = None):
-        if int(num_reads) < 1 or int(num_restarts) < 0:
-            raise QSelectError(f"num_reads must be ≥ 1 and num_restarts ≥ 0, got {num_reads}, {num_restarts}")
-        self.num_reads = int(num_reads)
-        self.num_restarts = int(num_restarts)
-        self.seed = seed
-        self.tenure = tenure
-        self.timeout = timeout
+        self.num_reads = int_setting("num_reads", num_reads, 1)
+        self.num_restarts = int_setting("num_restarts", num_restarts, 0)
+        self.seed = None if seed is None else int_setting("seed", seed, 0)
+        self.tenure = None if tenure is None else int_setting("tenure", tenure, 0)
+        self.timeout = None if timeout is None else int_setting("timeout", timeout, 0)
 
     def _solve(self, problem: Problem) -> SolveResult:
         tenure = None if self.tenure is None else min(int(self.tenure), max(problem.n - 1, 0))

@@ -174,7 +174,8 @@ def _qselect_children(parent, children, *, sparsity, seed, calib_inputs, calib_s
         # each child sees its own calibration batch: distinct local problems -> distinct masks
         n = min(int(calib_size), calib_inputs.shape[0])
         idx = torch.randperm(calib_inputs.shape[0], generator=gen)[:n]
-        selection = select_masks(parent, calib_inputs[idx], **opts)
+        device = next(parent.parameters()).device
+        selection = select_masks(parent, calib_inputs[idx].to(device), **opts)
         out.append({k: torch.as_tensor(v).float().cpu() for k, v in selection.masks.items()})
         try:
             summaries.append(selection.summary())

@@ -180,7 +180,7 @@ class SynapticStripping:
             self.strip(epoch=int(epoch) + 1)
 
     def sparsity(self) -> float:
-        """Fraction of removed weights over the Linear layers that feed ReLUs seen so far."""
+        """Fraction of masked weights over all nn.Linear layers (or only ``layers`` when given)."""
         total = kept = 0
         for n, m in self.model.named_modules():
             if isinstance(m, nn.Linear) and (self.layers is None or n in self.layers):

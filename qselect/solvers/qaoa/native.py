@@ -4,9 +4,12 @@ Why it is fast: the cost is diagonal, so the cost layer is an elementwise
 phase computed chunk by chunk (no 2^n temporaries), and the X mixer
 exp(-iβΣX) = ⊗ exp(-iβX) is applied to groups of m qubits at once as a small
 dense 2^m×2^m matrix (one BLAS matmul per cache-sized block, written back in
-place), so a layer is ~n/m passes over the state instead of n. Exact
-gradients use the adjoint method: one forward and one backward sweep give
-d⟨W⟩/dθ for all 2p angles.
+place), so a layer is ~n/m passes over the state instead of n. The engine
+works in a rotated frame (ψ̃ = D⁻¹ψ, D = diag(1, i) per qubit; it commutes
+with the diagonal cost) where those matrices are real: half the flops of a
+complex matmul, same probabilities. Large states are split across threads.
+Exact gradients use the adjoint method: one forward and one backward sweep
+give d⟨W⟩/dθ for all 2p angles.
 
 Conventions: little-endian index (qubit i = bit i), angles
 ``[γ_1..γ_p, β_1..β_p]``, layer l = exp(-iβ_l B) exp(-iγ_l C) with C the
@@ -128,12 +131,30 @@ def _group_view(row: np.ndarray, q0: int, m: int) -> np.ndarray:
     return row.reshape(-1, 1 << m, 1 << q0)
 
 
-def _apply(M: np.ndarray, blk: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out = M acting on axis 1 of blk. For the lowest group (last axis 1) use one
-    (rows × 2^m) @ M gemm instead of many tiny mat-vecs (M is symmetric)."""
-    if blk.shape[2] == 1:
-        return np.matmul(blk[:, :, 0], M, out=out.reshape(blk.shape[:2])).reshape(blk.shape)
-    return np.matmul(M, blk, out=out)
+def _apply_real(M: np.ndarray, MkT, blk: np.ndarray, buf: np.ndarray) -> np.ndarray:
+    """Real M acting on axis 1 of a float block (ca, 2^m, 2B) of interleaved complex numbers.
+    Lowest group (last axis = re/im pair): one (rows × 2^{m+1}) @ kron(M, I2)ᵀ gemm."""
+    if blk.shape[2] == 2:
+        b2 = blk.reshape(blk.shape[0], -1)
+        return np.matmul(b2, MkT, out=buf[:b2.size].reshape(b2.shape)).reshape(blk.shape)
+    return np.matmul(M, blk, out=buf[:blk.size].reshape(blk.shape))
+
+
+def _kron_eye2_T(M: np.ndarray) -> np.ndarray:
+    """kron(M, I2)ᵀ without np.kron's overhead (it dominates small problems)."""
+    K = M.shape[0]
+    out = np.zeros((K, 2, K, 2), dtype=M.dtype)
+    out[:, 0, :, 0] = M.T
+    out[:, 1, :, 1] = M.T
+    return out.reshape(2 * K, 2 * K)
+
+
+def _kron_at(a: np.ndarray, t: int, m: int) -> np.ndarray:
+    """a acting on factor t of an m-fold tensor product (identity elsewhere)."""
+    out = np.ones((1, 1))
+    for i in range(m):
+        out = np.kron(out, a if i == t else np.eye(2))
+    return out
 
 
 def _blocks(size: int, q0: int, m: int, ch: int):
@@ -173,7 +194,19 @@ class NumpyQAOA:
         self.mixer, self.k = mixer, k
         self.costs = np.ascontiguousarray(costs, dtype=self.rdtype)
         self._ham = {m: _hamming(m) for _, m in _groups(n)}
-        self._bmat = {m: (h == 1).astype(self.dtype) for m, h in self._ham.items()}  # Σ X_i on a group
+        # X mixer in the rotated frame (see _x_mixer): generator of a group = i·A, A real antisymmetric
+        a1 = np.array([[0.0, 1.0], [-1.0, 0.0]])
+        self._gen = {}
+        for m in self._ham:
+            A = sum(_kron_at(a1, t, m) for t in range(m))
+            self._gen[m] = (A.astype(self.rdtype), _kron_eye2_T(A.astype(self.rdtype)))
+        self._frame = mixer == "x"
+        self._rot = {}
+        for m, h in self._ham.items():
+            i = np.arange(1 << m)
+            down = popcounts(m)[i[:, None] & ~i[None, :] & ((1 << m) - 1)]
+            self._rot[m] = (np.where(down % 2, -1.0, 1.0), h)
+        self._psi0 = None
         self._chunk = _CHUNK
         self._block_cache: dict = {}
         threads = _threads() if N >= 2 * _CHUNK else 1
@@ -184,9 +217,16 @@ class NumpyQAOA:
 
     # ---- building blocks ----------------------------------------------------
     def initial_state(self) -> np.ndarray:
+        """Start state in the engine's frame (|+>^n rotated by D^-1 for the X mixer); a fresh copy."""
+        if self._psi0 is None:
+            self._psi0 = self._initial_state()
+        return self._psi0.copy()
+
+    def _initial_state(self) -> np.ndarray:
         if self.mixer == "xy":
             return dicke_state(self.n, self.k, self.dtype)
-        return np.full(self.N, 1.0 / np.sqrt(self.N), dtype=self.dtype)
+        table = (np.array([1, -1j, -1, 1j]) / np.sqrt(self.N)).astype(self.dtype)  # (-i)^popcount / √N
+        return table[popcounts(self.n) & 3]
 
     def _phase(self, rows, gamma: float, weights=None):
         """rows *= exp(-iγ c) chunk by chunk (weights defaults to the cost)."""
@@ -202,12 +242,14 @@ class NumpyQAOA:
             for r in rows:
                 r[c0:c0 + _CHUNK] *= h
 
-    def _run_blocks(self, q0: int, m: int, fn) -> list:
+    def _run_blocks(self, q0: int, m: int, fn, float_view: bool = False) -> list:
         """fn(idx, scratch) for every block of a qubit group; blocks are disjoint, so large
-        states are split across threads (numpy releases the GIL in matmul)."""
-        key = (q0, m)
+        states are split across threads (numpy releases the GIL in matmul). With
+        ``float_view`` the row is the interleaved real view (2N floats, q0 shifted by one)."""
+        key = (q0, m, float_view)
         if key not in self._block_cache:
-            self._block_cache[key] = list(_blocks(self.N, q0, m, self._chunk))
+            size, ch = (2 * self.N, 2 * self._chunk) if float_view else (self.N, self._chunk)
+            self._block_cache[key] = list(_blocks(size, q0, m, ch))
         blocks = self._block_cache[key]
         if len(self._bufs) == 1 or len(blocks) < 2:
             return [fn(idx, self._bufs[0]) for idx in blocks]
@@ -217,20 +259,27 @@ class NumpyQAOA:
         return [x for f in futs for x in f.result()]
 
     def _x_mixer(self, rows, beta: float):
-        cb, sb = np.cos(beta), -1j * np.sin(beta)
+        """exp(-iβΣX) in the rotated frame.
+
+        With D = diag(1, i) per qubit, exp(-iβX) = D R'(β) D⁻¹ where R' = [[c, s], [-s, c]]
+        is REAL. D commutes with the diagonal cost, so all inner D's cancel: the engine keeps
+        ψ̃ = D⁻¹ψ (same probabilities) and applies real rotations — a real matmul on the
+        interleaved float view, half the flops of a complex one.
+        """
+        c, s = np.cos(beta), np.sin(beta)
         for q0, m in _groups(self.n):
-            # entry (i, j) of ⊗exp(-iβX) is cos^(m-d) (-i sin)^d, d = popcount(i ^ j)
-            j = np.arange(m + 1)
-            vals = (cb ** (m - j) * sb ** j).astype(self.dtype)
-            M = vals[self._ham[m]]
+            # ⊗[[c, s], [-s, c]]: entry (j, k) = ± c^(m-d) s^d, d = popcount(j ^ k), sign from j&~k
+            sign, d = self._rot[m]
+            M = (sign * (c ** (m - np.arange(m + 1)) * s ** np.arange(m + 1))[d]).astype(self.rdtype)
+            MkT = _kron_eye2_T(M) if q0 == 0 else None
             for r in rows:
-                v = _group_view(r, q0, m)
+                v = _group_view(r.view(self.rdtype), q0 + 1, m)
 
-                def step(idx, buf, v=v, M=M):
+                def step(idx, buf, v=v, M=M, MkT=MkT):
                     blk = v[idx]
-                    blk[...] = _apply(M, blk, buf[:blk.size].reshape(blk.shape))
+                    blk[...] = _apply_real(M, MkT, blk, buf.view(self.rdtype))
 
-                self._run_blocks(q0, m, step)
+                self._run_blocks(q0 + 1, m, step, float_view=True)
 
     def _pair_views(self, r, i, j):
         lo, hi = min(i, j), max(i, j)
@@ -262,8 +311,12 @@ class NumpyQAOA:
         return a[:self.p], a[self.p:]
 
     def state(self, angles) -> np.ndarray:
+        """The QAOA state |γ,β> (computational basis, little-endian)."""
         with single_thread_blas():
-            return self._state(angles)
+            psi = self._state(angles)
+        if self._frame:  # back from the rotated frame: ψ = D ψ̃, D = i^popcount
+            psi *= np.array([1, 1j, -1, -1j], dtype=self.dtype)[popcounts(self.n) & 3]
+        return psi
 
     def _state(self, angles) -> np.ndarray:
         gam, bet = self._split(angles)
@@ -274,7 +327,9 @@ class NumpyQAOA:
         return psi
 
     def probabilities(self, angles=None, psi=None) -> np.ndarray:
-        psi = self.state(angles) if psi is None else psi
+        if psi is None:
+            with single_thread_blas():
+                psi = self._state(angles)  # the frame does not change probabilities
         f = psi.view(self.rdtype).reshape(-1, 2)
         return np.einsum("ij,ij->i", f, f)
 
@@ -289,7 +344,8 @@ class NumpyQAOA:
     def expectation(self, angles, weights=None) -> float:
         """⟨ψ(θ)|W|ψ(θ)⟩ for the diagonal observable W (default: the cost)."""
         w = self.costs if weights is None else weights
-        return self._expect(self.state(angles), w)
+        with single_thread_blas():
+            return self._expect(self._state(angles), w)
 
     def value_and_grad(self, angles, weights=None) -> tuple[float, np.ndarray]:
         """⟨W⟩ and its exact gradient by the adjoint method (one forward, one backward sweep)."""
@@ -308,18 +364,19 @@ class NumpyQAOA:
         for l in range(self.p - 1, -1, -1):
             # mixer: dE/dβ = 2 Im <λ|B|ψ>, then undo the mixer on both
             if self.mixer == "x":
+                # in the frame the generator is H = iA (A real): 2 Im<λ|iA|ψ> = 2 Re<λ|Aψ> = 2 λ_f·(Aψ)_f
                 acc = 0.0
                 for q0, m in _groups(self.n):
-                    Bg = self._bmat[m]
-                    vp = _group_view(psi, q0, m)
-                    vl = _group_view(lam, q0, m)
+                    A, AkT = self._gen[m]
+                    vp = _group_view(psi.view(self.rdtype), q0 + 1, m)
+                    vl = _group_view(lam.view(self.rdtype), q0 + 1, m)
 
-                    def term(idx, buf, vp=vp, vl=vl, Bg=Bg):
-                        blk = vp[idx]
-                        return np.vdot(vl[idx], _apply(Bg, blk, buf[:blk.size].reshape(blk.shape)))
+                    def term(idx, buf, vp=vp, vl=vl, A=A, AkT=AkT if q0 == 0 else None):
+                        u = _apply_real(A, AkT, vp[idx], buf.view(self.rdtype))
+                        return float(np.vdot(vl[idx], u))
 
-                    acc += sum(self._run_blocks(q0, m, term))
-                g_bet[l] = 2 * np.imag(acc)
+                    acc += sum(self._run_blocks(q0 + 1, m, term, float_view=True))
+                g_bet[l] = 2 * acc
                 self._x_mixer(rows, -bet[l])
             else:
                 acc = 0.0
