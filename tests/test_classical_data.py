@@ -205,14 +205,17 @@ def test_cifar_malformed_and_hostile_files(tmp_path):
 # ----------------------------------------------------------------------------- augmentation
 
 def test_random_crop_is_a_shifted_window_and_flip_mirrors():
-    x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).reshape(2, 3, 5, 5) + 1
+    x = torch.arange(8 * 3 * 5 * 5, dtype=torch.float32).reshape(8, 3, 5, 5) + 1
     g = torch.Generator().manual_seed(3)
     out = random_crop(x, 2, g)
     assert out.shape == x.shape
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
-    for b in range(2):   # each output is some 5x5 window of the padded image
+    offsets = set()
+    for b in range(8):   # each output is exactly one 5x5 window of its padded image
         hits = [(i, j) for i in range(5) for j in range(5) if torch.equal(padded[b, :, i:i + 5, j:j + 5], out[b])]
-        assert hits
+        assert len(hits) == 1
+        offsets.add(hits[0])
+    assert len(offsets) > 1   # windows differ per image (returning x unchanged would fail)
     f = random_hflip(x, torch.Generator().manual_seed(0), p=1.0)
     assert torch.equal(f, x.flip(-1))
     assert torch.equal(random_hflip(x, torch.Generator(), p=0.0), x)

@@ -242,11 +242,13 @@ def test_early_stop_restores_best(digits):
 def test_epoch_callback_stops_and_augment_runs():
     d = load_dataset("digits", image=True)
     m = build_model("lenet5", d.input_shape, 10)
-    seen = []
+    seen, augmented = [], []
+    aug = CifarAugment(pad=1, seed=0)
     h = train(m, d.train, TrainConfig(epochs=5, lr=0.05, batch_size=256),
-              augment=CifarAugment(pad=1, seed=0),
+              augment=lambda x: augmented.append(x.shape[0]) or aug(x),
               epoch_callback=lambda e, model, hist: seen.append(e) or e == 1)
     assert seen == [0, 1] and h["epochs_run"] == 2
+    assert sum(augmented) == 2 * len(d.train)   # every training batch went through the augmentation
 
 
 @pytest.mark.parametrize("name,kw", [("resnet18", {"width": 4}), ("vit", {"dim": 16, "depth": 1, "heads": 2})])

@@ -15,6 +15,15 @@ from qselect.solvers import ExactSolver, GreedySolver, SimulatedAnnealingSolver
 DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny layers: intra-op threads only spin on the shared 2 cores (a forward pass took 100x longer)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def rand_masks(n, count, seed):
     return np.random.default_rng(seed).integers(0, 2, size=(count, n)).astype(np.uint8)
 
@@ -143,6 +152,24 @@ def test_nk_cost_vector_equals_brute_force_local_loss():
             loss = float(((torch.relu(A.cpu() @ wm + b) - y) ** 2).sum())
             assert lp.problem.cost_vector()[idx] == pytest.approx(loss, rel=1e-9, abs=1e-9)
         assert len(lp.zero) == 16 - K
+
+
+def test_nk_conv_cost_vector_equals_masked_conv():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1, stride=2).double()
+    x = torch.randn(5, 3, 7, 7, dtype=torch.float64)
+    with torch.no_grad():
+        dense = conv(x)
+    K = 4
+    for lp in nk_problems("c", conv, x, K=K, sparsity=0.5, activation=torch.relu, penalty=0.0)[::3]:
+        j = lp.index
+        for idx in range(2**K):
+            M = torch.zeros_like(conv.weight)  # an NK unit reads only its K weights
+            M[tuple(torch.as_tensor(lp.positions.T))] = torch.as_tensor(index_to_bits(idx, K), dtype=M.dtype)
+            with torch.no_grad():
+                y = F.conv2d(x, conv.weight * M, conv.bias, conv.stride, conv.padding)
+            loss = float(((torch.relu(y[:, j]) - torch.relu(dense[:, j])) ** 2).sum())
+            assert lp.problem.cost_vector()[idx] == pytest.approx(loss, rel=1e-9, abs=1e-9)
 
 
 def test_nk_select_prunes_unread_inputs():
@@ -438,3 +465,62 @@ def test_nk_magnitude_rest_keeps_row_target_and_is_exact(sparsity):
             assert lp.problem.energy(m) == pytest.approx(loss, rel=1e-9, abs=1e-9)
     sel = select_masks(model, x, formulation="nk", K=K, sparsity=sparsity, layers=["0"], nk_rest="magnitude")
     assert torch.all(sel.masks["0.weight"].sum(dim=1) == k_total)
+
+
+def test_select_masks_user_errors_are_one_clear_line():
+    model = mlp()
+    x = torch.randn(12, 16, dtype=torch.float64, device=DEV)
+    bad = mlp()
+    with torch.no_grad():
+        bad[2].weight[0, 0] = float("nan")
+    cases = [
+        (lambda: select_masks(model, x[:0]), "calibration batch is empty"),  # used to give masks from zeros
+        (lambda: select_masks(model, torch.randn(4, 5, dtype=torch.float64, device=DEV)),
+         r"cannot run on calibration inputs of shape \(4, 5\)"),
+        (lambda: select_masks(bad, x), "layer '2' has NaN or inf in its weight"),
+        (lambda: select_masks(model, x, formulation="nk", K=0), "K .* must be an integer ≥ 1"),  # was: K=qubits
+        (lambda: select_masks(model, x, formulation="nk", activation="relu"), "activation must be"),
+        (lambda: select_masks(model, x, sparsity="half"), "sparsity must be a number"),
+        (lambda: select_masks(model, x, qubits="8"), "qubits.* must be an integer"),
+        (lambda: select_masks(model, 3), "tensor or an iterable of batches"),
+    ]
+    for fn, match in cases:
+        with pytest.raises(QSelectError, match=match):
+            fn()
+
+
+def test_neuron_selection_follows_call_order_not_declaration_order():
+    class Net(nn.Module):  # fc2 declared first, called last
+        def __init__(self):
+            super().__init__()
+            self.fc2, self.fc1 = nn.Linear(5, 3), nn.Linear(6, 5)
+
+        def forward(self, x):
+            return self.fc2(torch.relu(self.fc1(x)))
+
+    net = Net().double()
+    x = torch.randn(9, 6, dtype=torch.float64)
+    # a one-shot generator of batches: the call-order probe must not eat the first batch
+    sel = select_masks(net, (b for b in (x[:4], x[4:])), formulation="neuron", sparsity=0.4, penalty=0.0)
+    assert [lp.layer for lp in sel.problems] == ["fc1"] and set(sel.masks) == {"fc1.weight", "fc1.bias"}
+    h = torch.relu(net.fc1(x)).detach()
+    lp = sel.problems[0]
+    m = np.array([1, 0, 1, 1, 0], np.uint8)
+    with torch.no_grad():
+        z = net.fc2(h * torch.as_tensor(m, dtype=h.dtype)) - net.fc2(h)
+    assert lp.problem.energy(m) == pytest.approx(float((z ** 2).sum()), rel=1e-9)
+
+
+def test_neuron_selection_refuses_units_that_do_not_vanish_when_removed():
+    # a removed unit outputs 0; through BatchNorm (or sigmoid) the next layer still sees a
+    # nonzero column, so the neuron QUBO would be wrong: refused when asked for, skipped by default
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 4), nn.Sigmoid(),
+                        nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).double()
+    x = torch.randn(10, 6, dtype=torch.float64)
+    with pytest.raises(QSelectError, match="through '1' \\(a BatchNorm1d\\)"):
+        select_masks(net, x, formulation="neuron", layers=["0"])
+    with pytest.raises(QSelectError, match="a Sigmoid"):
+        select_masks(net, x, formulation="neuron", layers=["3"])
+    sel = select_masks(net, x, formulation="neuron", sparsity=0.5)
+    assert [lp.layer for lp in sel.problems] == ["5"]

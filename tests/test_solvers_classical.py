@@ -130,12 +130,23 @@ def test_greedy_descends_to_local_minimum_without_k():
     assert np.all(q.energy(flips) >= r.energy - 1e-12)
 
 
-def test_greedy_with_swaps_beats_or_matches_random_and_magnitude():
+def test_greedy_with_swaps_is_a_swap_local_optimum_and_beats_random():
+    gaps = []
     for seed in range(3):
-        q = QUBO.random(12, seed=seed).with_cardinality_penalty(5, 0.0)
-        g = GreedySolver().solve(q).energy
+        q = QUBO.random(12, seed=seed).with_cardinality_penalty(5, 0.0)  # k=5 as a hint only
+        r = GreedySolver().solve(q)
+        g = r.energy
+        assert r.kept == 5
         assert g <= RandomSolver(seed=seed).solve(q).energy + 1e-12
-        assert g >= brute(q, 5)[0] - 1e-12
+        # a 1-in/1-out swap local optimum
+        on, off = np.flatnonzero(r.bits), np.flatnonzero(r.bits == 0)
+        for i in on:
+            for j in off:
+                y = r.bits.copy()
+                y[i], y[j] = 0, 1
+                assert q.energy(y) >= g - 1e-9
+        gaps.append(g - brute(q, 5)[0])
+    assert min(gaps) >= -1e-12
 
 
 def test_registry():
@@ -158,6 +169,8 @@ def test_registry():
     (lambda: SimulatedAnnealingSolver(beta_range=(1.0,)), "beta_range must be two"),
     (lambda: SimulatedAnnealingSolver(beta_range=(2.0, 1.0)), "beta_range must be two"),
     (lambda: TabuSolver(tenure=-1), "tenure must be an integer ≥ 0"),
+    (lambda: SimulatedAnnealingSolver(seed=2**32 - 1), r"seed must be an integer in \[0, 4294967294\]"),
+    (lambda: TabuSolver(seed=-1), "seed must be an integer in"),
     (lambda: ExactSolver(chunk_bits="a"), "chunk_bits must be an integer"),
     (lambda: ExactSolver(num_best=0), "num_best must be an integer ≥ 1"),
     (lambda: GreedySolver(k=1.5).solve(QUBO.random(3)), "k must be an integer"),

@@ -30,6 +30,7 @@ train
                 label_smoothing=0.0)
     train(model, train_loader, config, val_loader=None, *, augment=None,
           epoch_callback=None, step_callback=None, loss_fn=None) -> history dict
+          config may be a TrainConfig or a dict of its fields; early_stop_patience needs val_loader;
           loaders may be Datasets (batched with config.batch_size, shuffled by config.seed);
           only requires_grad params are optimised; epoch_callback(epoch, model, hist) -> True stops;
           step_callback(step, model) after each optimiser step

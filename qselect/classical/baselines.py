@@ -32,13 +32,19 @@ def _layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     return layers
 
 
-def _check(sparsity: float, scope: str) -> None:
+def check_sparsity(sparsity) -> float:
+    """``sparsity`` as a float in [0, 1] (the fraction removed), else one clear ``QSelectError``."""
     try:
-        ok = 0.0 <= float(sparsity) <= 1.0
+        value = float(sparsity)
     except (TypeError, ValueError):
-        ok = False
-    if not ok:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
         raise QSelectError(f"sparsity must be a number in [0, 1] (fraction of weights removed), got {sparsity!r}")
+    return value
+
+
+def _check(sparsity: float, scope: str) -> None:
+    check_sparsity(sparsity)
     if scope not in SCOPES:
         raise QSelectError(f"scope {scope!r} unknown; choose 'layer' or 'global'")
 

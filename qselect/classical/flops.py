@@ -73,10 +73,11 @@ def count_flops(model: nn.Module, sample_input: torch.Tensor, masks=None) -> dic
         try:
             model(sample_input.to(dev))
         except (RuntimeError, IndexError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            from .train import first_line
+
             raise QSelectError(f"count_flops: {type(model).__name__} cannot run on a sample input of shape "
-                               f"{tuple(sample_input.shape)} ({first}); pass a batch shaped like the "
-                               "model's data") from None
+                               f"{tuple(sample_input.shape)} ({first_line(exc)}); pass a batch shaped like "
+                               "the model's data") from None
     finally:
         for h in handles:
             h.remove()

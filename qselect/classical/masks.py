@@ -53,6 +53,12 @@ def parameter_shapes(model: nn.Module) -> dict[str, torch.Size]:
     return out
 
 
+def _check_binary(name: str, m: torch.Tensor) -> None:
+    if m.numel() and not bool(((m == 0) | (m == 1)).all()):
+        raise QSelectError(f"mask {name!r} holds values other than 0 and 1; "
+                           "masks must be binary (use (scores > t).float())")
+
+
 def validate_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
     """Raise ``QSelectError`` unless every mask names a parameter of ``model`` with its shape and holds 0/1."""
     if not isinstance(masks, Mapping):
@@ -70,9 +76,7 @@ def validate_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
             raise QSelectError(f"mask {name!r} has shape {tuple(m.shape)} but the parameter has "
                                f"shape {tuple(shapes[name])}; the masks were made for a different "
                                "model size")
-        if m.numel() and not bool(((m == 0) | (m == 1)).all()):
-            raise QSelectError(f"mask {name!r} holds values other than 0 and 1; "
-                               "masks must be binary (use (scores > t).float())")
+        _check_binary(name, m)
 
 
 def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor] | object, *,
@@ -165,9 +169,7 @@ def save_masks(path, masks: Mapping[str, torch.Tensor], meta: dict | None = None
     """Write masks (with their names and shapes) atomically; loadable with ``load_masks``."""
     masks = masks_from_selection(masks)
     for name, m in masks.items():  # stored as bool: anything but 0/1 would silently become 1
-        if m.numel() and not bool(((m == 0) | (m == 1)).all()):
-            raise QSelectError(f"mask {name!r} holds values other than 0 and 1; masks must be binary "
-                               "(use (scores > t).float())")
+        _check_binary(name, m)
     if Path(path).is_dir():
         raise QSelectError(f"mask path {path} is a directory; give a file name such as {Path(path) / 'masks.pt'}")
     payload = {"format": _FORMAT, "version": 1,

@@ -167,6 +167,7 @@ def train(model: nn.Module, train_loader, config: TrainConfig | None = None, val
           step_callback: Callable | None = None, loss_fn: Callable | None = None) -> dict:
     """Train ``model`` in place; returns the history dict.
 
+    ``config`` is a ``TrainConfig`` or a dict of its fields (None: defaults).
     ``train_loader``/``val_loader`` may be DataLoaders or Datasets (then batched
     with ``config.batch_size``, shuffled with ``config.seed``). ``augment`` maps an
     input batch (already on the device) to an augmented one. Only parameters
@@ -286,11 +287,18 @@ def _first_step(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.T
     try:
         logits = model(x)
         return logits, loss_fn(logits, y)
+    except torch.cuda.OutOfMemoryError:
+        raise  # not a shape problem: keep torch's own advice
     except (RuntimeError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise QSelectError(f"{type(model).__name__} cannot train on batches of inputs {tuple(x.shape)} "
-                           f"with labels up to {int(y.max())} ({first}); build the model with the data's "
-                           "input_shape and num_classes") from None
+                           f"with labels up to {int(y.max())} ({first_line(exc)}); build the model with "
+                           "the data's input_shape and num_classes") from None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a library error, to quote inside a one-line QSelectError."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @torch.no_grad()

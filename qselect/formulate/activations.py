@@ -6,10 +6,9 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from ..classical.train import model_device
+from ..classical.masks import PRUNABLE_TYPES as PRUNABLE
+from ..classical.train import first_line, model_device
 from ..errors import QSelectError
-
-PRUNABLE = (nn.Linear, nn.Conv2d)
 
 
 def prunable_layers(model: nn.Module) -> list[str]:
@@ -92,11 +91,12 @@ def _forward(model: nn.Module, x: torch.Tensor):
     """One forward pass; a model that cannot take these inputs is a user error, said in one line."""
     try:
         return model(x)
+    except torch.cuda.OutOfMemoryError:
+        raise  # not a shape problem: keep torch's own advice
     except (RuntimeError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise QSelectError(f"{type(model).__name__} cannot run on calibration inputs of shape "
-                           f"{tuple(x.shape)} ({first}); pass inputs shaped like the model's training "
-                           "data") from None
+                           f"{tuple(x.shape)} ({first_line(exc)}); pass inputs shaped like the model's "
+                           "training data") from None
 
 
 def check_finite(name: str, layer: nn.Module, inputs: torch.Tensor) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..classical.baselines import check_sparsity
 from ..errors import QSelectError
 from ..problems import QUBO, DiagonalCost, Problem
 from ..problems.bits import popcounts
@@ -108,10 +109,4 @@ def add_cardinality(problem: Problem, k: int, penalty: float | str | None = "aut
 
 def keep_count(n: int, sparsity: float) -> int:
     """Bits to keep out of n at the given sparsity (fraction removed), rounded."""
-    try:
-        ok = 0.0 <= float(sparsity) <= 1.0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise QSelectError(f"sparsity must be a number in [0, 1] (fraction of weights removed), got {sparsity!r}")
-    return int(np.floor((1.0 - float(sparsity)) * n + 0.5))  # half rounds up, not to even
+    return int(np.floor((1.0 - check_sparsity(sparsity)) * n + 0.5))  # half rounds up, not to even

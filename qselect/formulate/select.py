@@ -13,11 +13,11 @@ from ..solvers import Solver, SolveResult, get_solver
 from ..solvers.anneal import SimulatedAnnealingSolver
 from ..solvers.base import int_setting
 from ..solvers.exact import ExactSolver
-from .activations import call_order, check_finite, collect_activations, resolve_layers
+from .activations import PRUNABLE, call_order, check_finite, collect_activations, resolve_layers
 from .cardinality import keep_count
 from .decompose import BlockSolver
 from .local import LocalProblem
-from .neurons import neuron_problem
+from .neurons import neuron_problem, units_of_columns
 from .nk import nk_problems
 from .weights import weight_problems
 
@@ -144,21 +144,47 @@ def following_activation(model: nn.Module, layer: str, order: list[str]):
 def _prunable_call_order(model: nn.Module, order: list[str]) -> list[str]:
     """Linear/Conv2d layers in the order the forward pass first calls them."""
     modules = dict(model.named_modules())
-    return [n for n in dict.fromkeys(order) if isinstance(modules[n], (nn.Linear, nn.Conv2d))]
+    return [n for n in dict.fromkeys(order) if isinstance(modules[n], PRUNABLE)]
 
 
-def _next_layers(model: nn.Module, names: list[str], order: list[str]) -> dict[str, str]:
-    """The layer that reads each named layer's units: the next one *called*, not the next declared."""
-    order = _prunable_call_order(model, order)
+#: modules that may sit between a layer and the next one in neuron selection: each maps a
+#: removed (all-zero) unit to zero, so the next layer's input column simply vanishes
+_ZERO_PRESERVING = (nn.ReLU, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Hardtanh, nn.ReLU6,
+                    nn.Identity, nn.Dropout, nn.Flatten, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+
+
+def _next_layers(model: nn.Module, names: list[str], order: list[str], strict: bool = True) -> dict[str, str]:
+    """The layer that reads each named layer's units: the next one *called*, not the next declared.
+
+    A layer whose units reach that next layer through anything that does not keep a zero unit
+    zero (BatchNorm, LayerNorm, sigmoid, ...) has no exact neuron QUBO: an error when the
+    layer was asked for (``strict``), else it is left out.
+    """
+    modules = dict(model.named_modules())
+    prunable = _prunable_call_order(model, order)
     out = {}
     for n in names:
-        if n not in order:
+        if n not in prunable:
             raise QSelectError(f"layer {n!r} is never called in the forward pass; leave it out of layers=")
-        i = order.index(n)
-        if i + 1 >= len(order):
+        i = prunable.index(n)
+        if i + 1 >= len(prunable):
             raise QSelectError(f"layer {n!r} is the last Linear/Conv2d layer: neuron selection needs a next "
                                "layer reading its units; leave it out of layers=")
-        out[n] = order[i + 1]
+        nxt = prunable[i + 1]
+        between = order[order.index(n) + 1:order.index(nxt)]
+        bad = [b for b in between if not isinstance(modules[b], _ZERO_PRESERVING)]
+        try:
+            if bad:
+                raise QSelectError(
+                    f"neuron selection on layer {n!r}: its units reach {nxt!r} through {bad[0]!r} "
+                    f"(a {type(modules[bad[0]]).__name__}), which does not keep a removed unit at zero; "
+                    "choose layers followed only by ReLU-like activations/pooling, or use the 'weight' formulation")
+            units_of_columns(modules[n], modules[nxt])  # shapes must line up unit by unit
+        except QSelectError:
+            if strict:
+                raise
+            continue
+        out[n] = nxt
     return out
 
 
@@ -170,7 +196,9 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
 
     formulation: "weight" (per output neuron, reconstruct the dense output),
     "neuron" (per layer, keep units so the next layer's pre-activation is
-    kept), "nk" (per unit, its K (default ``qubits``) largest-|w| inputs, exact
+    kept; only layers whose units reach the next called layer through
+    zero-preserving modules (ReLU-like, pooling) — by default the others are
+    left out, named ones are refused), "nk" (per unit, its K (default ``qubits``) largest-|w| inputs, exact
     local loss through the following activation; ``nk_rest="prune"`` keeps
     only those K inputs per unit, "magnitude" keeps the row's target count and
     decides the K weights at the magnitude threshold). ``sparsity`` is the
@@ -190,15 +218,23 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
             raise QSelectError(f"activation must be 'auto', None (identity) or a callable such as "
                                f"torch.relu, got {activation!r}")
     penalty = "auto" if penalty is None else penalty
+    if not isinstance(calib_inputs, torch.Tensor):
+        if not hasattr(calib_inputs, "__iter__"):
+            raise QSelectError(f"calibration inputs must be a tensor or an iterable of batches, "
+                               f"got {type(calib_inputs).__name__}")
+        if iter(calib_inputs) is calib_inputs:  # a one-shot iterator: each forward pass below reads it
+            calib_inputs = list(calib_inputs)
     need_order = formulation == "neuron" or (formulation == "nk" and activation == "auto")
     order = call_order(model, calib_inputs) if need_order else []
     if formulation == "neuron" and layers is None:
-        names = _prunable_call_order(model, order)[:-1]
+        nxt = _next_layers(model, _prunable_call_order(model, order)[:-1], order, strict=False)
+        names = list(nxt)
         if not names:
-            raise QSelectError("neuron selection needs at least two Linear/Conv2d layers")
+            raise QSelectError("neuron selection needs a Linear/Conv2d layer whose units feed the next one "
+                               "directly (through ReLU-like activations or pooling only); this model has none")
     else:
         names = resolve_layers(model, layers)
-    nxt = _next_layers(model, names, order) if formulation == "neuron" else {}
+        nxt = _next_layers(model, names, order) if formulation == "neuron" else {}
     acts = collect_activations(model, calib_inputs, sorted(set(names) | set(nxt.values())))
     modules = dict(model.named_modules())
     problems: list[LocalProblem] = []

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from ..errors import QSelectError
-from .bits import as_bits, index_to_bits
+from .bits import as_bits
 
 
 def _is_int(v) -> bool:
@@ -59,9 +59,6 @@ class Problem(ABC):
         terms, _ = self.z_terms()
         m = max((abs(v) for v in terms.values()), default=0.0)
         return float(m) if m > 0 else 1.0
-
-    def bits_of(self, index) -> np.ndarray:
-        return index_to_bits(index, self.n)
 
     def _check_bits(self, bits) -> np.ndarray:
         return as_bits(bits, self.n)

@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import QSelectError
 from ..problems import Problem
 from ._sampling import sample_and_score
-from .base import Solver, SolveResult, int_setting
+from .base import MAX_SEED, Solver, SolveResult, int_setting
 
 #: dwave-samplers' schedules that need no extra input ("custom" needs a beta_schedule array)
 BETA_SCHEDULES = ("geometric", "linear")
@@ -38,7 +38,7 @@ class SimulatedAnnealingSolver(Solver):
                 raise QSelectError(f"beta_range must be two inverse temperatures 0 < hot ≤ cold, "
                                    f"got {beta_range!r}")
             beta_range = (lo, hi)
-        self.seed = None if seed is None else int_setting("seed", seed, 0)
+        self.seed = None if seed is None else int_setting("seed", seed, 0, MAX_SEED)
         self.beta_range = beta_range
         self.beta_schedule_type = beta_schedule_type
 

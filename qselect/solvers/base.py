@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -122,13 +122,18 @@ class Solver(ABC):
         return f"{type(self).__name__}({params})"
 
 
-def int_setting(name: str, value, minimum: int = 0) -> int:
+def int_setting(name: str, value, minimum: int = 0, maximum: int | None = None) -> int:
     """A solver's integer setting, checked at construction: ``QSelectError`` names it otherwise."""
     ok = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating))
                                                    and float(value).is_integer())
-    if not ok or isinstance(value, bool) or value < minimum:
-        raise QSelectError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    if not ok or isinstance(value, bool) or value < minimum or (maximum is not None and value > maximum):
+        bound = f"≥ {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise QSelectError(f"{name} must be an integer {bound}, got {value!r}")
     return int(value)
+
+
+#: dwave-samplers takes 32-bit seeds (SA refuses 2^32 − 1 itself)
+MAX_SEED = 2**32 - 2
 
 
 def make_result(problem: Problem, bits, solver: str, **kw) -> SolveResult:
@@ -137,4 +142,4 @@ def make_result(problem: Problem, bits, solver: str, **kw) -> SolveResult:
     return SolveResult(bits=bits, energy=float(problem.energy(bits)), solver=solver, **kw)
 
 
-__all__ = ["Solver", "SolveResult", "int_setting", "make_result", "summarise_samples", "replace"]
+__all__ = ["Solver", "SolveResult", "int_setting", "make_result", "summarise_samples"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..problems import Problem
 from ._sampling import sample_and_score
-from .base import Solver, SolveResult, int_setting
+from .base import MAX_SEED, Solver, SolveResult, int_setting
 
 
 class TabuSolver(Solver):
@@ -20,7 +20,7 @@ class TabuSolver(Solver):
                  tenure: int | None = None, timeout: int | None = None):
         self.num_reads = int_setting("num_reads", num_reads, 1)
         self.num_restarts = int_setting("num_restarts", num_restarts, 0)
-        self.seed = None if seed is None else int_setting("seed", seed, 0)
+        self.seed = None if seed is None else int_setting("seed", seed, 0, MAX_SEED)
         self.tenure = None if tenure is None else int_setting("tenure", tenure, 0)
         self.timeout = None if timeout is None else int_setting("timeout", timeout, 0)
 

@@ -140,6 +140,27 @@ def _apply_real(M: np.ndarray, MkT, blk: np.ndarray, buf: np.ndarray) -> np.ndar
     return np.matmul(M, blk, out=buf[:blk.size].reshape(blk.shape))
 
 
+@lru_cache(maxsize=None)
+def _group_generator(m: int, rdtype) -> tuple[np.ndarray, np.ndarray]:
+    """(A, kron(A, I2)ᵀ) with Σ_{t<m} -Y_t = i·A on a group of m qubits (read-only)."""
+    a1 = np.array([[0.0, 1.0], [-1.0, 0.0]])
+    A = sum(_kron_at(a1, t, m) for t in range(m)).astype(rdtype)
+    out = (A, _kron_eye2_T(A))
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=None)
+def _rotation_signs(m: int) -> np.ndarray:
+    """Sign of entry (j, k) of ⊗[[c, s], [-s, c]]: (-1)^popcount(j & ~k)."""
+    i = np.arange(1 << m)
+    down = popcounts(m)[i[:, None] & ~i[None, :] & ((1 << m) - 1)]
+    out = np.where(down % 2, -1.0, 1.0)
+    out.setflags(write=False)
+    return out
+
+
 def _kron_eye2_T(M: np.ndarray) -> np.ndarray:
     """kron(M, I2)ᵀ without np.kron's overhead (it dominates small problems)."""
     K = M.shape[0]
@@ -155,6 +176,13 @@ def _kron_at(a: np.ndarray, t: int, m: int) -> np.ndarray:
     for i in range(m):
         out = np.kron(out, a if i == t else np.eye(2))
     return out
+
+
+@lru_cache(maxsize=None)
+def _hamming_cached(m: int) -> np.ndarray:
+    h = _hamming(m)
+    h.setflags(write=False)
+    return h
 
 
 def _blocks(size: int, q0: int, m: int, ch: int):
@@ -193,26 +221,20 @@ class NumpyQAOA:
             raise QSelectError("the XY mixer needs a cardinality k (problem.k or k=...) for its Dicke start")
         self.mixer, self.k = mixer, k
         self.costs = np.ascontiguousarray(costs, dtype=self.rdtype)
-        self._ham = {m: _hamming(m) for _, m in _groups(n)}
+        self._ham = {m: _hamming_cached(m) for _, m in _groups(n)}
         # X mixer in the rotated frame (see _x_mixer): generator of a group = i·A, A real antisymmetric
-        a1 = np.array([[0.0, 1.0], [-1.0, 0.0]])
-        self._gen = {}
-        for m in self._ham:
-            A = sum(_kron_at(a1, t, m) for t in range(m))
-            self._gen[m] = (A.astype(self.rdtype), _kron_eye2_T(A.astype(self.rdtype)))
+        self._gen = {m: _group_generator(m, self.rdtype) for m in self._ham}
         self._frame = mixer == "x"
-        self._rot = {}
-        for m, h in self._ham.items():
-            i = np.arange(1 << m)
-            down = popcounts(m)[i[:, None] & ~i[None, :] & ((1 << m) - 1)]
-            self._rot[m] = (np.where(down % 2, -1.0, 1.0), h)
+        self._rot = {m: (_rotation_signs(m), h) for m, h in self._ham.items()}
         self._psi0 = None
+        self._rot_cache: dict = {}
         self._chunk = _CHUNK
         self._block_cache: dict = {}
         threads = _threads() if N >= 2 * _CHUNK else 1
         self._bufs = [np.empty(_CHUNK, dtype=self.dtype) for _ in range(threads)]
         self._buf = self._bufs[0]
-        self._fbuf = np.empty(_CHUNK, dtype=self.rdtype)
+        self._fbufs = [np.empty(_CHUNK, dtype=self.rdtype) for _ in range(threads)]
+        self._fbuf = self._fbufs[0]
         self._pairs = ring_pairs(n)
 
     # ---- building blocks ----------------------------------------------------
@@ -228,19 +250,31 @@ class NumpyQAOA:
         table = (np.array([1, -1j, -1, 1j]) / np.sqrt(self.N)).astype(self.dtype)  # (-i)^popcount / √N
         return table[popcounts(self.n) & 3]
 
+    def _chunked(self, fn) -> list:
+        """fn(c0, complex scratch, float scratch) per chunk of _CHUNK entries, across threads."""
+        starts = range(0, self.N, _CHUNK)
+        t = len(self._bufs)
+        if t == 1 or len(starts) < 2:
+            return [fn(c0, self._bufs[0], self._fbufs[0]) for c0 in starts]
+        futs = [_pool(t).submit(lambda part, b, fb: [fn(c0, b, fb) for c0 in part], starts[k::t],
+                                self._bufs[k], self._fbufs[k]) for k in range(t)]
+        return [x for f in futs for x in f.result()]
+
     def _phase(self, rows, gamma: float, weights=None):
         """rows *= exp(-iγ c) chunk by chunk (weights defaults to the cost)."""
         c = self.costs if weights is None else weights
-        ph = self._buf
-        for c0 in range(0, self.N, _CHUNK):
+
+        def step(c0, buf, fbuf):
             cs = c[c0:c0 + _CHUNK]
-            f = self._fbuf[:cs.size]
+            f = fbuf[:cs.size]
             np.multiply(cs, -gamma, out=f)
-            h = ph[:cs.size]
+            h = buf[:cs.size]
             np.cos(f, out=h.real)
             np.sin(f, out=h.imag)
             for r in rows:
                 r[c0:c0 + _CHUNK] *= h
+
+        self._chunked(step)
 
     def _run_blocks(self, q0: int, m: int, fn, float_view: bool = False) -> list:
         """fn(idx, scratch) for every block of a qubit group; blocks are disjoint, so large
@@ -258,6 +292,26 @@ class NumpyQAOA:
                 for k in range(t)]
         return [x for f in futs for x in f.result()]
 
+    def _rotation(self, m: int, beta: float, low: bool):
+        """(⊗^m [[c, s], [-s, c]], its kron(·, I2)ᵀ for the lowest group), cached per β:
+        the backward sweep needs β's inverse, which is just the transpose."""
+        key = (m, float(abs(beta)), low)
+        hit = self._rot_cache.get(key)
+        if hit is None:
+            c, s = np.cos(abs(beta)), np.sin(abs(beta))
+            sign, d = self._rot[m]
+            j = np.arange(m + 1)
+            # entry (j, k) = ± c^(m-d) s^d, d = popcount(j ^ k), sign (-1)^popcount(j & ~k)
+            M = (sign * (c ** (m - j) * s ** j)[d]).astype(self.rdtype)
+            hit = (M, _kron_eye2_T(M) if low else None)
+            if len(self._rot_cache) > 64:
+                self._rot_cache.clear()
+            self._rot_cache[key] = hit
+        M, MkT = hit
+        if beta < 0:
+            return M.T, (MkT.T if MkT is not None else None)
+        return M, MkT
+
     def _x_mixer(self, rows, beta: float):
         """exp(-iβΣX) in the rotated frame.
 
@@ -266,12 +320,8 @@ class NumpyQAOA:
         ψ̃ = D⁻¹ψ (same probabilities) and applies real rotations — a real matmul on the
         interleaved float view, half the flops of a complex one.
         """
-        c, s = np.cos(beta), np.sin(beta)
         for q0, m in _groups(self.n):
-            # ⊗[[c, s], [-s, c]]: entry (j, k) = ± c^(m-d) s^d, d = popcount(j ^ k), sign from j&~k
-            sign, d = self._rot[m]
-            M = (sign * (c ** (m - np.arange(m + 1)) * s ** np.arange(m + 1))[d]).astype(self.rdtype)
-            MkT = _kron_eye2_T(M) if q0 == 0 else None
+            M, MkT = self._rotation(m, beta, q0 == 0)
             for r in rows:
                 v = _group_view(r.view(self.rdtype), q0 + 1, m)
 
@@ -334,12 +384,12 @@ class NumpyQAOA:
         return np.einsum("ij,ij->i", f, f)
 
     def _expect(self, psi, w) -> float:
-        tot = 0.0
-        for c0 in range(0, self.N, _CHUNK):
+        def part(c0, buf, fbuf):
             f = psi[c0:c0 + _CHUNK].view(self.rdtype).reshape(-1, 2)
-            pr = np.einsum("ij,ij->i", f, f, out=self._fbuf[:f.shape[0]])
-            tot += float(np.dot(pr.astype(np.float64, copy=False), w[c0:c0 + _CHUNK]))
-        return tot
+            pr = np.einsum("ij,ij->i", f, f, out=fbuf[:f.shape[0]])
+            return float(np.dot(pr.astype(np.float64, copy=False), w[c0:c0 + _CHUNK]))
+
+        return sum(self._chunked(part))
 
     def expectation(self, angles, weights=None) -> float:
         """⟨ψ(θ)|W|ψ(θ)⟩ for the diagonal observable W (default: the cost)."""

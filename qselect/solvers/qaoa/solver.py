@@ -154,10 +154,12 @@ class QAOASolver(Solver):
         grad_fn = None
         costs = order = None
         backend_label = self.backend
+        engine_dtype = None
 
         if self.backend == "native":
             engine, kind, costs, scale, const = self._native_engine(problem, k)
             backend_label = f"native-{kind}"
+            engine_dtype = str(engine.dtype).replace("torch.", "")
             probs_fn = engine.probabilities
             if kind == "numpy" and self.dtype is None and n <= _EXACT_FINAL_QUBITS:
                 from .native import NumpyQAOA
@@ -232,7 +234,7 @@ class QAOASolver(Solver):
             angles[self.p:] = (angles[self.p:] + np.pi / 2) % np.pi - np.pi / 2
 
         # ---- final answer: seeded samples + most probable bitstrings ------------
-        info = {"backend": backend_label, "p": self.p, "dtype": str(getattr(locals().get("engine"), "dtype", "")) or None, "optimizer": method, "evaluations": evals,
+        info = {"backend": backend_label, "p": self.p, "dtype": engine_dtype, "optimizer": method, "evaluations": evals,
                 "gradient_evaluations": gevals, "objective": self.objective, "mixer": self.mixer,
                 "shots": self.shots, "scale": scale, "seed": self.seed, "optimizer_message": best.message}
         if self.objective == "cvar":
