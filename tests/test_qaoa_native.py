@@ -139,3 +139,13 @@ def test_large_state_blocked_and_threaded_path_matches_torch():
     vt, gt = t.value_and_grad(x)
     assert va == pytest.approx(vt, abs=1e-9)
     np.testing.assert_allclose(ga, gt, atol=1e-8)
+
+
+@pytest.mark.parametrize("k", [0, 1, 4])
+def test_xy_answer_never_leaves_the_weight_k_subspace(k):
+    # the most-probable candidates must not include zero-probability states of another weight
+    q = QUBO.random(4, seed=0, k=k)
+    r = QAOASolver(p=1, mixer="xy").solve(q)
+    assert r.kept == k and np.all(r.samples.sum(axis=1) == k)
+    feasible = q.cost_vector()[popcounts(4) == k]
+    assert np.any(np.isclose(feasible, r.energy))  # the answer's energy is that of a weight-k mask

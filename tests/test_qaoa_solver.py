@@ -87,7 +87,11 @@ def test_cvar_objective_and_spsa_optimizer():
 
 def test_angle_helpers():
     r = linear_ramp(4)
-    assert np.all(np.diff(r[:4]) > 0) and np.all(np.diff(r[4:]) < 0)
+    assert np.all(np.diff(r[:4]) > 0) and np.all(np.diff(np.abs(r[4:])) < 0) and np.all(r[4:] < 0)
+    # the ramp starts downhill: its ⟨C⟩ is below the |+> average (0 for the normalised cost)
+    q = QUBO.random(10, seed=4)
+    c = (q.cost_vector() - q.z_terms()[1]) / q.scale()
+    assert NumpyQAOA(c, 4).expectation(r) < -0.5
     np.testing.assert_allclose(interpolate(r, 4), r)
     assert interpolate(r, 7).shape == (14,)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from qselect import QUBO, DiagonalCost, QSelectError
-from qselect.problems import index_to_bits
+from qselect.problems import Problem, index_to_bits
 from qselect.solvers import (SOLVERS, ExactSolver, GreedySolver, MagnitudeSolver, RandomSolver,
                              SimulatedAnnealingSolver, SolveResult, TabuSolver, get_solver)
 
@@ -217,3 +217,79 @@ def test_random_masks_differ_between_named_problems_but_repeat():
     r = RandomSolver(seed=0)
     assert r.solve(a).bits.tolist() != r.solve(b).bits.tolist()
     assert r.solve(a).bits.tolist() == RandomSolver(seed=0).solve(a).bits.tolist()
+
+
+# ---- exact-cost swaps, and k kept by the samplers -------------------------------------------
+
+class Opaque(Problem):
+    """A problem known only through ``energy`` (exercises the generic, batched path)."""
+
+    def __init__(self, inner):
+        self.inner, self.labels, self.k, self.name = inner, inner.labels, inner.k, "opaque"
+
+    num_variables = property(lambda self: self.inner.n)
+
+    def energy(self, bits):
+        return self.inner.energy(bits)
+
+    def cost_vector(self, dtype=np.float64):
+        return self.inner.cost_vector(dtype)
+
+    def z_terms(self):
+        return self.inner.z_terms()
+
+    def fix(self, assignment):
+        return self.inner.fix(assignment)
+
+
+@pytest.mark.parametrize("kind", ["qubo", "diagonal", "opaque"])
+def test_flip_and_swap_deltas_equal_energy_differences(kind):
+    from qselect.solvers.baselines import flip_deltas, swap_deltas
+
+    rng = np.random.default_rng(3)
+    n = 9
+    q = QUBO.random(n, density=0.8, seed=4)
+    p = {"qubo": q, "diagonal": DiagonalCost(rng.normal(size=2**n)), "opaque": Opaque(q)}[kind]
+    for x in rng.integers(0, 2, size=(5, n)).astype(np.uint8):
+        e = p.energy(x)
+        flips = np.repeat(x[None], n, axis=0)
+        flips[np.arange(n), np.arange(n)] ^= 1
+        np.testing.assert_allclose(flip_deltas(p, x), p.energy(flips) - e, atol=1e-9)
+        on, off = np.flatnonzero(x), np.flatnonzero(x == 0)
+        d = swap_deltas(p, x, on, off)
+        assert d.shape == (on.size, off.size)
+        for a, i in enumerate(on):
+            for b, j in enumerate(off):
+                y = x.copy()
+                y[i], y[j] = 0, 1
+                assert d[a, b] == pytest.approx(p.energy(y) - e, abs=1e-9)
+
+
+@pytest.mark.parametrize("solver_cls", [SimulatedAnnealingSolver, TabuSolver])
+def test_samplers_keep_k_on_higher_order_costs(solver_cls):
+    # a cost (order 7, k hint 2, no penalty) whose low states keep about 5 bits: the sampled
+    # answers keep 5-6 bits unless k is enforced
+    rng = np.random.default_rng(0)
+    n, k = 7, 2
+    pc = index_to_bits(np.arange(2**n), n).sum(1).astype(np.int64)
+    c = rng.normal(size=2**n) + 10.0 * np.abs(pc - 5)
+    d = DiagonalCost(c, k=k)
+    assert d.order() > 2 and int(pc[np.argmin(c)]) != k
+    r = solver_cls(seed=1).solve(d)
+    assert r.kept == k and r.energy == pytest.approx(brute(d, k)[0])  # small: swaps reach the k-optimum
+    assert r.energy <= MagnitudeSolver().solve(d).energy
+    assert r.info["k_polish"]["source"] in ("sample", "magnitude")
+    off = solver_cls(seed=1, enforce_k=False).solve(d)  # the raw sampler answer, for contrast
+    assert off.kept != k and off.energy == pytest.approx(off.energies[0])
+    plain = solver_cls(seed=1).solve(DiagonalCost(c))  # no k: unchanged behaviour
+    assert "k_polish" not in plain.info and plain.energy == pytest.approx(plain.energies[0])
+
+
+def test_sa_accepts_every_documented_seed():
+    q = QUBO.random(6, seed=1)
+    for seed in (0, 2**31 - 1, 2**31, 2**32 - 2):  # dwave's SA itself takes < 2^31 only
+        r = SimulatedAnnealingSolver(num_reads=2, num_sweeps=10, seed=seed).solve(q)
+        assert r.bits.shape == (6,)
+    a = SimulatedAnnealingSolver(num_reads=4, num_sweeps=10, seed=2**32 - 2).solve(q)
+    b = SimulatedAnnealingSolver(num_reads=4, num_sweeps=10, seed=2**32 - 2).solve(q)
+    np.testing.assert_array_equal(a.samples, b.samples)

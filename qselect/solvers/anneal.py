@@ -12,18 +12,28 @@ from .base import MAX_SEED, Solver, SolveResult, int_setting
 BETA_SCHEDULES = ("geometric", "linear")
 
 
+def sampler_seed(seed: int | None) -> int | None:
+    """dwave's SA takes seeds below 2^31 only; larger ones (up to MAX_SEED) map there by a hash."""
+    if seed is None or seed < 2**31:
+        return seed
+    return int(np.random.SeedSequence(int(seed)).generate_state(1)[0] >> 1)
+
+
 class SimulatedAnnealingSolver(Solver):
     """``dwave.samplers.SimulatedAnnealingSampler`` on the problem's QUBO.
 
     Same seed, same result. A higher-order ``DiagonalCost`` is sampled through
     its least-squares order-2 QUBO and every sample is re-scored with the exact
-    cost (``info['surrogate']`` says so).
+    cost (``info['surrogate']`` says so). With ``problem.k`` set and
+    ``enforce_k`` (default) the answer keeps exactly k bits: the best k-bit
+    sample or the magnitude mask, polished by exact-cost 1-in/1-out swaps
+    (``info['k_polish']``); ``samples`` stay what the sampler saw.
     """
 
     name = "sa"
 
     def __init__(self, num_reads: int = 32, num_sweeps: int = 500, seed: int | None = 0,
-                 beta_range=None, beta_schedule_type: str = "geometric"):
+                 beta_range=None, beta_schedule_type: str = "geometric", enforce_k: bool = True):
         self.num_reads = int_setting("num_reads", num_reads, 1)
         self.num_sweeps = int_setting("num_sweeps", num_sweeps, 1)
         if beta_schedule_type not in BETA_SCHEDULES:
@@ -41,8 +51,10 @@ class SimulatedAnnealingSolver(Solver):
         self.seed = None if seed is None else int_setting("seed", seed, 0, MAX_SEED)
         self.beta_range = beta_range
         self.beta_schedule_type = beta_schedule_type
+        self.enforce_k = bool(enforce_k)
 
     def _solve(self, problem: Problem) -> SolveResult:
         return sample_and_score(problem, "sa", self.name, num_reads=self.num_reads,
-                                num_sweeps=self.num_sweeps, seed=self.seed,
-                                beta_range=self.beta_range, beta_schedule_type=self.beta_schedule_type)
+                                num_sweeps=self.num_sweeps, seed=sampler_seed(self.seed),
+                                beta_range=self.beta_range, beta_schedule_type=self.beta_schedule_type,
+                                enforce_k=self.enforce_k)

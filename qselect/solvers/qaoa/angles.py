@@ -11,9 +11,14 @@ from ...errors import QSelectError
 
 
 def linear_ramp(p: int, dt: float = 0.75) -> np.ndarray:
-    """Annealing-like schedule (Zhou et al. 2020): γ rises, β falls, step dt."""
+    """Annealing-like schedule (Zhou et al. 2020): |γ| rises, |β| falls, step dt.
+
+    Sign: we minimise C with layers exp(-iβΣX) exp(-iγC) from |+>^n, the ground
+    state of -ΣX. Trotterised annealing from -ΣX to C is exp(+i(1-s)dt ΣX)
+    exp(-i s dt C), so γ > 0 and β < 0 (with β > 0 the start point raises ⟨C⟩).
+    """
     f = (np.arange(p) + 0.5) / p
-    return np.concatenate([f * dt, (1 - f) * dt])
+    return np.concatenate([f * dt, -(1 - f) * dt])
 
 
 def random_angles(p: int, seed=0) -> np.ndarray:

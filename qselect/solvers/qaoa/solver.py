@@ -250,6 +250,7 @@ class QAOASolver(Solver):
             idx = rng.choice(probs.size, size=self.shots, p=probs)
             uniq, cnt = np.unique(idx, return_counts=True)
             top = np.argpartition(probs, -min(self.top, probs.size))[-self.top:] if self.top > 0 else np.zeros(0, int)
+            top = top[probs[top] > 1e-9]  # never offer states the circuit cannot produce (XY: wrong weight)
             top = np.setdiff1d(top, uniq)
             cand = np.concatenate([uniq, top])
             counts = np.concatenate([cnt, np.zeros(top.size, dtype=np.int64)])
