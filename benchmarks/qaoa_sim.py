@@ -135,6 +135,26 @@ def solve_comparison(n=12, p=2, maxiter=100, seed=0):
     }
 
 
+_COLUMNS = [("native_numpy_s", "native NumPy"), ("native_numpy_value_and_grad_s", "native ⟨C⟩+gradient"),
+            ("native_torch_cpu_s", "native torch (CPU)"), ("aer_statevector_s", "Aer statevector"),
+            ("pennylane_lightning_s", "PennyLane lightning")]
+
+
+def _fmt_s(t):
+    return "—" if t is None else (f"{t * 1e3:.3g} ms" if t < 1 else f"{t:.3g} s")
+
+
+def markdown_table(rows) -> str:
+    """The README's table: one p=2 ⟨C⟩ evaluation per backend and n."""
+    head = "| n | " + " | ".join(c for _, c in _COLUMNS) + " | Aer / native |"
+    lines = [head, "|" + "---|" * (len(_COLUMNS) + 2)]
+    for r in rows:
+        ratio = (f"{r['aer_statevector_s'] / r['native_numpy_s']:.1f}×"
+                 if "aer_statevector_s" in r and "native_numpy_s" in r else "—")
+        lines.append(f"| {r['n']} | " + " | ".join(_fmt_s(r.get(k)) for k, _ in _COLUMNS) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="JSON file for every measurement")
@@ -171,6 +191,7 @@ def main(argv=None):
         "total_s": time.perf_counter() - t0,
     }
     atomic_write_json(args.out, out)
+    print(markdown_table(rows))
     print(f"ratio_eval_n20_native_vs_aer = {ratio_eval}")
     print(f"ratio_solve_n12_vs_qiskit_algorithms = {ratio_solve:.1f} "
           f"(energy qselect {solve['qselect']['energy']:.6g} vs qiskit-algorithms "

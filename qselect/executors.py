@@ -14,18 +14,44 @@ from typing import Any, Callable, Sequence
 from .errors import BackendUnavailableError, QSelectError
 
 
+def _bar(total: int, progress):
+    """A tqdm bar when ``progress`` is truthy (a string names it), else None."""
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=progress if isinstance(progress, str) else None, unit="problem")
+
+
+def _collect(results, total: int, progress) -> list:
+    """Drain an ordered iterator of results, ticking a bar as each arrives."""
+    bar = _bar(total, progress)
+    out = []
+    try:
+        for r in results:
+            out.append(r)
+            if bar is not None:
+                bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
+
+
 class Executor:
     name = "executor"
 
-    def map(self, fn: Callable, items: Sequence) -> list:
+    def map(self, fn: Callable, items: Sequence, progress=False) -> list:
+        """``fn`` over ``items``, results in input order; ``progress`` (bool or a label) shows a bar."""
         raise NotImplementedError
 
 
 class InlineExecutor(Executor):
     name = "inline"
 
-    def map(self, fn, items):
-        return [fn(x) for x in items]
+    def map(self, fn, items, progress=False):
+        items = list(items)
+        return _collect((fn(x) for x in items), len(items), progress)
 
 
 class ProcessExecutor(Executor):
@@ -34,12 +60,13 @@ class ProcessExecutor(Executor):
     def __init__(self, workers: int | None = None):
         self.workers = workers or max(1, (os.cpu_count() or 1))
 
-    def map(self, fn, items):
+    def map(self, fn, items, progress=False):
         items = list(items)
         if len(items) <= 1 or self.workers == 1:
-            return [fn(x) for x in items]
+            return InlineExecutor().map(fn, items, progress)
         with ProcessPoolExecutor(max_workers=min(self.workers, len(items))) as pool:
-            return list(pool.map(fn, items, chunksize=max(1, len(items) // (4 * self.workers))))
+            chunk = max(1, len(items) // (4 * self.workers))
+            return _collect(pool.map(fn, items, chunksize=chunk), len(items), progress)
 
 
 class DaskExecutor(Executor):
@@ -55,9 +82,11 @@ class DaskExecutor(Executor):
         self._own = isinstance(client_or_address, str)
         self.client = Client(client_or_address) if self._own else client_or_address
 
-    def map(self, fn, items):
+    def map(self, fn, items, progress=False):
         futures = self.client.map(fn, list(items), pure=False)
-        return self.client.gather(futures)
+        if not progress:
+            return self.client.gather(futures)
+        return _collect((f.result() for f in futures), len(futures), progress)
 
 
 def get_executor(spec: Any = None) -> Executor:

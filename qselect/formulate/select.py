@@ -82,12 +82,8 @@ def make_solver(solver, qubits: int, seed: int, max_sweeps: int = 10) -> BlockSo
 
 def solve_problems(problems: list[LocalProblem], solver: Solver, executor=None,
                    progress: bool = False) -> list[SolveResult]:
-    probs = [lp.problem for lp in problems]
-    if progress and executor is None:
-        from tqdm.auto import tqdm
-
-        return [solver.solve(p) for p in tqdm(probs, desc="local problems", unit="problem")]
-    return solver.solve_many(probs, executor=executor)
+    return solver.solve_many([lp.problem for lp in problems], executor=executor,
+                             progress="local problems" if progress else False)
 
 
 def build_masks(model: nn.Module, problems: list[LocalProblem], results: list[SolveResult],

@@ -53,6 +53,7 @@ class JobRunner:
         self.timeout = timeout
         self.poll_interval = service.poll_interval if poll_interval is None else poll_interval
         self.resubmit_failed = resubmit_failed
+        self._bar = None  # progress bar while a stage waits (status shown as its postfix)
         # Test hook: called at named points between the runner's own steps.
         self._hook = crash_hook or _no_hook
 
@@ -81,10 +82,19 @@ class JobRunner:
         if not wait:
             return None
         out: dict[str, dict] = {}
-        for rec, _ in units:
-            payload = self.fetch(rec)
-            for pid, counts in zip(payload["problem_ids"], payload["counts"]):
-                out[pid] = counts
+        from tqdm.auto import tqdm
+
+        # disable=None: a bar on a terminal, silent in logs and tests
+        with tqdm(total=len(units), desc=f"{stage}: waiting for jobs", unit="job", disable=None) as bar:
+            self._bar = bar
+            try:
+                for rec, _ in units:
+                    payload = self.fetch(rec)
+                    for pid, counts in zip(payload["problem_ids"], payload["counts"]):
+                        out[pid] = counts
+                    bar.update()
+            finally:
+                self._bar = None
         return out
 
     def _latest(self, key: str) -> tuple[JobRecord | None, int]:
@@ -182,6 +192,8 @@ class JobRunner:
         while True:
             with sanitised_errors(f"asking the status of job {rec.job_id}"):
                 st = normalise_status(self.service.status(rec.job_id))
+            if self._bar is not None:
+                self._bar.set_postfix_str(f"{rec.job_id}: {st}", refresh=True)
             if st != last:
                 if st == "ERROR":
                     with sanitised_errors(f"reading the error of job {rec.job_id}"):

@@ -111,11 +111,14 @@ class Solver(ABC):
         result.wall_time = time.perf_counter() - t0
         return result
 
-    def solve_many(self, problems: Sequence[Problem], executor=None) -> list[SolveResult]:
-        """Solve independent problems, optionally through an executor (same results either way)."""
+    def solve_many(self, problems: Sequence[Problem], executor=None, progress=False) -> list[SolveResult]:
+        """Solve independent problems, optionally through an executor (same results either way).
+
+        ``progress`` (bool, or a label) shows a bar whichever executor runs them.
+        """
         from ..executors import get_executor
 
-        return get_executor(executor).map(self.solve, list(problems))
+        return get_executor(executor).map(self.solve, list(problems), progress=progress)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

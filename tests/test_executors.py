@@ -1,0 +1,36 @@
+"""Executors: same results in the same order whichever runs them, with or without a bar."""
+import pytest
+
+from qselect import QUBO
+from qselect.errors import QSelectError
+from qselect.executors import InlineExecutor, ProcessExecutor, get_executor
+from qselect.solvers import get_solver
+
+
+def _square(x):
+    return x * x
+
+
+@pytest.mark.parametrize("spec", [None, "inline", "process"])
+def test_results_in_input_order_with_and_without_progress(spec, capsys):
+    items = list(range(7))
+    ex = get_executor(spec)
+    assert ex.map(_square, items) == [x * x for x in items]
+    assert ex.map(_square, items, progress="squares") == [x * x for x in items]
+    assert "squares" in capsys.readouterr().err  # the bar was drawn
+
+
+def test_solve_many_same_answers_inline_and_process_with_progress(capsys):
+    probs = [QUBO.random(8, seed=s) for s in range(4)]
+    sa = get_solver("sa", seed=3)
+    a = sa.solve_many(probs)
+    b = sa.solve_many(probs, executor=ProcessExecutor(2), progress="local problems")
+    assert [r.bits.tolist() for r in a] == [r.bits.tolist() for r in b]
+    assert [r.energy for r in a] == [r.energy for r in b]
+    assert "local problems" in capsys.readouterr().err
+
+
+def test_unknown_executor_is_one_clear_error():
+    with pytest.raises(QSelectError, match="inline.*process.*tcp://"):
+        get_executor("threads")
+    assert isinstance(get_executor(InlineExecutor()), InlineExecutor)
