@@ -66,7 +66,7 @@ def eval_timings(sizes, native_max, reps, budget, slow_cap):
         q = QUBO.random(n, seed=n)
         row = {"n": n, "p": 2, "terms": n * (n + 1) // 2}
         try:
-            check_memory(n, np.complex64, gradient=False)
+            check_memory(n, np.complex64, gradient=False, cost_dtype=np.float32)
         except Exception as exc:
             row["native_numpy_error"] = str(exc)
             rows.append(row)
@@ -160,11 +160,11 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="JSON file for every measurement")
     ap.add_argument("--quick", action="store_true", help="reduced run: n ≤ 16, native up to 20")
     ap.add_argument("--native-max", type=int, default=None,
-                    help="largest n for the native engine (default 28, capped by available memory)")
+                    help="largest n for the native engine (default 30, capped by available memory)")
     args = ap.parse_args(argv)
     sizes = [8, 12, 16] if args.quick else [8, 12, 16, 20, 22, 24]
-    native_max = args.native_max or (20 if args.quick else 28)
-    native_max = min(native_max, max_qubits(8 + 4 + 8))
+    native_max = args.native_max or (20 if args.quick else 30)
+    native_max = min(native_max, max_qubits(8 + 4 + 2))  # complex64 state + float32 costs + build scratch
     t0 = time.perf_counter()
     load0 = list(os.getloadavg())
     rows = eval_timings(sizes, native_max, reps=3 if args.quick else 5, budget=10.0, slow_cap=60.0)

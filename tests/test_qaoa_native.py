@@ -149,3 +149,19 @@ def test_xy_answer_never_leaves_the_weight_k_subspace(k):
     assert r.kept == k and np.all(r.samples.sum(axis=1) == k)
     feasible = q.cost_vector()[popcounts(4) == k]
     assert np.any(np.isclose(feasible, r.energy))  # the answer's energy is that of a weight-k mask
+
+
+def test_n30_complex64_fits_24gb_only_with_float32_costs(monkeypatch):
+    """The complex64 engine builds its costs in float32 above 24 qubits: at n = 30 that is the
+    difference between fitting a 24 GB machine and being refused."""
+    import qselect.problems.memory as memory
+    from qselect.errors import ProblemTooLargeError
+    from qselect.solvers.qaoa.native import check_memory, cost_dtype_for
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 22 * 2**30)
+    assert cost_dtype_for(30, np.complex64, 24) == np.float32
+    assert cost_dtype_for(20, np.complex64, 24) == np.float64  # small: final state re-evaluated in double
+    assert cost_dtype_for(30, np.complex128, 24) == np.float64
+    check_memory(30, np.complex64, gradient=False, cost_dtype=np.float32)
+    with pytest.raises(ProblemTooLargeError, match="qubits fit"):
+        check_memory(30, np.complex64, gradient=False, cost_dtype=np.float64)

@@ -5,8 +5,9 @@ import os
 
 from ..errors import ProblemTooLargeError
 
-# Leave room for the rest of the process (temporaries, torch, qiskit).
-_USABLE_FRACTION = 0.6
+# Of the memory the OS reports as available, leave a quarter for the rest of the
+# process (imports, temporaries, torch, qiskit).
+_USABLE_FRACTION = 0.75
 
 
 def available_bytes() -> int:

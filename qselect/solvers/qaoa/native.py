@@ -81,13 +81,25 @@ def real_dtype(dtype) -> np.dtype:
     return np.dtype(np.float32) if np.dtype(dtype) == np.complex64 else np.dtype(np.float64)
 
 
-def check_memory(n: int, dtype=np.complex128, gradient: bool = True, what: str = "the QAOA statevector") -> None:
-    """Refuse before allocating: state (+ adjoint state) + real cost vector (+ observable)."""
+def check_memory(n: int, dtype=np.complex128, gradient: bool = True, what: str = "the QAOA statevector",
+                 cost_dtype=np.float64) -> None:
+    """Refuse before allocating: state (+ adjoint state) + the engine's real cost vector, plus the
+    problem's cost vector where it is built in another precision and its half-size build scratch."""
     c = np.dtype(dtype).itemsize
     r = real_dtype(dtype).itemsize
+    b = np.dtype(cost_dtype).itemsize
     per = (2 * c + 2 * r) if gradient else (c + r)
-    # the problem's float64 cost vector exists transiently while converting
-    check_dense(n, per + 8, what)
+    per += (0 if b == r else b) + b / 2
+    check_dense(n, per, what)
+
+
+def cost_dtype_for(n: int, dtype, exact_final_qubits: int) -> np.dtype:
+    """Precision to build the cost vector in: float64 where the final state is re-evaluated in
+    double precision (small n) or the engine runs in complex128, else the engine's float32,
+    which saves the transient 8-byte copy (what lets n = 30 fit in 24 GB)."""
+    if np.dtype(dtype) == np.complex128 or n <= exact_final_qubits:
+        return np.dtype(np.float64)
+    return real_dtype(dtype)
 
 
 def ring_pairs(n: int) -> list[tuple[int, int]]:

@@ -108,7 +108,7 @@ class QAOASolver(Solver):
             return "numpy"
 
     def _native_engine(self, problem, k):
-        from .native import NumpyQAOA, check_memory
+        from .native import NumpyQAOA, check_memory, cost_dtype_for
 
         kind = self._engine_kind()
         if kind == "numpy":
@@ -117,9 +117,10 @@ class QAOASolver(Solver):
             dtype = np.dtype(self.dtype or np.complex64)
         else:
             dtype = np.dtype(str(self.dtype).replace("torch.", "")) if self.dtype is not None else np.dtype(np.complex64)
-        check_memory(problem.n, dtype, gradient=uses_gradient(self._optimizer_name()))
+        cost_dtype = cost_dtype_for(problem.n, dtype, _EXACT_FINAL_QUBITS)
+        check_memory(problem.n, dtype, gradient=uses_gradient(self._optimizer_name()), cost_dtype=cost_dtype)
         scale, const = problem.scale(), problem.z_terms()[1]
-        costs = problem.cost_vector()
+        costs = problem.cost_vector(cost_dtype)
         costs -= const  # in place: no extra 2^n temporaries
         costs /= scale
         if kind == "numpy":
