@@ -12,12 +12,7 @@ from qselect.classical.models import build_model
 from qselect.classical.train import TrainConfig, evaluate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _mlp(seed=0, **kw):

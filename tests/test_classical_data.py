@@ -12,13 +12,7 @@ from qselect.classical.augment import CifarAugment, normalize, random_crop, rand
 from qselect.classical.data import load_dataset, make_loader, read_cifar_batch, read_idx
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: one thread is faster, and far faster when the 2 cores are shared
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- digits

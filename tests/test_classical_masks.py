@@ -15,13 +15,7 @@ from qselect.classical.masks import (apply_masks, get_masks, load_masks, mask_sp
 from qselect.classical.models import build_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: one thread is faster, and far faster when the 2 cores are shared
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = {"mlp": {"hidden": (16, 8)}, "lenet5": {}, "resnet18": {"width": 4},
          "vit": {"dim": 16, "depth": 2, "heads": 2}}

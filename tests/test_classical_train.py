@@ -15,26 +15,12 @@ from qselect.classical.models import build_model
 from qselect.classical.train import TrainConfig, evaluate, predict_proba, resolve_device, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: one thread is faster, and far faster when the 2 cores are shared
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)
-
-
-@pytest.fixture(scope="module")
-def trained(digits):
-    model = build_model("mlp", digits.input_shape, 10, seed=0, hidden=(64, 64))
-    loader = make_loader(digits.train, 64, shuffle=True, seed=0)
-    hist = train(model, loader, TrainConfig(epochs=12, lr=0.1), val_loader=make_loader(digits.val, 512))
-    return model, hist
+def trained(digits, train_digits_mlp):
+    return train_digits_mlp(digits, TrainConfig(epochs=12, lr=0.1), val_loader=make_loader(digits.val, 512))
 
 
 def test_mlp_beats_90_percent_on_digits(trained, digits):

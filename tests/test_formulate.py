@@ -16,13 +16,7 @@ from qselect.solvers import (ExactSolver, GreedySolver, MagnitudeSolver, RandomS
 DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny layers: intra-op threads only spin on the shared 2 cores (a forward pass took 100x longer)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rand_masks(n, count, seed):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from qselect.classical.baselines import magnitude_masks, random_masks
-from qselect.classical.data import load_dataset, make_loader
+from qselect.classical.data import make_loader
 from qselect.classical.masks import get_masks, mask_sparsity
 from qselect.classical.methods import SCHEDULES, StochasticSubnetworkAnnealing, schedule_factor, ssa_finetune
 from qselect.classical.models import build_model
@@ -13,13 +13,7 @@ from qselect.classical.train import TrainConfig, evaluate
 from qselect.errors import QSelectError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models: one thread is faster and steadier on a shared 2-core box
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _mlp(seed=0):
@@ -106,22 +100,18 @@ def test_random_init_and_seed_determinism():
     assert all(torch.equal(masks[0][k], masks[1][k]) for k in masks[0])
 
 
-def test_ssa_finetune_on_digits_reaches_target_sparsity():
-    data = load_dataset("digits", seed=0)
-    model = _mlp()
+def test_ssa_finetune_on_digits_reaches_target_sparsity(digits, train_digits_mlp):
     base = TrainConfig(epochs=8, lr=0.3, batch_size=64, device="cpu", seed=0)
-    from qselect.classical.train import train
-
-    train(model, make_loader(data.train, 64, shuffle=True), base)
+    model, _ = train_digits_mlp(digits, base, hidden=(32, 32))  # the same network _mlp() builds
     target = magnitude_masks(model, 0.8)
     cfg = dataclasses.replace(base, epochs=4, lr=0.1, seed=1)
-    out = ssa_finetune(model, target, make_loader(data.train, 64, shuffle=True, seed=1), cfg,
+    out = ssa_finetune(model, target, make_loader(digits.train, 64, shuffle=True, seed=1), cfg,
                        anneal_epochs=2, schedule="exponential")
     got = get_masks(model)
     assert all(torch.equal(got[k], target[k]) for k in target)
     assert mask_sparsity(got)["overall"] == pytest.approx(0.8, abs=0.01)
     assert out["ssa"]["factor"] == 0.0
-    assert evaluate(model, make_loader(data.test, 256))["accuracy"] > 0.7
+    assert evaluate(model, make_loader(digits.test, 256))["accuracy"] > 0.7
 
 
 def test_bad_arguments_are_one_line_errors():

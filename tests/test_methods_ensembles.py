@@ -3,35 +3,21 @@ import numpy as np
 import pytest
 import torch
 
-from qselect.classical.data import load_dataset, make_loader
+from qselect.classical.data import make_loader
 from qselect.classical.masks import get_masks, mask_sparsity
 from qselect.classical.methods import (PaTConfig, bagged_dataset, check_partition, child_masks,
                                        evaluate_ensemble, prune_and_tune)
 from qselect.classical.models import build_model
-from qselect.classical.train import TrainConfig, evaluate, train
+from qselect.classical.train import TrainConfig, evaluate
 from qselect.errors import QSelectError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)
-
-
-@pytest.fixture(scope="module")
-def parent(digits):
-    torch.set_num_threads(1)
-    model = build_model("mlp", (64,), 10, seed=0, hidden=(64, 64))
-    train(model, make_loader(digits.train, 64, shuffle=True),
-          TrainConfig(epochs=8, lr=0.1, batch_size=64, device="cpu", seed=0))
-    return model
+def parent(digits, train_digits_mlp):
+    return train_digits_mlp(digits, TrainConfig(epochs=8, lr=0.1, batch_size=64, device="cpu", seed=0))[0]
 
 
 def test_anti_random_ensemble_beats_the_parent_nll(digits, parent):

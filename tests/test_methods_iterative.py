@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from qselect.classical.baselines import magnitude_masks
-from qselect.classical.data import load_dataset, make_loader
+from qselect.classical.data import make_loader
 from qselect.classical.masks import apply_masks, get_masks, mask_sparsity
 from qselect.classical.methods import (iterative_magnitude_pruning, one_shot_pruning, round_sparsities,
                                        split_epochs, surviving_magnitude_masks)
@@ -12,12 +12,7 @@ from qselect.classical.train import TrainConfig
 from qselect.errors import QSelectError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_round_schedule_is_geometric_and_ends_at_the_target():
@@ -45,9 +40,8 @@ def test_surviving_magnitude_masks_never_revive_pruned_weights():
     assert mask_sparsity(glob)["overall"] == pytest.approx(0.75, abs=0.001)
 
 
-def test_imp_and_one_shot_reach_the_same_sparsity_within_the_same_budget():
-    data = load_dataset("digits", seed=0)
-    loader = make_loader(data.train, 64, shuffle=True)
+def test_imp_and_one_shot_reach_the_same_sparsity_within_the_same_budget(digits):
+    loader = make_loader(digits.train, 64, shuffle=True)
     cfg = TrainConfig(epochs=3, lr=0.1, batch_size=64, device="cpu")
     imp_model = build_model("mlp", (64,), 10, seed=0, hidden=(32,))
     imp = iterative_magnitude_pruning(imp_model, loader, cfg, 0.9, rounds=3)

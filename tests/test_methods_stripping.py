@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from qselect.classical.data import load_dataset, make_loader
+from qselect.classical.data import make_loader
 from qselect.classical.masks import get_masks
 from qselect.classical.methods import SynapticStripping, synaptic_stripping
 from qselect.classical.models import build_model
@@ -11,17 +11,10 @@ from qselect.classical.train import TrainConfig
 from qselect.errors import QSelectError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0)  # pixels in [0, 1]: removing negative weights raises pre-activations
+# ``digits`` (tests/conftest.py) has pixels in [0, 1]: removing negative weights raises pre-activations.
 
 
 def _forced_dead_mlp(bias=-1.0):

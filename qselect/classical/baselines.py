@@ -108,6 +108,9 @@ def anti_random_masks(model: nn.Module, sparsity: float = 0.5, seed: int = 0, sc
     """A random mask and its complement (Prune-and-Tune's anti-random siblings).
 
     Every weight lives in exactly one of the two; with sparsity 0.5 both are 50%.
+    Not ``methods.anti_random_pair``: this draws over all weights (an already
+    pruned one can land in the complement) at any sparsity and scope; that one
+    splits only the weights the parent still keeps, 50/50.
     """
     a = random_masks(model, sparsity, scope=scope, seed=seed, layers=layers)
     return a, {k: 1.0 - v for k, v in a.items()}

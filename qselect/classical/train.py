@@ -284,15 +284,24 @@ def train(model: nn.Module, train_loader, config: TrainConfig | None = None, val
 
 def _first_step(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Tensor):
     """The first forward + loss: a model that does not fit the data fails here, said in one line."""
-    try:
+    def step():
         logits = model(x)
         return logits, loss_fn(logits, y)
+
+    return call_or_explain(step, lambda why: f"{type(model).__name__} cannot train on batches of inputs "
+                           f"{tuple(x.shape)} with labels up to {int(y.max())} ({why}); build the model "
+                           "with the data's input_shape and num_classes")
+
+
+def call_or_explain(fn: Callable, explain: Callable[[str], str]):
+    """``fn()``; a RuntimeError/IndexError it raises (a model that does not fit its inputs) becomes one
+    ``QSelectError(explain(first line of torch's message))``."""
+    try:
+        return fn()
     except torch.cuda.OutOfMemoryError:
-        raise  # not a shape problem: keep torch's own advice
+        raise  # a RuntimeError too, but not a shape problem: keep torch's own advice
     except (RuntimeError, IndexError) as exc:
-        raise QSelectError(f"{type(model).__name__} cannot train on batches of inputs {tuple(x.shape)} "
-                           f"with labels up to {int(y.max())} ({first_line(exc)}); build the model with "
-                           "the data's input_shape and num_classes") from None
+        raise QSelectError(explain(first_line(exc))) from None
 
 
 def first_line(exc: BaseException) -> str:

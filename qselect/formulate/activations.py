@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..classical.masks import PRUNABLE_TYPES as PRUNABLE
-from ..classical.train import first_line, model_device
+from ..classical.train import call_or_explain, model_device
 from ..errors import QSelectError
 
 
@@ -89,14 +89,9 @@ def collect_activations(model: nn.Module, inputs, layers: Iterable[str] | None =
 
 def _forward(model: nn.Module, x: torch.Tensor):
     """One forward pass; a model that cannot take these inputs is a user error, said in one line."""
-    try:
-        return model(x)
-    except torch.cuda.OutOfMemoryError:
-        raise  # not a shape problem: keep torch's own advice
-    except (RuntimeError, IndexError) as exc:
-        raise QSelectError(f"{type(model).__name__} cannot run on calibration inputs of shape "
-                           f"{tuple(x.shape)} ({first_line(exc)}); pass inputs shaped like the model's "
-                           "training data") from None
+    return call_or_explain(lambda: model(x), lambda why: f"{type(model).__name__} cannot run on calibration "
+                           f"inputs of shape {tuple(x.shape)} ({why}); pass inputs shaped like the model's "
+                           "training data")
 
 
 def check_finite(name: str, layer: nn.Module, inputs: torch.Tensor) -> None:
