@@ -2,7 +2,7 @@
 
     python -m qselect.classical.baseline_report [--seed 0] [--json out.json] [--device auto]
 
-Prints a markdown table (the numbers quoted in docs/readme/classical.md).
+Prints a markdown table (the numbers quoted in the README's classical-pipeline section).
 """
 from __future__ import annotations
 
