@@ -6,7 +6,9 @@ import torch
 from qselect.errors import ProblemTooLargeError, QSelectError
 from qselect.problems import QUBO, DiagonalCost
 from qselect.solvers.qaoa import QAOASolver
-from qselect.solvers.qaoa.native import NumpyQAOA, check_memory, dicke_state, popcounts
+from qselect.problems.bits import popcounts
+from qselect.solvers.qaoa import native
+from qselect.solvers.qaoa.native import NumpyQAOA, check_memory, dicke_state
 from qselect.solvers.qaoa.native_torch import TorchQAOA
 from qselect.solvers.qaoa.objectives import cvar_weights, exact_objective, sample_objective
 
@@ -73,6 +75,23 @@ def test_xy_mixer_keeps_hamming_weight(n, k):
     # the solver's samples all have weight k, and so does its answer
     r = QAOASolver(p=2, mixer="xy", k=k, maxiter=20).solve(QUBO.random(n, seed=1))
     assert np.all(r.samples.sum(axis=1) == k) and r.kept == k
+
+
+@pytest.mark.parametrize("mixer,k", [("x", None), ("xy", 4)])
+def test_blocked_paths_match_one_block(monkeypatch, mixer, k):
+    """Tiny chunks force every multi-block path (phase, X-mixer groups, XY pair tiles, gradient sums)."""
+    c, x = _costs(9, 4), np.array([0.3, -0.5, 0.7, 0.2, 0.4, -0.1])
+    ref = NumpyQAOA(c, 3, mixer=mixer, k=k)
+    v0, g0, psi0 = *ref.value_and_grad(x), ref.state(x)
+    monkeypatch.setattr(native, "_CHUNK", 64)  # the X mixer needs ≥ 2^_GROUP
+    eng = NumpyQAOA(c, 3, mixer=mixer, k=k)
+    assert len(eng._bufs[0]) == 64
+    if mixer == "xy":  # tiles of every kind: whole leading rows, middle-axis runs, last-axis runs
+        assert {len(t[0]) for i, j in eng._pairs for t in eng._pair_blocks(i, j)} == {1, 2, 3}
+    v, g = eng.value_and_grad(x)
+    np.testing.assert_allclose(eng.state(x), psi0, atol=1e-12)
+    assert v == pytest.approx(v0, abs=1e-12)
+    np.testing.assert_allclose(g, g0, atol=1e-10)
 
 
 def test_x_mixer_state_is_normalised_and_uniform_at_zero_angles():

@@ -124,3 +124,28 @@ def test_angle_transfer_across_a_layer(mode):
     else:
         assert abs(s["expectation_change_mean"]) < 1e-3
     assert s["same_best_fraction"] >= 0.75
+    assert out.evaluations == sum(r.info["evaluations"] for r in out.results)
+    assert out.evaluations_independent == out.results[0].info["evaluations"] + sum(
+        r.info["evaluations"] for r in out.independent)
+
+
+def test_angle_transfer_without_compare_estimates_and_rejects_bad_input():
+    layer = [QUBO.random(6, seed=s) for s in range(3)]
+    out = solve_layer(layer, QAOASolver(p=1), mode="fixed")
+    assert out.estimated and out.independent is None
+    assert out.evaluations_independent == 3 * out.results[0].info["evaluations"]
+    np.testing.assert_allclose(out.angles, out.results[0].angles)  # one training problem: its angles
+    assert all(np.array_equal(r.angles, out.angles) for r in out.results[1:])
+    for bad in (0, -1, 1.5):
+        with pytest.raises(qselect.QSelectError, match="n_train must be a positive integer"):
+            solve_layer(layer, QAOASolver(), n_train=bad)
+    with pytest.raises(qselect.QSelectError, match="transfer mode"):
+        solve_layer(layer, QAOASolver(), mode="cold")
+
+
+def test_maxcut_rejects_non_numeric_weights_and_nan_angles_are_named():
+    g = nx.Graph([(0, 1, {"weight": "heavy"})])
+    with pytest.raises(qselect.QSelectError, match=r"edge \(0, 1\) has weight='heavy'"):
+        qselect.maxcut(g)
+    with pytest.raises(qselect.QSelectError, match="non-finite values"):
+        QAOASolver(p=1, init=[np.nan, 0.1])

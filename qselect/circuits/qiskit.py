@@ -286,10 +286,7 @@ class AerQAOARunner:
 
 def statevector_probabilities(problem, angles, p, mixer="x", k=None, max_order=None) -> np.ndarray:
     """Exact probabilities from qiskit's reference ``Statevector`` (little-endian)."""
-    from qiskit.quantum_info import Statevector
-
-    qc = qaoa_circuit(problem, p, mixer, k, measure=False, max_order=max_order)
-    return Statevector(bind_angles(qc, angles)).probabilities()
+    return StatevectorQAOARunner(problem, p, mixer, k, max_order).probabilities(angles)
 
 
 class StatevectorQAOARunner:

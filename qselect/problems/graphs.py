@@ -25,7 +25,11 @@ def maxcut(graph, weight: str = "weight") -> QUBO:
     for u, v, data in graph.edges(data=True):
         if u == v:
             continue  # a self-loop is never cut
-        w = float(data.get(weight, 1.0))
+        try:
+            w = float(data.get(weight, 1.0))
+        except (TypeError, ValueError):
+            raise QSelectError(f"edge ({u!r}, {v!r}) has {weight}={data.get(weight)!r}; MaxCut edge weights "
+                               "must be numbers") from None
         i, j = sorted((pos[u], pos[v]))
         lin[i] -= w
         lin[j] -= w

@@ -49,5 +49,6 @@ def initial_angles(init, p: int, seed=0) -> np.ndarray:
         init = init.angles
     a = np.asarray(init, dtype=float).reshape(-1)
     if a.size == 0 or a.size % 2 or not np.all(np.isfinite(a)):
-        raise QSelectError(f"initial angles must be 2·p finite numbers [γ_1..γ_p, β_1..β_p], got {a.size} values")
+        got = f"{a.size} values" if a.size == 0 or a.size % 2 else f"non-finite values {a.tolist()}"
+        raise QSelectError(f"initial angles must be 2·p finite numbers [γ_1..γ_p, β_1..β_p], got {got}")
     return interpolate(a, p)

@@ -68,14 +68,22 @@ class TorchQAOA:
     def _xy_mixer(self, psi, beta):
         c = torch.cos(beta).to(self.dtype)
         s = (-1j * torch.sin(beta)).to(self.dtype)
+        # autograd saves the quarters it multiplies, so only a no-grad pass (⟨C⟩, probabilities)
+        # may overwrite psi; there a pair costs two quarter temporaries instead of a full copy
+        inplace = not (psi.requires_grad or beta.requires_grad)
         for i, j in self._pairs:
             lo, hi = min(i, j), max(i, j)
             v = psi.reshape(self.N >> (hi + 1), 2, 1 << (hi - lo - 1), 2, 1 << lo)
             a, b = v[:, 0, :, 1, :], v[:, 1, :, 0, :]
-            v = v.clone()
-            v[:, 0, :, 1, :] = c * a + s * b
-            v[:, 1, :, 0, :] = c * b + s * a
-            psi = v.reshape(-1)
+            if inplace:
+                t = s * b
+                b.mul_(c).add_(s * a)
+                a.mul_(c).add_(t)
+            else:
+                v = v.clone()
+                v[:, 0, :, 1, :] = c * a + s * b
+                v[:, 1, :, 0, :] = c * b + s * a
+                psi = v.reshape(-1)
         return psi
 
     def state(self, angles) -> torch.Tensor:

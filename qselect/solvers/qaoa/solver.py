@@ -242,7 +242,7 @@ class QAOASolver(Solver):
             info["alpha"] = self.alpha
         if k is not None:
             info["k"] = k
-        from ...problems import index_to_bits
+        from ...problems.bits import index_to_bits, popcounts
 
         if probs_fn is not None:
             probs = np.asarray((final_probs_fn or probs_fn)(angles), dtype=np.float64)
@@ -264,7 +264,7 @@ class QAOASolver(Solver):
         samples, energies, counts = summarise_samples(problem, bits, counts)
         info["expectation_objective"] = float(best.fun)
         if costs is not None:
-            feas = costs if k is None else np.where(_weights(n) == k, costs, np.nan)
+            feas = costs if k is None else np.where(popcounts(n) == k, costs, np.nan)
             lo, hi = np.nanmin(feas), np.nanmax(feas)
             opt_mask = np.abs(feas - lo) <= 1e-9 * max(1.0, abs(lo))
             info["optimum_energy"] = float(lo * scale + const)
@@ -280,9 +280,3 @@ class QAOASolver(Solver):
         return QAOAResult(bits=samples[0].copy(), energy=float(energies[0]), solver=self.name, samples=samples,
                           energies=energies, counts=counts, info=info, expectation=expectation,
                           angles=np.asarray(angles, dtype=float))
-
-
-def _weights(n: int) -> np.ndarray:
-    from .native import popcounts
-
-    return popcounts(n)

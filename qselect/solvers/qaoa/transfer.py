@@ -74,7 +74,9 @@ def solve_layer(problems: Sequence, solver=None, mode: str = "warm", n_train: in
     problems = list(problems)
     if not problems:
         raise QSelectError("solve_layer needs at least one problem")
-    n_train = max(1, min(int(n_train), len(problems)))
+    if int(n_train) != n_train or n_train < 1:
+        raise QSelectError(f"n_train must be a positive integer (problems to optimise angles on), got {n_train!r}")
+    n_train = min(int(n_train), len(problems))
 
     train = []
     s = solver
