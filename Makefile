@@ -5,7 +5,13 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
 PY     := $(VENV)/bin/python
+# The stamp holds the torch requirement it was installed with: a different TORCH/TORCH_INDEX
+# reinstalls (else `make demo TORCH=...` on an existing .venv would silently keep the old build).
 STAMP  := $(VENV)/.qselect-installed
+TORCH_SPEC := $(strip $(TORCH) $(TORCH_INDEX))
+ifneq ($(strip $(shell cat $(STAMP) 2>/dev/null)),$(TORCH_SPEC))
+.PHONY: $(STAMP)
+endif
 
 .PHONY: demo test setup bench clean
 
@@ -16,15 +22,16 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -e ".[all]"
-	touch $(STAMP)
+	echo '$(TORCH_SPEC)' > $(STAMP)
 
 setup: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m qselect demo
 
+# pytest exit 5 = no tests collected: a failure for us (make fails on any non-zero code), said plainly
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest; rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$rc
 
 bench: $(STAMP)
 	$(PY) -m qselect bench

@@ -45,6 +45,9 @@ class Executor:
         """``fn`` over ``items``, results in input order; ``progress`` (bool or a label) shows a bar."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the executor opened (a Dask client it connected itself)."""
+
 
 class InlineExecutor(Executor):
     name = "inline"
@@ -69,10 +72,14 @@ class ProcessExecutor(Executor):
             return _collect(pool.map(fn, items, chunksize=chunk), len(items), progress)
 
 
+#: seconds to wait for a Dask scheduler before giving up with a clear error
+DASK_CONNECT_TIMEOUT = 20
+
+
 class DaskExecutor(Executor):
     name = "dask"
 
-    def __init__(self, client_or_address: Any):
+    def __init__(self, client_or_address: Any, timeout: float | None = None):
         try:
             from distributed import Client
         except ImportError:
@@ -80,13 +87,27 @@ class DaskExecutor(Executor):
                 "Dask is not installed; install it with: pip install 'qselect[dask]'"
             ) from None
         self._own = isinstance(client_or_address, str)
-        self.client = Client(client_or_address) if self._own else client_or_address
+        if not self._own:
+            self.client = client_or_address
+            return
+        timeout = DASK_CONNECT_TIMEOUT if timeout is None else timeout
+        try:
+            self.client = Client(client_or_address, timeout=timeout)
+        except (OSError, TimeoutError) as exc:  # distributed raises OSError (or TimeoutError) on no answer
+            raise QSelectError(
+                f"cannot reach the Dask scheduler at {client_or_address} ({' '.join(str(exc).split())}); "
+                "start it (dask scheduler) or use --scheduler process to solve on this machine"
+            ) from None
 
     def map(self, fn, items, progress=False):
         futures = self.client.map(fn, list(items), pure=False)
         if not progress:
             return self.client.gather(futures)
         return _collect((f.result() for f in futures), len(futures), progress)
+
+    def close(self) -> None:
+        if self._own:
+            self.client.close()
 
 
 def get_executor(spec: Any = None) -> Executor:

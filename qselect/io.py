@@ -42,13 +42,20 @@ def atomic_write_with(path, writer: Callable[[str], None]) -> Path:
 
 
 def append_line_durable(path, line: str) -> None:
-    """Append one line and fsync (append-only logs such as the job ledger)."""
+    """Append one line and fsync (append-only logs such as the job ledger).
+
+    When the append creates the file, its folder is fsynced too: otherwise a
+    power loss could drop the new file's entry although its data was synced.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(line.rstrip("\n") + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+    if created:
+        fsync_dir(path.parent)
 
 
 def _atomic(path, write, mode) -> Path:
@@ -74,7 +81,22 @@ def _replace_atomically(path, writer: Callable[[str], None]) -> Path:
     except BaseException:
         _unlink(tmp)
         raise
+    fsync_dir(path.parent)
     return path
+
+
+def fsync_dir(folder) -> None:
+    """Persist a folder's entries (a rename or a new file) across power loss; best effort."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on directories
+    finally:
+        os.close(fd)
 
 
 def _unlink(p) -> None:

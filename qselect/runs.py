@@ -60,6 +60,14 @@ def device_info() -> dict[str, Any]:
     return info
 
 
+def check_run_dir(run_dir) -> None:
+    """Refuse a folder that already holds a finished run: overwriting file by file would mix
+    two runs' reports. The CLI calls this before any work starts, ``Run.create`` again."""
+    if run_dir and (Path(run_dir) / "report.json").exists():
+        raise QSelectError(f"run directory {run_dir} already holds a finished run (report.json); "
+                           "choose a new --run-dir or remove the old one")
+
+
 def _utc_now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
 
@@ -80,10 +88,7 @@ class Run:
         try:
             if run_dir:
                 path = Path(run_dir)
-                if (path / "report.json").exists():
-                    # overwriting file by file would mix two runs' reports
-                    raise QSelectError(f"run directory {path} already holds a finished run (report.json); "
-                                       "choose a new --run-dir or remove the old one")
+                check_run_dir(path)
                 path.mkdir(parents=True, exist_ok=True)
             else:
                 path = _fresh_dir(Path(base), command)
@@ -106,7 +111,8 @@ class Run:
     def write_metadata(self, status: str, **extra) -> None:
         self.meta.update(extra)
         header = f"qselect {self.command}: resolved configuration (reuse with --config)"
-        atomic_write_text(self.file("config.toml"), to_toml(self.config, header))
+        # without run-dir, so `--config config.toml` reruns into a fresh folder (this one holds a report)
+        atomic_write_text(self.file("config.toml"), to_toml({**self.config, "run_dir": None}, header))
         atomic_write_json(self.file("run.json"), {
             "command": self.command,
             "argv": self.argv,

@@ -50,7 +50,7 @@ def test_bench_runs_scripts_and_prints_ratios(tmp_path, monkeypatch, capsys):
         "p = argparse.ArgumentParser(); p.add_argument('--out'); p.add_argument('--quick', action='store_true')\n"
         "p.add_argument('--n', type=int, default=1)\n"
         "a = p.parse_args()\n"
-        "json.dump({'quick': a.quick, 'n': a.n, 'ratio_eval_n20_native_vs_aer': 25.0 * a.n,\n"
+        "json.dump({'quick': a.quick, 'n': a.n, 'ratio_eval_n20_native_vs_aer': 25.0625 * a.n,\n"
         "           'nested': {'ratio_x': 2}}, open(a.out, 'w'))\n")
     for name in bench.BENCHMARKS:
         (folder / f"{name}.py").write_text(script)
@@ -58,10 +58,25 @@ def test_bench_runs_scripts_and_prints_ratios(tmp_path, monkeypatch, capsys):
     out = tmp_path / "b"
     assert main(["bench", "--only", "qaoa_sim", "--run-dir", str(out), "--", "--n", "2"]) == 0
     stdout = capsys.readouterr().out
-    assert "qaoa_sim: ratio_eval_n20_native_vs_aer = 50" in stdout and "nested.ratio_x = 2" in stdout
+    assert "qaoa_sim: ratio_eval_n20_native_vs_aer = 50.1" in stdout and "nested.ratio_x = 2" in stdout
     data = json.loads((out / "qaoa_sim.json").read_text())
     assert data["quick"] is True and data["n"] == 2  # quick mode advertised in --help, extra args passed
-    assert json.loads((out / "report.json").read_text())["ratios"]["qaoa_sim: ratio_eval_n20_native_vs_aer"] == 50
+    report = json.loads((out / "report.json").read_text())
+    assert report["ratios"]["qaoa_sim: ratio_eval_n20_native_vs_aer"] == 50.125  # full precision, not as printed
+    assert report["files"] == ["qaoa_sim.json", "report.json"]
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_bench_without_json_output_fails_the_run(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    (folder / "qaoa_sim.py").write_text("print('forgot --out')\n")
+    monkeypatch.setattr(bench, "benchmarks_dir", lambda: folder)
+    assert main(["bench", "--only", "qaoa_sim", "--run-dir", str(tmp_path / "b")]) == 2
+    assert "wrote no readable JSON" in capsys.readouterr().err
+    meta = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert meta["status"] == "failed" and "wrote no readable JSON" in meta["error"]
+    assert not (tmp_path / "b" / "report.json").exists()
 
 
 def test_bench_failure_is_a_clean_error(tmp_path, monkeypatch, capsys):
@@ -73,3 +88,21 @@ def test_bench_failure_is_a_clean_error(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "benchmark qaoa_sim failed (exit code 3)" in err and "Traceback" not in err
     assert json.loads((tmp_path / "b" / "run.json").read_text())["status"] == "failed"
+
+
+def test_compare_reuses_the_exact_method_as_reference(tmp_path, monkeypatch, capsys):
+    from qselect.cli import pipeline
+
+    calls = []
+    real = pipeline.select
+    monkeypatch.setattr(pipeline, "select", lambda method, *a, **k: calls.append(method) or real(method, *a, **k))
+    out = tmp_path / "cmp"
+    assert main(["compare", "--methods", "exact,sa", "--sparsities", "0.5", "--seeds", "0", "--hidden", "8,8",
+                 "--epochs", "1", "--finetune-epochs", "0", "--calib-size", "32", "--run-dir", str(out), "-q"]) == 0
+    assert calls == ["exact", "sa"]  # no second exact solve for the reference
+    problems = _csv(out / "problems.csv")
+    exact = {p["problem"]: float(p["energy"]) for p in problems if p["method"] == "exact"}
+    assert len(exact) == 2 and len(problems) == 4
+    for p in problems:
+        assert p["reference"] == "exact" and float(p["reference_energy"]) == exact[p["problem"]]
+        assert float(p["gap"]) >= 0 and (p["method"] != "exact" or float(p["gap"]) == 0)

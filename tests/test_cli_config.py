@@ -89,6 +89,8 @@ def test_run_dir_stores_resolved_config_and_metadata(tmp_path, capsys):
     schema, commands = _schema()
     stored = load_config(out / "config.toml", schema, "select", commands)
     assert stored["seed"] == 3 and stored["qubits"] == 5 and stored["sparsity"] == 0.25
+    # ... into a fresh folder: this one holds a finished run, so run-dir is not stored
+    assert "run_dir" not in stored and meta["config"]["run_dir"] == str(out)
     report = json.loads((out / "report.json").read_text())
     assert set(report["files"]) >= {"report.json", "results.csv", "summary.md", "problems.csv"}
     assert report["results"][0]["sparsity_actual"] == pytest.approx(0.25, abs=0.01)
@@ -99,3 +101,12 @@ def test_default_run_dir_is_under_runs(tmp_path, monkeypatch, capsys):
     assert main(["select"] + FAST) == 0
     (run,) = (tmp_path / "runs").iterdir()
     assert run.name.startswith("select-") and (run / "report.json").is_file()
+
+
+def test_help_lists_match_the_registries():
+    """--help names come from static lists (no torch import); they must not drift from the real ones."""
+    from qselect.cli import common
+
+    assert set(common._HELP_SOLVERS) == set(common.valid_solvers())
+    assert common._HELP_MODELS == common.valid_models()
+    assert common._HELP_DATASETS == common.valid_datasets()

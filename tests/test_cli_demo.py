@@ -33,7 +33,7 @@ def test_report_files(demo_runs):
     for name in report["files"]:
         assert (out / name).is_file() and (out / name).stat().st_size > 0
     for name in ("results.csv", "problems.csv", "summary.md", "accuracy.png", "energy_gap.png",
-                 "solver_time.png", "config.toml", "run.json"):
+                 "solver_time.png", "config.toml", "run.json", "model.pt"):
         assert (out / name).is_file(), name
     assert (out / "energy_gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
@@ -93,3 +93,14 @@ def test_rerun_with_same_seed_is_identical(demo_runs):
     ea = json.loads((a / "report.json").read_text())["ensembles"]
     eb = json.loads((b / "report.json").read_text())["ensembles"]
     assert [(e["accuracy"], e["nll"]) for e in ea] == [(e["accuracy"], e["nll"]) for e in eb]
+
+
+def test_demo_masks_evaluate_on_its_model(demo_runs, tmp_path):
+    """model.pt + masks-<method>.pt of a demo run feed 'qselect evaluate' and give the demo's numbers."""
+    out = demo_runs[0]
+    ev = tmp_path / "ev"
+    assert main(["evaluate", "--model", str(out / "model.pt"), "--masks", str(out / "masks-qselect-qaoa.pt"),
+                 "--finetune-epochs", "0", "--run-dir", str(ev), "-q"]) == 0
+    demo = {r["method"]: r for r in _csv(out / "results.csv")}["qselect-qaoa"]
+    (row,) = _csv(ev / "results.csv")
+    assert float(row["accuracy_pruned"]) == float(demo["accuracy_pruned"])

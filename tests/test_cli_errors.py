@@ -73,6 +73,25 @@ def test_unknown_names_list_the_valid_ones(flag, value, listed, capsys, tmp_path
             assert name in msg
 
 
+def test_compare_exact_limit_beyond_exact_search(capsys, tmp_path):
+    # checked up front: exact search would otherwise fail mid-run, after the run directory exists
+    msg = fail(["compare", "--exact-limit", "33", "--methods", "sa"], capsys, tmp_path)
+    assert "exact-limit 33" in msg and "--exact-limit 32" in msg
+
+
+def test_demo_ensemble_size(capsys, tmp_path):
+    assert fail(["demo", "--children", "0"], capsys, tmp_path).endswith("set it with --children")
+
+
+def test_unreachable_dask_scheduler(capsys, tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    import qselect.executors
+
+    monkeypatch.setattr(qselect.executors, "DASK_CONNECT_TIMEOUT", 1)
+    msg = fail(["select", "--scheduler", "tcp://127.0.0.1:1", "--solver", "sa"] + FAST, capsys, tmp_path)
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:1" in msg and "--scheduler process" in msg
+
+
 def test_unknown_method_in_compare(capsys, tmp_path):
     msg = fail(["compare", "--methods", "magnitude,bogus"], capsys, tmp_path)
     assert "'bogus'" in msg and "magnitude, random" in msg and "qaoa" in msg

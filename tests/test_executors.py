@@ -34,3 +34,11 @@ def test_unknown_executor_is_one_clear_error():
     with pytest.raises(QSelectError, match="inline.*process.*tcp://"):
         get_executor("threads")
     assert isinstance(get_executor(InlineExecutor()), InlineExecutor)
+
+
+def test_unreachable_dask_scheduler_is_one_clear_error():
+    pytest.importorskip("distributed")
+    from qselect.executors import DaskExecutor
+
+    with pytest.raises(QSelectError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:1 .*--scheduler process"):
+        DaskExecutor("tcp://127.0.0.1:1", timeout=1)

@@ -268,3 +268,30 @@ def test_fake_device_runs_are_deterministic_per_seed(tmp_path):
     first = counts(tmp_path / "a", 0)
     assert counts(tmp_path / "b", 0) == first
     assert counts(tmp_path / "c", 1) != first
+
+
+def test_cli_masks_the_token_in_foreign_errors_and_run_json(tmp_path, monkeypatch):
+    """An error the hardware path did not wrap still reaches neither the terminal nor run.json with the token."""
+    token = "cli-SECRET-token-0123456789abcdef"
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", token)
+
+    def explode(self, wait=True):
+        raise RuntimeError(f"upstream said:\n 403 for {token}")
+
+    monkeypatch.setattr(HardwareRun, "execute", explode)
+    d = tmp_path / "run"
+    with pytest.raises(QSelectError) as info:
+        _drive(["submit", "--backend", BACKEND, "--run-dir", str(d), "--hidden", "4", "--epochs", "1",
+                "--formulation", "neuron", "--qubits", "4", "--calib-size", "32", "-q"])
+    assert token not in str(info.value) and "403 for ***" in str(info.value) and "\n" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    run_json = json.loads((d / "run.json").read_text())
+    assert run_json["status"] == "failed" and "403 for ***" in run_json["error"]
+    for f in d.rglob("*"):
+        if f.is_file():
+            assert token.encode() not in f.read_bytes(), f
+    # errors without a secret keep their type (and traceback): they are bugs to see, not to hide
+    monkeypatch.setattr(HardwareRun, "execute", lambda self, wait=True: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        _drive(["submit", "--backend", BACKEND, "--run-dir", str(tmp_path / "r2"), "--hidden", "4", "--epochs", "1",
+                "--formulation", "neuron", "--qubits", "4", "--calib-size", "32", "-q"])

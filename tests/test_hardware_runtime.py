@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import qiskit_ibm_runtime as rt
+from qiskit_ibm_runtime import QiskitRuntimeService  # the real class, before the stub replaces it
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
 from qselect import QUBO
@@ -123,3 +124,20 @@ def test_runtime_errors_are_redacted(stub, tmp_path, monkeypatch):
 def test_saved_account_file_is_passed_through(stub, tmp_path):
     get_service("ibm_manila", account_file=str(tmp_path / "acct.json"))
     assert StubClient.created[-1] == {"filename": str(tmp_path / "acct.json")}
+
+
+def test_saved_account_token_is_masked_even_in_errors_raised_while_loading_it(stub, tmp_path, monkeypatch):
+    """The saved token is registered before the client exists, so even a bare token in its error is masked."""
+    saved = "savedTok3n0123456789abcdefXYZ"
+    acct = str(tmp_path / "acct.json")
+    QiskitRuntimeService.save_account(channel=CHANNEL, token=saved, filename=acct,
+                                      instance="crn:v1:bluemix:public:quantum-computing:us-east:a/x:y::")
+
+    class Refusing(StubClient):
+        def __init__(self, channel=None, **kw):
+            raise PermissionError(f"could not authenticate {saved}")
+
+    monkeypatch.setattr(rt, "QiskitRuntimeService", Refusing)
+    with pytest.raises(HardwareError) as info:
+        get_service("ibm_manila", account_file=acct)
+    assert saved not in str(info.value) and "***" in str(info.value) and "PermissionError" in str(info.value)

@@ -76,34 +76,31 @@ def run(args) -> int:
                            f"with --only")
     extra = [a for a in (getattr(args, "extra", None) or []) if a != "--"]
 
+    from ..report.writers import write_report
     from ..runs import Run
 
-    run_ = Run.create("bench", cfg, cfg["run_dir"], argv=args.argv)
-    results = {}
-    for name, script in scripts.items():
-        out = run_.file(f"{name}.json")
-        cmd = [sys.executable, str(script), "--out", str(out)] + ([] if cfg["full"] else _quick_flag(script)) + extra
-        con.print(f"$ {' '.join(cmd)}")
-        proc = subprocess.run(cmd, stdout=None if not cfg["quiet"] else subprocess.DEVNULL)
-        if proc.returncode != 0:
-            run_.fail(f"{name} exited with code {proc.returncode}")
-            raise QSelectError(f"benchmark {name} failed (exit code {proc.returncode}); its output is above — "
-                               f"rerun it directly: python {script} --help")
-        try:
-            results[name] = json.loads(out.read_text())
-        except (OSError, ValueError) as exc:
-            raise QSelectError(f"benchmark {name} wrote no readable JSON to {out} ({exc}); check the script") from None
-    lines = []
-    for name, data in results.items():
-        for key, value in ratios(data).items():
-            lines.append(f"{name}: {key} = {value:.3g}")
-    con.print("\nratios:" if lines else "\n(no ratios reported)")
-    for line in lines:
-        con.result(line)
-    from ..io import atomic_write_json
-
-    atomic_write_json(run_.file("report.json"), {"command": "bench", "ratios": {l.split(" = ")[0]: float(
-        l.split(" = ")[1]) for l in lines}, "files": [f"{n}.json" for n in results]})
-    run_.finish(report="report.json")
+    with Run.create("bench", cfg, cfg["run_dir"], argv=args.argv).guard() as run_:
+        results = {name: _run_one(name, script, run_, cfg, extra, con) for name, script in scripts.items()}
+        found = {f"{name}: {key}": value for name, data in results.items() for key, value in ratios(data).items()}
+        con.print("\nratios:" if found else "\n(no ratios reported)")
+        for key, value in found.items():
+            con.result(f"{key} = {value:.3g}")
+        write_report(run_.path, {"command": "bench", "ratios": found}, files=[f"{n}.json" for n in results])
+        run_.finish(report="report.json")
     con.result(f"report written to {run_.path}")
     return 0
+
+
+def _run_one(name, script, run_, cfg, extra, con) -> dict:
+    """Run one benchmark script into the run directory; returns the JSON it wrote."""
+    out = run_.file(f"{name}.json")
+    cmd = [sys.executable, str(script), "--out", str(out)] + ([] if cfg["full"] else _quick_flag(script)) + extra
+    con.print(f"$ {' '.join(cmd)}")
+    proc = subprocess.run(cmd, stdout=None if not cfg["quiet"] else subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise QSelectError(f"benchmark {name} failed (exit code {proc.returncode}); its output is above — "
+                           f"rerun it directly: python {script} --help")
+    try:
+        return json.loads(out.read_text())
+    except (OSError, ValueError) as exc:
+        raise QSelectError(f"benchmark {name} wrote no readable JSON to {out} ({exc}); check the script") from None

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 
 from ..config import OptionSpec
 from ..errors import QSelectError
+from ..runs import check_run_dir  # noqa: F401  (re-exported: the CLI's checks live here)
 
 log = logging.getLogger("qselect")
 
@@ -27,9 +28,9 @@ QAOA_BACKENDS = ("native", "aer", "statevector", "pennylane")
 SCHEDULERS = ("auto", "inline", "process")
 # Help texts use these static lists: building the parser must not import torch
 # (qselect --help stays instant); validation asks the real registries.
-_FALLBACK_SOLVERS = ("exact", "sa", "tabu", "greedy", "magnitude", "random", "qaoa")
-_FALLBACK_MODELS = ("mlp", "lenet5", "resnet18", "vit")
-_FALLBACK_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
+_HELP_SOLVERS = ("exact", "sa", "tabu", "greedy", "magnitude", "random", "qaoa")
+_HELP_MODELS = ("mlp", "lenet5", "resnet18", "vit")
+_HELP_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
 
 
 # --------------------------------------------------------------------------- parsing helpers
@@ -73,15 +74,15 @@ def add_common_options(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     """The options with the same name in every command (also settable in --config)."""
     g = parser.add_argument_group("common options")
     add_option(g, "--model", kind="str", default="mlp", metavar="NAME|CHECKPOINT",
-               help=f"built-in model ({', '.join(_FALLBACK_MODELS)}) or a checkpoint file saved by qselect")
+               help=f"built-in model ({', '.join(_HELP_MODELS)}) or a checkpoint file saved by qselect")
     add_option(g, "--dataset", kind="str", default="digits", metavar="NAME",
-               help=f"dataset ({', '.join(_FALLBACK_DATASETS)})")
+               help=f"dataset ({', '.join(_HELP_DATASETS)})")
     add_option(g, "--data-root", kind="str", default=None, metavar="DIR",
                help="folder holding the dataset files for mnist/fashion_mnist/cifar (nothing is downloaded)")
     add_option(g, "--formulation", kind="str", default="neuron", metavar="KIND",
                help=f"local problem formulation ({', '.join(FORMULATIONS)})")
     add_option(g, "--solver", kind="str", default="qaoa", metavar="NAME",
-               help=f"solver for the local problems ({', '.join(_FALLBACK_SOLVERS)})")
+               help=f"solver for the local problems ({', '.join(_HELP_SOLVERS)})")
     add_option(g, "--backend", kind="str", default="native", metavar="NAME",
                help=f"QAOA backend ({', '.join(QAOA_BACKENDS)}; IBM names for submit)")
     add_option(g, "--sparsity", kind="float", default=0.5, metavar="S",
@@ -142,38 +143,21 @@ def _infer_spec(action: argparse.Action) -> OptionSpec:
 # --------------------------------------------------------------------------- valid names
 
 def valid_models() -> tuple[str, ...]:
-    try:
-        from ..classical import models
+    from ..classical.models import MODELS
 
-        names = getattr(models, "MODELS", None)
-        return tuple(names) if names else _FALLBACK_MODELS
-    except ImportError:
-        return _FALLBACK_MODELS
+    return tuple(MODELS)
 
 
 def valid_datasets() -> tuple[str, ...]:
-    try:
-        from ..classical.data import DATASETS
+    from ..classical.data import DATASETS
 
-        return tuple(DATASETS)
-    except ImportError:
-        return _FALLBACK_DATASETS
+    return tuple(DATASETS)
 
 
 def valid_solvers() -> tuple[str, ...]:
-    try:
-        from .. import solvers
+    from ..solvers import SOLVERS
 
-        for attr in ("available_solvers", "solver_names"):
-            fn = getattr(solvers, attr, None)
-            if callable(fn):
-                return tuple(fn())
-        reg = getattr(solvers, "SOLVERS", None)
-        if reg:
-            return tuple(reg)
-    except ImportError:
-        pass
-    return _FALLBACK_SOLVERS
+    return tuple(SOLVERS)
 
 
 # --------------------------------------------------------------------------- validation
@@ -279,13 +263,6 @@ def validate_common(cfg: dict, *, solver_needed: bool = True) -> dict:
     check_scheduler(cfg["scheduler"])
     check_run_dir(cfg.get("run_dir"))
     return cfg
-
-
-def check_run_dir(run_dir) -> None:
-    """Refuse a folder that already holds a finished run before any work starts."""
-    if run_dir and (Path(run_dir) / "report.json").exists():
-        raise QSelectError(f"run directory {run_dir} already holds a finished run (report.json); "
-                           "choose a new --run-dir or remove the old one")
 
 
 def set_threads(cfg: dict) -> int:

@@ -56,6 +56,12 @@ def validate(cfg: dict) -> dict:
         check_sparsity(sp, "--sparsities")
     if not cfg["seeds"] or any(s < 0 for s in cfg["seeds"]):
         raise QSelectError(f"seeds must be non-negative integers, got {cfg['seeds']}; e.g. --seeds 0,1,2")
+    from ..solvers.exact import MAX_EXACT_BITS
+
+    if cfg["exact_limit"] > MAX_EXACT_BITS:
+        raise QSelectError(f"exact-limit {cfg['exact_limit']} is beyond exact search's limit of {MAX_EXACT_BITS} "
+                           f"bits (2^n energies); use --exact-limit {MAX_EXACT_BITS} or less (0 = no exact "
+                           "reference, gaps to the best energy found)")
     qs = [m for m in cfg["methods"] if m not in pl.CLASSICAL_METHODS]
     cfg["solver"] = qs[0].removeprefix("q:") if qs else "exact"
     if "qaoa" in qs:
@@ -72,26 +78,22 @@ def run(args) -> int:
 
     # bad input (names, sizes, paths) fails above; data/model problems fail before the run dir exists
     first = _prepare(cfg, cfg["seeds"][0], con)
-    run_ = Run.create("compare", cfg, cfg["run_dir"], argv=args.argv)
-    with run_.guard():
-        _compare(cfg, con, run_, first, threads)
+    with pl.executor_for(cfg["scheduler"], cfg["formulation"]) as executor, \
+            Run.create("compare", cfg, cfg["run_dir"], argv=args.argv).guard() as run_:
+        _compare(cfg, con, run_, first, threads, executor)
     return 0
 
 
-def _compare(cfg, con, run_, first, threads):
-    executor = pl.make_executor(cfg["scheduler"], cfg["formulation"])
+def _compare(cfg, con, run_, first, threads, executor):
     t0 = time.perf_counter()
-    try:
-        rows, problem_rows, parents = [], [], []
-        for i, seed in enumerate(cfg["seeds"]):
-            data, parent, info, calib, layers = first if i == 0 else _prepare(cfg, seed, con)
-            parents.append({"seed": seed, **info})
-            for sp in cfg["sparsities"]:
-                r, p = _one(cfg, con, data, parent, calib, layers, seed, sp, executor)
-                rows += r
-                problem_rows += p
-    finally:
-        pl.close_executor(executor)
+    rows, problem_rows, parents = [], [], []
+    for i, seed in enumerate(cfg["seeds"]):
+        data, parent, info, calib, layers = first if i == 0 else _prepare(cfg, seed, con)
+        parents.append({"seed": seed, **info})
+        for sp in cfg["sparsities"]:
+            r, p = _one(cfg, con, data, parent, calib, layers, seed, sp, executor)
+            rows += r
+            problem_rows += p
 
     from ..report import format_table
     from ..report.summary import write_run_report
@@ -150,9 +152,12 @@ def _add_references(cfg, problem_rows, parent, calib, layers, seed, sparsity, ex
         return
     exact = {}
     if max(r["n"] for r in problem_rows) <= cfg["exact_limit"]:
-        ref = pl.select("exact", parent, calib, cfg, sparsity=sparsity, seed=seed, layers=layers,
-                        executor=executor, qubits=cfg["exact_limit"])
-        exact = {r["problem"]: r["energy"] for r in pl.problem_rows(ref.selection)}
+        # the "exact" method, when run, already solved these whole problems (blocks of exact-limit bits)
+        exact = {r["problem"]: r["energy"] for r in problem_rows if r["method"] == "exact"}
+        if not exact:
+            ref = pl.select("exact", parent, calib, cfg, sparsity=sparsity, seed=seed, layers=layers,
+                            executor=executor, qubits=cfg["exact_limit"])
+            exact = {r["problem"]: r["energy"] for r in pl.problem_rows(ref.selection)}
     best: dict[str, float] = {}
     for r in problem_rows:
         best[r["problem"]] = min(best.get(r["problem"], float("inf")), r["energy"])

@@ -20,7 +20,7 @@ import time
 
 from ..errors import QSelectError
 from . import pipeline as pl
-from .common import Console, add_option, set_threads, validate_common
+from .common import Console, add_option, check_positive, set_threads, validate_common
 
 HELP = "run the whole toolkit on digits: train, select with QAOA/exact/SA, prune, fine-tune, ensemble"
 
@@ -77,10 +77,8 @@ def resolve(cfg: dict, given: set) -> dict:
     cfg["solver"] = "qaoa"
     validate_common(cfg)
     pl.validate_experiment(cfg)
-    for key in ("children", "tune_epochs"):
-        if cfg[key] < (1 if key == "children" else 0):
-            raise QSelectError(f"{key.replace('_', '-')} must be at least {1 if key == 'children' else 0}, "
-                               f"got {cfg[key]}")
+    check_positive(cfg["children"], "children", "--children")
+    check_positive(cfg["tune_epochs"], "tune-epochs", "--tune-epochs", minimum=0)
     if max(cfg["hidden"]) > EXACT_LIMIT:
         raise QSelectError(f"hidden widths above {EXACT_LIMIT} make the exact reference too slow for the demo; "
                            f"use --hidden with widths up to {EXACT_LIMIT}")
@@ -103,20 +101,20 @@ def run(args) -> int:
 
     from ..runs import Run
 
-    run_ = Run.create("demo", cfg, cfg["run_dir"], argv=args.argv)
-    with run_.guard():
-        executor = pl.make_executor(cfg["scheduler"], cfg["formulation"])
-        try:
-            rows, problem_rows, solver_table, ensembles, selections = _run(
-                cfg, con, data, calib, parent, parent_info, layers, executor)
-        finally:
-            pl.close_executor(executor)
+    with pl.executor_for(cfg["scheduler"], cfg["formulation"]) as executor, \
+            Run.create("demo", cfg, cfg["run_dir"], argv=args.argv).guard() as run_:
+        rows, problem_rows, solver_table, ensembles, selections = _run(
+            cfg, con, data, calib, parent, parent_info, layers, executor)
 
+        from ..classical.checkpoint import save_checkpoint
         from ..classical.masks import save_masks
         from ..report.summary import write_run_report
 
+        # model.pt beside the masks: 'qselect evaluate --model model.pt --masks masks-<method>.pt'
+        meta = pl.checkpoint_meta(parent_info, cfg)
+        save_checkpoint(run_.file("model.pt"), parent, meta=meta)
         for method, res in selections.items():
-            save_masks(run_.file(f"masks-{method}.pt"), res.masks, meta={"method": method, "sparsity": s})
+            save_masks(run_.file(f"masks-{method}.pt"), res.masks, meta={**meta, "method": method, "sparsity": s})
         notes = [f"Local problems: neuron selection per hidden layer ({', '.join(layers)}), keep "
                  f"{1 - s:.0%} of the units; QAOA p={cfg['p']} on the {cfg['backend']} simulator, decomposed "
                  f"into blocks of <= {cfg['qubits']} qubits (block coordinate descent from a magnitude start). "

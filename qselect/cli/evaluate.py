@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..errors import QSelectError
 from . import pipeline as pl
-from .common import Console, add_option, check_dataset, check_model, check_run_dir, set_threads
+from .common import Console, add_option, set_threads, validate_common
 
 HELP = "evaluate a masks file on a model (pruned, then fine-tuned)"
 
@@ -26,9 +26,7 @@ def run(args) -> int:
         raise QSelectError("no masks file given; pass --masks FILE (e.g. the masks.pt of a 'qselect select' run)")
     if not Path(cfg["masks"]).is_file():
         raise QSelectError(f"masks file {cfg['masks']} does not exist; check the path given to --masks")
-    check_model(cfg["model"])
-    check_run_dir(cfg["run_dir"])
-    cfg["dataset"] = check_dataset(cfg["dataset"], cfg.get("data_root"))
+    validate_common(cfg, solver_needed=False)
     pl.validate_experiment(cfg)
     con = Console(cfg["quiet"], cfg["verbose"])
     set_threads(cfg)

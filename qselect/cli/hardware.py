@@ -10,6 +10,7 @@ cancel  cancels the run's unfinished jobs.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import QSelectError
-from .common import Console, add_option
+from .common import QAOA_BACKENDS, Console, add_option
 
 log = logging.getLogger("qselect")
 
@@ -50,7 +51,7 @@ def register(subparsers, add_common_options):
     add_option(g, "--no-wait", kind="bool", default=False,
                help="submit and return; collect later with `qselect fetch --run-dir DIR`")
     add_option(g, "--timeout", kind="float", default=0.0, metavar="SEC",
-               help="stop waiting after SEC seconds (0 = wait); the run resumes with fetch")
+               help="stop waiting after SEC seconds in all (0 = wait); the run resumes with fetch")
     p.set_defaults(func=run_submit)
 
     s = subparsers.add_parser("status", help=HELP_STATUS, description=HELP_STATUS + ".")
@@ -64,13 +65,25 @@ def register(subparsers, add_common_options):
                help="fetch only this job (of the run dir's ledger, or with --backend and no run dir: print its counts)")
     add_option(f, "--resubmit-failed", kind="bool", default=False,
                help="submit again the problems of jobs that ended in ERROR or CANCELLED")
-    add_option(f, "--timeout", kind="float", default=0.0, metavar="SEC", help="stop waiting after SEC seconds (0 = wait)")
+    add_option(f, "--timeout", kind="float", default=0.0, metavar="SEC", help="stop waiting after SEC seconds in all (0 = wait)")
     f.set_defaults(func=run_fetch)
 
     c = subparsers.add_parser("cancel", help=HELP_CANCEL, description=HELP_CANCEL + ".")
     add_common_options(c)
     c.set_defaults(func=run_cancel)
     return p
+
+
+def _redacted(handler):
+    """Run a command so no exception text it prints or records can carry the IBM token."""
+    @functools.wraps(handler)
+    def run(args):
+        from ..hardware.redact import redacted_errors
+
+        with redacted_errors():
+            return handler(args)
+
+    return run
 
 
 def _need_run_dir(cfg) -> str:
@@ -135,6 +148,7 @@ def local_problems(selection, qubits: int) -> tuple[dict, dict]:
     return problems, meta
 
 
+@_redacted
 def run_submit(args) -> int:
     from . import pipeline as pl
     cfg = validate_submit(dict(args.resolved))
@@ -168,16 +182,15 @@ def run_submit(args) -> int:
     from ..hardware.runner import HardwareRun
     from ..runs import Run
 
+    from ..hardware.redact import redacted_errors
+
     run_ = Run.create("submit", cfg, run_dir, argv=getattr(args, "argv", None))
-    try:
+    with run_.guard(), redacted_errors():  # run.json records the error already redacted
         hw_run = HardwareRun.create(run_dir, service, hw_config, problems, meta=meta,
                                     timeout=cfg["timeout"] or None)
         save_selection_context(run_dir, parent, parent_info, cfg, sel, layers)
         _print_resources(con, hw_run)  # before anything is submitted
         report = hw_run.execute(wait=not cfg["no_wait"])
-    except BaseException as exc:
-        run_.fail(f"{type(exc).__name__}: {exc}")
-        raise
     if report is None:
         run_.write_metadata(status="submitted")
         con.result(f"submitted; collect the results with: qselect fetch --run-dir {run_dir}")
@@ -204,6 +217,7 @@ def _print_report(con, report, run_dir):
     con.result(f"report: {run_dir}/report.md")
 
 
+@_redacted
 def run_status(args) -> int:
     from ..hardware import api
 
@@ -214,6 +228,7 @@ def run_status(args) -> int:
     return 0
 
 
+@_redacted
 def run_fetch(args) -> int:
     from ..hardware import api
 
@@ -223,7 +238,7 @@ def run_fetch(args) -> int:
     if cfg.get("job_id") and not cfg.get("run_dir"):
         from ..hardware.runtime import get_service
 
-        if cfg["backend"] in ("native", "aer", "statevector", "pennylane"):
+        if cfg["backend"] in QAOA_BACKENDS:
             raise QSelectError("fetching a job by id without --run-dir needs --backend NAME (the IBM backend it ran on)")
         counts = get_service(cfg["backend"]).result(cfg["job_id"])
         for i, c in enumerate(counts):
@@ -242,6 +257,7 @@ def run_fetch(args) -> int:
     return 0
 
 
+@_redacted
 def run_cancel(args) -> int:
     from ..hardware import api
 

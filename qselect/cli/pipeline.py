@@ -7,6 +7,7 @@ bit-identical masks and numbers.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import logging
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import QSelectError
-from .common import add_option
+from .common import add_option, check_positive
 
 log = logging.getLogger("qselect")
 
@@ -47,9 +48,8 @@ def add_experiment_options(parser, *, epochs=20, finetune_epochs=3, calib_size=2
 
 def validate_experiment(cfg: dict) -> dict:
     for key, low in (("epochs", 0), ("finetune_epochs", 0), ("batch_size", 1), ("p", 1)):
-        if cfg[key] < low:
-            raise QSelectError(f"{key.replace('_', '-')} must be at least {low}, got {cfg[key]}; "
-                               f"set it with --{key.replace('_', '-')}")
+        flag = key.replace("_", "-")
+        check_positive(cfg[key], flag, f"--{flag}", minimum=low)
     if cfg["calib_size"] < 1:
         raise QSelectError(f"the calibration set is empty (--calib-size {cfg['calib_size']}); the local "
                            f"problems need activations: use --calib-size 1 or more (e.g. 256)")
@@ -128,6 +128,13 @@ def prepare_parent(cfg: dict, data, progress: bool = False):
     return model, info
 
 
+def checkpoint_meta(parent_info: dict, cfg: dict) -> dict:
+    """What a saved model.pt / masks file records, so 'qselect evaluate' can rebuild the model."""
+    return {"model": parent_info["model"], "model_kwargs": parent_info["model_kwargs"],
+            "input_shape": parent_info["input_shape"], "num_classes": parent_info["num_classes"],
+            "dataset": cfg["dataset"], "epochs": parent_info.get("trained_epochs"), "seed": cfg["seed"]}
+
+
 def _last(x):
     return float(x[-1]) if x else None
 
@@ -184,12 +191,22 @@ def make_executor(spec: str, formulation: str):
 
 
 def close_executor(executor) -> None:
-    client = getattr(executor, "client", None)
-    if client is not None and getattr(executor, "_own", False):
-        client.close()
+    if executor is not None:
+        executor.close()
 
 
-def make_solver(name: str, *, seed: int, backend: str = "native", p: int = 1, qubits: int | None = None):
+@contextlib.contextmanager
+def executor_for(spec: str, formulation: str):
+    """``make_executor`` closed on exit. Enter it before creating the run directory: an
+    unreachable Dask scheduler is bad input and must leave no folder behind."""
+    executor = make_executor(spec, formulation)
+    try:
+        yield executor
+    finally:
+        close_executor(executor)
+
+
+def make_solver(name: str, *, seed: int, backend: str = "native", p: int = 1):
     """A registry solver with the run's seed (and QAOA backend/depth) where it takes them."""
     from ..solvers import get_solver, solver_class
 

@@ -40,25 +40,19 @@ def run(args) -> int:
 
     from ..runs import Run
 
-    run_ = Run.create("select", cfg, cfg["run_dir"], argv=args.argv)
-    with run_.guard():
-        executor = pl.make_executor(cfg["scheduler"], cfg["formulation"])
-        try:
-            con.info("solving local problems with %s (%s formulation, %d-qubit budget)", cfg["solver"],
-                     cfg["formulation"], cfg["qubits"])
-            res = pl.select(f"q:{cfg['solver']}", parent, calib, cfg, sparsity=cfg["sparsity"], seed=cfg["seed"],
-                            layers=layers, executor=executor, progress=con.progress)
-        finally:
-            pl.close_executor(executor)
+    with pl.executor_for(cfg["scheduler"], cfg["formulation"]) as executor, \
+            Run.create("select", cfg, cfg["run_dir"], argv=args.argv).guard() as run_:
+        con.info("solving local problems with %s (%s formulation, %d-qubit budget)", cfg["solver"],
+                 cfg["formulation"], cfg["qubits"])
+        res = pl.select(f"q:{cfg['solver']}", parent, calib, cfg, sparsity=cfg["sparsity"], seed=cfg["seed"],
+                        layers=layers, executor=executor, progress=con.progress)
         metrics, _ = pl.evaluate_masks(parent, res.masks, data, cfg, seed=cfg["seed"],
                                        finetune_epochs=cfg["finetune_epochs"], progress=con.progress)
 
         from ..classical.checkpoint import save_checkpoint
         from ..classical.masks import save_masks
 
-        meta = {"model": parent_info["model"], "model_kwargs": parent_info["model_kwargs"],
-                "input_shape": parent_info["input_shape"], "num_classes": parent_info["num_classes"],
-                "dataset": cfg["dataset"], "epochs": parent_info.get("trained_epochs"), "seed": cfg["seed"]}
+        meta = pl.checkpoint_meta(parent_info, cfg)
         save_masks(run_.file("masks.pt"), res.masks, meta={**meta, "solver": cfg["solver"],
                                                          "formulation": cfg["formulation"],
                                                          "sparsity": cfg["sparsity"]})

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import QSelectError
 from ..problems import Problem
 from .jobs import JobRunner
-from .ledger import Ledger
+from .ledger import TERMINAL, Ledger
 from .runner import HardwareConfig, HardwareRun, read_plan
 from .service import Service
 
@@ -27,8 +28,7 @@ def submit(problems: dict[str, Problem], backend: str, run_dir, config: Hardware
            meta: dict[str, dict] | None = None, service: Service | None = None, wait: bool = True,
            timeout: float | None = None, **kw) -> dict | None:
     """Plan and run ``problems`` on ``backend``; returns the report (None with ``wait=False``)."""
-    config = config or HardwareConfig(backend=backend)
-    config.backend = backend
+    config = replace(config, backend=backend) if config else HardwareConfig(backend=backend)
     if service is None:
         from .runtime import get_service
 
@@ -63,14 +63,14 @@ def status(run_dir, service: Service | None = None, refresh: bool = True) -> lis
     run_dir = Path(run_dir)
     plan = read_plan(run_dir)
     ledger = Ledger(run_dir)
-    if refresh and any(r.job_id and not r.has_result and r.status not in ("DONE", "ERROR", "CANCELLED")
+    if refresh and any(r.job_id and not r.has_result and r.status not in TERMINAL
                        for r in ledger.records().values()):
         try:
             JobRunner(_service_for(run_dir, plan, service), ledger, plan["run_id"]).refresh()
         except QSelectError as exc:  # offline / no account: the ledger alone still answers
             log.warning("showing the ledger without live states: %s", exc)
     return [{"key": r.key, "job_id": r.job_id or "-", "backend": r.backend, "problems": len(r.problem_ids),
-             "shots": r.shots, "status": r.status, "submitted": r.submitted_at or "-",
+             "shots": r.shots, "status": r.status, "submitted": (r.submitted_at or "-")[:19],
              "cached": "yes" if r.has_result else "no", "error": r.error or ""}
             for r in ledger.records().values()]
 

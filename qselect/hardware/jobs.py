@@ -8,8 +8,11 @@ ledger records:
 
 - result cached            -> read it (a rerun costs nothing);
 - job id known             -> wait for it and fetch it by id;
-- intent only (the process died around ``submit``) -> look the tag up in the
-  service's job list; found -> adopt that job; not found -> submit now;
+- intent only (the process died around ``submit``, or ``submit`` failed) ->
+  look the tag up in the service's job list, a second time once the service's
+  ``listing_lag`` has passed since the last attempt (a job created just before
+  the crash may not be listed yet); found -> adopt that job; not found ->
+  submit again under the same tag (so a later lookup still sees both);
 - nothing                  -> write the intent line, then submit.
 
 Every line is on disk before anything waits on the service.
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import QSelectError
-from .ledger import TERMINAL, JobRecord, Ledger, now
+from .ledger import TERMINAL, JobRecord, Ledger, now, seconds_since
 from .redact import HardwareError, redact, sanitised_errors
 from .service import Service, normalise_status
 
@@ -53,6 +56,7 @@ class JobRunner:
         self.timeout = timeout
         self.poll_interval = service.poll_interval if poll_interval is None else poll_interval
         self.resubmit_failed = resubmit_failed
+        self._deadline: float | None = None  # the timeout covers all waiting, from the first wait
         self._bar = None  # progress bar while a stage waits (status shown as its postfix)
         # Test hook: called at named points between the runner's own steps.
         self._hook = crash_hook or _no_hook
@@ -116,19 +120,37 @@ class JobRunner:
                 return rec
             # Intent without a job id: the process died around submit. Ask the
             # service before ever submitting again.
-            with sanitised_errors(f"looking up job tag {rec.tag}"):
-                found = list(self.service.find_jobs(rec.tag))
-            self._hook("after_lookup")
+            found = self._find_by_tag(rec)
             if found:
                 if len(found) > 1:
                     log.warning("%d jobs carry tag %s; using %s", len(found), rec.tag, found[0])
-                self.ledger.append("submitted", tag=rec.tag, key=key, job_id=found[0], backend=rec.backend,
-                                   problem_ids=ids, submitted_at=now(), status="QUEUED", recovered=True)
+                self._adopt(rec, found[0])
                 log.info("recovered job %s for %s from its tag", found[0], key)
                 return self.ledger.records()[rec.tag]
+            circuits, _ = self._build(batch)  # before the lookup line: it stamps the new attempt
             self.ledger.append("lookup", tag=rec.tag, key=key, found=0)
-            return self._send(rec.tag, key, batch, shots)
+            return self._send(rec.tag, key, batch, shots, circuits)
         return self._submit(key, batch, shots, 0)
+
+    def _find_by_tag(self, rec: JobRecord) -> list[str]:
+        """Jobs carrying ``rec``'s tag; an empty answer counts only once the listing has caught
+        up with the last submit attempt (``Service.listing_lag``), so it is asked twice if need be."""
+        with sanitised_errors(f"looking up job tag {rec.tag}"):
+            found = list(self.service.find_jobs(rec.tag))
+        self._hook("after_lookup")
+        lag = float(self.service.listing_lag)
+        lag = min(lag, lag - seconds_since(rec.last_attempt))  # min: a ledger stamped by a clock ahead of ours
+        if not found and lag > 0:
+            log.info("no job tagged %s listed yet; looking again in %.0f s before submitting", rec.tag, lag)
+            time.sleep(lag)
+            with sanitised_errors(f"looking up job tag {rec.tag}"):
+                found = list(self.service.find_jobs(rec.tag))
+            self._hook("after_lookup")
+        return found
+
+    def _adopt(self, rec: JobRecord, job_id: str) -> None:
+        self.ledger.append("submitted", tag=rec.tag, key=rec.key, job_id=job_id, backend=rec.backend,
+                           problem_ids=rec.problem_ids, submitted_at=now(), status="QUEUED", recovered=True)
 
     def _build(self, batch):
         circuits, hashes = [], []
@@ -146,9 +168,7 @@ class JobRunner:
         self._hook("after_intent")
         return self._send(tag, key, batch, shots, circuits)
 
-    def _send(self, tag, key, batch, shots, circuits=None) -> JobRecord:
-        if circuits is None:
-            circuits, _ = self._build(batch)
+    def _send(self, tag, key, batch, shots, circuits) -> JobRecord:
         with sanitised_errors(f"submitting job {key} to {self.service.backend_name}"):
             job_id = self.service.submit(circuits, int(shots), tag)
         self._hook("after_submit")
@@ -185,7 +205,8 @@ class JobRunner:
         return payload
 
     def wait(self, rec: JobRecord) -> str:
-        start = time.monotonic()
+        if self._deadline is None and self.timeout is not None:
+            self._deadline = time.monotonic() + self.timeout
         last = rec.status
         err = rec.error
         polls = 0
@@ -210,11 +231,11 @@ class JobRunner:
                     f"job {rec.job_id} ({rec.key}) ended in {st}"
                     + (f": {redact(err)}" if st == "ERROR" and err else "")
                     + "; rerun `qselect fetch --run-dir DIR --resubmit-failed` to run those problems again")
-            if self.timeout is not None and time.monotonic() - start > self.timeout:
-                raise HardwareError(f"job {rec.job_id} is still {st} after {self.timeout:.0f} s; nothing is lost: "
-                                    "run `qselect fetch --run-dir DIR` later to collect it")
+            if self._deadline is not None and time.monotonic() > self._deadline:
+                raise HardwareError(f"job {rec.job_id} is still {st} after waiting {self.timeout:g} s in all; "
+                                    "nothing is lost: run `qselect fetch --run-dir DIR` later to collect it")
             polls += 1  # back off: quick jobs return fast, long queues are not hammered
-            time.sleep(min(self.poll_interval, 0.25 * 2 ** polls))
+            time.sleep(min(self.poll_interval, 0.25 * 2 ** min(polls, 20)))  # capped: 2**1024 overflows float
 
     # -- status / cancel -----------------------------------------------------
     def refresh(self) -> dict[str, JobRecord]:
@@ -236,12 +257,9 @@ class JobRunner:
                 continue
             ids = [rec.job_id] if rec.job_id else []
             if not ids:  # intent only: the job may exist under its tag
-                with sanitised_errors(f"looking up job tag {rec.tag}"):
-                    ids = list(self.service.find_jobs(rec.tag))
+                ids = self._find_by_tag(rec)
                 for jid in ids[:1]:
-                    self.ledger.append("submitted", tag=rec.tag, key=rec.key, job_id=jid, backend=rec.backend,
-                                       problem_ids=rec.problem_ids, submitted_at=now(), status="QUEUED",
-                                       recovered=True)
+                    self._adopt(rec, jid)
             for jid in ids:
                 with sanitised_errors(f"cancelling job {jid}"):
                     self.service.cancel(jid)

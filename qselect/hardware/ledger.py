@@ -8,8 +8,9 @@ client-generated ``tag`` that is also sent to the service as a job tag):
 ``intent``     written before ``submit`` is called (tag, problem ids, circuit
                hashes, shots, backend);
 ``submitted``  the job id the service returned (or found by tag on resume);
-``lookup``     on resume, an intent without a job id was looked up by tag and
-               no job was found, so submitting is safe;
+``lookup``     on resume, an intent without a job id was looked up by tag (twice
+               if the service may list new jobs late) and no job was found, so
+               it is submitted again under the same tag;
 ``status``     a state change seen while waiting;
 ``result``     the counts were cached (atomically) under ``results/``;
 ``cancel``     a cancel request.
@@ -21,6 +22,7 @@ starts on a fresh line, so the file always parses.
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -36,7 +38,12 @@ TERMINAL = ("DONE", "ERROR", "CANCELLED")
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # milliseconds: the tag-lookup grace period is measured from these stamps
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def seconds_since(stamp: str) -> float:
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
 
 
 @dataclass
@@ -57,6 +64,7 @@ class JobRecord:
     result_file: str | None = None
     recovered: bool = False
     lookups: int = 0
+    last_attempt: str = ""  # time of the intent or of the latest lookup: when a submit was last sent
     extra: dict = field(default_factory=dict)
 
     @property
@@ -112,6 +120,8 @@ class Ledger:
                 fh.seek(-1, 2)
                 if fh.read(1) != b"\n":
                     line = "\n" + line
+        # a new ledger's folder entry is fsynced too (append_line_durable): a run that lost its
+        # ledger to a power cut would submit everything again
         append_line_durable(self.path, line)
         return rec
 
@@ -119,7 +129,6 @@ class Ledger:
     def records(self) -> dict[str, JobRecord]:
         """State of every job unit, by tag, in order of first intent."""
         recs: dict[str, JobRecord] = {}
-        by_job: dict[str, str] = {}
         for ev in self.events():
             kind = ev["event"]
             tag = ev.get("tag")
@@ -129,11 +138,9 @@ class Ledger:
                                           problem_ids=list(ev.get("problem_ids", [])),
                                           circuit_hashes=list(ev.get("circuit_hashes", [])),
                                           shots=int(ev.get("shots", 0)), intent_time=ev["time"],
-                                          extra=dict(ev.get("extra", {})))
+                                          last_attempt=ev["time"], extra=dict(ev.get("extra", {})))
                 continue
-            if tag is None and ev.get("job_id") in by_job:
-                tag = by_job[ev["job_id"]]
-            rec = recs.get(tag)
+            rec = recs.get(tag)  # every event carries its unit's tag
             if rec is None:
                 continue
             if kind == "submitted":
@@ -141,9 +148,9 @@ class Ledger:
                 rec.submitted_at = ev.get("submitted_at", ev["time"])
                 rec.status = ev.get("status", "QUEUED")
                 rec.recovered = bool(ev.get("recovered", False))
-                by_job[rec.job_id] = tag
             elif kind == "lookup":
                 rec.lookups += 1
+                rec.last_attempt = ev["time"]
             elif kind == "status":
                 if rec.status not in TERMINAL or ev.get("status") in TERMINAL:
                     rec.status = ev["status"]

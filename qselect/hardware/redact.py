@@ -2,7 +2,8 @@
 
 Any text that may have come from the runtime client (exception messages,
 job error messages) passes through ``redact`` before it reaches a file, a log
-or an exception; ``sanitised_errors`` turns a foreign exception into a
+or an exception; ``redacted_errors`` masks any exception that carries a
+secret (the CLI commands run inside it); ``sanitised_errors`` turns a foreign exception into a
 one-line ``QSelectError`` with the secrets removed and the original chain
 dropped (a chained traceback would print the raw message again).
 """
@@ -52,6 +53,19 @@ def redact(text) -> str:
     for pat in _PATTERNS:
         text = pat.sub(lambda m: m.group(1) + _MASK, text)
     return text
+
+
+@contextlib.contextmanager
+def redacted_errors():
+    """Let exceptions through untouched unless their text holds a secret; those become a
+    redacted one-line ``HardwareError`` (the raw one is not chained, so no traceback shows it)."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - any type may carry a client's message
+        msg = redact(exc)
+        if msg == str(exc):
+            raise
+        raise HardwareError(" ".join(msg.split())) from None
 
 
 @contextlib.contextmanager

@@ -216,6 +216,10 @@ class HardwareRun:
                                f"{run_dir}` or choose a new --run-dir")
         if not problems:
             raise QSelectError("no local problems to run; check the selection options (--formulation, --qubits)")
+        bad = [pid for pid in problems if not isinstance(pid, str) or not pid or "|" in pid]
+        if bad:  # ids name the SPSA PUBs ("<id>|+") and survive plan.json only as strings
+            raise QSelectError(f"problem ids must be non-empty strings without '|', got {bad[0]!r}; "
+                               "rename the keys of the problems dict")
         too_big = [pid for pid, pr in problems.items() if service.num_qubits and pr.n > service.num_qubits]
         if too_big:
             raise QSelectError(f"{len(too_big)} problems need more qubits than {service.backend_name} has "
@@ -313,8 +317,7 @@ class HardwareRun:
     def execute(self, wait: bool = True) -> dict | None:
         """Submit what the ledger lacks, wait, fetch, score; returns the report (None if not waiting)."""
         jobs = self.runner()
-        if hasattr(self.service, "open_batch") and (self.config.strategy == "spsa"
-                                                    or len(self.problems) > (self.pack_size or 1)):
+        if self.config.strategy == "spsa" or len(self.problems) > (self.pack_size or 1):
             self.service.open_batch()  # several jobs: Batch mode (Open Plan cannot open Sessions)
         try:
             if self.config.strategy == "sample":
@@ -338,7 +341,11 @@ class HardwareRun:
         return report
 
     def _spsa(self, jobs: JobRunner):
-        """Lockstep SPSA over all problems (Spall's gains); replayable from cached counts."""
+        """Lockstep SPSA over all problems (Spall's gains); replayable from cached counts.
+
+        Not qiskit-algorithms' SPSA: its ``minimize`` owns the loop (no ask/tell), draws from
+        the global ``algorithm_globals.random`` and evaluates extra points, so it cannot run
+        many problems in lockstep at one job per iteration (see README, Strategies)."""
         cfg = self.config
         ids = list(self.problems)
         theta = {pid: np.asarray(self.angles[pid], dtype=float) for pid in ids}
@@ -358,8 +365,8 @@ class HardwareRun:
                 pr = self.problems[pid]
                 lp, lm = (score_counts(pr, counts[f"{pid}|{s}"])["mean_energy"] / pr.scale() for s in "+-")
                 seen[pid] += [counts[f"{pid}|+"], counts[f"{pid}|-"]]
-                if pid not in a_gain:  # calibrate: first step moves the angles by about spsa_step
-                    a_gain[pid] = cfg.spsa_step * (A + 1) ** 0.602 * ck / max(abs(lp - lm), 1e-9)
+                if pid not in a_gain:  # calibrate: the first step moves each angle by spsa_step
+                    a_gain[pid] = cfg.spsa_step * (A + 1) ** 0.602 * 2 * ck / max(abs(lp - lm), 1e-9)
                 ak = a_gain[pid] / (t + 1 + A) ** 0.602
                 theta[pid] = theta[pid] - ak * (lp - lm) / (2 * ck) * deltas[pid]
         final = jobs.run_stage("final", [self._pub(pid, pid, theta[pid]) for pid in ids], cfg.shots)

@@ -16,7 +16,6 @@ redacted line (the token never reaches a file, a log or an error).
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -177,12 +176,19 @@ class RuntimeService(Service):
     """IBM Quantum Platform through QiskitRuntimeService + SamplerV2 (job or Batch mode)."""
 
     poll_interval = 10.0
+    # A job created just before a crash (or by a submit whose reply was lost) may be
+    # listed by tag a little later; resuming waits this long after the last attempt
+    # before trusting an empty lookup (only when resuming within that time).
+    listing_lag = 30.0
 
     def __init__(self, name: str | None, min_qubits: int = 1, account_file: str | None = None):
         rt = _runtime()
-        from qiskit_ibm_runtime.accounts import AccountNotFoundError
+        from qiskit_ibm_runtime.accounts import AccountManager, AccountNotFoundError
 
-        register_secret(os.environ.get("QISKIT_IBM_TOKEN"))
+        try:  # the saved token is a secret before the client (or its errors) ever sees it
+            register_secret(AccountManager.get(filename=account_file, channel=CHANNEL).token)
+        except Exception:  # noqa: BLE001 - no saved account: the constructor below says so
+            pass
         missing = False
         with sanitised_errors("loading the IBM Quantum account"):
             try:
@@ -204,9 +210,7 @@ class RuntimeService(Service):
                 self._backend = self.client.backend(name)
         self.backend_name = self._backend.name
         self.num_qubits = int(self._backend.num_qubits)
-        max_circ = getattr(self._backend, "max_circuits", None)
-        if max_circ:
-            self.max_pubs_per_job = int(max_circ)
+        # (IBMBackend.max_circuits is None since 0.4x: the Service defaults bound the packing)
         self._batch = None
         self.use_batch = False
         self.batches_opened = 0
@@ -273,7 +277,7 @@ class RuntimeService(Service):
             self._batch = None
 
 
-def get_service(name: str, run_dir=None, *, min_qubits: int = 1, seed: int = 0, batch: bool = False,
+def get_service(name: str, run_dir=None, *, min_qubits: int = 1, seed: int = 0,
                 account_file: str | None = None) -> Service:
     """The service for ``--backend NAME``: ``fake_<device>``, an IBM device name, or ``least_busy``."""
     if not name:
@@ -281,7 +285,4 @@ def get_service(name: str, run_dir=None, *, min_qubits: int = 1, seed: int = 0, 
                            "or fake_<device> (e.g. fake_manila) to run locally without an account")
     if name.startswith("fake_"):
         return LocalService(name, run_dir=run_dir, seed=seed)
-    svc = RuntimeService(name, min_qubits=min_qubits, account_file=account_file)
-    if batch:
-        svc.open_batch()
-    return svc
+    return RuntimeService(name, min_qubits=min_qubits, account_file=account_file)

@@ -13,6 +13,7 @@ character is classical bit 0 (= problem variable 0).
 from __future__ import annotations
 
 import itertools
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -34,7 +35,7 @@ def normalise_status(status) -> str:
     """'DONE' / JobStatus.DONE / 'Completed' -> 'DONE' (see ``STATES``)."""
     name = getattr(status, "name", None) or str(status)
     name = name.split(".")[-1].strip().upper()
-    return _ALIASES.get(name, "QUEUED" if name else "QUEUED")
+    return _ALIASES.get(name, "QUEUED")
 
 
 class Service(ABC):
@@ -50,6 +51,9 @@ class Service(ABC):
     max_executions_per_job: int = 5_000_000
     #: seconds between status polls while waiting
     poll_interval: float = 5.0
+    #: seconds from the start of a submit (request included) within which ``find_jobs`` may not
+    #: list the job yet: a lookup that finds nothing is repeated once this has passed, before resubmitting
+    listing_lag: float = 0.0
     #: whether repeated submissions are free (local simulation) -- shown in reports
     is_simulator: bool = False
 
@@ -85,6 +89,9 @@ class Service(ABC):
         """Median two-qubit gate error of the device, if known (for depth warnings)."""
         return None
 
+    def open_batch(self) -> None:
+        """Run the following jobs in Batch mode, where the service has one."""
+
     def close(self) -> None:
         """Release client-side resources (e.g. close a Batch); jobs keep running."""
 
@@ -107,6 +114,7 @@ class _FakeJob:
     status: str = "QUEUED"
     counts: list | None = None
     error: str | None = None
+    created: float = 0.0  # time.monotonic() at submit
 
 
 def uniform_counts(circuit, shots: int, rng: np.random.Generator) -> dict[str, int]:
@@ -132,7 +140,8 @@ class FakeService(Service):
     client never learns its id). Each point fires once. ``error_at`` does the
     same with an ordinary exception carrying ``error_text`` (to test that
     foreign messages are sanitised). ``fail_jobs`` makes the n-th submitted job
-    end in ERROR.
+    end in ERROR. ``listing_delay`` (seconds; default: the declared
+    ``listing_lag``) hides a new job from ``find_jobs`` for that long.
     """
 
     backend_name: str = "fake_inmemory"
@@ -140,6 +149,8 @@ class FakeService(Service):
     max_pubs_per_job: int = 3
     max_executions_per_job: int = 10_000_000
     poll_interval: float = 0.0
+    listing_lag: float = 0.0
+    listing_delay: float | None = None
     polls_to_finish: int = 2
     sampler: Callable[[Any, int, np.random.Generator], dict[str, int]] = uniform_counts
     seed: int = 0
@@ -173,7 +184,7 @@ class FakeService(Service):
     def submit(self, circuits, shots, tag):
         self._tick("submit", "before")
         job_id = f"job-{next(self._ids):04d}"
-        job = _FakeJob(job_id, tag, list(circuits), int(shots), self.polls_to_finish)
+        job = _FakeJob(job_id, tag, list(circuits), int(shots), self.polls_to_finish, created=time.monotonic())
         if len(self.submissions) + 1 in self.fail_jobs:
             job.error = "job failed on the device"
         self.jobs[job_id] = job
@@ -219,7 +230,9 @@ class FakeService(Service):
 
     def find_jobs(self, tag):
         self._tick("find_jobs", "before")
-        found = [j.job_id for j in self.jobs.values() if j.tag == tag]
+        delay = self.listing_lag if self.listing_delay is None else self.listing_delay
+        listed_before = time.monotonic() - delay
+        found = [j.job_id for j in self.jobs.values() if j.tag == tag and j.created <= listed_before]
         self._tick("find_jobs", "after")
         return found
 

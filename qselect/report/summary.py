@@ -53,9 +53,6 @@ def write_run_report(run, cfg: dict, parent_info: dict, rows: Sequence[dict], *,
         plots["energy_gap.png"] = lambda p: energy_gap(problem_rows_, p)
     if problem_rows_:
         plots["solver_time.png"] = lambda p: solver_time(problem_rows_, p)
-    tables = {"results.csv": rows}
-    if problem_rows_:
-        tables["problems.csv"] = problem_rows_
 
     md = [f"# {title}", "", f"Run directory: `{run.path}`", ""]
     model = parent_info.get("model")
@@ -84,10 +81,10 @@ def write_run_report(run, cfg: dict, parent_info: dict, rows: Sequence[dict], *,
         report["solver_table"] = list(solver_table)
     if ensembles is not None:
         report["ensembles"] = list(ensembles)
-    tables["results.csv"] = _ordered(rows, RESULT_COLUMNS)
+    tables = {"results.csv": _ordered(rows, RESULT_COLUMNS)}
     if problem_rows_:
         tables["problems.csv"] = _ordered(problem_rows_, PROBLEM_COLUMNS)
-    written = _write(run.path, report, tables, plots, "\n".join(md))
+    written = write_report(run.path, report, tables=tables, plots=plots, summary="\n".join(md))
     run.finish(report="report.json")
     if con is not None:
         con.result(f"report written to {run.path} (summary.md, report.json, results.csv"
@@ -98,7 +95,3 @@ def write_run_report(run, cfg: dict, parent_info: dict, rows: Sequence[dict], *,
 def _ordered(rows, preferred):
     cols = _columns(rows, preferred)
     return [{c: r.get(c) for c in cols} for r in rows]
-
-
-def _write(path, report, tables, plots, summary):
-    return write_report(path, report, tables=tables, plots=plots, summary=summary)

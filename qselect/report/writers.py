@@ -43,11 +43,12 @@ def write_csv(path, rows: Sequence[dict], columns: Sequence[str] | None = None) 
 
 def write_report(run_dir, report: dict, *, tables: Mapping[str, Sequence[dict]] | None = None,
                  plots: Mapping[str, Callable[[Path], object]] | None = None,
-                 summary: str | None = None) -> dict[str, Path]:
+                 summary: str | None = None, files: Sequence[str] = ()) -> dict[str, Path]:
     """Write every report file of a run; returns {name: path}.
 
     ``tables`` maps CSV file names to rows; ``plots`` maps PNG file names to
-    functions that draw into a given path (see ``qselect.report.plots``).
+    functions that draw into a given path (see ``qselect.report.plots``);
+    ``files`` names other files of the run (already written) that the report lists.
     """
     run_dir = Path(run_dir)
     written: dict[str, Path] = {}
@@ -60,6 +61,6 @@ def write_report(run_dir, report: dict, *, tables: Mapping[str, Sequence[dict]] 
     if summary is not None:
         written["summary.md"] = atomic_write_text(run_dir / "summary.md", summary)
     report = dict(report)
-    report["files"] = sorted(list(written) + ["report.json"])
+    report["files"] = sorted(set(written) | set(files) | {"report.json"})
     written["report.json"] = atomic_write_json(run_dir / "report.json", report)
     return written
