@@ -1,6 +1,7 @@
 """Seed methods against their baselines, over seeds and sparsities.
 
     python benchmarks/seed_methods.py [--out FILE] [--quick] [--data-dir DIR]
+    python benchmarks/seed_methods.py --table FILE   # the README tables from a results JSON
 
 * Prune and Tune: ensembles of anti-random, random, magnitude, N-way partition
   and quantum-selected (qselect local problems) children vs the parent alone
@@ -70,6 +71,8 @@ def settings(args) -> dict:
         s.update(model=args.model, model_kw={}, ss_model=args.model, ss_model_kw={})
     if args.epochs:
         s["parent_epochs"] = args.epochs
+    if args.anneal_fraction is not None:
+        s["anneal_fraction"] = args.anneal_fraction
     if args.qselect_last_layers is not None:
         s["qselect_last_layers"] = args.qselect_last_layers or None
     return s
@@ -293,6 +296,40 @@ def plot(results, path):
     plt.close(fig)
 
 
+# ----------------------------------------------------------------------------------- README tables
+def tables(results) -> str:
+    """The README's three tables (markdown) from a results JSON: mean (± std) over seeds."""
+    def pm(r, k, nd=3):
+        return f"{r[k]:.{nd}f} ± {r.get(k + '_std', 0):.{nd}f}"
+
+    def num(r, k):
+        return f"{r[k]:.3f}" if k in r else "–"  # the parent alone has no diversity
+
+    pat = results["pat"]["summary"]
+    out = ["| ensemble | child sparsity | accuracy | NLL | ECE | disagreement | pairwise KL | cost (ep / FLOP-ep) |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(pat, key=lambda r: (r["sparsity"], r["nll"])):
+        out.append(f"| {r['method']} | {r['sparsity']:g} | {r['accuracy']:.3f} | {pm(r, 'nll')} | {r['ece']:.3f} | "
+                   f"{num(r, 'disagreement')} | {num(r, 'pairwise_kl')} | {r['epochs']:g} / {r['flop_epochs']:.1f} |")
+    ssa = results["ssa"]["summary"]
+    out += ["", "| final sparsity | target | one-shot | SSA cosine p₀=0.3 | best SSA variant | IMP-3 |",
+            "|---|---|---|---|---|---|"]
+    for sp, target in sorted({(r["sparsity"], r["target"]) for r in ssa}):
+        rows = {r["method"]: r for r in ssa if r["sparsity"] == sp and r["target"] == target}
+        if "one-shot" not in rows:
+            continue
+        best = max((r for m, r in rows.items() if m.startswith("ssa-")), key=lambda r: r["accuracy"])
+        imp = rows.get("imp-3")  # magnitude targets only
+        cos = rows.get("ssa-cosine-p0.3")
+        out.append(f"| {sp:.2f} | {target} | {pm(rows['one-shot'], 'accuracy')} | {pm(cos, 'accuracy') if cos else '–'} | "
+                   f"{pm(best, 'accuracy')} ({best['method']}) | {pm(imp, 'accuracy') if imp else '–'} |")
+    out += ["", "| variant | training | dead units start → end | final sparsity | accuracy |", "|---|---|---|---|---|"]
+    for r in results["ss"]["summary"]:
+        out.append(f"| {r['variant']} | {r['method']} | {r['dead_start']:.1f} → {r['dead_end']:.1f} | "
+                   f"{r['sparsity']:.3f} | {pm(r, 'accuracy')} |")
+    return "\n".join(out)
+
+
 # ----------------------------------------------------------------------------------- main
 DEVICE = "auto"
 AUGMENT = None
@@ -309,10 +346,19 @@ def main(argv=None):
     ap.add_argument("--no-qselect", action="store_true", help="skip quantum-selected children/targets")
     ap.add_argument("--model", default=None, help="override the model (mlp, lenet5, resnet18, vit)")
     ap.add_argument("--epochs", type=int, default=None, help="override the parent's epochs")
+    ap.add_argument("--anneal-fraction", type=float, default=None,
+                    help="share of the fine-tuning budget SSA anneals over (preset 0.25)")
     ap.add_argument("--qselect-last-layers", type=int, default=None,
                     help="local problems only for the last N prunable layers (0: all; CIFAR default 1)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--table", default=None, metavar="JSON",
+                    help="only print the README tables from an existing results JSON")
     args = ap.parse_args(argv)
+    if args.table:
+        import json
+
+        print(tables(json.loads(Path(args.table).read_text())))
+        return None
     DEVICE = args.device
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -346,6 +392,7 @@ def main(argv=None):
     atomic_write_json(out, results)
     plot(results, out.with_suffix(".png"))
     log(f"wrote {out} and {out.with_suffix('.png')} in {results['wall_time']:.0f}s")
+    print(tables(results))
     return results
 
 

@@ -140,3 +140,26 @@ def test_qselect_selection_is_a_valid_target():
     ssa.finish()
     assert torch.equal(get_masks(model)["layers.2.weight"], target["layers.2.weight"])
     assert float(target["layers.2.weight"].sum()) == 10 * 4  # k = 4 of 16 inputs per neuron
+
+
+def test_samples_are_bernoulli_of_the_probabilities_and_eval_never_sees_a_stale_sample():
+    model = _mlp()
+    target = random_masks(model, 0.5, seed=3, layers=["layers.0"])
+    target["layers.2.weight"] = torch.ones(32, 32)  # nothing to anneal here: never sampled
+    ssa = StochasticSubnetworkAnnealing(model, target, duration=1000, schedule="linear", initial_prob=0.6)
+    model.train()
+    model(torch.randn(4, 64))
+    s = ssa.current_masks()
+    free = target["layers.0.weight"] == 0
+    assert bool((s["layers.0.weight"][~free] == 1).all())
+    assert float(s["layers.0.weight"][free].mean()) == pytest.approx(0.6, abs=0.06)  # 1024 draws
+    assert bool(((s["layers.0.weight"] == 0) | (s["layers.0.weight"] == 1)).all())
+    assert torch.equal(s["layers.2.weight"], target["layers.2.weight"])
+    for step in (1, 2):  # eval after a sample shows the expected mask and does not advance the schedule
+        model.eval()
+        for _ in range(2):
+            model(torch.randn(4, 64))
+            probs = ssa.probabilities()
+            assert ssa.step == step and all(torch.equal(ssa.current_masks()[k], probs[k]) for k in target)
+        model.train()
+        model(torch.randn(4, 64))

@@ -83,7 +83,11 @@ def test_bagging_and_parent_membership(digits, parent):
     res = prune_and_tune(parent, digits.train, PaTConfig(children=2, method="random", tune_epochs=1,
                                                          bagging=True, parent_member=True, batch_size=64))
     assert len(res.members) == 3 and res.members[0] is parent
-    assert res.cost["flop_epochs"] < 0.9 * 2 * 1 * 0.6  # bagged (90%) children at ~50% FLOPs
+    # bagged (90%) children, 1 epoch each, counted at their ~50% FLOP density and their data share
+    assert all(0.45 < d < 0.55 for d in res.cost["child_flop_density"])
+    share = len(bag) / len(digits.train)
+    assert res.cost["flop_epochs"] == pytest.approx(share * sum(res.cost["child_flop_density"]))
+    assert res.cost["epochs"] == 2
     ens = evaluate_ensemble([parent], make_loader(digits.test, 512))
     assert ens["disagreement"] == 0.0 and ens["size"] == 1
 
@@ -105,3 +109,18 @@ def test_same_seed_same_children(digits, parent):
     other = prune_and_tune(parent, digits.train, PaTConfig(children=2, method="antirandom", tune_epochs=1,
                                                            batch_size=64, seed=5))
     assert not torch.equal(other.masks[0]["layers.0.weight"], runs[0].masks[0]["layers.0.weight"])
+
+
+def test_flop_density_explains_shape_errors_and_keeps_cuda_out_of_memory():
+    from torch import nn
+
+    from qselect.classical.methods import flop_density
+
+    class OutOfMemory(nn.Linear):
+        def forward(self, x):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="Tried to allocate"):  # torch's own advice
+        flop_density(OutOfMemory(4, 2), torch.zeros(1, 4))
+    with pytest.raises(QSelectError, match=r"sample input of shape \(1, 5\)"):
+        flop_density(nn.Linear(4, 2), torch.zeros(1, 5))

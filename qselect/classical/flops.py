@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import QSelectError
 from .masks import PRUNABLE_TYPES, get_masks, parameter_shapes
 
 
@@ -69,15 +68,13 @@ def count_flops(model: nn.Module, sample_input: torch.Tensor, masks=None) -> dic
     was_training = model.training
     model.eval()
     try:
-        dev = next(model.parameters()).device
-        try:
-            model(sample_input.to(dev))
-        except (RuntimeError, IndexError) as exc:
-            from .train import first_line
+        from .train import call_or_explain, model_device
 
-            raise QSelectError(f"count_flops: {type(model).__name__} cannot run on a sample input of shape "
-                               f"{tuple(sample_input.shape)} ({first_line(exc)}); pass a batch shaped like "
-                               "the model's data") from None
+        x = sample_input.to(model_device(model))
+        # the same explainer as training: shape errors -> one line, CUDA out-of-memory unchanged
+        call_or_explain(lambda: model(x), lambda why: f"count_flops: {type(model).__name__} cannot run on a "
+                        f"sample input of shape {tuple(sample_input.shape)} ({why}); pass a batch shaped "
+                        "like the model's data")
     finally:
         for h in handles:
             h.remove()

@@ -53,7 +53,8 @@ def current_mask(model: nn.Module, name: str) -> torch.Tensor:
 
 
 def effective_weight(model: nn.Module, name: str) -> torch.Tensor:
-    return (original_param(model, name).detach() * current_mask(model, name).to(original_param(model, name).device))
+    w = original_param(model, name).detach()
+    return w * current_mask(model, name).to(w.device)
 
 
 def make_generator(seed: int, device="cpu") -> torch.Generator:

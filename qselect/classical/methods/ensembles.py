@@ -50,7 +50,8 @@ class PaTConfig:
     ``sparsity`` applies to random/magnitude/qselect children; anti-random
     children are at 50% and N-way partition children at 1 - 1/parts of the
     parent (``parts`` defaults to round(1 / (1 - sparsity))).
-    ``tune`` is the children's TrainConfig (one-cycle is enforced); None uses
+    ``tune`` is the children's TrainConfig (its schedule is forced to one-cycle,
+    its epochs to ``tune_epochs``, its seed to one per child); None uses
     the paper's recipe (SGD Nesterov, momentum 0.9, wd 5e-4, batch 128) with
     ``lr`` and ``tune_epochs``.
     """
@@ -84,11 +85,12 @@ class PaTConfig:
             raise QSelectError(f"calib_size must be >= 1, got {self.calib_size}")
 
     def resolved_parts(self) -> int:
-        if self.method == "antirandom":
-            return 2
-        if self.parts is not None:
-            return int(self.parts)
-        return max(2, int(round(1.0 / (1.0 - self.sparsity))))
+        return 2 if self.method == "antirandom" else partition_parts(self.sparsity, self.parts)
+
+
+def partition_parts(sparsity: float, parts: int | None = None) -> int:
+    """Siblings per N-way partition: ``parts``, else the N whose 1/N share is closest to 1 - sparsity."""
+    return int(parts) if parts is not None else max(2, int(round(1.0 / (1.0 - sparsity))))
 
 
 @dataclass
@@ -138,7 +140,7 @@ def child_masks(parent: nn.Module, method: str, children: int, *, sparsity: floa
         m = magnitude_masks(parent, sparsity, scope=scope)
         out = [{k: v.clone() for k, v in m.items()} for _ in range(children)]
     elif method in ("antirandom", "partition"):
-        n = 2 if method == "antirandom" else (parts or max(2, int(round(1.0 / (1.0 - sparsity)))))
+        n = 2 if method == "antirandom" else partition_parts(sparsity, parts)
         out = partition_children(parent, children, n, seed=seed, layers=names)
         info["parts"] = n
     elif method == "qselect":
@@ -166,6 +168,7 @@ def _qselect_children(parent, children, *, sparsity, seed, calib_inputs, calib_s
         options = [options]
     options = list(options)
     gen = make_generator(seed)
+    device = next(parent.parameters()).device
     out, summaries = [], []
     for i in range(children):
         opts = dict(options[i % len(options)])
@@ -174,7 +177,6 @@ def _qselect_children(parent, children, *, sparsity, seed, calib_inputs, calib_s
         # each child sees its own calibration batch: distinct local problems -> distinct masks
         n = min(int(calib_size), calib_inputs.shape[0])
         idx = torch.randperm(calib_inputs.shape[0], generator=gen)[:n]
-        device = next(parent.parameters()).device
         selection = select_masks(parent, calib_inputs[idx].to(device), **opts)
         out.append({k: torch.as_tensor(v).float().cpu() for k, v in selection.masks.items()})
         try:
@@ -255,7 +257,7 @@ def prune_and_tune(parent: nn.Module, train_data: TensorDataset, config: PaTConf
         children.append(child)
         densities.append(flop_density(child, sample))
         fractions.append(len(data) / len(train_data))
-    child_epochs = [config.tune_epochs] * len(children)
+    child_epochs = [h.get("epochs_run", 0) for h in histories]  # what each child really ran (early stop)
     cost = {
         "parent_epochs": float(parent_epochs),
         "child_epochs": float(sum(child_epochs)),

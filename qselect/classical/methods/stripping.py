@@ -19,7 +19,6 @@ hooks; models must use ``nn.ReLU`` modules.
 """
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import torch
@@ -139,21 +138,16 @@ class SynapticStripping:
                 continue
             w = original_param(self.model, pname).detach().float().cpu()
             mask = current_mask(self.model, pname).cpu()
-            rows = torch.nonzero(is_dead, as_tuple=False).reshape(-1)
-            count = 0
-            for j in rows.tolist():
-                keep = mask[j] > 0.5
-                remaining = int(keep.sum())
-                if remaining == 0:
-                    continue
-                quota = math.ceil(self.fraction * remaining)
-                cand = torch.nonzero(keep & (w[j] < 0), as_tuple=False).reshape(-1)
-                if cand.numel() == 0:
-                    continue
-                take = min(quota, cand.numel())
-                order = torch.argsort(w[j, cand], stable=True)[:take]  # most negative first
-                mask[j, cand[order]] = 0.0
-                count += take
+            keep = mask > 0.5
+            # all dead rows at once: rank each row's negative kept weights, most negative first,
+            # and remove the first ceil(fraction * remaining) of them (all of them if fewer)
+            cand = keep & (w < 0) & is_dead.reshape(-1, 1)
+            quota = torch.ceil(self.fraction * keep.sum(1, dtype=torch.float64)).reshape(-1, 1)
+            order = torch.argsort(torch.where(cand, w, torch.inf), dim=1, stable=True)
+            rank = torch.empty_like(order).scatter_(1, order, torch.arange(w.shape[1]).expand_as(order))
+            strip = cand & (rank < quota)
+            mask[strip] = 0.0
+            count = int(strip.sum())
             removed[layer] = count
             if count:
                 new_masks[pname] = mask
