@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from qselect.errors import QSelectError
-from qselect.classical.baselines import random_masks
+from qselect.classical.baselines import magnitude_masks, random_masks
 from qselect.classical.flops import count_flops, count_parameters
 from qselect.classical.masks import (apply_masks, get_masks, load_masks, mask_sparsity,
                                      masks_from_selection, neuron_masks, prunable_parameters,
@@ -228,3 +228,18 @@ def test_masks_from_solved_local_problems():
     assert mask_sparsity(m)["kept"] == 11 + 18 + 3          # weights of both layers + the bias mask
     with pytest.raises(QSelectError, match="one result per problem"):
         masks_from_solutions(m, [weight], res)
+
+
+def test_saved_masks_and_checkpoints_are_byte_identical_across_runs(tmp_path):
+    """Same content → same bytes, whatever the file is called (reproducible run dirs)."""
+    from qselect.classical.checkpoint import save_checkpoint
+    from qselect.classical.models import build_model
+
+    model = build_model("mlp", (64,), 10, seed=0, hidden=(8,))
+    masks = magnitude_masks(model, 0.5)
+    save_masks(tmp_path / "a.pt", masks)
+    save_masks(tmp_path / "sub" / "b.pt", masks)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "sub" / "b.pt").read_bytes()
+    save_checkpoint(tmp_path / "m1.pt", model, {"k": 1})
+    save_checkpoint(tmp_path / "m2.pt", model, {"k": 1})
+    assert (tmp_path / "m1.pt").read_bytes() == (tmp_path / "m2.pt").read_bytes()

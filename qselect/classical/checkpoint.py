@@ -6,6 +6,8 @@ model of the same architecture first re-applies them and then loads weights.
 """
 from __future__ import annotations
 
+import io
+
 import json
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import QSelectError
-from ..io import atomic_write_with
+from ..io import atomic_write_bytes
 from .masks import _is_pruned, _split, apply_masks, get_masks
 
 _FORMAT = "qselect-checkpoint"
@@ -53,7 +55,11 @@ def save_checkpoint(path, model: nn.Module, meta: dict | None = None, optimizer=
     }
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
-    return atomic_write_with(path, lambda p: torch.save(payload, p))
+    # through memory: torch.save to a path records that (temporary) file's name in the
+    # archive, which would make identical runs write different bytes
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path, model: nn.Module | None = None, *, map_location="cpu") -> dict:

@@ -11,6 +11,8 @@ Parameter names are always the *unpruned* names (``weight``, not
 """
 from __future__ import annotations
 
+import io
+
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -19,7 +21,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from ..errors import QSelectError
-from ..io import atomic_write_with
+from ..io import atomic_write_bytes
 
 Masks = dict[str, torch.Tensor]
 
@@ -175,7 +177,11 @@ def save_masks(path, masks: Mapping[str, torch.Tensor], meta: dict | None = None
     payload = {"format": _FORMAT, "version": 1,
                "masks": {k: torch.as_tensor(v).detach().cpu().bool() for k, v in masks.items()},
                "meta": dict(meta or {})}
-    return atomic_write_with(path, lambda p: torch.save(payload, p))
+    # through memory: torch.save to a path records that (temporary) file's name in the
+    # archive, which would make identical runs write different bytes
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def load_masks(path, model: nn.Module | None = None) -> Masks:
