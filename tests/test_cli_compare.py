@@ -2,7 +2,6 @@
 `qselect bench` (runs the benchmark scripts, prints their ratios)."""
 import csv
 import json
-import sys
 
 import pytest
 
@@ -42,9 +41,16 @@ def test_compare_table_and_plots(tmp_path, capsys):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_bench_runs_scripts_and_prints_ratios(tmp_path, monkeypatch, capsys):
+def _fake_benchmarks(tmp_path, monkeypatch, source: str, names=("qaoa_sim",)):
+    """Point `qselect bench` at a folder of stand-in benchmark scripts."""
     folder = tmp_path / "benchmarks"
     folder.mkdir()
+    for name in names:
+        (folder / f"{name}.py").write_text(source)
+    monkeypatch.setattr(bench, "benchmarks_dir", lambda: folder)
+
+
+def test_bench_runs_scripts_and_prints_ratios(tmp_path, monkeypatch, capsys):
     script = (
         "import argparse, json\n"
         "p = argparse.ArgumentParser(); p.add_argument('--out'); p.add_argument('--quick', action='store_true')\n"
@@ -52,9 +58,7 @@ def test_bench_runs_scripts_and_prints_ratios(tmp_path, monkeypatch, capsys):
         "a = p.parse_args()\n"
         "json.dump({'quick': a.quick, 'n': a.n, 'ratio_eval_n20_native_vs_aer': 25.0625 * a.n,\n"
         "           'nested': {'ratio_x': 2}}, open(a.out, 'w'))\n")
-    for name in bench.BENCHMARKS:
-        (folder / f"{name}.py").write_text(script)
-    monkeypatch.setattr(bench, "benchmarks_dir", lambda: folder)
+    _fake_benchmarks(tmp_path, monkeypatch, script, bench.BENCHMARKS)
     out = tmp_path / "b"
     assert main(["bench", "--only", "qaoa_sim", "--run-dir", str(out), "--", "--n", "2"]) == 0
     stdout = capsys.readouterr().out
@@ -68,10 +72,7 @@ def test_bench_runs_scripts_and_prints_ratios(tmp_path, monkeypatch, capsys):
 
 
 def test_bench_without_json_output_fails_the_run(tmp_path, monkeypatch, capsys):
-    folder = tmp_path / "benchmarks"
-    folder.mkdir()
-    (folder / "qaoa_sim.py").write_text("print('forgot --out')\n")
-    monkeypatch.setattr(bench, "benchmarks_dir", lambda: folder)
+    _fake_benchmarks(tmp_path, monkeypatch, "print('forgot --out')\n")
     assert main(["bench", "--only", "qaoa_sim", "--run-dir", str(tmp_path / "b")]) == 2
     assert "wrote no readable JSON" in capsys.readouterr().err
     meta = json.loads((tmp_path / "b" / "run.json").read_text())
@@ -80,10 +81,7 @@ def test_bench_without_json_output_fails_the_run(tmp_path, monkeypatch, capsys):
 
 
 def test_bench_failure_is_a_clean_error(tmp_path, monkeypatch, capsys):
-    folder = tmp_path / "benchmarks"
-    folder.mkdir()
-    (folder / "qaoa_sim.py").write_text("import sys; sys.exit(3)\n")
-    monkeypatch.setattr(bench, "benchmarks_dir", lambda: folder)
+    _fake_benchmarks(tmp_path, monkeypatch, "import sys; sys.exit(3)\n")
     assert main(["bench", "--only", "qaoa_sim", "--run-dir", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "benchmark qaoa_sim failed (exit code 3)" in err and "Traceback" not in err

@@ -1,5 +1,4 @@
 """Every representation of a problem agrees with every other on random bitstrings."""
-import dimod
 import numpy as np
 import pennylane as qml
 import pytest

@@ -18,7 +18,6 @@ from torch import nn
 
 from ..errors import QSelectError
 from ..problems import QUBO
-from .activations import as_float64_cpu
 from .cardinality import add_cardinality, keep_count
 from .local import LocalProblem, with_scores
 from .weights import layer_groups

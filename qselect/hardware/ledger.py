@@ -22,7 +22,6 @@ starts on a fresh line, so the file always parses.
 from __future__ import annotations
 
 import json
-import os
 import re
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -56,14 +55,12 @@ class JobRecord:
     problem_ids: list[str]
     circuit_hashes: list[str]
     shots: int
-    intent_time: str
     job_id: str | None = None
     submitted_at: str | None = None
     status: str = "PENDING"  # PENDING = intent only, no job id known yet
     error: str | None = None
     result_file: str | None = None
     recovered: bool = False
-    lookups: int = 0
     last_attempt: str = ""  # time of the intent or of the latest lookup: when a submit was last sent
     extra: dict = field(default_factory=dict)
 
@@ -137,7 +134,7 @@ class Ledger:
                     recs[tag] = JobRecord(tag=tag, key=ev.get("key", tag), backend=ev.get("backend", ""),
                                           problem_ids=list(ev.get("problem_ids", [])),
                                           circuit_hashes=list(ev.get("circuit_hashes", [])),
-                                          shots=int(ev.get("shots", 0)), intent_time=ev["time"],
+                                          shots=int(ev.get("shots", 0)),
                                           last_attempt=ev["time"], extra=dict(ev.get("extra", {})))
                 continue
             rec = recs.get(tag)  # every event carries its unit's tag
@@ -149,7 +146,6 @@ class Ledger:
                 rec.status = ev.get("status", "QUEUED")
                 rec.recovered = bool(ev.get("recovered", False))
             elif kind == "lookup":
-                rec.lookups += 1
                 rec.last_attempt = ev["time"]
             elif kind == "status":
                 if rec.status not in TERMINAL or ev.get("status") in TERMINAL:

@@ -259,7 +259,6 @@ class NumpyQAOA:
         self._bufs = [np.empty(_CHUNK, dtype=self.dtype) for _ in range(threads)]
         self._buf = self._bufs[0]
         self._fbufs = [np.empty(_CHUNK, dtype=self.rdtype) for _ in range(threads)]
-        self._fbuf = self._fbufs[0]
         self._pairs = ring_pairs(n)
 
     # ---- building blocks ----------------------------------------------------
