@@ -33,11 +33,12 @@ import torch
 from qselect.classical.baselines import magnitude_masks, random_masks
 from qselect.classical.data import load_dataset, make_loader
 from qselect.classical.masks import mask_sparsity
-from qselect.classical.methods import (PaTConfig, SynapticStripping, evaluate_ensemble,
+from qselect.methods import (PaTConfig, SynapticStripping, evaluate_ensemble,
                                        iterative_magnitude_pruning, one_shot_pruning, prune_and_tune,
                                        ssa_finetune)
 from qselect.classical.models import build_model
-from qselect.classical.train import TrainConfig, evaluate, resolve_device, train
+from qselect.classical.train import TrainConfig, evaluate, train
+from qselect.devices import resolve_device
 from qselect.io import atomic_write_json, atomic_write_with
 
 

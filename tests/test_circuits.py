@@ -10,11 +10,11 @@ from qiskit_aer import AerSimulator
 import qselect
 from qselect.circuits import qiskit as qk
 from qselect.circuits import pennylane as qpl
-from qselect.circuits.gates import normalised_terms
+from qselect.ansatz import normalised_terms
 from qselect.circuits.resources import qaoa_resources
 from qselect.errors import QSelectError
 from qselect.problems import QUBO, DiagonalCost
-from qselect.solvers.qaoa.native import dicke_state
+from qselect.ansatz import dicke_state
 
 
 def test_bind_angles_uses_gamma_then_beta_by_name():

@@ -211,7 +211,7 @@ def test_masks_from_solved_local_problems():
     import numpy as np
     from types import SimpleNamespace
 
-    from qselect.classical.masks import masks_from_solutions
+    from qselect.formulate import masks_from_solutions
     from qselect.formulate.local import LocalProblem
     from qselect.problems import QUBO
 

@@ -5,7 +5,7 @@ import torch
 
 from qselect.classical.data import make_loader
 from qselect.classical.masks import get_masks, mask_sparsity
-from qselect.classical.methods import (PaTConfig, bagged_dataset, check_partition, child_masks,
+from qselect.methods import (PaTConfig, bagged_dataset, check_partition, child_masks,
                                        evaluate_ensemble, prune_and_tune)
 from qselect.classical.models import build_model
 from qselect.classical.train import TrainConfig, evaluate
@@ -114,7 +114,7 @@ def test_same_seed_same_children(digits, parent):
 def test_flop_density_explains_shape_errors_and_keeps_cuda_out_of_memory():
     from torch import nn
 
-    from qselect.classical.methods import flop_density
+    from qselect.methods import flop_density
 
     class OutOfMemory(nn.Linear):
         def forward(self, x):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from qselect.classical.masks import apply_masks, get_masks, mask_sparsity
-from qselect.classical.methods import anti_random_pair, check_partition, partition_children, partition_masks
+from qselect.methods import anti_random_pair, check_partition, partition_children, partition_masks
 from qselect.classical.models import build_model
 from qselect.errors import QSelectError
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from qselect.circuits import qiskit as qk
-from qselect.circuits.gates import normalised_terms
+from qselect.ansatz import normalised_terms
 from qselect.circuits.pennylane import PennyLaneQAOARunner
 from qselect.problems import QUBO, DiagonalCost
 from qselect.solvers.qaoa import QAOAResult, QAOASolver

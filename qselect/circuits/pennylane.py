@@ -26,7 +26,7 @@ def hamiltonian(terms: dict, constant: float, n: int):
 import numpy as np  # noqa: E402
 
 from ..errors import BackendUnavailableError, QSelectError  # noqa: E402
-from .gates import dicke_gates, normalised_terms  # noqa: E402
+from ..ansatz import dicke_gates, normalised_terms, ring_pairs  # noqa: E402
 
 
 def dicke_preparation(n: int, k: int) -> None:
@@ -61,7 +61,6 @@ def xy_mixer_layer(beta, pairs) -> None:
 
 def qaoa_ansatz(n: int, terms: dict, angles, p: int, mixer: str = "x", k: int | None = None) -> None:
     """Queue the full QAOA circuit (initial state + p layers)."""
-    from ..solvers.qaoa.native import ring_pairs
 
     if mixer == "xy":
         dicke_preparation(n, k)

@@ -87,7 +87,7 @@ def quadratic_program_to_arrays(qp):
 from qiskit import QuantumCircuit  # noqa: E402
 from qiskit.circuit import ParameterVector  # noqa: E402
 
-from .gates import dicke_gates, normalised_terms  # noqa: E402
+from ..ansatz import dicke_gates, normalised_terms, ring_pairs  # noqa: E402
 
 
 def dicke_preparation(n: int, k: int) -> QuantumCircuit:
@@ -145,7 +145,6 @@ def qaoa_circuit(problem, p: int, mixer: str = "x", k: int | None = None, measur
     SparsePauliOp. XY-ring mixer: a Dicke start with exactly k ones (k from
     the argument or ``problem.k``) and RXX/RYY pairs.
     """
-    from ..solvers.qaoa.native import ring_pairs
 
     n = problem.n
     terms, _, _ = normalised_terms(problem, max_order)

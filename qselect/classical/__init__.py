@@ -50,9 +50,7 @@ masks   (Masks = dict[str, torch.Tensor] keyed by named_parameters() names, floa
     save_masks(path, masks, meta=None) / load_masks(path, model=None) -> Masks
     validate_masks(model, masks)                  # names/shapes/0-1 check, QSelectError
     mask_sparsity(model_or_masks) -> dict(overall, layers={name: sparsity}, kept, total)
-    masks_from_selection(selection) -> Masks      # team A's Selection (or masks dict)
-    masks_from_solutions(model, problems, results, layers=None) -> Masks
-        # solved LocalProblems (weight / neuron / nk) -> masks (uses formulate.select.build_masks)
+    masks_from_selection(selection) -> Masks      # a Selection (anything with .masks) or a masks dict
     neuron_masks(model, layer, keep_neurons) -> Masks  # neuron-level -> weight (+bias) masks
 flops
     count_parameters(model, masks=None) -> dict(dense, effective, density)
@@ -75,3 +73,7 @@ metrics (numpy in, floats out; probs are (N, C) softmax outputs)
 baseline_report
     python -m qselect.classical.baseline_report [--seed 0] [--json out.json]  # README figures
 """
+
+from ..devices import disable_onednn_unless_asked as _cpu_safety
+
+_cpu_safety()

@@ -205,7 +205,7 @@ def load_masks(path, model: nn.Module | None = None) -> Masks:
 
 
 def masks_from_selection(selection) -> Masks:
-    """Masks from team A's ``Selection`` (its ``.masks``), or a masks dict passed through.
+    """Masks from a ``Selection`` (its ``.masks``), or a masks dict passed through.
 
     Values become float 0/1 tensors. Duck-typed so ``qselect.formulate`` is not
     imported here.
@@ -250,24 +250,4 @@ def neuron_masks(model: nn.Module, layer: str, keep: Iterable[int] | torch.Tenso
     out = {f"{layer}.weight": unit.reshape(view).expand(shape).clone()}
     if bias and getattr(module, "bias", None) is not None:
         out[f"{layer}.bias"] = unit.clone()
-    return out
-
-
-def masks_from_solutions(model: nn.Module, problems, results, layers=None) -> Masks:
-    """Masks from solved local problems (weight-, neuron- or NK-level) of ``qselect.formulate``.
-
-    ``problems`` are ``LocalProblem``s, ``results`` their ``SolveResult``s (one each,
-    in order; only ``.bits`` is read). Layers in ``layers`` with no problem get an
-    all-ones mask. The bit -> entry bookkeeping lives with the formulations
-    (``qselect.formulate.select.build_masks``); this is the pipeline-side entry point.
-    """
-    problems, results = list(problems), list(results)
-    if len(problems) != len(results):
-        raise QSelectError(f"{len(problems)} local problems but {len(results)} results; pass one "
-                           "result per problem, in order")
-    from ..formulate.select import build_masks  # lazy: the classical side does not need formulate
-
-    masks = build_masks(model, problems, results, layers=layers)
-    out = {k: v.detach().to("cpu", torch.float32) for k, v in masks.items()}
-    validate_masks(model, out)
     return out

@@ -136,7 +136,7 @@ def dead_units(model: nn.Module, loader, device=None, max_batches: int | None = 
     "total_units", "fraction"}``. A ReLU module reused at several places is
     counted over all its calls.
     """
-    from .train import model_device, resolve_device
+    from ..devices import model_device, resolve_device
 
     dev = model_device(model) if device is None else resolve_device(device)
     relus = {n: m for n, m in model.named_modules() if isinstance(m, nn.ReLU)}

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..devices import model_device, resolve_device  # noqa: F401  (re-exported)
 from ..errors import QSelectError
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401  (re-exported)
 from . import metrics as _metrics
@@ -97,29 +98,11 @@ def as_config(config) -> TrainConfig:
     return config.validate()
 
 
-def resolve_device(device="auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; asking for CUDA without one is an error."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise QSelectError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise QSelectError(f"device {device!r} requested but CUDA is not available; use device='cpu' or 'auto'")
-    return dev
-
-
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (CPU and CUDA) global generators."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def _as_loader(data, config: TrainConfig, shuffle: bool) -> DataLoader:

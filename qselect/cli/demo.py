@@ -223,7 +223,7 @@ def _solver_table(problem_rows) -> list[dict]:
 
 def _ensembles(cfg, con, data, parent, parent_info, layers) -> list[dict]:
     from ..classical.data import make_loader
-    from ..classical.methods import prune_and_tune
+    from ..methods import prune_and_tune
 
     test = make_loader(data.test, 512)
     qaoa = pl.make_solver("qaoa", seed=cfg["seed"], backend=cfg["backend"], p=cfg["p"])

@@ -13,7 +13,7 @@ from .distill import WidthReduce, build_student, distill_masks, distillation_pro
 from .local import LocalProblem
 from .neurons import neuron_problem
 from .nk import nk_problems
-from .select import Selection, build_masks, select_masks
+from .select import Selection, build_masks, masks_from_solutions, select_masks
 from .weights import weight_problems
 
 __all__ = ["collect_activations", "prunable_layers", "add_cardinality", "auto_penalty", "keep_count",

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from ..classical.masks import PRUNABLE_TYPES as PRUNABLE
-from ..classical.train import call_or_explain, model_device
+from ..classical.train import call_or_explain
+from ..devices import model_device
 from ..errors import QSelectError
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..classical.masks import validate_masks
 from ..errors import QSelectError
 from ..solvers import Solver, SolveResult, get_solver
 from ..solvers.anneal import SimulatedAnnealingSolver
@@ -253,3 +254,21 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
     masks = build_masks(model, problems, results, names)
     return Selection(masks, problems, results, formulation, float(sparsity),
                      info={"qubits": qubits, "seed": seed})
+
+
+def masks_from_solutions(model: nn.Module, problems, results, layers=None) -> Masks:
+    """Masks from solved local problems (weight-, neuron- or NK-level) of ``qselect.formulate``.
+
+    ``problems`` are ``LocalProblem``s, ``results`` their ``SolveResult``s (one each,
+    in order; only ``.bits`` is read). Layers in ``layers`` with no problem get an
+    all-ones mask. The bit -> entry bookkeeping lives with the formulations
+    (``build_masks``); this is the pipeline-side entry point.
+    """
+    problems, results = list(problems), list(results)
+    if len(problems) != len(results):
+        raise QSelectError(f"{len(problems)} local problems but {len(results)} results; pass one "
+                           "result per problem, in order")
+    masks = build_masks(model, problems, results, layers=layers)
+    out = {k: v.detach().to("cpu", torch.float32) for k, v in masks.items()}
+    validate_masks(model, out)
+    return out

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..ansatz import check_mixer
 from ..errors import QSelectError
 from ..io import atomic_write_json, atomic_write_with
 from ..problems import DiagonalCost, Problem, QUBO
@@ -67,8 +68,7 @@ class HardwareConfig:
                                "(--strategy sample optimises angles on the simulator and only samples on the device)")
         if self.angles not in ANGLE_MODES:
             raise QSelectError(f"unknown angle mode {self.angles!r}; choose 'each' or 'transfer' (--angles)")
-        if self.mixer not in ("x", "xy"):
-            raise QSelectError(f"unknown mixer {self.mixer!r}; choose 'x' or 'xy'")
+        check_mixer(self.mixer)
         for name in ("p", "shots", "spsa_shots"):
             if int(getattr(self, name)) < 1:
                 raise QSelectError(f"{name} must be at least 1, got {getattr(self, name)}; "

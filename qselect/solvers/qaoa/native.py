@@ -22,10 +22,10 @@ import os
 import threading
 from contextlib import contextmanager
 from functools import lru_cache
-from math import comb
 
 import numpy as np
 
+from ...ansatz import check_mixer, dicke_state, ring_pairs
 from ...errors import QSelectError
 from ...problems import check_dense
 from ...problems.bits import popcounts
@@ -101,24 +101,6 @@ def cost_dtype_for(n: int, dtype, exact_final_qubits: int) -> np.dtype:
     if np.dtype(dtype) == np.complex128 or n <= exact_final_qubits:
         return np.dtype(np.float64)
     return real_dtype(dtype)
-
-
-def ring_pairs(n: int) -> list[tuple[int, int]]:
-    """XY-ring pairs in application order."""
-    if n < 2:
-        return []
-    if n == 2:
-        return [(0, 1)]
-    return [(i, (i + 1) % n) for i in range(n)]
-
-
-def dicke_state(n: int, k: int, dtype=np.complex128) -> np.ndarray:
-    """Uniform superposition of the C(n, k) bitstrings with exactly k ones."""
-    if not 0 <= k <= n:
-        raise QSelectError(f"a Dicke state needs 0 ≤ k ≤ n, got k={k} for n={n}")
-    psi = (popcounts(n) == k).astype(dtype)
-    psi /= np.sqrt(comb(n, k))
-    return psi
 
 
 def _groups(n: int, m: int | None = None) -> list[tuple[int, int]]:
@@ -240,10 +222,7 @@ class NumpyQAOA:
         if costs.ndim != 1 or N != 1 << n:
             raise QSelectError(f"cost vector must have length 2^n, got shape {costs.shape}")
         self.n, self.N, self.p = n, N, int(p)
-        if mixer not in ("x", "xy"):
-            raise QSelectError(f"unknown mixer {mixer!r}; use 'x' or 'xy'")
-        if mixer == "xy" and k is None:
-            raise QSelectError("the XY mixer needs a cardinality k (problem.k or k=...) for its Dicke start")
+        check_mixer(mixer, k, need_k=True)
         self.mixer, self.k = mixer, k
         self.costs = np.ascontiguousarray(costs, dtype=self.rdtype)
         self._ham = {m: _hamming_cached(m) for _, m in _groups(n)}

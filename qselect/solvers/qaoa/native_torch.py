@@ -11,19 +11,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...errors import BackendUnavailableError, QSelectError
-from .native import _hamming, dicke_state, ring_pairs
+from ...devices import resolve_device
+from ...errors import QSelectError
+from ...ansatz import check_mixer, dicke_state, ring_pairs
+from .native import _hamming
 
 _GROUP = 5
-
-
-def resolve_device(device=None) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError(f"device {device!r} was asked for but CUDA is not available; use device='cpu'")
-    return dev
 
 
 class TorchQAOA:
@@ -41,10 +34,7 @@ class TorchQAOA:
         n = N.bit_length() - 1
         if N != 1 << n:
             raise QSelectError(f"cost vector must have length 2^n, got {N}")
-        if mixer not in ("x", "xy"):
-            raise QSelectError(f"unknown mixer {mixer!r}; use 'x' or 'xy'")
-        if mixer == "xy" and k is None:
-            raise QSelectError("the XY mixer needs a cardinality k (problem.k or k=...) for its Dicke start")
+        check_mixer(mixer, k, need_k=True)
         self.n, self.N, self.p, self.mixer, self.k = n, N, int(p), mixer, k
         self.costs = torch.as_tensor(costs, dtype=self.rdtype, device=self.device)
         self._groups = [(q, min(_GROUP, n - q)) for q in range(0, n, _GROUP)]

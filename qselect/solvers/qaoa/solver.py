@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...ansatz import check_mixer
 from ...errors import QSelectError
 from ..base import Solver, SolveResult, summarise_samples
 from . import objectives as obj
@@ -66,8 +67,7 @@ class QAOASolver(Solver):
             raise QSelectError(f"unknown QAOA backend {backend!r}; use one of {', '.join(BACKENDS)}")
         if int(p) != p or p < 1:
             raise QSelectError(f"QAOA depth p must be a positive integer, got {p!r}")
-        if mixer not in ("x", "xy"):
-            raise QSelectError(f"unknown mixer {mixer!r}; use 'x' or the cardinality-preserving 'xy'")
+        check_mixer(mixer)
         obj.check_objective(objective, alpha)
         if int(shots) < 1:
             raise QSelectError(f"shots must be ≥ 1, got {shots}")
@@ -94,18 +94,9 @@ class QAOASolver(Solver):
             return self.engine
         if self.device is not None:
             return "torch"
-        import os
-        import sys
+        from ...devices import cuda_possible
 
-        # only pay torch's import when a GPU could be there at all
-        if "torch" not in sys.modules and not os.path.exists("/dev/nvidiactl"):
-            return "numpy"
-        try:
-            import torch
-
-            return "torch" if torch.cuda.is_available() else "numpy"
-        except ImportError:
-            return "numpy"
+        return "torch" if cuda_possible() else "numpy"
 
     def _native_engine(self, problem, k):
         from .native import NumpyQAOA, check_memory, cost_dtype_for
@@ -180,7 +171,7 @@ class QAOASolver(Solver):
                 value = engine.expectation
                 grad_fn = engine.value_and_grad
         else:
-            from ...circuits.gates import normalised_terms
+            from ...ansatz import normalised_terms
 
             _, scale, const = normalised_terms(problem, self.max_order)
             if n <= _INFO_MAX_QUBITS:
