@@ -8,6 +8,7 @@ chosen layers together, exactly as ``prune.global_unstructured`` does
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from ..errors import QSelectError
+from ..validation import check_keeps_some, check_seed, check_sparsity
 from .masks import Masks, prunable_parameters
 
 SCOPES = ("layer", "global")
@@ -30,17 +32,6 @@ def _layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     if bad:
         raise QSelectError(f"not prunable weights of this model: {bad}; choose from {names}")
     return layers
-
-
-def check_sparsity(sparsity) -> float:
-    """``sparsity`` as a float in [0, 1] (the fraction removed), else one clear ``QSelectError``."""
-    try:
-        value = float(sparsity)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:
-        raise QSelectError(f"sparsity must be a number in [0, 1] (fraction of weights removed), got {sparsity!r}")
-    return value
 
 
 def _check(sparsity: float, scope: str) -> None:
@@ -67,13 +58,22 @@ def _weights(model: nn.Module, names: list[str]) -> list[torch.Tensor]:
     return out
 
 
-def _compute(method_cls, tensors: list[torch.Tensor], sparsity: float, scope: str) -> list[torch.Tensor]:
+def _compute(method_cls, tensors: list[torch.Tensor], sparsity: float, scope: str,
+             names: list[str]) -> list[torch.Tensor]:
     if scope == "layer":
+        for n, t in zip(names, tensors):  # a layer with no weight left disconnects the network
+            check_keeps_some(t.numel(), sparsity, f"weights of {n}")
         return [method_cls(amount=int(round(sparsity * t.numel()))).compute_mask(t, torch.ones_like(t))
                 for t in tensors]
     flat = torch.cat([t.reshape(-1) for t in tensors])
     mask = method_cls(amount=int(round(sparsity * flat.numel()))).compute_mask(flat, torch.ones_like(flat))
-    return [m.reshape(t.shape) for m, t in zip(mask.split([t.numel() for t in tensors]), tensors)]
+    out = [m.reshape(t.shape) for m, t in zip(mask.split([t.numel() for t in tensors]), tensors)]
+    for n, m in zip(names, out):
+        if m.numel() and not bool(m.any()):
+            warnings.warn(f"global pruning at sparsity {sparsity:g} removes every weight of {n}, "
+                          "disconnecting the network; use a lower sparsity or scope='layer'",
+                          UserWarning, stacklevel=3)
+    return out
 
 
 def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "layer",
@@ -84,7 +84,7 @@ def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "layer",
     """
     _check(sparsity, scope)
     names = _layers(model, layers)
-    masks = _compute(prune.L1Unstructured, _weights(model, names), float(sparsity), scope)
+    masks = _compute(prune.L1Unstructured, _weights(model, names), float(sparsity), scope, names)
     return {n: m.float() for n, m in zip(names, masks)}
 
 
@@ -96,10 +96,11 @@ def random_masks(model: nn.Module, sparsity: float, scope: str = "layer", seed: 
     (so layers end up with different sparsities). Global RNG state is untouched.
     """
     _check(sparsity, scope)
+    seed = check_seed(seed, allow_none=False)
     names = _layers(model, layers)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        masks = _compute(prune.RandomUnstructured, _weights(model, names), float(sparsity), scope)
+        torch.manual_seed(seed)
+        masks = _compute(prune.RandomUnstructured, _weights(model, names), float(sparsity), scope, names)
     return {n: m.float() for n, m in zip(names, masks)}
 
 

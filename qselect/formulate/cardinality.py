@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..classical.baselines import check_sparsity
 from ..errors import QSelectError
 from ..problems import QUBO, DiagonalCost, Problem
 from ..problems.bits import popcounts
+from ..validation import check_sparsity
 
 #: λ = MARGIN · min(Δ, U − L) (+ a tiny floor so a zero objective still gets a penalty)
 MARGIN = 1.25

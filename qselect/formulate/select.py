@@ -14,12 +14,14 @@ from ..solvers import Solver, SolveResult, get_solver
 from ..solvers.anneal import SimulatedAnnealingSolver
 from ..solvers.base import int_setting
 from ..solvers.exact import ExactSolver
+from ..validation import check_keeps_some
 from .activations import PRUNABLE, call_order, check_finite, collect_activations, resolve_layers
 from .cardinality import keep_count
 from .decompose import BlockSolver
 from .local import LocalProblem
 from .neurons import neuron_problem, units_of_columns
-from .nk import nk_problems
+from .nk import NK_DEFAULT_K, nk_plan, nk_problems
+from ..solvers.controls import aggregate_baselines, control_fields
 from .weights import weight_problems
 
 FORMULATIONS = ("weight", "neuron", "nk")
@@ -58,11 +60,58 @@ class Selection:
             key = f"{name}.weight" if name else "weight"
             if key in self.masks:
                 d["kept_fraction"] = float(self.masks[key].float().mean())
+            # sampled answers beside uniform random strings with the same shots (empty otherwise)
+            d.update(control_fields(_Pooled([r for lp, r in zip(self.problems, self.results)
+                                             if lp.layer == name])))
+        weights = [m for k, m in self.masks.items() if k.endswith("weight")]
+        kept = sum(float(m.sum()) for m in weights)
+        total = sum(m.numel() for m in weights)
         return {"formulation": self.formulation, "sparsity": self.sparsity,
+                "sparsity_actual": 1.0 - kept / total if total else None,
+                **control_fields(_Pooled(self.results)),
                 "problems": len(self.problems), "max_bits": max((p.n for p in self.problems), default=0),
                 "solver": self.results[0].solver if self.results else None,
                 "wall_time": float(sum(r.wall_time for r in self.results)),
                 "layers": layers, **self.info}
+
+
+class _Pooled:
+    """Many results seen as one: their uniform-sampling controls aggregated (for summaries)."""
+
+    def __init__(self, results):
+        base = aggregate_baselines(results)
+        self.info = {} if base is None else {"uniform_baseline": base}
+
+
+def reference_energies(selection: Selection, max_bits: int = EXACT_DEFAULT_BITS) -> list[float | None]:
+    """Exact optimum of every local problem ``selection`` solved (None above ``max_bits`` bits).
+
+    The reference is computed on the very problems that were solved (their
+    stored objects, same K, same penalty), never rebuilt from the model, so a
+    gap ``result.energy − reference`` compares like with like. Problems with a
+    cardinality ``k`` are searched among weight-k strings only.
+
+    Parameters
+    ----------
+    selection : Selection
+        What :func:`select_masks` returned.
+    max_bits : int
+        Largest problem searched exhaustively (2^n energies).
+
+    Returns
+    -------
+    list of float or None
+        One entry per problem, in ``selection.problems`` order.
+    """
+    max_bits = int_setting("max_bits (exact reference limit)", max_bits, 0)
+    out: list[float | None] = []
+    for lp in selection.problems:
+        if lp.problem.n > max_bits:
+            out.append(None)
+            continue
+        respect = lp.problem.k is not None
+        out.append(float(ExactSolver(respect_k=respect).solve(lp.problem).energy))
+    return out
 
 
 def make_solver(solver, qubits: int, seed: int, max_sweeps: int = 10) -> BlockSolver:
@@ -185,21 +234,41 @@ def _next_layers(model: nn.Module, names: list[str], order: list[str], strict: b
     return out
 
 
+def _check_layers_keep_units(modules, names, formulation: str, sparsity: float, K, nk_rest: str) -> None:
+    """Refuse, before any solving, a sparsity at which a layer would keep no unit (or no input of
+    any unit): the network would be cut there and fall to chance accuracy."""
+    for name in names:
+        w = getattr(modules[name], "weight", None)
+        if w is None or w.ndim < 2:
+            continue
+        if formulation == "neuron":
+            check_keeps_some(int(w.shape[0]), sparsity, f"units of layer {name!r}")
+        else:
+            fan_in = int(w[0].numel())
+            check_keeps_some(fan_in, sparsity, f"inputs of every unit of layer {name!r}")
+            if formulation == "nk":  # K vs the row's keep count, before any forward pass
+                nk_plan(name, modules[name], K=K, sparsity=sparsity, rest=nk_rest)
+
+
 def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight", sparsity: float = 0.5,
                  solver=None, qubits: int = 12, layers=None, seed: int = 0, executor=None, penalty=None,
                  progress: bool = False, K: int | None = None, max_sweeps: int = 10,
-                 activation="auto", nk_rest: str = "prune") -> Selection:
+                 activation="auto", nk_rest: str = "magnitude") -> Selection:
     """Select masks for ``model`` from a calibration batch.
 
     formulation: "weight" (per output neuron, reconstruct the dense output),
     "neuron" (per layer, keep units so the next layer's pre-activation is
     kept; only layers whose units reach the next called layer through
     zero-preserving modules (ReLU-like, pooling) — by default the others are
-    left out, named ones are refused), "nk" (per unit, its K (default ``qubits``) largest-|w| inputs, exact
-    local loss through the following activation; ``nk_rest="prune"`` keeps
-    only those K inputs per unit, "magnitude" keeps the row's target count and
-    decides the K weights at the magnitude threshold). ``sparsity`` is the
-    fraction of bits removed in each local problem. ``solver``: a name from
+    left out, named ones are refused), "nk" (per unit, K weights decided with
+    the exact local loss through the following activation; ``K`` — default
+    ``NK_DEFAULT_K`` = 10, independent of ``qubits`` — is the local problem
+    size; ``nk_rest="magnitude"`` decides the K weights at each row's
+    magnitude threshold, "prune" reads only the K largest-|w| inputs and needs
+    K ≥ the row's keep count). ``sparsity`` is the fraction of each row's
+    weights (weight/nk) or of the layer's units (neuron) removed: the masks'
+    weight sparsity equals it up to rounding for every solver, or the call
+    refuses before any forward pass. ``solver``: a name from
     ``qselect.solvers.SOLVERS`` or a Solver (default: exact search for budgets
     ≤ 20 qubits, else SA); problems over ``qubits`` bits are decomposed.
     ``penalty``: None/"auto" (provably keeps k) or λ. Masks are plain tensors
@@ -210,7 +279,7 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
     qubits = int_setting("qubit budget (qubits)", qubits, 1)
     keep_count(1, sparsity)  # validates sparsity before any forward pass
     if formulation == "nk":
-        K = int_setting("K (inputs per NK unit)", qubits if K is None else K, 1)
+        K = int_setting("K (weights each NK unit decides)", NK_DEFAULT_K if K is None else K, 1)
         if not (activation is None or activation == "auto" or callable(activation)):
             raise QSelectError(f"activation must be 'auto', None (identity) or a callable such as "
                                f"torch.relu, got {activation!r}")
@@ -232,8 +301,9 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
     else:
         names = resolve_layers(model, layers)
         nxt = _next_layers(model, names, order) if formulation == "neuron" else {}
-    acts = collect_activations(model, calib_inputs, sorted(set(names) | set(nxt.values())))
     modules = dict(model.named_modules())
+    _check_layers_keep_units(modules, names, formulation, float(sparsity), K, nk_rest)
+    acts = collect_activations(model, calib_inputs, sorted(set(names) | set(nxt.values())))
     problems: list[LocalProblem] = []
     for name in names:
         layer = modules[name]
@@ -252,11 +322,13 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
     block = make_solver(solver, qubits, seed, max_sweeps)
     results = solve_problems(problems, block, executor, progress)
     masks = build_masks(model, problems, results, names)
-    return Selection(masks, problems, results, formulation, float(sparsity),
-                     info={"qubits": qubits, "seed": seed})
+    info = {"qubits": qubits, "seed": seed}
+    if formulation == "nk":
+        info.update(K=K, nk_rest=nk_rest)
+    return Selection(masks, problems, results, formulation, float(sparsity), info=info)
 
 
-def masks_from_solutions(model: nn.Module, problems, results, layers=None) -> Masks:
+def masks_from_solutions(model: nn.Module, problems, results, layers=None) -> dict[str, torch.Tensor]:
     """Masks from solved local problems (weight-, neuron- or NK-level) of ``qselect.formulate``.
 
     ``problems`` are ``LocalProblem``s, ``results`` their ``SolveResult``s (one each,

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from qselect.errors import QSelectError
+from qselect.validation import check_fraction as _check_fraction
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -64,11 +65,4 @@ def make_generator(seed: int, device="cpu") -> torch.Generator:
 
 
 def check_fraction(value: float, what: str, *, low_open=False, high_open=False) -> float:
-    value = float(value)
-    lo_ok = value > 0 if low_open else value >= 0
-    hi_ok = value < 1 if high_open else value <= 1
-    if not (lo_ok and hi_ok):
-        lo = "(0" if low_open else "[0"
-        hi = "1)" if high_open else "1]"
-        raise QSelectError(f"{what} must be in {lo}, {hi}, got {value}; pass a fraction such as 0.5")
-    return value
+    return _check_fraction(value, what, low_open=low_open, high_open=high_open)

@@ -34,6 +34,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from qselect.errors import QSelectError
+from qselect.validation import check_sparsity
 
 from ._common import check_fraction, make_generator
 from .partitions import partition_children
@@ -77,7 +78,7 @@ class PaTConfig:
             raise QSelectError(f"unknown child method {self.method!r}; use one of {', '.join(CHILD_METHODS)}")
         if int(self.children) != self.children or self.children < 1:
             raise QSelectError(f"children must be a positive integer, got {self.children!r}")
-        check_fraction(self.sparsity, "sparsity", high_open=True)
+        check_sparsity(self.sparsity)
         check_fraction(self.bag_fraction, "bag_fraction", low_open=True)
         if self.tune_epochs < 0:
             raise QSelectError(f"tune_epochs must be >= 0, got {self.tune_epochs}")

@@ -18,13 +18,14 @@ import torch
 from torch import nn
 
 from qselect.errors import QSelectError
+from qselect.validation import check_sparsity
 
-from ._common import check_fraction, current_mask, effective_weight
+from ._common import current_mask, effective_weight
 
 
 def round_sparsities(sparsity: float, rounds: int) -> list[float]:
     """Cumulative sparsity after each of ``rounds`` geometric pruning rounds."""
-    check_fraction(sparsity, "sparsity", high_open=True)
+    check_sparsity(sparsity)
     if int(rounds) != rounds or rounds < 1:
         raise QSelectError(f"rounds must be a positive integer, got {rounds!r}")
     return [1.0 - (1.0 - sparsity) ** (r / rounds) for r in range(1, rounds + 1)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import QSelectError
+from ..validation import check_finite_array, check_labels
 from .base import Problem
 from .bits import bits_to_index, index_to_bits, popcounts
 from .memory import check_dense
@@ -32,7 +33,7 @@ class DiagonalCost(Problem):
     """
 
     def __init__(self, costs, labels=None, *, k: int | None = None, name: str | None = None):
-        arr = np.asarray(costs, dtype=np.float64)
+        arr = check_finite_array(costs, "diagonal cost vector", ndim=None)
         if arr.ndim != 1 or arr.size < 2 or arr.size & (arr.size - 1):
             raise QSelectError(
                 f"a diagonal cost needs a 1-D vector of length 2^n (n ≥ 1), got shape {arr.shape}"
@@ -40,19 +41,10 @@ class DiagonalCost(Problem):
         n = arr.size.bit_length() - 1
         if n > _MAX_DIAGONAL_QUBITS:
             raise QSelectError(f"a diagonal cost over {n} bits is too large; at most {_MAX_DIAGONAL_QUBITS}")
-        if not np.all(np.isfinite(arr)):
-            raise QSelectError(
-                f"diagonal cost contains NaN or inf (first at bitstring index {int(np.argmin(np.isfinite(arr)))}); "
-                "check the loss that produced it"
-            )
         self._c = arr.copy()
         self._c.setflags(write=False)
         self._walsh = None
-        self.labels = tuple(range(n)) if labels is None else tuple(labels)
-        if len(self.labels) != n:
-            raise QSelectError(f"diagonal cost has {n} variables but {len(self.labels)} labels were given")
-        if len(set(self.labels)) != n:
-            raise QSelectError("diagonal cost variable labels must be unique")
+        self.labels = check_labels(labels, n, "diagonal cost")
         self.k = self._check_k(k)
         self.name = name
 
@@ -117,18 +109,6 @@ class DiagonalCost(Problem):
         bits = index_to_bits(idx, self.n)
         terms = {tuple(int(i) for i in np.flatnonzero(b)): float(w[s]) for s, b in zip(idx, bits)}
         return terms, float(w[0])
-
-    def to_sparse_pauli_op(self, include_offset: bool = True, max_order: int | None = None):
-        from ..circuits.qiskit import sparse_pauli_op
-
-        terms, const = self.z_terms(max_order)
-        return sparse_pauli_op(terms, const if include_offset else 0.0, self.n)
-
-    def to_pennylane(self, include_offset: bool = True, max_order: int | None = None):
-        from ..circuits.pennylane import hamiltonian
-
-        terms, const = self.z_terms(max_order)
-        return hamiltonian(terms, const if include_offset else 0.0, self.n)
 
     def to_qubo(self):
         """Least-squares best QUBO: the Z-polynomial truncated to order 2."""

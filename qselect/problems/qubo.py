@@ -6,31 +6,13 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import QSelectError
+from ..validation import check_finite_array, check_labels
 from .base import Problem
 from .memory import check_dense
 
 
 def _finite_array(a, what: str, ndim: int) -> np.ndarray:
-    if a is None:
-        raise QSelectError(f"{what} must be numeric, got None")
-    try:
-        raw = np.asarray(a)
-        if np.iscomplexobj(raw):
-            raise QSelectError(f"{what} must be real, got complex values; pass the real part if that is meant")
-        arr = raw.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, QSelectError):
-            raise
-        raise QSelectError(f"{what} must be numeric: {exc}") from None
-    if arr.ndim != ndim:
-        raise QSelectError(f"{what} must be {ndim}-dimensional, got shape {arr.shape}")
-    if ndim == 0 and not np.isfinite(arr):
-        raise QSelectError(f"{what} must be finite, got {float(arr)}")
-    if not np.all(np.isfinite(arr)):
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise QSelectError(f"{what} contains NaN or inf (first at index {tuple(int(i) for i in bad)}); "
-                           "check the weights/activations it was built from")
-    return arr
+    return check_finite_array(a, what, ndim=ndim)
 
 
 def _float_dtype(dtype) -> np.dtype:
@@ -61,16 +43,18 @@ class QUBO(Problem):
             linear = _finite_array(linear, "QUBO linear terms", 1)
             if linear.shape != (n,):
                 raise QSelectError(f"QUBO linear terms must have length {n} (one per variable), got {linear.shape[0]}")
-            lin += linear
+            with np.errstate(over="ignore", invalid="ignore"):
+                lin += linear
         offset = _finite_array(offset, "QUBO offset", 0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            quad = np.triu(Q, 1) + np.tril(Q, -1).T
+        if not (np.all(np.isfinite(quad)) and np.all(np.isfinite(lin))):
+            raise QSelectError("QUBO coefficients overflow float64 when the two triangles of Q (or the "
+                               "diagonal and linear terms) are added; rescale the problem (e.g. divide Q by 1e6)")
         self._lin = lin
-        self._quad = np.triu(Q, 1) + np.tril(Q, -1).T
+        self._quad = quad
         self.offset = float(offset)
-        self.labels = tuple(range(n)) if labels is None else tuple(labels)
-        if len(self.labels) != n:
-            raise QSelectError(f"QUBO has {n} variables but {len(self.labels)} labels were given")
-        if len(set(self.labels)) != n:
-            raise QSelectError("QUBO variable labels must be unique")
+        self.labels = check_labels(labels, n, "QUBO")
         self.k = self._check_k(k)
         self.name = name
 
@@ -202,15 +186,6 @@ class QUBO(Problem):
         off = float(offset) + h.sum() + Jc.sum() + diag_const
         return cls(quad, lin, off, labels, **kw)
 
-    # ---- other libraries (each imported in its adapter module only) ------
-    @classmethod
-    def from_sparse_pauli_op(cls, op, offset: float = 0.0, **kw) -> "QUBO":
-        """From a qiskit SparsePauliOp of I/Z terms of order ≤ 2 (identity → offset)."""
-        from ..circuits.qiskit import z_terms_from_sparse_pauli_op
-
-        terms, const, n = z_terms_from_sparse_pauli_op(op)
-        return cls.from_z_terms(terms, const + offset, n, **kw)
-
     @classmethod
     def from_z_terms(cls, terms: dict, constant: float, n: int, **kw) -> "QUBO":
         h = np.zeros(n)
@@ -228,34 +203,6 @@ class QUBO(Problem):
                 raise QSelectError(f"a QUBO holds Z terms of order ≤ 2, got a term on qubits {q}; "
                                    "use DiagonalCost for higher-order costs")
         return cls.from_ising(h, J, constant, **kw)
-
-    def to_bqm(self):
-        """dimod.BinaryQuadraticModel (BINARY vartype) with this problem's labels."""
-        from ..solvers.dwave import qubo_to_bqm
-
-        return qubo_to_bqm(self)
-
-    @classmethod
-    def from_bqm(cls, bqm, **kw) -> "QUBO":
-        from ..solvers.dwave import bqm_to_arrays
-
-        quad, lin, offset, labels = bqm_to_arrays(bqm)
-        kw.setdefault("labels", labels)
-        return cls(quad, lin, offset, **kw)
-
-    def to_quadratic_program(self, name: str = "qselect"):
-        """qiskit_optimization.QuadraticProgram (needs the 'optimization' extra)."""
-        from ..circuits.qiskit import qubo_to_quadratic_program
-
-        return qubo_to_quadratic_program(self, name)
-
-    @classmethod
-    def from_quadratic_program(cls, qp, **kw) -> "QUBO":
-        from ..circuits.qiskit import quadratic_program_to_arrays
-
-        quad, lin, offset, labels = quadratic_program_to_arrays(qp)
-        kw.setdefault("labels", labels)
-        return cls(quad, lin, offset, **kw)
 
     def to_diagonal(self):
         from .diagonal import DiagonalCost

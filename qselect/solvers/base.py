@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import QSelectError
+from ..validation import MAX_SEED, check_finite_energy, check_int
 from ..problems import Problem
 
 
@@ -63,7 +64,10 @@ class SolveResult:
             "kept": self.kept,
             "wall_time": float(self.wall_time),
         }
-        d.update({k: v for k, v in self.info.items() if isinstance(v, (int, float, str, bool, type(None)))})
+        scalar = (int, float, str, bool, type(None))
+        d.update({k: v for k, v in self.info.items() if isinstance(v, scalar)})
+        if isinstance(self.info.get("uniform_baseline"), dict):  # the uniform-sampling control travels too
+            d["uniform_baseline"] = {k: v for k, v in self.info["uniform_baseline"].items() if isinstance(v, scalar)}
         return d
 
 
@@ -107,7 +111,15 @@ class Solver(ABC):
                 "use a smaller qubit budget (--qubits) so it is decomposed into blocks"
             )
         t0 = time.perf_counter()
-        result = self._solve(problem)
+        if problem.n == 0:
+            # nothing to choose: every solver answers the empty bitstring at the offset
+            result = make_result(problem, np.zeros(0, np.uint8), self.name,
+                                 samples=np.zeros((1, 0), np.uint8),
+                                 energies=np.array([float(problem.energy(np.zeros(0, np.uint8)))]),
+                                 counts=np.ones(1, dtype=np.int64), info={"empty": True})
+        else:
+            result = self._solve(problem)
+        check_finite_energy(result.energy, f"{self.name} solver's best energy")
         result.wall_time = time.perf_counter() - t0
         return result
 
@@ -127,16 +139,7 @@ class Solver(ABC):
 
 def int_setting(name: str, value, minimum: int = 0, maximum: int | None = None) -> int:
     """A solver's integer setting, checked at construction: ``QSelectError`` names it otherwise."""
-    ok = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating))
-                                                   and float(value).is_integer())
-    if not ok or isinstance(value, bool) or value < minimum or (maximum is not None and value > maximum):
-        bound = f"≥ {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise QSelectError(f"{name} must be an integer {bound}, got {value!r}")
-    return int(value)
-
-
-#: dwave-samplers takes 32-bit seeds (SA refuses 2^32 − 1 itself)
-MAX_SEED = 2**32 - 2
+    return check_int(value, name, minimum=minimum, maximum=maximum)
 
 
 def make_result(problem: Problem, bits, solver: str, **kw) -> SolveResult:

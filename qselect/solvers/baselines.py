@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import QSelectError
 from ..problems import QUBO, DiagonalCost, Problem
 from ..problems.bits import bits_to_index
+from ..validation import check_nonnegative_int, check_seed
 from .base import Solver, SolveResult, int_setting, make_result
 
 #: generic (non-QUBO, non-diagonal) problems score this many candidate states per energy call
@@ -39,6 +40,8 @@ def variable_scores(problem: Problem) -> np.ndarray:
 def flip_deltas(problem: Problem, x: np.ndarray) -> np.ndarray:
     """E(x ⊕ e_i) − E(x) for every bit i (closed form for a QUBO, lookups for a diagonal cost)."""
     x = np.asarray(x, dtype=np.uint8)
+    if hasattr(problem, "flip_deltas"):  # factored problems (GramQUBO) give closed forms themselves
+        return problem.flip_deltas(x)
     if isinstance(problem, QUBO):
         sym = problem.quadratic + problem.quadratic.T
         return (1.0 - 2.0 * x) * (problem.linear + sym @ x)
@@ -60,6 +63,8 @@ def swap_deltas(problem: Problem, x: np.ndarray, on: np.ndarray, off: np.ndarray
     """
     x = np.asarray(x, dtype=np.uint8)
     on, off = np.asarray(on, dtype=np.int64), np.asarray(off, dtype=np.int64)
+    if hasattr(problem, "swap_deltas"):
+        return problem.swap_deltas(x, on, off)
     if isinstance(problem, QUBO):
         sym = problem.quadratic + problem.quadratic.T
         d = (1.0 - 2.0 * x) * (problem.linear + sym @ x)
@@ -124,7 +129,7 @@ class MagnitudeSolver(Solver):
     name = "magnitude"
 
     def __init__(self, k: int | None = None):
-        self.k = k
+        self.k = check_nonnegative_int(k, "k", allow_none=True)
 
     def _solve(self, problem: Problem) -> SolveResult:
         s = variable_scores(problem)
@@ -147,8 +152,8 @@ class RandomSolver(Solver):
     name = "random"
 
     def __init__(self, seed: int | None = 0, k: int | None = None):
-        self.seed = seed
-        self.k = k
+        self.seed = check_seed(seed)
+        self.k = check_nonnegative_int(k, "k", allow_none=True)
 
     def _solve(self, problem: Problem) -> SolveResult:
         # Mix the problem's name into the seed: the neurons of one layer must not all
@@ -177,9 +182,9 @@ class GreedySolver(Solver):
     name = "greedy"
 
     def __init__(self, k: int | None = None, swaps: bool = True, max_steps: int = 10_000):
-        self.k = k
+        self.k = check_nonnegative_int(k, "k", allow_none=True)
         self.swaps = bool(swaps)
-        self.max_steps = int(max_steps)
+        self.max_steps = check_nonnegative_int(max_steps, "max_steps")
 
     def _solve(self, problem: Problem) -> SolveResult:
         n = problem.n

@@ -42,9 +42,7 @@ class ExactSolver(Solver):
 
     def __init__(self, chunk_bits: int = 20, respect_k: bool = False, num_best: int = 1,
                  max_bits: int = MAX_EXACT_BITS):
-        if not 1 <= int_setting("chunk_bits", chunk_bits, 1) <= 30:
-            raise QSelectError(f"chunk_bits must be in [1, 30], got {chunk_bits}")
-        self.chunk_bits = int(chunk_bits)
+        self.chunk_bits = int_setting("chunk_bits", chunk_bits, 1, 30)
         self.respect_k = bool(respect_k)
         self.num_best = int_setting("num_best", num_best, 1)
         self.max_bits = int_setting("max_bits", max_bits, 0)

@@ -7,6 +7,7 @@ import numpy as np
 
 from ...ansatz import check_mixer
 from ...errors import QSelectError
+from ...validation import check_nonnegative_int, check_positive_int, check_seed
 from ..base import Solver, SolveResult, summarise_samples
 from . import objectives as obj
 from .angles import initial_angles, random_angles
@@ -62,15 +63,16 @@ class QAOASolver(Solver):
                  shots: int = 1024, objective: str = "expectation", alpha: float = 0.25, mixer: str = "x",
                  init="ramp", device=None, dtype=None, *, k: int | None = None, maxiter: int = 100,
                  restarts: int = 0, top: int = 8, exact: bool = False, engine: str | None = None,
-                 max_order: int | None = None):
+                 max_order: int | None = None, batch: bool | None = None):
         if backend not in BACKENDS:
             raise QSelectError(f"unknown QAOA backend {backend!r}; use one of {', '.join(BACKENDS)}")
-        if int(p) != p or p < 1:
-            raise QSelectError(f"QAOA depth p must be a positive integer, got {p!r}")
+        p = check_positive_int(p, "QAOA depth p")
         check_mixer(mixer)
         obj.check_objective(objective, alpha)
-        if int(shots) < 1:
-            raise QSelectError(f"shots must be ≥ 1, got {shots}")
+        shots = check_positive_int(shots, "shots")
+        seed, k = check_seed(seed), check_nonnegative_int(k, "k", allow_none=True)
+        maxiter, restarts = check_nonnegative_int(maxiter, "maxiter"), check_nonnegative_int(restarts, "restarts")
+        top, max_order = check_positive_int(top, "top"), check_positive_int(max_order, "max_order", allow_none=True)
         if engine not in (None, "numpy", "torch"):
             raise QSelectError(f"unknown native engine {engine!r}; use 'numpy' or 'torch'")
         if optimizer is not None:
@@ -82,6 +84,9 @@ class QAOASolver(Solver):
         self.mixer, self.init, self.device, self.dtype, self.k = mixer, init, device, dtype, k
         self.maxiter, self.restarts, self.top, self.exact = int(maxiter), int(restarts), int(top), bool(exact)
         self.engine, self.max_order = engine, max_order
+        if batch not in (None, True, False):
+            raise QSelectError(f"batch must be None (automatic), True or False, got {batch!r}")
+        self.batch = batch
 
     # ---- setup --------------------------------------------------------------
     def _optimizer_name(self) -> str:
@@ -129,7 +134,145 @@ class QAOASolver(Solver):
         with single_thread_blas():
             return self._solve_inner(problem)
 
-    def _solve_inner(self, problem) -> QAOAResult:
+    # ---- many problems at once -------------------------------------------------
+    def batchable(self) -> bool:
+        """True when :meth:`solve_batch` simulates problems together (native NumPy engine, exact
+        ⟨C⟩ objective, L-BFGS-B) rather than one after another; ``batch=False`` turns it off."""
+        return (self.batch is not False and self.backend == "native" and self.objective == "expectation"
+                and self._optimizer_name() == "L-BFGS-B" and self._engine_kind() == "numpy")
+
+    def solve_many(self, problems, executor=None, progress=False) -> list:
+        """Solve independent problems; without an executor, same-size problems run as one batch
+        (:meth:`solve_batch`) where :meth:`batchable`, else one by one as ``Solver.solve_many``."""
+        problems = list(problems)
+        if executor is None and len(problems) > 1 and self.batchable():
+            return self.solve_batch(problems)
+        return super().solve_many(problems, executor=executor, progress=progress)
+
+    def solve_batch(self, problems, seeds=None) -> list:
+        """Solve many problems together: each group of equal size simulated as one ``(batch, 2^n)``
+        state (``BatchedNumpyQAOA``) and optimised by a batched L-BFGS in which every problem keeps
+        its own line search and stopping test (``minimize_batch``); the answer of each problem
+        (samples, ⟨C⟩, bookkeeping) is then built exactly as in :meth:`solve`.
+
+        Parameters
+        ----------
+        problems : sequence of Problem
+        seeds : sequence of int, optional
+            One seed per problem (sampling and random starts), default this solver's seed.
+
+        Returns
+        -------
+        list of QAOAResult
+            In input order. ``wall_time`` is the group's time shared equally among its problems;
+            ``info['batch']`` is the group size.
+
+        Notes
+        -----
+        Start angles (``init``: ramp, random per seed, given or transferred angles) initialise
+        every problem of the batch. The batched optimiser follows scipy's L-BFGS-B stopping rules
+        but its own line search, so optimised ⟨C⟩ agree with :meth:`solve` to about 1e-6 on
+        typical problems rather than bit for bit. Solvers that are not :meth:`batchable` solve the
+        problems one by one.
+        """
+        import copy
+
+        from ...problems import Problem
+
+        problems = list(problems)
+        seeds = [self.seed] * len(problems) if seeds is None else list(seeds)
+        if len(seeds) != len(problems):
+            raise QSelectError(f"solve_batch got {len(problems)} problems but {len(seeds)} seeds; pass one per problem")
+        for prob in problems:
+            if not isinstance(prob, Problem):
+                raise QSelectError(f"solve_batch expects qselect problems (QUBO or DiagonalCost), got "
+                                   f"{type(prob).__name__}")
+        solvers = []
+        for sd in seeds:
+            s = copy.copy(self)
+            s.seed = sd
+            solvers.append(s)
+        if not self.batchable() or len(problems) < 2:
+            return [s.solve(prob) for s, prob in zip(solvers, problems)]
+        groups: dict = {}
+        for i, prob in enumerate(problems):
+            k = self.k if self.k is not None else prob.k
+            groups.setdefault((prob.n, k if self.mixer == "xy" else None), []).append(i)
+        out = [None] * len(problems)
+        from .native import single_thread_blas
+
+        with single_thread_blas():
+            for idx in groups.values():
+                res = self._solve_group([problems[i] for i in idx], [solvers[i] for i in idx])
+                for i, r in zip(idx, res):
+                    out[i] = r
+        return out
+
+    def _solve_group(self, problems, solvers) -> list:
+        import time
+
+        from .batched import BatchedNumpyQAOA
+        from .native import check_memory, cost_dtype_for
+        from .optimizers import Outcome, minimize_batch
+
+        t0 = time.perf_counter()
+        n, B = problems[0].n, len(problems)
+        k = self.k if self.k is not None else problems[0].k
+        if self.mixer == "xy":
+            if k is None:
+                raise QSelectError("the XY mixer keeps exactly k bits set: pass QAOASolver(k=...) or give the problem k")
+            k = problems[0]._check_k(k)
+        else:
+            k = None
+        dtype = np.dtype(self.dtype or np.complex64)
+        cost_dtype = cost_dtype_for(n, dtype, _EXACT_FINAL_QUBITS)
+        check_memory(n, dtype, gradient=True, cost_dtype=cost_dtype, batch=B)
+        costs = np.empty((B, 1 << n), dtype=cost_dtype)
+        scales, consts = np.empty(B), np.empty(B)
+        for i, prob in enumerate(problems):
+            scales[i], consts[i] = prob.scale(), prob.z_terms()[1]
+            c = prob.cost_vector(cost_dtype)
+            c -= consts[i]
+            c /= scales[i]
+            costs[i] = c
+        engine = BatchedNumpyQAOA(costs, self.p, self.mixer, k, dtype)
+        best_x = best_f = None
+        evals = np.zeros(B, dtype=np.int64)
+        msgs = [""] * B
+        starts = [np.stack([initial_angles(self.init, self.p, s.seed) for s in solvers])]
+        starts += [np.stack([random_angles(self.p, (s.seed, r)) for s in solvers]) for r in range(1, self.restarts + 1)]
+        for x0 in starts:
+            res = minimize_batch(engine.value_and_grad, x0, maxiter=self.maxiter)
+            evals += res.evaluations
+            if best_x is None:
+                best_x, best_f, msgs = res.x.copy(), res.fun.copy(), list(res.messages)
+            else:
+                better = res.fun < best_f
+                best_x[better], best_f[better] = res.x[better], res.fun[better]
+                msgs = [m2 if b else m1 for m1, m2, b in zip(msgs, res.messages, better)]
+        angles = best_x.copy()
+        if self.mixer == "x":
+            angles[:, self.p:] = (angles[:, self.p:] + np.pi / 2) % np.pi - np.pi / 2
+        if self.dtype is None and n <= _EXACT_FINAL_QUBITS:
+            # the reported states in double precision, as solve() does
+            probs = BatchedNumpyQAOA(costs, self.p, self.mixer, k, np.complex128).probabilities(angles)
+        else:
+            probs = engine.probabilities(angles)
+        results = []
+        for i, (s, prob) in enumerate(zip(solvers, problems)):
+            g = int(evals[i]) if self.maxiter > 0 else 0
+            outcome = Outcome(best_x[i], float(best_f[i]), int(evals[i]), g, msgs[i])
+            preset = {"costs": costs[i], "scale": float(scales[i]), "const": float(consts[i]),
+                      "backend": "native-numpy", "dtype": str(dtype), "outcome": outcome,
+                      "probabilities": (lambda a, pr=probs[i]: pr)}
+            results.append(s._solve_inner(prob, preset=preset))
+        share = (time.perf_counter() - t0) / B
+        for r in results:
+            r.wall_time = share
+            r.info["batch"] = B
+        return results
+
+    def _solve_inner(self, problem, preset: dict | None = None) -> QAOAResult:
         n = problem.n
         k = self.k if self.k is not None else problem.k
         if self.mixer == "xy":
@@ -148,7 +291,11 @@ class QAOASolver(Solver):
         backend_label = self.backend
         engine_dtype = None
 
-        if self.backend == "native":
+        if preset is not None:  # optimised together with other problems (solve_batch): answer only
+            costs, scale, const = preset["costs"], preset["scale"], preset["const"]
+            backend_label, engine_dtype = preset["backend"], preset["dtype"]
+            probs_fn = preset["probabilities"]
+        elif self.backend == "native":
             engine, kind, costs, scale, const = self._native_engine(problem, k)
             backend_label = f"native-{kind}"
             engine_dtype = str(engine.dtype).replace("torch.", "")
@@ -214,6 +361,9 @@ class QAOASolver(Solver):
         starts += [random_angles(self.p, (self.seed, r)) for r in range(1, self.restarts + 1)]
         best = None
         evals = gevals = 0
+        if preset is not None:
+            best, evals, gevals = preset["outcome"], preset["outcome"].evaluations, preset["outcome"].gradient_evaluations
+            starts = []
         for x0 in starts:
             out = minimize(value, x0, method, self.maxiter, grad_fn if uses_gradient(method) else None,
                            seed=self.seed)
@@ -268,6 +418,10 @@ class QAOASolver(Solver):
             mean_norm = (expectation - const) / scale
             # (max − ⟨C⟩)/(max − min): 1 at the optimum, 0 at the worst; for MaxCut = ⟨cut⟩/max cut
             info["approximation_ratio"] = float((hi - mean_norm) / (hi - lo)) if hi > lo else 1.0
+        from ..controls import uniform_baseline  # the control: uniform strings, same shots, same problem
+
+        info["uniform_baseline"] = uniform_baseline(problem, self.shots, seed=self.seed, mixer=self.mixer, k=k,
+                                                    costs=costs, scale=scale, offset=const)
         return QAOAResult(bits=samples[0].copy(), energy=float(energies[0]), solver=self.name, samples=samples,
                           energies=energies, counts=counts, info=info, expectation=expectation,
                           angles=np.asarray(angles, dtype=float))
