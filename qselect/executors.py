@@ -39,6 +39,12 @@ def _collect(results, total: int, progress) -> list:
 
 
 class Executor:
+    """Runs a function over independent items; results always come back in input order.
+
+    Subclasses: :class:`InlineExecutor` (in this process),
+    :class:`ProcessExecutor` (a local process pool), :class:`DaskExecutor`
+    (a Dask cluster). The same items give the same results on any of them.
+    """
     name = "executor"
 
     def map(self, fn: Callable, items: Sequence, progress=False) -> list:
@@ -50,20 +56,57 @@ class Executor:
 
 
 class InlineExecutor(Executor):
+    """Run every item in this process, one after another (no start-up cost)."""
     name = "inline"
 
     def map(self, fn, items, progress=False):
+        """``fn`` over ``items`` in this process.
+
+        Parameters
+        ----------
+        fn : callable
+        items : iterable
+        progress : bool or str
+            Show a progress bar (a string labels it).
+
+        Returns
+        -------
+        list
+            ``[fn(x) for x in items]``.
+        """
         items = list(items)
         return _collect((fn(x) for x in items), len(items), progress)
 
 
 class ProcessExecutor(Executor):
+    """A local process pool.
+
+    Parameters
+    ----------
+    workers : int or None
+        Number of processes; default the CPU count. With one worker or one
+        item it runs inline.
+    """
     name = "process"
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or max(1, (os.cpu_count() or 1))
 
     def map(self, fn, items, progress=False):
+        """``fn`` over ``items`` in worker processes (``fn`` and items must pickle).
+
+        Parameters
+        ----------
+        fn : callable
+        items : iterable
+        progress : bool or str
+            Show a progress bar.
+
+        Returns
+        -------
+        list
+            Results in input order.
+        """
         items = list(items)
         if len(items) <= 1 or self.workers == 1:
             return InlineExecutor().map(fn, items, progress)
@@ -77,6 +120,24 @@ DASK_CONNECT_TIMEOUT = 20
 
 
 class DaskExecutor(Executor):
+    """Run items on a Dask cluster.
+
+    Parameters
+    ----------
+    client_or_address : distributed.Client or str
+        An existing client (left open by :meth:`close`) or a scheduler
+        address such as ``"tcp://host:8786"`` (connected here, closed by
+        :meth:`close`).
+    timeout : float or None
+        Seconds to wait for the scheduler when connecting.
+
+    Raises
+    ------
+    BackendUnavailableError
+        If dask.distributed is not installed.
+    QSelectError
+        If the scheduler cannot be reached within ``timeout``.
+    """
     name = "dask"
 
     def __init__(self, client_or_address: Any, timeout: float | None = None):
@@ -100,12 +161,27 @@ class DaskExecutor(Executor):
             ) from None
 
     def map(self, fn, items, progress=False):
+        """``fn`` over ``items`` as Dask futures (``pure=False``: every item runs).
+
+        Parameters
+        ----------
+        fn : callable
+        items : iterable
+        progress : bool or str
+            Show a progress bar while gathering.
+
+        Returns
+        -------
+        list
+            Results in input order.
+        """
         futures = self.client.map(fn, list(items), pure=False)
         if not progress:
             return self.client.gather(futures)
         return _collect((f.result() for f in futures), len(futures), progress)
 
     def close(self) -> None:
+        """Close the client if this executor connected it; a client passed in stays open."""
         if self._own:
             self.client.close()
 

@@ -22,14 +22,55 @@ _UMASK = _current_umask()
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write bytes atomically: temp file in the same folder, fsync, rename, fsync the folder.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination; its folder is created if missing.
+    data : bytes
+
+    Returns
+    -------
+    pathlib.Path
+        The written path. A reader sees the old file or the new one, never a
+        partial write; the file keeps the umask's permissions.
+    """
     return _atomic(path, lambda fh: fh.write(data), "wb")
 
 
 def atomic_write_text(path, text: str) -> Path:
+    """Write UTF-8 text atomically (see :func:`atomic_write_bytes`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    text : str
+
+    Returns
+    -------
+    pathlib.Path
+    """
     return _atomic(path, lambda fh: fh.write(text), "w")
 
 
 def atomic_write_json(path, obj: Any, **kw) -> Path:
+    """Write an object as JSON atomically (see :func:`atomic_write_bytes`).
+
+    NumPy scalars and arrays and ``pathlib.Path`` objects are converted.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    obj : object
+        Anything ``json.dumps`` accepts after that conversion.
+    **kw
+        Passed to ``json.dumps`` (default ``indent=2``).
+
+    Returns
+    -------
+    pathlib.Path
+    """
     kw.setdefault("indent", 2)
     kw.setdefault("sort_keys", False)
     text = json.dumps(obj, default=_json_default, **kw) + "\n"

@@ -49,11 +49,34 @@ def cost_layer(terms: dict, gamma) -> None:
 
 
 def x_mixer_layer(n: int, beta) -> None:
+    """Queue the transverse-field mixer exp(−iβ ΣX_i) as ``RX(2β)`` on every wire.
+
+    Parameters
+    ----------
+    n : int
+        Number of wires.
+    beta : float or autograd/torch scalar
+        Mixer angle β.
+    """
     for i in range(n):
         qml.RX(2 * beta, wires=i)
 
 
 def xy_mixer_layer(beta, pairs) -> None:
+    """Queue the XY mixer exp(−iβ (XX + YY)/2) on each pair, in the given order.
+
+    Parameters
+    ----------
+    beta : float
+        Mixer angle β.
+    pairs : sequence of (int, int)
+        Wire pairs, normally ``qselect.ansatz.ring_pairs(n)``.
+
+    References
+    ----------
+    Hadfield et al., "From the Quantum Approximate Optimization Algorithm to a
+    Quantum Alternating Operator Ansatz", Algorithms 12(2):34 (2019).
+    """
     for i, j in pairs:
         qml.IsingXX(beta, wires=[i, j])
         qml.IsingYY(beta, wires=[i, j])
@@ -109,6 +132,19 @@ class PennyLaneQAOARunner:
         return float(self._energy(np.asarray(angles, dtype=float)))
 
     def probabilities(self, angles) -> np.ndarray:
+        """Exact probabilities of the QAOA state for ``angles``.
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,)
+            ``[γ_1..γ_p, β_1..β_p]``.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (2**n,)
+            Little-endian index (qubit 0 = least significant bit), converted from
+            PennyLane's wire-0-first order.
+        """
         pr = np.asarray(self._probs(np.asarray(angles, dtype=float)), dtype=float)
         # PennyLane orders wire 0 as the most significant bit; qselect is little-endian
         return pr.reshape((2,) * self.n).transpose(tuple(range(self.n))[::-1]).reshape(-1)

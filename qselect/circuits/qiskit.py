@@ -133,6 +133,25 @@ def bind_angles(circuit: QuantumCircuit, angles) -> QuantumCircuit:
 
 
 def aer_simulator(method: str = "automatic", seed: int | None = None, device: str = "CPU"):
+    """An ``AerSimulator``.
+
+    Parameters
+    ----------
+    method : str
+        Aer simulation method (``"automatic"``, ``"statevector"``, ...).
+    seed : int or None
+        Simulator seed for reproducible shots.
+    device : {"CPU", "GPU"}
+
+    Returns
+    -------
+    qiskit_aer.AerSimulator
+
+    Raises
+    ------
+    BackendUnavailableError
+        If qiskit-aer is not installed.
+    """
     try:
         from qiskit_aer import AerSimulator
     except ImportError:
@@ -202,11 +221,45 @@ class AerQAOARunner:
         self._calls = 0
 
     def probabilities(self, angles) -> np.ndarray:
+        """Exact probabilities from Aer's statevector for ``angles``.
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,)
+            ``[γ_1..γ_p, β_1..β_p]``.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (2**n,)
+            Little-endian index, as qiskit.
+        """
         res = self.sim.run(bind_angles(self.circuit, angles), shots=1).result()
         sv = np.asarray(res.get_statevector())
         return np.abs(sv) ** 2
 
     def counts(self, angles, shots=None) -> tuple[np.ndarray, np.ndarray]:
+        """Sample the QAOA circuit for ``angles``.
+
+        Each call uses its own simulator seed derived from the runner's seed, so
+        a seeded solve repeats exactly.
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,)
+        shots : int or None
+            Default: the runner's ``shots``.
+
+        Returns
+        -------
+        bits : numpy.ndarray of uint8, shape (m, n)
+            Distinct measured bitstrings, bit 0 first.
+        counts : numpy.ndarray of int64, shape (m,)
+
+        Raises
+        ------
+        QSelectError
+            If the runner was built with ``exact=True`` (statevector only).
+        """
         if self.exact:
             raise QSelectError("this runner simulates the statevector; build it with exact=False to sample")
         self._calls += 1
@@ -228,6 +281,16 @@ class StatevectorQAOARunner:
         self.circuit = qaoa_circuit(problem, p, mixer, k, measure=False, max_order=max_order)
 
     def probabilities(self, angles) -> np.ndarray:
+        """Exact probabilities from qiskit's reference ``Statevector`` for ``angles``.
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,)
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (2**n,)
+        """
         from qiskit.quantum_info import Statevector
 
         return Statevector(bind_angles(self.circuit, angles)).probabilities()

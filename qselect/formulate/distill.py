@@ -45,12 +45,39 @@ class WidthReduce(nn.Module):
         return int(hits[0, 0]) if hits.numel() else None
 
     def forward(self, x):
+        """Map a wide teacher activation to the student's narrower width.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (..., wide)
+
+        Returns
+        -------
+        torch.Tensor, shape (..., narrow)
+            Mean over groups (``mode="pool"``) or the selected units.
+        """
         if self.mode == "pool":
             return x.reshape(*x.shape[:-1], self.narrow, self.wide // self.narrow).mean(-1)
         return x.index_select(-1, self.index)
 
 
 def teacher_linears(teacher: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """The teacher's ``nn.Linear`` layers in module order.
+
+    Parameters
+    ----------
+    teacher : torch.nn.Module
+        An MLP.
+
+    Returns
+    -------
+    list of (str, torch.nn.Linear)
+
+    Raises
+    ------
+    QSelectError
+        If the teacher has no Linear layer or contains a convolution.
+    """
     lins = [(n, m) for n, m in teacher.named_modules() if isinstance(m, nn.Linear)]
     if not lins:
         raise QSelectError("the teacher has no nn.Linear layer; layerwise distillation needs an MLP teacher")

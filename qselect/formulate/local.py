@@ -35,6 +35,7 @@ class LocalProblem:
 
     @property
     def n(self) -> int:
+        """Number of bits of the local problem."""
         return self.problem.n
 
 

@@ -29,10 +29,13 @@ class Problem(ABC):
 
     @property
     @abstractmethod
-    def num_variables(self) -> int: ...
+    def num_variables(self) -> int:
+        """Number of binary variables n (qubits for QAOA)."""
+        ...
 
     @property
     def n(self) -> int:
+        """Number of binary variables; short for :attr:`num_variables`."""
         return self.num_variables
 
     @abstractmethod

@@ -50,6 +50,7 @@ class DiagonalCost(Problem):
 
     @property
     def num_variables(self) -> int:
+        """Number of binary variables n; the cost vector has 2^n entries."""
         return self._c.size.bit_length() - 1
 
     @property
@@ -62,11 +63,44 @@ class DiagonalCost(Problem):
         return f"DiagonalCost{nm}(n={self.n}, order={self.order()})"
 
     def energy(self, bits):
+        """Energy of one bitstring or of a batch, looked up in the cost vector.
+
+        Parameters
+        ----------
+        bits : array_like of {0, 1}, shape (n,) or (m, n)
+            Bitstrings, bit 0 (= qubit 0) first.
+
+        Returns
+        -------
+        float or numpy.ndarray of float64, shape (m,)
+            The cost of each bitstring (offset included).
+
+        Raises
+        ------
+        QSelectError
+            If ``bits`` has the wrong length or holds values other than 0/1.
+        """
         x = self._check_bits(bits)
         idx = bits_to_index(x)
         return float(self._c[idx]) if x.ndim == 1 else self._c[idx].copy()
 
     def cost_vector(self, dtype=np.float64) -> np.ndarray:
+        """A copy of the 2^n cost vector, little-endian index (qubit 0 = least significant bit).
+
+        Parameters
+        ----------
+        dtype : numpy floating dtype, default float64
+            ``float32`` halves the memory of large vectors.
+
+        Returns
+        -------
+        numpy.ndarray, shape (2**n,)
+
+        Raises
+        ------
+        QSelectError
+            If ``dtype`` is not a floating type.
+        """
         from .qubo import _float_dtype
 
         return self._c.astype(_float_dtype(dtype), copy=True)
@@ -100,6 +134,22 @@ class DiagonalCost(Problem):
         return m if m > 0 else 1.0
 
     def z_terms(self, max_order: int | None = None, tol: float = 0.0):
+        """The cost as a Z-polynomial, from its Walsh–Hadamard coefficients.
+
+        Parameters
+        ----------
+        max_order : int or None
+            Keep only terms on at most this many qubits (``None``: all orders).
+        tol : float
+            Drop terms with ``|coefficient| <= tol``.
+
+        Returns
+        -------
+        terms : dict of tuple of int -> float
+            Coefficient of each product Π z_i (z = 1 − 2x) over the sorted qubit tuple.
+        constant : float
+            The constant term (mean of the cost vector).
+        """
         w = self.walsh_coefficients()
         keep = np.abs(w) > tol
         keep[0] = False
@@ -118,6 +168,24 @@ class DiagonalCost(Problem):
         return QUBO.from_z_terms(terms, const, self.n, labels=self.labels, k=self.k, name=self.name)
 
     def fix(self, assignment: dict[int, int]) -> "DiagonalCost":
+        """The cost over the remaining variables with some bits fixed.
+
+        Parameters
+        ----------
+        assignment : dict of int -> {0, 1}
+            Bit position -> value for each fixed bit.
+
+        Returns
+        -------
+        DiagonalCost
+            Over the free bits in their original order, with ``k`` reduced by
+            the fixed ones (``None`` when no longer feasible).
+
+        Raises
+        ------
+        QSelectError
+            If a position is out of range, a value is not 0/1, or every bit is fixed.
+        """
         fixed, free = self._check_assignment(assignment)
         v = self._c.reshape((2,) * self.n)  # axis (n-1-i) is bit i
         index = tuple(assignment[self.n - 1 - a] if (self.n - 1 - a) in assignment else slice(None)
@@ -132,6 +200,22 @@ class DiagonalCost(Problem):
         return DiagonalCost(sub, [self.labels[i] for i in free], k=k, name=self.name)
 
     def scaled(self, factor: float) -> "DiagonalCost":
+        """The cost multiplied by ``factor`` (offset included).
+
+        Parameters
+        ----------
+        factor : float
+            Finite scale factor.
+
+        Returns
+        -------
+        DiagonalCost
+
+        Raises
+        ------
+        QSelectError
+            If ``factor`` is NaN or infinite.
+        """
         from .qubo import _finite_array
 
         factor = float(_finite_array(factor, "scale factor", 0))

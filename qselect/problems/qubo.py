@@ -61,6 +61,7 @@ class QUBO(Problem):
     # ---- accessors -------------------------------------------------------
     @property
     def num_variables(self) -> int:
+        """Number of binary variables n."""
         return self._lin.shape[0]
 
     @property
@@ -85,12 +86,40 @@ class QUBO(Problem):
         return f"QUBO{nm}(n={self.n}, couplings={nnz}, offset={self.offset:.6g}{k})"
 
     def copy(self, **changes) -> "QUBO":
+        """A copy with some fields changed (validated like a new QUBO).
+
+        Parameters
+        ----------
+        **changes
+            Any of ``offset``, ``labels``, ``k``, ``name``, ``linear`` (added to
+            the diagonal).
+
+        Returns
+        -------
+        QUBO
+        """
         kw = dict(linear=None, offset=self.offset, labels=self.labels, k=self.k, name=self.name)
         kw.update(changes)
         return QUBO(self.Q, **kw)
 
     # ---- energies --------------------------------------------------------
     def energy(self, bits):
+        """Energy xᵀQx + offset of one bitstring or of a batch.
+
+        Parameters
+        ----------
+        bits : array_like of {0, 1}, shape (n,) or (m, n)
+            Bitstrings, bit 0 (= qubit 0) first.
+
+        Returns
+        -------
+        float or numpy.ndarray of float64, shape (m,)
+
+        Raises
+        ------
+        QSelectError
+            If ``bits`` has the wrong length or holds values other than 0/1.
+        """
         x = self._check_bits(bits).astype(np.float64)
         e = x @ self._lin + np.einsum("...i,ij,...j->...", x, self._quad, x) + self.offset
         return float(e) if x.ndim == 1 else e
@@ -119,6 +148,15 @@ class QUBO(Problem):
 
     # ---- structure -------------------------------------------------------
     def z_terms(self):
+        """The cost as a Z-polynomial of order ≤ 2 (z = 1 − 2x).
+
+        Returns
+        -------
+        terms : dict of tuple of int -> float
+            ``{(i,): h_i, (i, j): J_ij}`` for the non-zero Ising coefficients.
+        constant : float
+            The constant term, offset included.
+        """
         h, J, const = self.to_ising()
         terms = {(i,): float(h[i]) for i in range(self.n) if h[i] != 0.0}
         iu, ju = np.nonzero(J)
@@ -188,6 +226,29 @@ class QUBO(Problem):
 
     @classmethod
     def from_z_terms(cls, terms: dict, constant: float, n: int, **kw) -> "QUBO":
+        """Build a QUBO from a Z-polynomial of order ≤ 2.
+
+        Parameters
+        ----------
+        terms : dict of tuple of int -> float
+            Coefficient of z_i (one qubit) or z_i z_j (two qubits).
+        constant : float
+            Constant term.
+        n : int
+            Number of qubits.
+        **kw
+            ``labels``, ``k``, ``name``.
+
+        Returns
+        -------
+        QUBO
+            With the same energy on every bitstring.
+
+        Raises
+        ------
+        QSelectError
+            If a term names a qubit outside 0..n−1 or has order above 2.
+        """
         h = np.zeros(n)
         J = np.zeros((n, n))
         for qubits, coeff in terms.items():
@@ -205,6 +266,17 @@ class QUBO(Problem):
         return cls.from_ising(h, J, constant, **kw)
 
     def to_diagonal(self):
+        """The same problem as a :class:`DiagonalCost` (dense 2^n vector).
+
+        Returns
+        -------
+        DiagonalCost
+
+        Raises
+        ------
+        QSelectError
+            If the 2^n vector would not fit in memory.
+        """
         from .diagonal import DiagonalCost
 
         return DiagonalCost(self.cost_vector(), labels=self.labels, k=self.k, name=self.name)

@@ -27,6 +27,19 @@ def _columns(rows: Sequence[dict], preferred: Sequence[str]) -> list[str]:
 
 
 def results_markdown(rows: Sequence[dict]) -> str:
+    """Markdown table of per-method results (only columns some row fills).
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Rows with keys such as ``method``, ``sparsity``, ``seed``,
+        ``accuracy_pruned``, ``accuracy_finetuned``, ``nll_finetuned``,
+        ``select_seconds``.
+
+    Returns
+    -------
+    str
+    """
     cols = [("method", "method"), ("sparsity", "target sparsity"), ("seed", "seed"),
             ("sparsity_actual", "actual sparsity"), ("accuracy_pruned", "acc. pruned"),
             ("accuracy_finetuned", "acc. fine-tuned"), ("nll_finetuned", "NLL fine-tuned"),

@@ -43,6 +43,20 @@ def format_table(rows: Sequence[dict], columns: Sequence, digits: int = 4) -> st
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence, digits: int = 4) -> str:
+    """Format rows as a Markdown table.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+    columns : sequence of str or (key, heading)
+        Which keys to show, in order, optionally with a heading.
+    digits : int
+        Significant digits for floats.
+
+    Returns
+    -------
+    str
+    """
     heads, body = _cells(rows, columns, digits)
     out = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in body]

@@ -38,6 +38,19 @@ def _csv_value(v):
 
 
 def write_csv(path, rows: Sequence[dict], columns: Sequence[str] | None = None) -> Path:
+    """Write rows as CSV atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    rows : sequence of dict
+    columns : sequence of str or None
+        Column order; default the union of the rows' keys in first-seen order.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     return atomic_write_text(path, csv_text(rows, columns))
 
 

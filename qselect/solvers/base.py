@@ -40,6 +40,7 @@ class SolveResult:
 
     @property
     def num_variables(self) -> int:
+        """Number of variables of the solved problem (length of ``bits``)."""
         return int(self.bits.shape[0])
 
     @property
@@ -49,6 +50,7 @@ class SolveResult:
 
     @property
     def kept_fraction(self) -> float:
+        """Fraction of bits set, in [0, 1] (0 for an empty problem)."""
         return self.kept / max(self.num_variables, 1)
 
     def gap_to(self, optimum: float) -> float:
@@ -100,6 +102,28 @@ class Solver(ABC):
         """Solve a validated problem; timing is added by ``solve``."""
 
     def solve(self, problem: Problem) -> SolveResult:
+        """Solve one problem.
+
+        Parameters
+        ----------
+        problem : Problem
+            A ``QUBO``, ``DiagonalCost`` or any other :class:`~qselect.problems.Problem`.
+
+        Returns
+        -------
+        SolveResult
+            ``bits`` (uint8, shape (n,), bit 0 first), ``energy`` (the problem's
+            own energy of ``bits``, offset included), ``wall_time`` in seconds,
+            and solver-specific ``samples``/``info``.
+
+        Raises
+        ------
+        QSelectError
+            If ``problem`` is not a qselect problem, or has more variables than
+            the solver accepts (``max_variables``).
+        ProblemTooLargeError
+            If the solver's memory guard refuses the problem.
+        """
         if not isinstance(problem, Problem):
             raise QSelectError(
                 f"{type(self).__name__}.solve expects a qselect problem (QUBO or DiagonalCost), "
