@@ -1,5 +1,6 @@
 """The seed methods: Prune and Tune ensembles, Stochastic Subnetwork Annealing,
-Synaptic Stripping, and the pruning baselines they are compared against.
+Synaptic Stripping, Snapshot Ensembles, Sparse Mutation Decompositions, RigL,
+representation-level diversity, and the pruning baselines they are compared against.
 
 Every mask goes through ``qselect.classical.masks.apply_masks``
 (``torch.nn.utils.prune``), like the rest of the toolkit.
@@ -43,6 +44,40 @@ iterative
                                 scope="layer", layers=None, val_loader=None) -> dict
     surviving_magnitude_masks(model, sparsity, *, scope="layer", layers=None)
     round_sparsities(sparsity, rounds), split_epochs(epochs, rounds)
+snapshot
+    snapshot_ensemble(model, train_loader, config=None, *, cycles=5, keep_last=None,
+                      parent_epochs=0.0, augment=None) -> SnapshotResult
+        SnapshotResult(snapshots, lrs, history, cost, keep_last); .members, .evaluate(loader)
+    snapshot_lr(step, total_steps, cycles, lr), snapshot_steps(total_steps, cycles),
+    cycle_length(total_steps, cycles)
+mutations
+    SparseMutation(model, *, fraction=None (0.01) | count=None, scale=0.01, relative=False,
+                   subspace="random" | Masks, layers=None)
+        .sample(seed, model=None) -> MutationRecord(indices, deltas, seed; .count),
+        .apply(model, record, sign=1.0), __call__(model, seed) -> MutationRecord
+    evolve(parent, val_loader, mutation=None, *, generations=1, population=8, children=4,
+           fitness="nll"|"accuracy", elitist=True, seed=0, parent_epochs=0.0, train_size=None)
+        -> EvolutionResult(parent, children, fitness, history, lineage, cost, info);
+        .members, .evaluate(loader)
+    mutated_children(parent, val_loader, *, children=4, population=None, generations=1, seed=0,
+                     subspace="random", fraction=None, count=None, scale=0.01, ...) -> EvolutionResult
+    complement_masks(masks)
+rigl
+    RigL(model, sparsity, *, t_end, delta_t=100, alpha=0.3, distribution="uniform"|"erk",
+         init="random"|"magnitude"|Masks, layers=None, seed=0, record=False)
+        __call__(step, model) (a train() step_callback), .update(), .active_counts(),
+        .history, .finish() -> Masks
+    rigl_train(model, train_loader, config, sparsity, *, delta_t=None, alpha=0.3,
+               end_fraction=0.75, distribution="uniform", init="random", ...) -> dict
+    rigl_fraction(step, t_end, alpha), layer_densities(shapes, sparsity, distribution)
+diversity
+    linear_cka(x, y) -> float; cka_matrices(members, inputs, layers=None) -> dict
+    layer_activations(model, inputs, layers=None) -> {layer: Tensor}; default_layers(model)
+    activation_maximisation(model, layer, unit, input_shape, *, steps=150, lr=0.05, l2=1e-3,
+                            tv=5e-2, jitter=1, value_range=(0, 1), seed=0) -> dict(image, activation)
+    top_activating(model, layer, unit, inputs, k=4) -> dict(indices, values)
+    feature_grid(members: {label: model}, layer, units, inputs, path, *, top_k=3, ...) -> numbers
+    image_shape(input_shape)
 """
 from .annealing import SCHEDULES, StochasticSubnetworkAnnealing, schedule_factor, ssa_finetune
 from .ensembles import (CHILD_METHODS, PaTConfig, PaTResult, bagged_dataset, child_masks,
@@ -51,6 +86,12 @@ from .iterative import (iterative_magnitude_pruning, one_shot_pruning, round_spa
                         split_epochs, surviving_magnitude_masks)
 from .partitions import anti_random_pair, check_partition, partition_children, partition_masks
 from .stripping import SynapticStripping, synaptic_stripping
+from .snapshot import SnapshotResult, cycle_length, snapshot_ensemble, snapshot_lr, snapshot_steps
+from .mutations import (EvolutionResult, MutationRecord, SparseMutation, complement_masks, evolve,
+                        mutated_children)
+from .rigl import DISTRIBUTIONS, RigL, layer_densities, rigl_fraction, rigl_train
+from .diversity import (activation_maximisation, cka_matrices, default_layers, feature_grid, image_shape,
+                        layer_activations, linear_cka, top_activating)
 
 __all__ = [
     "SCHEDULES", "StochasticSubnetworkAnnealing", "schedule_factor", "ssa_finetune",
@@ -60,4 +101,9 @@ __all__ = [
     "surviving_magnitude_masks",
     "anti_random_pair", "check_partition", "partition_children", "partition_masks",
     "SynapticStripping", "synaptic_stripping",
+    "SnapshotResult", "cycle_length", "snapshot_ensemble", "snapshot_lr", "snapshot_steps",
+    "EvolutionResult", "MutationRecord", "SparseMutation", "complement_masks", "evolve", "mutated_children",
+    "DISTRIBUTIONS", "RigL", "layer_densities", "rigl_fraction", "rigl_train",
+    "activation_maximisation", "cka_matrices", "default_layers", "feature_grid", "image_shape",
+    "layer_activations", "linear_cka", "top_activating",
 ]
