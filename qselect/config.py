@@ -87,7 +87,7 @@ def coerce(spec: OptionSpec, value: Any, where: str) -> Any:
 
 
 def load_config(path, schema: Mapping[str, OptionSpec], command: str,
-                commands: Iterable[str] = ()) -> dict:
+                commands: Iterable[str] = (), known: Iterable[str] = ()) -> dict:
     """Read a TOML file and return the validated values that apply to ``command``.
 
     ``schema`` maps option names to specs for ``command``; ``commands`` lists
@@ -102,15 +102,20 @@ def load_config(path, schema: Mapping[str, OptionSpec], command: str,
         raise QSelectError(f"config file {path} is not UTF-8 text; save it as a TOML text file") from None
     except tomllib.TOMLDecodeError as exc:
         raise QSelectError(f"config file {path} is not valid TOML ({exc}); fix the syntax") from None
-    commands = set(commands) | {command}
+    # command tables: [compare], and [hardware.submit] for a command group's verbs
+    tables = {c.split(" ", 1)[0] for c in set(commands) | {command}}
+    known = set(known)
     out: dict = {}
     section = {}
     for raw_key, value in data.items():
         key = normalise_key(raw_key)
-        if isinstance(value, dict) and raw_key in commands:
-            if raw_key == command:
-                section = value
+        if isinstance(value, dict) and raw_key in tables:
+            head, _, verb = command.partition(" ")
+            if raw_key == head:
+                section = value.get(verb, {}) if verb else value
             continue
+        if key not in schema and key in known:
+            continue  # another command's option: one config file serves every command
         out[key] = _checked(key, value, schema, f"config {path}", command)
     for raw_key, value in section.items():
         key = normalise_key(raw_key)

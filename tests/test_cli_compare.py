@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from qselect.cli import bench, main
+from qselect.app import bench
+from qselect.cli import main
 
 
 def _csv(path):
@@ -89,7 +90,7 @@ def test_bench_failure_is_a_clean_error(tmp_path, monkeypatch, capsys):
 
 
 def test_compare_reuses_the_exact_method_as_reference(tmp_path, monkeypatch, capsys):
-    from qselect.cli import pipeline
+    from qselect.app import pipeline
 
     calls = []
     real = pipeline.select

@@ -19,11 +19,24 @@ def _schema(command="select"):
 
 def test_every_option_is_in_the_config_schema():
     schema, _ = _schema("compare")
-    for key in ("model", "dataset", "formulation", "solver", "backend", "sparsity", "qubits", "seed", "run_dir",
+    for key in ("model", "dataset", "formulation", "backend", "qubits", "run_dir",
                 "scheduler", "quiet", "verbose", "debug", "methods", "sparsities", "seeds", "finetune_epochs"):
         assert key in schema
     assert schema["sparsities"].kind == "floats" and schema["qubits"].kind == "int"
     assert "config" not in schema
+
+
+@pytest.mark.parametrize("command,absent", [
+    ("compare", ("sparsity", "seed", "solver")),          # compare takes --sparsities, --seeds, --methods
+    ("bench", ("sparsity", "formulation", "model", "seed", "qubits", "threads")),
+    ("evaluate", ("formulation", "solver", "qubits", "calib_size", "sparsity")),
+    ("hardware status", ("model", "sparsity", "formulation", "seed", "device")),
+    ("hardware cancel", ("model", "sparsity", "timeout")),
+    ("demo", ("model", "dataset", "formulation", "solver", "lr")),
+])
+def test_a_command_accepts_only_what_it_uses(command, absent):
+    schema, _ = _schema(command)
+    assert not set(absent) & set(schema)
 
 
 def test_precedence_flag_over_config_over_default(tmp_path):
@@ -105,7 +118,7 @@ def test_default_run_dir_is_under_runs(tmp_path, monkeypatch, capsys):
 
 def test_help_lists_match_the_registries():
     """--help names come from static lists (no torch import); they must not drift from the real ones."""
-    from qselect.cli import common
+    from qselect.app import settings as common
 
     assert set(common._HELP_SOLVERS) == set(common.valid_solvers())
     assert common._HELP_MODELS == common.valid_models()

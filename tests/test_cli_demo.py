@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from qselect.cli import main
-from qselect.cli.demo import DEMO_SOLVERS
+from qselect.app.demo import DEMO_SOLVERS
 
 
 @pytest.fixture(scope="module")

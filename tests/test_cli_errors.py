@@ -12,6 +12,7 @@ from qselect.classical.models import build_model
 from qselect.cli import main
 
 FAST = ["--epochs", "1", "--hidden", "8,8", "--calib-size", "32"]
+FAST_EVAL = ["--epochs", "1", "--hidden", "8,8"]  # evaluate builds no local problems: no --calib-size
 
 
 def fail(argv, capsys, tmp_path, *, run_dir=True):
@@ -128,7 +129,7 @@ def test_corrupt_masks_file(capsys, tmp_path):
     ckpt(tmp_path / "model.pt")
     bad = tmp_path / "masks.pt"
     bad.write_bytes(b"\x00" * 100)
-    msg = fail(["evaluate", "--model", str(tmp_path / "model.pt"), "--masks", str(bad)] + FAST, capsys, tmp_path)
+    msg = fail(["evaluate", "--model", str(tmp_path / "model.pt"), "--masks", str(bad)] + FAST_EVAL, capsys, tmp_path)
     assert "mask file" in msg and "unreadable" in msg
 
 
@@ -136,7 +137,7 @@ def test_masks_that_do_not_fit_the_model(capsys, tmp_path):
     other = build_model("mlp", (64,), 10, seed=0, hidden=(12, 12))
     save_masks(tmp_path / "masks.pt", {"layers.0.weight": torch.ones_like(other.layers[0].weight)})
     ckpt(tmp_path / "model.pt", hidden=(8, 8))
-    msg = fail(["evaluate", "--model", str(tmp_path / "model.pt"), "--masks", str(tmp_path / "masks.pt")] + FAST,
+    msg = fail(["evaluate", "--model", str(tmp_path / "model.pt"), "--masks", str(tmp_path / "masks.pt")] + FAST_EVAL,
                capsys, tmp_path)
     assert "layers.0.weight" in msg and "(12, 64)" in msg and "(8, 64)" in msg
 
@@ -192,7 +193,7 @@ def test_no_ibm_account(capsys, tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setattr(management, "_DEFAULT_ACCOUNT_CONFIG_JSON_FILE", str(tmp_path / "home" / "none.json"))
-    msg = fail(["submit", "--backend", "ibm_brisbane"], capsys, tmp_path)
+    msg = fail(["hardware", "submit", "--device", "ibm_brisbane"], capsys, tmp_path)
     assert "no IBM Quantum account" in msg and "QISKIT_IBM_TOKEN" in msg and "fake_" in msg
 
 

@@ -6,7 +6,6 @@ transpile + noisy simulation costs seconds.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 
@@ -26,7 +25,7 @@ BACKEND = "fake_manila"
 
 def small_layer_problems():
     """A small trained-free layer's local problems: 3 output neurons x 4 input weights (weight formulation)."""
-    from qselect.cli.hardware import local_problems
+    from qselect.hardware.masks import local_problems
     from qselect.formulate import select_masks
 
     torch.manual_seed(0)
@@ -160,28 +159,22 @@ def test_no_account_gives_one_clear_message(monkeypatch, tmp_path):
 
 
 def _drive(argv):
-    """What qselect.cli.main does for our commands: parse, resolve defaults, call the handler."""
-    from qselect.cli import common
-    from qselect.cli import hardware as hw
+    """What qselect.cli.main does for ``qselect hardware VERB ...``: parse, resolve defaults, call the
+    application function (QSelectError propagates instead of becoming exit code 2)."""
+    from qselect.cli import build_parser
+    from qselect.cli.common import option_specs
     from qselect.config import resolve
 
-    parser = argparse.ArgumentParser(prog="qselect")
-    sub = parser.add_subparsers(dest="command")
-    hw.register(sub, common.add_common_options)
-    cmds = dict(sub.choices)
-    for p in cmds.values():
-        common.option_specs(p)
-    args = parser.parse_args(argv)
-    schema = common.option_specs(cmds[args.command])
+    parser, commands = build_parser()
+    args = parser.parse_args(["hardware"] + argv)
+    schema = option_specs(commands[f"hardware {args.verb}"])
     cfg = resolve(schema, {}, {k: v for k, v in vars(args).items() if k in schema})
-    ns = argparse.Namespace(**cfg)
-    ns.resolved, ns.argv, ns.command = cfg, argv, args.command
-    return args.func(ns)
+    return args.func(cfg, argv=argv)
 
 
 def test_cli_submit_status_fetch_cancel(tmp_path, capsys):
     d = str(tmp_path / "run")
-    assert _drive(["submit", "--backend", BACKEND, "--run-dir", d, "--hidden", "4", "--epochs", "1",
+    assert _drive(["submit", "--device", BACKEND, "--run-dir", d, "--hidden", "4", "--epochs", "1",
                    "--formulation", "neuron", "--qubits", "4", "--shots", "256", "--calib-size", "32", "-q"]) == 0
     out = capsys.readouterr().out
     assert "report:" in out and (tmp_path / "run" / "report.md").exists()
@@ -201,7 +194,7 @@ def test_cli_submit_status_fetch_cancel(tmp_path, capsys):
     assert _drive(["cancel", "--run-dir", d]) == 0
     assert "none unfinished" in capsys.readouterr().out
     with pytest.raises(QSelectError, match="already holds a hardware run"):
-        _drive(["submit", "--backend", BACKEND, "--run-dir", d, "--hidden", "4", "--epochs", "1",
+        _drive(["submit", "--device", BACKEND, "--run-dir", d, "--hidden", "4", "--epochs", "1",
                 "--formulation", "neuron", "--qubits", "4"])
 
 
@@ -209,19 +202,19 @@ def test_cli_user_errors(tmp_path, monkeypatch):
     with pytest.raises(QSelectError, match="--run-dir is required"):
         _drive(["status"])
     with pytest.raises(QSelectError, match="fake_<device>"):
-        _drive(["submit", "--backend", "native", "--run-dir", str(tmp_path)])
+        _drive(["submit", "--device", "native", "--run-dir", str(tmp_path)])
     with pytest.raises(QSelectError, match="strategy"):
-        _drive(["submit", "--backend", BACKEND, "--run-dir", str(tmp_path), "--strategy", "magic"])
+        _drive(["submit", "--device", BACKEND, "--run-dir", str(tmp_path), "--strategy", "magic"])
     _no_account(monkeypatch, tmp_path)
     with pytest.raises(QSelectError, match="no IBM Quantum account"):
-        _drive(["submit", "--backend", "ibm_torino", "--run-dir", str(tmp_path / "r")])
+        _drive(["submit", "--device", "ibm_torino", "--run-dir", str(tmp_path / "r")])
 
 
 def test_main_no_account_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     from qselect.cli import main
 
     _no_account(monkeypatch, tmp_path)
-    assert main(["submit", "--backend", "ibm_torino", "--run-dir", str(tmp_path / "r")]) == 2
+    assert main(["hardware", "submit", "--device", "ibm_torino", "--run-dir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("qselect: error: no IBM Quantum account")
     assert not (tmp_path / "r" / "plan.json").exists()
@@ -247,7 +240,7 @@ def test_transferred_angles_are_shared_within_a_layer(tmp_path):
 
 
 def test_blocked_local_problems_take_device_blocks_only_when_not_worse():
-    from qselect.cli.hardware import assemble_local_bits
+    from qselect.hardware.masks import assemble_local_bits
 
     q = QUBO(np.zeros((4, 4)), linear=[-1.0, 1.0, -1.0, 1.0])
     rows = [{"hardware_bits": "10", "block_start": 0, "block_stop": 2},  # better: taken
@@ -281,7 +274,7 @@ def test_cli_masks_the_token_in_foreign_errors_and_run_json(tmp_path, monkeypatc
     monkeypatch.setattr(HardwareRun, "execute", explode)
     d = tmp_path / "run"
     with pytest.raises(QSelectError) as info:
-        _drive(["submit", "--backend", BACKEND, "--run-dir", str(d), "--hidden", "4", "--epochs", "1",
+        _drive(["submit", "--device", BACKEND, "--run-dir", str(d), "--hidden", "4", "--epochs", "1",
                 "--formulation", "neuron", "--qubits", "4", "--calib-size", "32", "-q"])
     assert token not in str(info.value) and "403 for ***" in str(info.value) and "\n" not in str(info.value)
     assert info.value.__cause__ is None and info.value.__suppress_context__
@@ -293,5 +286,5 @@ def test_cli_masks_the_token_in_foreign_errors_and_run_json(tmp_path, monkeypatc
     # errors without a secret keep their type (and traceback): they are bugs to see, not to hide
     monkeypatch.setattr(HardwareRun, "execute", lambda self, wait=True: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        _drive(["submit", "--backend", BACKEND, "--run-dir", str(tmp_path / "r2"), "--hidden", "4", "--epochs", "1",
+        _drive(["submit", "--device", BACKEND, "--run-dir", str(tmp_path / "r2"), "--hidden", "4", "--epochs", "1",
                 "--formulation", "neuron", "--qubits", "4", "--calib-size", "32", "-q"])

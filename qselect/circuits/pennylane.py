@@ -1,32 +1,18 @@
-"""The one module that imports PennyLane."""
+"""QAOA circuits on PennyLane (``lightning.qubit``); Hamiltonians come from :mod:`qselect.interop.pennylane`."""
 from __future__ import annotations
 
 import pennylane as qml
 
 
-def hamiltonian(terms: dict, constant: float, n: int):
-    """PennyLane Hamiltonian Σ c_S Π Z_i (+ constant·I) on wires 0..n-1."""
-    coeffs, ops = [], []
-    for qubits, c in terms.items():
-        op = qml.Z(qubits[0])
-        for q in qubits[1:]:
-            op = op @ qml.Z(q)
-        coeffs.append(float(c))
-        ops.append(op)
-    if constant != 0.0 or not ops:
-        coeffs.append(float(constant))
-        ops.append(qml.Identity(wires=list(range(n))))
-    return qml.Hamiltonian(coeffs, ops)
-
-
 # ---------------------------------------------------------------------------
-# QAOA on PennyLane (team B): same angles [γ_1..γ_p, β_1..β_p] and layer order
+# QAOA on PennyLane: same angles [γ_1..γ_p, β_1..β_p] and layer order
 # as the native engine and the qiskit circuits.
 # ---------------------------------------------------------------------------
 import numpy as np  # noqa: E402
 
 from ..errors import BackendUnavailableError, QSelectError  # noqa: E402
 from ..ansatz import dicke_gates, normalised_terms, ring_pairs  # noqa: E402
+from ..interop.pennylane import hamiltonian  # noqa: E402
 
 
 def dicke_preparation(n: int, k: int) -> None:

@@ -1,4 +1,4 @@
-"""The ``qselect`` command line: demo, select, compare, evaluate, bench (+ hardware commands).
+"""The ``qselect`` command line: demo, select, compare, evaluate, bench, hardware.
 
 ``main(argv)`` parses the command, merges ``--config`` TOML values (flag >
 config > default), and runs it. Any ``QSelectError`` becomes one line on
@@ -14,13 +14,13 @@ import logging
 import sys
 import traceback
 
+from ..app.console import setup_logging
 from ..errors import QSelectError
-from .common import add_common_options, option_specs, setup_logging
+from .common import option_specs
 
-#: qselect.cli modules that each provide register(subparsers, add_common_options)
-COMMAND_MODULES = ("demo", "select", "compare", "evaluate", "bench")
-#: added by the hardware team; optional so the CLI works without it
-OPTIONAL_MODULES = ("hardware",)
+#: qselect.cli modules that each provide register(subparsers); the parser of a
+#: command holds only the option groups that command uses
+COMMAND_MODULES = ("demo", "select", "compare", "evaluate", "bench", "hardware")
 
 log = logging.getLogger("qselect")
 
@@ -40,19 +40,24 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     parser.add_argument("--version", action="version", version=f"qselect {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
-        importlib.import_module(f"{__name__}.{name}").register(sub, add_common_options)
-    for name in OPTIONAL_MODULES:
-        try:
-            mod = importlib.import_module(f"{__name__}.{name}")
-        except ImportError as exc:
-            # absent, or its optional dependencies are not installed: the other commands still work
-            log.debug("qselect.cli.%s not loaded: %s", name, exc)
-            continue
-        mod.register(sub, add_common_options)
-    commands = dict(sub.choices)
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    commands = {}
+    for name, p in sub.choices.items():
+        verbs = _verbs(p)
+        if verbs is None:
+            commands[name] = p
+        else:  # a command group (``qselect hardware submit``): each verb is a command of its own
+            commands.update({f"{name} {verb}": vp for verb, vp in verbs.choices.items()})
     for p in commands.values():
         option_specs(p)  # moves every default out of argparse (flag > config > default)
     return parser, commands
+
+
+def _verbs(parser):
+    for action in parser._actions:  # argparse has no public accessor for subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return None
 
 
 def main(argv=None) -> int:
@@ -65,13 +70,18 @@ def main(argv=None) -> int:
             parser.print_help(sys.stderr)
             raise QSelectError(f"no command given; choose one of {', '.join(commands)}")
         command = args.command
+        if getattr(args, "verb", "") is None:
+            raise QSelectError(f"'qselect {command}' needs a verb; see 'qselect {command} --help'")
+        if getattr(args, "verb", None):
+            command = f"{command} {args.verb}"
         schema = option_specs(commands[command])
         config = {}
         config_path = getattr(args, "config", None)
         if config_path is not None:
             from ..config import load_config
 
-            config = load_config(config_path, schema, command, commands)
+            known = {k for p in commands.values() for k in option_specs(p)}
+            config = load_config(config_path, schema, command, commands, known)
         from ..config import resolve
 
         explicit = {k: v for k, v in vars(args).items() if k in schema}
@@ -83,7 +93,7 @@ def main(argv=None) -> int:
         # `given`: options set by flag or config file (commands with presets, e.g. demo
         # --size, fill in only the rest)
         ns.resolved, ns.argv, ns.given = cfg, argv, set(config) | set(explicit)
-        rc = args.func(ns)
+        rc = args.func(dict(cfg), argv=argv, given=ns.given, extra=getattr(args, "extra", None))
         return int(rc or 0)
     except QSelectError as exc:
         if debug:
@@ -96,4 +106,4 @@ def main(argv=None) -> int:
         return 130
 
 
-__all__ = ["main", "build_parser", "add_common_options"]
+__all__ = ["main", "build_parser"]

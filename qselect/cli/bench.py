@@ -8,99 +8,19 @@ the run directory. Arguments after ``--`` go to the scripts unchanged.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-from pathlib import Path
 
-from ..errors import QSelectError
-from .common import Console, add_option
-
-HELP = "run the benchmarks (quick mode by default) and print their ratios"
-BENCHMARKS = ("qaoa_sim", "seed_methods")
+from ..app import bench as app
+from .common import (add_finetune_options, add_model_options, add_option, add_output_options,  # noqa: F401
+                     add_run_options, add_selection_options)
 
 
-def register(subparsers, add_common_options):
-    p = subparsers.add_parser("bench", help=HELP, description=__doc__.split("\n\n", 1)[1])
-    add_common_options(p)
-    add_option(p, "--only", kind="strs", default=list(BENCHMARKS), metavar="NAME,NAME",
-               help=f"benchmarks to run ({', '.join(BENCHMARKS)})")
+def register(subparsers):
+    p = subparsers.add_parser("bench", help=app.HELP, description=__doc__.split("\n\n", 1)[1])
+    add_option(p, "--only", kind="strs", default=list(app.BENCHMARKS), metavar="NAME,NAME",
+               help=f"benchmarks to run ({', '.join(app.BENCHMARKS)})")
     add_option(p, "--full", kind="bool", default=False, help="full benchmark instead of quick mode")
     p.add_argument("extra", nargs=argparse.REMAINDER, help="after --: arguments passed to the scripts")
-    p.set_defaults(func=run)
+    add_run_options(p, seed=False, threads=False)
+    add_output_options(p)
+    p.set_defaults(func=app.run)
     return p
-
-
-def benchmarks_dir() -> Path:
-    here = Path(__file__).resolve().parents[2] / "benchmarks"
-    for cand in (here, Path.cwd() / "benchmarks"):
-        if cand.is_dir():
-            return cand
-    raise QSelectError("the benchmarks/ folder was not found; run qselect bench from a source checkout of qselect")
-
-
-def _quick_flag(script: Path) -> list[str]:
-    """Scripts advertise their quick mode in --help; pass it when they have one."""
-    try:
-        text = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
-                              timeout=120).stdout
-    except subprocess.TimeoutExpired:
-        return []
-    return ["--quick"] if "--quick" in text else []
-
-
-def ratios(obj, prefix="") -> dict:
-    """Every numeric entry whose key mentions 'ratio', searched through nested dicts."""
-    out = {}
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            key = f"{prefix}{k}"
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and "ratio" in str(k).lower():
-                out[key] = float(v)
-            elif isinstance(v, dict):
-                out.update(ratios(v, key + "."))
-    return out
-
-
-def run(args) -> int:
-    cfg = dict(args.resolved)
-    con = Console(cfg["quiet"], cfg["verbose"])
-    unknown = [b for b in cfg["only"] if b not in BENCHMARKS]
-    if unknown:
-        raise QSelectError(f"unknown benchmark {unknown[0]!r}; valid: {', '.join(BENCHMARKS)} (set with --only)")
-    folder = benchmarks_dir()
-    scripts = {b: folder / f"{b}.py" for b in cfg["only"]}
-    missing = [str(p) for p in scripts.values() if not p.is_file()]
-    if missing:
-        raise QSelectError(f"benchmark script {missing[0]} is missing; update the checkout or choose others "
-                           f"with --only")
-    extra = [a for a in (getattr(args, "extra", None) or []) if a != "--"]
-
-    from ..report.writers import write_report
-    from ..runs import Run
-
-    with Run.create("bench", cfg, cfg["run_dir"], argv=args.argv).guard() as run_:
-        results = {name: _run_one(name, script, run_, cfg, extra, con) for name, script in scripts.items()}
-        found = {f"{name}: {key}": value for name, data in results.items() for key, value in ratios(data).items()}
-        con.print("\nratios:" if found else "\n(no ratios reported)")
-        for key, value in found.items():
-            con.result(f"{key} = {value:.3g}")
-        write_report(run_.path, {"command": "bench", "ratios": found}, files=[f"{n}.json" for n in results])
-        run_.finish(report="report.json")
-    con.result(f"report written to {run_.path}")
-    return 0
-
-
-def _run_one(name, script, run_, cfg, extra, con) -> dict:
-    """Run one benchmark script into the run directory; returns the JSON it wrote."""
-    out = run_.file(f"{name}.json")
-    cmd = [sys.executable, str(script), "--out", str(out)] + ([] if cfg["full"] else _quick_flag(script)) + extra
-    con.print(f"$ {' '.join(cmd)}")
-    proc = subprocess.run(cmd, stdout=None if not cfg["quiet"] else subprocess.DEVNULL)
-    if proc.returncode != 0:
-        raise QSelectError(f"benchmark {name} failed (exit code {proc.returncode}); its output is above — "
-                           f"rerun it directly: python {script} --help")
-    try:
-        return json.loads(out.read_text())
-    except (OSError, ValueError) as exc:
-        raise QSelectError(f"benchmark {name} wrote no readable JSON to {out} ({exc}); check the script") from None

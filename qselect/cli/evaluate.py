@@ -1,54 +1,19 @@
-"""``qselect evaluate``: accuracy of a model under a masks file, before and after fine-tuning."""
+"""``qselect evaluate``: accuracy of a model under a masks file, before and after fine-tuning.
+"""
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..errors import QSelectError
-from . import pipeline as pl
-from .common import Console, add_option, set_threads, validate_common
-
-HELP = "evaluate a masks file on a model (pruned, then fine-tuned)"
+from ..app import evaluate as app
+from .common import (add_finetune_options, add_model_options, add_option, add_output_options,  # noqa: F401
+                     add_run_options, add_selection_options)
 
 
-def register(subparsers, add_common_options):
-    p = subparsers.add_parser("evaluate", help=HELP, description=HELP + ". --model is usually the model.pt "
+def register(subparsers):
+    p = subparsers.add_parser("evaluate", help=app.HELP, description=app.HELP + ". --model is usually the model.pt "
                               "written by 'qselect select' next to its masks.pt.")
-    add_common_options(p)
-    pl.add_experiment_options(p, finetune_epochs=3)
+    add_model_options(p)
+    add_finetune_options(p, finetune_epochs=3)
     add_option(p, "--masks", kind="str", default=None, metavar="FILE", help="masks file (masks.pt)")
-    p.set_defaults(func=run)
+    add_run_options(p)
+    add_output_options(p)
+    p.set_defaults(func=app.run)
     return p
-
-
-def run(args) -> int:
-    cfg = dict(args.resolved)
-    if not cfg["masks"]:
-        raise QSelectError("no masks file given; pass --masks FILE (e.g. the masks.pt of a 'qselect select' run)")
-    if not Path(cfg["masks"]).is_file():
-        raise QSelectError(f"masks file {cfg['masks']} does not exist; check the path given to --masks")
-    validate_common(cfg, solver_needed=False)
-    pl.validate_experiment(cfg)
-    con = Console(cfg["quiet"], cfg["verbose"])
-    set_threads(cfg)
-
-    from ..classical.masks import load_masks, mask_sparsity
-
-    data = pl.load_data(cfg)
-    parent, parent_info = pl.prepare_parent(cfg, data, progress=con.progress)
-    masks = load_masks(cfg["masks"], parent)  # checks names and shapes against the model
-
-    from ..runs import Run
-
-    run_ = Run.create("evaluate", cfg, cfg["run_dir"], argv=args.argv)
-    with run_.guard():
-        metrics, _ = pl.evaluate_masks(parent, masks, data, cfg, seed=cfg["seed"],
-                                       finetune_epochs=cfg["finetune_epochs"], progress=con.progress)
-        row = {"method": Path(cfg["masks"]).name, "sparsity": round(mask_sparsity(masks)["overall"], 6),
-               "seed": cfg["seed"], **metrics}
-        con.print(f"parent {parent_info['test']['accuracy']:.4f}; masked {metrics['accuracy_pruned']:.4f}"
-                  + (f"; fine-tuned {metrics['accuracy_finetuned']:.4f}"
-                     if metrics["accuracy_finetuned"] is not None else ""))
-        from ..report.summary import write_run_report
-
-        write_run_report(run_, cfg, parent_info, [row], con=con, title="qselect evaluate")
-    return 0

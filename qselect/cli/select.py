@@ -3,69 +3,21 @@
 """
 from __future__ import annotations
 
-from . import pipeline as pl
-from .common import Console, add_option, set_threads, validate_common
-from ..report.summary import write_run_report
-
-HELP = "select masks for a model's layers by solving its local problems"
+from ..app import select as app
+from .common import (add_finetune_options, add_model_options, add_option, add_output_options,  # noqa: F401
+                     add_run_options, add_selection_options)
 
 
-def register(subparsers, add_common_options):
-    p = subparsers.add_parser("select", help=HELP, description=HELP + ". Writes masks.pt (load with "
+def register(subparsers):
+    p = subparsers.add_parser("select", help=app.HELP, description=app.HELP + ". Writes masks.pt (load with "
                               "qselect.classical.masks.load_masks), model.pt for built-in models, "
                               "problems.csv and a report into the run directory.")
-    add_common_options(p)
-    pl.add_experiment_options(p, finetune_epochs=0)
+    add_model_options(p)
+    add_selection_options(p)
+    add_finetune_options(p, finetune_epochs=0)
+    add_run_options(p, scheduler=True)
+    add_output_options(p)
     add_option(p, "--save-model", kind="bool", default=False,
                help="also save the (trained) parent as model.pt even when it came from a checkpoint")
-    p.set_defaults(func=run)
+    p.set_defaults(func=app.run)
     return p
-
-
-def validate(cfg: dict) -> dict:
-    validate_common(cfg)
-    return pl.validate_experiment(cfg)
-
-
-def run(args) -> int:
-    cfg = validate(dict(args.resolved))
-    set_threads(cfg)
-    con = Console(cfg["quiet"], cfg["verbose"])
-    # Everything that can fail on bad input happens before the run directory exists.
-    data = pl.load_data(cfg)
-    calib = pl.calibration_inputs(data, cfg["calib_size"], cfg["seed"])
-    con.info("preparing the model (%s)", cfg["model"])
-    parent, parent_info = pl.prepare_parent(cfg, data, progress=con.progress)
-    layers = pl.hidden_layers(parent, cfg["layers"])
-
-    from ..runs import Run
-
-    with pl.executor_for(cfg["scheduler"], cfg["formulation"]) as executor, \
-            Run.create("select", cfg, cfg["run_dir"], argv=args.argv).guard() as run_:
-        con.info("solving local problems with %s (%s formulation, %d-qubit budget)", cfg["solver"],
-                 cfg["formulation"], cfg["qubits"])
-        res = pl.select(f"q:{cfg['solver']}", parent, calib, cfg, sparsity=cfg["sparsity"], seed=cfg["seed"],
-                        layers=layers, executor=executor, progress=con.progress)
-        metrics, _ = pl.evaluate_masks(parent, res.masks, data, cfg, seed=cfg["seed"],
-                                       finetune_epochs=cfg["finetune_epochs"], progress=con.progress)
-
-        from ..classical.checkpoint import save_checkpoint
-        from ..classical.masks import save_masks
-
-        meta = pl.checkpoint_meta(parent_info, cfg)
-        save_masks(run_.file("masks.pt"), res.masks, meta={**meta, "solver": cfg["solver"],
-                                                         "formulation": cfg["formulation"],
-                                                         "sparsity": cfg["sparsity"]})
-        if parent_info["source"] == "built-in" or cfg["save_model"]:
-            save_checkpoint(run_.file("model.pt"), parent, meta=meta)
-        rows = pl.problem_rows(res.selection, method=cfg["solver"])
-        row = {"method": cfg["solver"], "sparsity": cfg["sparsity"], "seed": cfg["seed"],
-               "select_seconds": res.seconds, **metrics}
-        con.print(f"parent test accuracy {parent_info['test']['accuracy']:.4f}; after selection "
-                  f"{metrics['accuracy_pruned']:.4f}"
-                  + (f", fine-tuned {metrics['accuracy_finetuned']:.4f}"
-                     if metrics["accuracy_finetuned"] is not None else "")
-                  + f"; {len(rows)} local problems, weight sparsity {pl.weight_sparsity(res.masks):.3f}")
-        write_run_report(run_, cfg, parent_info, [row], problem_rows_=rows, con=con,
-                         title="qselect select", extra={"layers": layers})
-    return 0

@@ -54,7 +54,7 @@ def best_with_k(problem: Problem, samples: np.ndarray, k: int) -> tuple[np.ndarr
 
 def sample_and_score(problem: Problem, method: str, solver_name: str, enforce_k: bool = True,
                      **params) -> SolveResult:
-    from .dwave import sample_qubo  # dimod stays out of `import qselect.solvers`
+    from ..interop.dimod import sample_qubo  # dimod stays out of `import qselect.solvers`
 
     qubo, note = qubo_surrogate(problem)
     bits, counts, info = sample_qubo(qubo, method, **params)

@@ -18,44 +18,27 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import QSelectError
-from .common import add_option, check_positive
+from .settings import check_positive
 
 log = logging.getLogger("qselect")
 
-#: selection methods that do not go through local problems (team C's baselines)
+#: selection methods that do not go through local problems (unstructured classical baselines)
 CLASSICAL_METHODS = ("magnitude", "random")
 IMAGE_MODELS = ("lenet5", "resnet18", "vit")
 
 
-def add_experiment_options(parser, *, epochs=20, finetune_epochs=3, calib_size=256, hidden=(32, 32),
-                           batch_size=64, lr=0.1, p=1):
-    g = parser.add_argument_group("experiment options")
-    add_option(g, "--epochs", kind="int", default=epochs, metavar="N",
-               help="training epochs of the parent (built-in models)")
-    add_option(g, "--finetune-epochs", kind="int", default=finetune_epochs, metavar="N",
-               help="fine-tuning epochs after pruning (0 = no fine-tune)")
-    add_option(g, "--calib-size", kind="int", default=calib_size, metavar="N",
-               help="calibration inputs (from the training split) the local problems are built from")
-    add_option(g, "--hidden", kind="ints", default=list(hidden), metavar="W,W",
-               help="hidden widths of the built-in mlp")
-    add_option(g, "--batch-size", kind="int", default=batch_size, metavar="N", help="training batch size")
-    add_option(g, "--lr", kind="float", default=lr, metavar="LR", help="peak learning rate (one-cycle SGD)")
-    add_option(g, "--layers", kind="strs", default=None, metavar="NAME,NAME",
-               help="layers to prune (default: the hidden layers, i.e. all prunable layers but the output)")
-    add_option(g, "--p", kind="int", default=p, metavar="P", help="QAOA depth")
-    return g
-
-
 def validate_experiment(cfg: dict) -> dict:
+    """Check the training and selection sizes a command has (only keys present); raises ``QSelectError``."""
     for key, low in (("epochs", 0), ("finetune_epochs", 0), ("batch_size", 1), ("p", 1)):
-        flag = key.replace("_", "-")
-        check_positive(cfg[key], flag, f"--{flag}", minimum=low)
-    if cfg["calib_size"] < 1:
+        if key in cfg:
+            flag = key.replace("_", "-")
+            check_positive(cfg[key], flag, f"--{flag}", minimum=low)
+    if "calib_size" in cfg and cfg["calib_size"] < 1:
         raise QSelectError(f"the calibration set is empty (--calib-size {cfg['calib_size']}); the local "
                            f"problems need activations: use --calib-size 1 or more (e.g. 256)")
-    if not (cfg["lr"] > 0 and math.isfinite(cfg["lr"])):
+    if "lr" in cfg and not (cfg["lr"] > 0 and math.isfinite(cfg["lr"])):
         raise QSelectError(f"lr must be a positive number, got {cfg['lr']}; set it with --lr")
-    if any(h < 1 for h in cfg["hidden"]):
+    if "hidden" in cfg and any(h < 1 for h in cfg["hidden"]):
         raise QSelectError(f"hidden widths must be positive, got {cfg['hidden']}; e.g. --hidden 32,32")
     return cfg
 
@@ -244,7 +227,7 @@ class MethodResult:
     method: str
     masks: dict
     seconds: float
-    selection: Any = None  # team A's Selection for local-problem methods
+    selection: Any = None  # the Selection of local-problem methods
     info: dict = field(default_factory=dict)
 
 

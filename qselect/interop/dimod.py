@@ -1,13 +1,46 @@
-"""The one module that imports dimod and dwave-samplers."""
+"""Conversions to and from dimod's ``BinaryQuadraticModel``, and dwave-samplers' SA and tabu.
+
+The one module that imports dimod and dwave-samplers.
+"""
 from __future__ import annotations
 
 import dimod
 import numpy as np
 
 from ..errors import QSelectError
+from ..problems import QUBO
+
+
+def to_bqm(qubo) -> "dimod.BinaryQuadraticModel":
+    """A ``dimod.BinaryQuadraticModel`` (BINARY vartype) with the QUBO's labels, same energies."""
+    return qubo_to_bqm(qubo)
+
+
+def from_bqm(bqm, **kw) -> QUBO:
+    """A ``QUBO`` from a ``dimod.BinaryQuadraticModel`` (SPIN models are converted; labels kept).
+
+    Raises
+    ------
+    QSelectError
+        ``bqm`` is not a BinaryQuadraticModel.
+    """
+    quad, lin, offset, labels = bqm_to_arrays(bqm)
+    kw.setdefault("labels", labels)
+    return QUBO(quad, lin, offset, **kw)
 
 
 def qubo_to_bqm(qubo) -> "dimod.BinaryQuadraticModel":
+    """The QUBO as a ``dimod.BinaryQuadraticModel`` (BINARY vartype, same energies).
+
+    Parameters
+    ----------
+    qubo : QUBO
+        Its ``labels`` become the model's variables.
+
+    Returns
+    -------
+    dimod.BinaryQuadraticModel
+    """
     labels = list(qubo.labels)
     quad = qubo.quadratic
     iu, ju = np.nonzero(quad)
@@ -20,6 +53,26 @@ def qubo_to_bqm(qubo) -> "dimod.BinaryQuadraticModel":
 
 
 def bqm_to_arrays(bqm):
+    """Dense arrays of a binary quadratic model (a SPIN model is converted to BINARY).
+
+    Parameters
+    ----------
+    bqm : dimod.BinaryQuadraticModel
+
+    Returns
+    -------
+    quad : numpy.ndarray, shape (n, n)
+        Upper-triangular couplings.
+    lin : numpy.ndarray, shape (n,)
+    offset : float
+    labels : list
+        The model's variables, in the order of the arrays.
+
+    Raises
+    ------
+    QSelectError
+        If ``bqm`` is not a ``dimod.BinaryQuadraticModel``.
+    """
     if not isinstance(bqm, dimod.BinaryQuadraticModel):
         raise QSelectError(f"expected a dimod.BinaryQuadraticModel, got {type(bqm).__name__}")
     b = bqm.change_vartype(dimod.BINARY, inplace=False)

@@ -1,0 +1,47 @@
+"""Console output of application runs: results on stdout, progress on stderr logging."""
+from __future__ import annotations
+
+import logging
+import sys
+
+log = logging.getLogger("qselect")
+
+
+class Console:
+    """stdout for results (tables, report path), stderr logging for progress."""
+
+    def __init__(self, quiet: bool = False, verbose: bool = False, stream=None):
+        self.quiet = quiet
+        self.verbose = verbose
+        self.stream = stream
+
+    @property
+    def progress(self) -> bool:
+        """Progress bars: not when quiet; on a terminal, or always with --verbose."""
+        return not self.quiet and (self.verbose or sys.stderr.isatty())
+
+    def print(self, *args, **kw) -> None:
+        if not self.quiet:
+            print(*args, file=self.stream or sys.stdout, **kw)
+
+    def result(self, *args) -> None:
+        """Always printed (the report location), even with --quiet."""
+        print(*args, file=self.stream or sys.stdout)
+
+    def info(self, msg: str, *args) -> None:
+        log.info(msg, *args)
+
+
+def setup_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    logger = logging.getLogger("qselect")
+    logger.setLevel(level)
+    if not any(getattr(h, "_qselect", False) for h in logger.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("qselect: %(message)s"))
+        h._qselect = True
+        logger.addHandler(h)
+        logger.propagate = False
+    for h in logger.handlers:
+        if getattr(h, "_qselect", False):
+            h.stream = sys.stderr  # tests swap sys.stderr between calls

@@ -1,0 +1,47 @@
+"""``qselect evaluate``: accuracy of a model under a masks file, before and after fine-tuning.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import QSelectError
+from . import pipeline as pl
+from .console import Console
+from .settings import set_threads, validate_common
+
+
+HELP = "evaluate a masks file on a model (pruned, then fine-tuned)"
+
+
+def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+    cfg = dict(cfg)
+    if not cfg["masks"]:
+        raise QSelectError("no masks file given; pass --masks FILE (e.g. the masks.pt of a 'qselect select' run)")
+    if not Path(cfg["masks"]).is_file():
+        raise QSelectError(f"masks file {cfg['masks']} does not exist; check the path given to --masks")
+    validate_common(cfg, solver_needed=False)
+    pl.validate_experiment(cfg)
+    con = Console(cfg["quiet"], cfg["verbose"])
+    set_threads(cfg)
+
+    from ..classical.masks import load_masks, mask_sparsity
+
+    data = pl.load_data(cfg)
+    parent, parent_info = pl.prepare_parent(cfg, data, progress=con.progress)
+    masks = load_masks(cfg["masks"], parent)  # checks names and shapes against the model
+
+    from ..runs import Run
+
+    run_ = Run.create("evaluate", cfg, cfg["run_dir"], argv=argv)
+    with run_.guard():
+        metrics, _ = pl.evaluate_masks(parent, masks, data, cfg, seed=cfg["seed"],
+                                       finetune_epochs=cfg["finetune_epochs"], progress=con.progress)
+        row = {"method": Path(cfg["masks"]).name, "sparsity": round(mask_sparsity(masks)["overall"], 6),
+               "seed": cfg["seed"], **metrics}
+        con.print(f"parent {parent_info['test']['accuracy']:.4f}; masked {metrics['accuracy_pruned']:.4f}"
+                  + (f"; fine-tuned {metrics['accuracy_finetuned']:.4f}"
+                     if metrics["accuracy_finetuned"] is not None else ""))
+        from ..report.summary import write_run_report
+
+        write_run_report(run_, cfg, parent_info, [row], con=con, title="qselect evaluate")
+    return 0

@@ -1,0 +1,202 @@
+"""``qselect hardware submit | status | fetch | cancel``: QAOA on IBM Quantum (or fake_<device>) with a job ledger.
+
+submit  builds the local problems exactly as ``qselect select`` does, plans the
+        circuits (angles from the native simulator by default), records every
+        job in <run dir>/ledger.jsonl before waiting, and writes report.json/.md;
+status  prints the table of the run's jobs and their states;
+fetch   resumes an interrupted run (fetching jobs by id, never resubmitting) or
+        fetches one job by id (--job-id);
+cancel  cancels the run's unfinished jobs.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+from ..errors import QSelectError
+from ..hardware.masks import local_problems, save_selection_context, write_hardware_masks
+from . import pipeline as pl
+from . import settings as cm
+from .console import Console
+
+
+HELP_SUBMIT = "run the local problems' QAOA on an IBM backend or fake_<device>, with a resumable job ledger"
+
+
+HELP_STATUS = "show the jobs of a hardware run and their states"
+
+
+HELP_FETCH = "collect (resume) a hardware run: fetch its jobs by id and write the report"
+
+
+HELP_CANCEL = "cancel the unfinished jobs of a hardware run"
+
+
+log = logging.getLogger("qselect")
+
+
+def _redacted(handler):
+    """Run a command so no exception text it prints or records can carry the IBM token."""
+    @functools.wraps(handler)
+    def run(*args, **kwargs):
+        from ..hardware.redact import redacted_errors
+
+        with redacted_errors():
+            return handler(*args, **kwargs)
+
+    return run
+
+
+def _need_run_dir(cfg) -> str:
+    if not cfg.get("run_dir"):
+        raise QSelectError("--run-dir is required: the hardware run's folder (the one given to `qselect submit`)")
+    return cfg["run_dir"]
+
+
+def _config(cfg):
+    from ..hardware.runner import HardwareConfig
+
+    return HardwareConfig(backend=cfg["device"], strategy=cfg["strategy"], p=int(cfg["p"]), shots=int(cfg["shots"]),
+                          angles=cfg["angles"], seed=int(cfg["seed"]), optimization_level=int(cfg["optimization_level"]),
+                          spsa_iterations=int(cfg["spsa_iterations"]), spsa_shots=int(cfg["spsa_shots"])).validate()
+
+
+def validate_submit(cfg: dict) -> dict:
+    if not cfg.get("device"):
+        raise QSelectError("no device given; use --device with an IBM device name, least_busy, or fake_<device> "
+                           "(e.g. fake_manila, no account needed); for simulators use `qselect select --solver qaoa`")
+    if cfg["device"] in cm.QAOA_BACKENDS:
+        raise QSelectError(f"submit runs on a device, not the {cfg['device']!r} simulator: use --device with an "
+                           "IBM device name, least_busy, or fake_<device> (e.g. fake_manila, no account needed); "
+                           "for simulators use `qselect select --solver qaoa`")
+    cm.check_sparsity(cfg["sparsity"])
+    cm.check_choice(cfg["formulation"], cm.FORMULATIONS, "formulation", "--formulation")
+    cm.check_positive(cfg["qubits"], "the qubit budget", "--qubits")
+    if cfg["seed"] < 0:
+        raise QSelectError(f"seed must be a non-negative integer, got {cfg['seed']}; set it with --seed")
+    cm.check_model(cfg["model"])
+    cfg["dataset"] = cm.check_dataset(cfg["dataset"], cfg.get("data_root"))
+    if cfg["max_problems"] < 0:
+        raise QSelectError("--max-problems must be 0 (all) or a positive number")
+    _config(cfg)
+    return pl.validate_experiment(cfg)
+
+
+@_redacted
+def run_submit(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+    cfg = validate_submit(dict(cfg))
+    con = Console(cfg["quiet"], cfg["verbose"])
+    run_dir = _need_run_dir(cfg)
+    from ..hardware.runner import PLAN_FILE
+
+    if (Path(run_dir) / PLAN_FILE).exists():
+        raise QSelectError(f"{run_dir} already holds a hardware run; resume it with `qselect hardware fetch --run-dir "
+                           f"{run_dir}` or choose a new --run-dir")
+    hw_config = _config(cfg)
+    from ..hardware.runtime import get_service
+
+    # Account/backend problems surface before any training starts.
+    service = get_service(cfg["device"], run_dir=run_dir, min_qubits=int(cfg["qubits"]), seed=cfg["seed"])
+    data = pl.load_data(cfg)
+    calib = pl.calibration_inputs(data, cfg["calib_size"], cfg["seed"])
+    con.info("preparing the model (%s)", cfg["model"])
+    parent, parent_info = pl.prepare_parent(cfg, data, progress=con.progress)
+    layers = pl.hidden_layers(parent, cfg["layers"])
+    from ..formulate import select_masks
+
+    # The classical solution is the reference (and the fixed context of blocks).
+    sel = select_masks(parent, calib, formulation=cfg["formulation"], sparsity=cfg["sparsity"], solver="exact"
+                       if cfg["qubits"] <= 20 else "sa", qubits=cfg["qubits"], layers=layers, seed=cfg["seed"])
+    problems, meta = local_problems(sel, int(cfg["qubits"]))
+    if cfg["max_problems"]:
+        keep = list(problems)[: cfg["max_problems"]]
+        problems, meta = {k: problems[k] for k in keep}, {k: meta[k] for k in keep}
+    con.info("%d problems for %s (strategy %s)", len(problems), service.backend_name, hw_config.strategy)
+    from ..hardware.runner import HardwareRun
+    from ..runs import Run
+
+    from ..hardware.redact import redacted_errors
+
+    run_ = Run.create("submit", cfg, run_dir, argv=argv)
+    with run_.guard(), redacted_errors():  # run.json records the error already redacted
+        hw_run = HardwareRun.create(run_dir, service, hw_config, problems, meta=meta,
+                                    timeout=cfg["timeout"] or None)
+        save_selection_context(run_dir, parent, parent_info, cfg, sel, layers)
+        _print_resources(con, hw_run)  # before anything is submitted
+        report = hw_run.execute(wait=not cfg["no_wait"])
+    if report is None:
+        run_.write_metadata(status="submitted")
+        con.result(f"submitted; collect the results with: qselect hardware fetch --run-dir {run_dir}")
+        return 0
+    run_.finish(hardware=report["summary"])
+    _print_report(con, report, run_dir)
+    write_hardware_masks(run_dir, report, con)
+    return 0
+
+
+def _print_resources(con, hw_run):
+    """Per-problem circuit size on the device, printed before submitting."""
+    con.print(f"{'problem':<12} {'qubits':>6} {'depth':>6} {'2q gates':>8} {'est. fidelity':>13}")
+    for pid, r in hw_run.resources.items():
+        con.print(f"{pid:<12} {r.get('qubits', 0):>6} {r.get('depth', 0):>6} {r.get('two_qubit_gates', 0):>8} "
+                  f"{r.get('estimated_fidelity', 0.0):>13.2g}")
+
+
+def _print_report(con, report, run_dir):
+    s = report["summary"]
+    con.print(f"{s['problems']} problems on {s['backend']} in {s['jobs']} jobs: device best = exact optimum on "
+              f"{s['hardware_optimal']}/{s['with_exact']}, noiseless simulator on {s['simulator_optimal']}/"
+              f"{s['with_exact']}")
+    con.result(f"report: {run_dir}/report.md")
+
+
+@_redacted
+def run_status(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+    from ..hardware import api
+
+    cfg = dict(cfg)
+    con = Console(cfg["quiet"], cfg["verbose"])
+    rows = api.status(_need_run_dir(cfg), refresh=not cfg["no_refresh"])
+    con.result(api.format_status(rows))
+    return 0
+
+
+@_redacted
+def run_fetch(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+    from ..hardware import api
+
+    cfg = dict(cfg)
+    con = Console(cfg["quiet"], cfg["verbose"])
+    timeout = cfg["timeout"] or None
+    if cfg.get("job_id") and not cfg.get("run_dir"):
+        from ..hardware.runtime import get_service
+
+        if not cfg.get("device"):
+            raise QSelectError("fetching a job by id without --run-dir needs --device NAME (the IBM device it ran on)")
+        counts = get_service(cfg["device"]).result(cfg["job_id"])
+        for i, c in enumerate(counts):
+            top = sorted(c.items(), key=lambda kv: -kv[1])[:5]
+            con.result(f"PUB {i}: {sum(c.values())} shots, most frequent " + ", ".join(f"{k}:{v}" for k, v in top))
+        return 0
+    run_dir = _need_run_dir(cfg)
+    if cfg.get("job_id"):
+        payload = api.fetch(run_dir, job_id=cfg["job_id"], timeout=timeout)
+        con.result(f"job {payload['job_id']}: {len(payload['counts'])} results cached for problems "
+                   + ", ".join(payload["problem_ids"]))
+        return 0
+    report = api.fetch(run_dir, timeout=timeout, resubmit_failed=cfg["resubmit_failed"])
+    _print_report(con, report, run_dir)
+    write_hardware_masks(run_dir, report, con)
+    return 0
+
+
+@_redacted
+def run_cancel(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+    from ..hardware import api
+
+    cfg = dict(cfg)
+    con = Console(cfg["quiet"], cfg["verbose"])
+    ids = api.cancel(_need_run_dir(cfg))
+    con.result(f"cancelled {len(ids)} job(s)" + (": " + ", ".join(ids) if ids else " (none unfinished)"))
+    return 0

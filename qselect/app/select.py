@@ -1,0 +1,61 @@
+"""``qselect select``: model + data + formulation + solver + sparsity + qubit budget
+→ masks file and per-problem results in a run directory.
+"""
+from __future__ import annotations
+
+from ..report.summary import write_run_report
+from . import pipeline as pl
+from .console import Console
+from .settings import set_threads, validate_common
+
+
+HELP = "select masks for a model's layers by solving its local problems"
+
+
+def validate(cfg: dict) -> dict:
+    validate_common(cfg)
+    return pl.validate_experiment(cfg)
+
+
+def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+    cfg = validate(dict(cfg))
+    set_threads(cfg)
+    con = Console(cfg["quiet"], cfg["verbose"])
+    # Everything that can fail on bad input happens before the run directory exists.
+    data = pl.load_data(cfg)
+    calib = pl.calibration_inputs(data, cfg["calib_size"], cfg["seed"])
+    con.info("preparing the model (%s)", cfg["model"])
+    parent, parent_info = pl.prepare_parent(cfg, data, progress=con.progress)
+    layers = pl.hidden_layers(parent, cfg["layers"])
+
+    from ..runs import Run
+
+    with pl.executor_for(cfg["scheduler"], cfg["formulation"]) as executor, \
+            Run.create("select", cfg, cfg["run_dir"], argv=argv).guard() as run_:
+        con.info("solving local problems with %s (%s formulation, %d-qubit budget)", cfg["solver"],
+                 cfg["formulation"], cfg["qubits"])
+        res = pl.select(f"q:{cfg['solver']}", parent, calib, cfg, sparsity=cfg["sparsity"], seed=cfg["seed"],
+                        layers=layers, executor=executor, progress=con.progress)
+        metrics, _ = pl.evaluate_masks(parent, res.masks, data, cfg, seed=cfg["seed"],
+                                       finetune_epochs=cfg["finetune_epochs"], progress=con.progress)
+
+        from ..classical.checkpoint import save_checkpoint
+        from ..classical.masks import save_masks
+
+        meta = pl.checkpoint_meta(parent_info, cfg)
+        save_masks(run_.file("masks.pt"), res.masks, meta={**meta, "solver": cfg["solver"],
+                                                         "formulation": cfg["formulation"],
+                                                         "sparsity": cfg["sparsity"]})
+        if parent_info["source"] == "built-in" or cfg["save_model"]:
+            save_checkpoint(run_.file("model.pt"), parent, meta=meta)
+        rows = pl.problem_rows(res.selection, method=cfg["solver"])
+        row = {"method": cfg["solver"], "sparsity": cfg["sparsity"], "seed": cfg["seed"],
+               "select_seconds": res.seconds, **metrics}
+        con.print(f"parent test accuracy {parent_info['test']['accuracy']:.4f}; after selection "
+                  f"{metrics['accuracy_pruned']:.4f}"
+                  + (f", fine-tuned {metrics['accuracy_finetuned']:.4f}"
+                     if metrics["accuracy_finetuned"] is not None else "")
+                  + f"; {len(rows)} local problems, weight sparsity {pl.weight_sparsity(res.masks):.3f}")
+        write_run_report(run_, cfg, parent_info, [row], problem_rows_=rows, con=con,
+                         title="qselect select", extra={"layers": layers})
+    return 0

@@ -1,0 +1,178 @@
+"""Validation of run settings shared by the application functions (and so by every command).
+
+Every check raises ``QSelectError`` with one line naming the setting (and its
+command-line flag) and how to fix it, before anything is trained or written.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import QSelectError
+from ..runs import check_run_dir
+
+log = logging.getLogger("qselect")
+
+# Names the CLI offers; the libraries behind them validate too, but the CLI
+# checks first so a typo fails before any training or solving starts.
+FORMULATIONS = ("neuron", "weight", "nk")
+
+QAOA_BACKENDS = ("native", "aer", "statevector", "pennylane")
+
+SCHEDULERS = ("auto", "inline", "process")
+
+# Help texts use these static lists: building the parser must not import torch
+# (qselect --help stays instant); validation asks the real registries.
+_HELP_SOLVERS = ("exact", "sa", "tabu", "greedy", "magnitude", "random", "qaoa")
+
+_HELP_MODELS = ("mlp", "lenet5", "resnet18", "vit")
+
+_HELP_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
+
+
+def valid_models() -> tuple[str, ...]:
+    from ..classical.models import MODELS
+
+    return tuple(MODELS)
+
+
+def valid_datasets() -> tuple[str, ...]:
+    from ..classical.data import DATASETS
+
+    return tuple(DATASETS)
+
+
+def valid_solvers() -> tuple[str, ...]:
+    from ..solvers import SOLVERS
+
+    return tuple(SOLVERS)
+
+
+def check_choice(value: str, valid: Iterable[str], what: str, flag: str) -> str:
+    valid = tuple(valid)
+    if value not in valid:
+        raise QSelectError(f"unknown {what} {value!r}; valid {what}s: {', '.join(valid)} (set it with {flag})")
+    return value
+
+
+def check_sparsity(value: float, flag: str = "--sparsity") -> float:
+    if not (0.0 < float(value) < 1.0):
+        raise QSelectError(
+            f"sparsity must be strictly between 0 and 1 (the fraction of weights removed), got {value}; "
+            f"e.g. {flag} 0.5"
+        )
+    return float(value)
+
+
+def check_positive(value: int, name: str, flag: str, minimum: int = 1) -> int:
+    if int(value) < minimum:
+        raise QSelectError(f"{name} must be at least {minimum}, got {value}; set it with {flag}")
+    return int(value)
+
+
+def check_qubits(qubits: int, solver: str, backend: str) -> int:
+    """The qubit budget must fit the backend and this machine's memory (QAOA only: classical
+    solvers are not held to a qubit budget)."""
+    from ..problems import check_dense
+
+    check_positive(qubits, "the qubit budget", "--qubits")
+    if solver != "qaoa":
+        return int(qubits)
+    # state vector (complex64 native, complex128 elsewhere) plus the cost vector and work copies
+    per = 8 if backend == "native" else 16
+    check_dense(qubits, per, f"a QAOA state vector on the {backend} backend", copies=3)
+    cap = _solver_cap(solver)
+    if cap is not None and qubits > cap:
+        raise QSelectError(
+            f"the {solver} solver handles at most {cap} qubits per problem, the qubit budget is {qubits}; "
+            f"use --qubits {cap} or less"
+        )
+    return int(qubits)
+
+
+def _solver_cap(solver: str):
+    try:
+        from ..solvers import solver_class
+
+        return getattr(solver_class(solver), "max_variables", None)
+    except (ImportError, QSelectError):  # registry or solver not available: no cap known
+        return None
+
+
+def check_model(model: str) -> str:
+    """A built-in model name, or an existing checkpoint file."""
+    if model in valid_models():
+        return model
+    p = Path(model)
+    if p.suffix or os.sep in model or p.exists():
+        if not p.exists():
+            raise QSelectError(f"checkpoint file {model} does not exist; give a path to a file saved by "
+                               f"qselect, or a built-in model ({', '.join(valid_models())})")
+        if not p.is_file():
+            raise QSelectError(f"--model {model} is a folder, not a checkpoint file; give the checkpoint file")
+        return model
+    raise QSelectError(f"unknown model {model!r}; valid models: {', '.join(valid_models())} "
+                       f"or a checkpoint file path (set it with --model)")
+
+
+def check_dataset(dataset: str, data_root: str | None) -> str:
+    key = dataset.lower().replace("-", "_")
+    check_choice(key, valid_datasets(), "dataset", "--dataset")
+    if data_root is not None and not Path(data_root).is_dir():
+        raise QSelectError(f"dataset directory {data_root} does not exist; pass the folder holding the "
+                           f"{dataset} files with --data-root")
+    if key != "digits" and data_root is None:
+        raise QSelectError(f"dataset {dataset!r} is read from a local folder (nothing is downloaded); "
+                           f"pass it with --data-root DIR")
+    return key
+
+
+def check_scheduler(spec: str) -> str:
+    if spec in SCHEDULERS or "://" in spec:
+        return spec
+    raise QSelectError(f"unknown scheduler {spec!r}; use auto, inline, process or a Dask address "
+                       f"tcp://host:port (set it with --scheduler)")
+
+
+def validate_common(cfg: dict, *, solver_needed: bool = True) -> dict:
+    """Check the settings a command has among the shared ones; raises ``QSelectError``.
+
+    Only keys present in ``cfg`` are checked: a command that does not take an
+    option does not have it in its settings.
+    """
+    if "sparsity" in cfg:
+        check_sparsity(cfg["sparsity"])
+    if "formulation" in cfg:
+        check_choice(cfg["formulation"], FORMULATIONS, "formulation", "--formulation")
+    if solver_needed and "solver" in cfg:
+        check_choice(cfg["solver"], valid_solvers(), "solver", "--solver")
+    if "backend" in cfg:
+        check_choice(cfg["backend"], QAOA_BACKENDS, "backend", "--backend")
+    if "qubits" in cfg:
+        check_qubits(cfg["qubits"], cfg.get("solver", "qaoa"), cfg.get("backend", "native"))
+    if "seed" in cfg and cfg["seed"] < 0:
+        raise QSelectError(f"seed must be a non-negative integer, got {cfg['seed']}; set it with --seed")
+    if "model" in cfg:
+        check_model(cfg["model"])
+    if "dataset" in cfg:
+        cfg["dataset"] = check_dataset(cfg["dataset"], cfg.get("data_root"))
+    if "scheduler" in cfg:
+        check_scheduler(cfg["scheduler"])
+    check_run_dir(cfg.get("run_dir"))
+    return cfg
+
+
+def set_threads(cfg: dict) -> int:
+    """Apply --threads; returns the count in use (recorded in run.json)."""
+    import torch
+
+    n = int(cfg.get("threads") or 0)
+    if n < 0:
+        raise QSelectError(f"threads must be 0 (auto) or positive, got {n}; set it with --threads")
+    if n == 0 and cfg.get("model") == "mlp":
+        n = 1
+    if n > 0:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
