@@ -38,6 +38,7 @@ class DataSplits:
     normalized: bool = False
 
     def sizes(self) -> dict:
+        """Number of samples in each split: ``{'train': …, 'val': …, 'test': …}``."""
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
 

@@ -48,6 +48,17 @@ class MLP(nn.Module):
         self.layers = nn.Sequential(*mods)
 
     def forward(self, x):
+        """Logits for a batch.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (batch, ...)
+            Float inputs; a flat input is reshaped to the model's input shape.
+
+        Returns
+        -------
+        torch.Tensor, shape (batch, num_classes)
+        """
         return self.layers(x.flatten(1))
 
 
@@ -76,6 +87,17 @@ class LeNet5(nn.Module):
         self._in_shape = (c, h, w)
 
     def forward(self, x):
+        """Logits for a batch.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (batch, C, H, W) or (batch, C·H·W)
+            Float inputs; a flat input is reshaped to the model's input shape.
+
+        Returns
+        -------
+        torch.Tensor, shape (batch, num_classes)
+        """
         x = x.reshape(x.shape[0], *self._in_shape)
         x = F.max_pool2d(self.relu1(self.conv1(x)), 2)
         x = F.max_pool2d(self.relu2(self.conv2(x)), 2)
@@ -85,6 +107,20 @@ class LeNet5(nn.Module):
 
 
 class BasicBlock(nn.Module):
+    """ResNet basic block: two 3×3 conv–BN layers, ReLU, identity or 1×1-conv shortcut.
+
+    Parameters
+    ----------
+    cin, cout : int
+        Input and output channels.
+    stride : int
+        Stride of the first convolution (2 halves the resolution).
+
+    References
+    ----------
+    K. He, X. Zhang, S. Ren, J. Sun, "Deep Residual Learning for Image
+    Recognition", CVPR 2016.
+    """
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
@@ -98,6 +134,16 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x):
+        """Apply the block.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (batch, cin, H, W)
+
+        Returns
+        -------
+        torch.Tensor, shape (batch, cout, H / stride, W / stride)
+        """
         out = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu2(out + self.shortcut(x))
@@ -123,6 +169,17 @@ class ResNet18(nn.Module):
         self.fc = nn.Linear(cin, num_classes)
 
     def forward(self, x):
+        """Logits for a batch.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (batch, C, H, W) or (batch, C·H·W)
+            Float inputs; a flat input is reshaped to the model's input shape.
+
+        Returns
+        -------
+        torch.Tensor, shape (batch, num_classes)
+        """
         x = x.reshape(x.shape[0], *self._in_shape)
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
@@ -130,6 +187,24 @@ class ResNet18(nn.Module):
 
 
 class Attention(nn.Module):
+    """Multi-head self-attention with Linear q/k/v and output projections (prunable layers).
+
+    Parameters
+    ----------
+    dim : int
+        Token width; must be divisible by ``heads``.
+    heads : int
+        Number of attention heads.
+
+    Raises
+    ------
+    QSelectError
+        If ``dim`` is not divisible by ``heads``.
+
+    References
+    ----------
+    A. Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
+    """
     def __init__(self, dim: int, heads: int):
         super().__init__()
         if dim % heads:
@@ -139,6 +214,16 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x):
+        """Scaled dot-product self-attention over the tokens.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (batch, tokens, dim)
+
+        Returns
+        -------
+        torch.Tensor, shape (batch, tokens, dim)
+        """
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v)
@@ -157,6 +242,16 @@ class ViTBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
 
     def forward(self, x):
+        """Apply attention and the MLP, each pre-normed with a residual connection.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (batch, tokens, dim)
+
+        Returns
+        -------
+        torch.Tensor, shape (batch, tokens, dim)
+        """
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
@@ -181,6 +276,17 @@ class ViT(nn.Module):
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x):
+        """Logits for a batch.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (batch, C, H, W) or (batch, C·H·W)
+            Float inputs; a flat input is reshaped to the model's input shape.
+
+        Returns
+        -------
+        torch.Tensor, shape (batch, num_classes)
+        """
         x = x.reshape(x.shape[0], *self._in_shape)
         x = self.patch_embed(x).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed

@@ -62,6 +62,18 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # free-form notes kept in the history
 
     def validate(self) -> "TrainConfig":
+        """Check every field; returns ``self`` so it chains.
+
+        Returns
+        -------
+        TrainConfig
+
+        Raises
+        ------
+        QSelectError
+            Naming the first field with a wrong type or value (e.g. a negative
+            learning rate or an unknown optimizer/schedule name).
+        """
         for name in ("epochs", "batch_size", "seed"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
@@ -118,6 +130,25 @@ def _as_loader(data, config: TrainConfig, shuffle: bool) -> DataLoader:
 
 
 def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer a :class:`TrainConfig` asks for, over the trainable parameters.
+
+    Parameters
+    ----------
+    params : iterable of torch.nn.Parameter
+        Parameters without ``requires_grad`` are skipped.
+    config : TrainConfig
+        ``optimizer`` ``"sgd"`` (momentum, Nesterov when momentum > 0) or
+        ``"adamw"``; ``lr``, ``weight_decay``.
+
+    Returns
+    -------
+    torch.optim.Optimizer
+
+    Raises
+    ------
+    QSelectError
+        If no parameter requires a gradient.
+    """
     params = [p for p in params if p.requires_grad]
     if not params:
         raise QSelectError("nothing to train: no parameter requires grad")
