@@ -18,6 +18,25 @@ def prunable_layers(model: nn.Module) -> list[str]:
 
 
 def resolve_layers(model: nn.Module, layers: Iterable[str] | None) -> list[str]:
+    """The layer names to formulate, checked against the model.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    layers : str, iterable of str, or None
+        Names from ``model.named_modules()``; ``None``: every prunable layer
+        (``nn.Linear`` / ``nn.Conv2d``) in module order.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    QSelectError
+        If a name is not a module of the model, or names a module that is
+        not an ``nn.Linear`` / ``nn.Conv2d``.
+    """
     modules = dict(model.named_modules())
     if layers is None:
         names = prunable_layers(model)

@@ -43,6 +43,7 @@ class Selection:
     info: dict = field(default_factory=dict)
 
     def kept_fraction(self) -> dict[str, float]:
+        """Fraction of entries kept (mask = 1) in each masked parameter, keyed by parameter name."""
         return {k: float(m.float().mean()) for k, m in self.masks.items()}
 
     def summary(self) -> dict:
@@ -132,6 +133,23 @@ def make_solver(solver, qubits: int, seed: int, max_sweeps: int = 10) -> BlockSo
 
 def solve_problems(problems: list[LocalProblem], solver: Solver, executor=None,
                    progress: bool = False) -> list[SolveResult]:
+    """Solve local problems with one solver, optionally through an executor.
+
+    Parameters
+    ----------
+    problems : list of LocalProblem
+    solver : Solver
+    executor : Executor, str or None
+        Where to run (see :func:`qselect.executors.get_executor`); the
+        results are the same on any executor.
+    progress : bool
+        Show a progress bar labelled "local problems".
+
+    Returns
+    -------
+    list of SolveResult
+        One per problem, in order.
+    """
     return solver.solve_many([lp.problem for lp in problems], executor=executor,
                              progress="local problems" if progress else False)
 
