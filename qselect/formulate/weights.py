@@ -57,14 +57,28 @@ def target_rows(layer: nn.Module, targets: torch.Tensor, j: int) -> torch.Tensor
 
 def weight_problems(name: str, layer: nn.Module, inputs: torch.Tensor, *, sparsity: float,
                     targets: torch.Tensor | None = None, penalty="auto",
-                    neurons=None) -> list[LocalProblem]:
+                    neurons=None, lean="auto") -> list[LocalProblem]:
     """One QUBO per output neuron of ``layer`` (a Linear or Conv2d).
 
     ``targets`` None reconstructs the dense layer's own output (t = A·w);
     otherwise it is the wanted pre-activation, shaped like the layer's output
     (e.g. a teacher's), and the layer's bias is subtracted from it.
     ``neurons`` restricts to some output units (default all).
+    ``lean``: True builds factored problems sharing one G per layer
+    (:mod:`qselect.formulate.lean`, O(n) memory per neuron); False one dense
+    n×n QUBO per neuron; "auto" (default) the dense ones while they need at
+    most :data:`DENSE_LIMIT` bytes and fit in memory, else the lean ones.
     """
+    if lean not in (True, False, "auto"):
+        raise QSelectError(f"lean must be True, False or 'auto', got {lean!r}")
+    if lean is not False:
+        from .lean import lean_weight_problems, weight_memory
+
+        count = None if neurons is None else len(set(int(j) for j in neurons))
+        dense_need = weight_memory(layer, tuple(inputs.shape), count)["dense"]
+        if lean is True or dense_need > min(DENSE_LIMIT, 0.6 * _available()):
+            return lean_weight_problems(name, layer, inputs, sparsity=sparsity, targets=targets,
+                                        penalty=penalty, neurons=neurons)
     wanted = None if neurons is None else set(int(j) for j in neurons)
     bias = None if layer.bias is None else as_float64_cpu(layer.bias)
     wshape = tuple(layer.weight.shape)
@@ -99,6 +113,16 @@ def weight_problems(name: str, layer: nn.Module, inputs: torch.Tensor, *, sparsi
             pos = np.concatenate([np.full((base.n, 1), int(j)), pos], axis=1)
             out.append(LocalProblem(prob, name, "weight", int(j), pos, k))
     return out
+
+
+#: "auto" switches to the lean formulation when a layer's dense QUBOs need more bytes than this
+DENSE_LIMIT = 2 * 2**30
+
+
+def _available() -> float:
+    from ..problems import memory
+
+    return float(memory.available_bytes())
 
 
 def _check_fits(name: str, layer: nn.Module, wanted) -> None:
