@@ -38,6 +38,7 @@ class OptionSpec:
 
 
 def normalise_key(key: str) -> str:
+    """A config key in canonical form: surrounding spaces removed, dashes turned into underscores."""
     return key.strip().replace("-", "_")
 
 

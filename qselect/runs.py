@@ -85,6 +85,30 @@ class Run:
 
     @classmethod
     def create(cls, command: str, config: dict, run_dir=None, argv=None, base=DEFAULT_BASE) -> "Run":
+        """Create (or reuse) a run directory and write its first ``run.json`` (status ``running``).
+
+        Parameters
+        ----------
+        command : str
+            The command name (``demo``, ``select``, ...); names the fresh folder.
+        config : dict
+            The resolved configuration, stored as ``config.toml``.
+        run_dir : str, os.PathLike or None
+            Folder to use; ``None``: a new ``<base>/<command>-<time>`` folder.
+        argv : list of str or None
+            The command line, recorded in ``run.json``.
+        base : str or os.PathLike
+            Parent of fresh folders (default ``runs/``).
+
+        Returns
+        -------
+        Run
+
+        Raises
+        ------
+        QSelectError
+            If the folder cannot be created or already holds a finished run.
+        """
         try:
             if run_dir:
                 path = Path(run_dir)
@@ -103,12 +127,22 @@ class Run:
         return run
 
     def file(self, name: str) -> Path:
+        """Path of a file inside the run directory."""
         return self.path / name
 
     def seeds(self) -> dict[str, Any]:
+        """The configuration's seed entries (``seed``, ``*_seed``, ``*seeds``), for ``run.json``."""
         return {k: v for k, v in self.config.items() if k == "seed" or k.endswith("seeds") or k.endswith("_seed")}
 
     def write_metadata(self, status: str, **extra) -> None:
+        """Rewrite ``config.toml`` and ``run.json`` atomically.
+
+        Parameters
+        ----------
+        status : {"running", "complete", "failed", "interrupted"}
+        **extra
+            Further fields merged into ``run.json`` (kept for later writes).
+        """
         self.meta.update(extra)
         header = f"qselect {self.command}: resolved configuration (reuse with --config)"
         # without run-dir, so `--config config.toml` reruns into a fresh folder (this one holds a report)
@@ -127,9 +161,18 @@ class Run:
         })
 
     def finish(self, **extra) -> None:
+        """Mark the run ``complete`` (extra fields go into ``run.json``)."""
         self.write_metadata(status="complete", **extra)
 
     def fail(self, message: str, status: str = "failed") -> None:
+        """Mark the run failed (or ``interrupted``) with a one-line error message.
+
+        Parameters
+        ----------
+        message : str
+        status : str
+            ``"failed"`` or ``"interrupted"``.
+        """
         self.write_metadata(status=status, error=message)
 
     @contextlib.contextmanager

@@ -151,6 +151,18 @@ class StochasticSubnetworkAnnealing:
 
     # -- schedule -----------------------------------------------------------------------------
     def factor(self, step: int | None = None) -> float:
+        """The schedule's factor at ``step`` (default: the current step), from 1 at the start to 0 at ``duration``.
+
+        Parameters
+        ----------
+        step : int or None
+            Training forward passes since the start.
+
+        Returns
+        -------
+        float
+            Multiplies each non-target weight's initial keep-probability.
+        """
         step = self.step if step is None else step
         return schedule_factor(self.schedule, step / self.duration, decay=self.decay)
 
@@ -162,10 +174,18 @@ class StochasticSubnetworkAnnealing:
 
     @property
     def done(self) -> bool:
+        """True once ``duration`` steps have passed (every sample now equals the target)."""
         return self.step >= self.duration
 
     # -- hooks --------------------------------------------------------------------------------
     def attach(self) -> None:
+        """Install the forward pre-hook that samples masks (idempotent).
+
+        Raises
+        ------
+        QSelectError
+            If :meth:`finish` has already been called.
+        """
         if self._finished:
             raise QSelectError("this annealer has finished; create a new StochasticSubnetworkAnnealing")
         if self._handle is None:
@@ -173,6 +193,7 @@ class StochasticSubnetworkAnnealing:
             self._handle = self.model.register_forward_pre_hook(self._pre_forward, prepend=True)
 
     def detach(self) -> None:
+        """Remove the sampling hook; the mask buffers keep their last values (idempotent)."""
         if self._handle is not None:
             self._handle.remove()
             self._handle = None

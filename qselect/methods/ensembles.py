@@ -74,6 +74,15 @@ class PaTConfig:
     tune: Any = None  # qselect.classical.train.TrainConfig
 
     def validate(self) -> None:
+        """Check every field.
+
+        Raises
+        ------
+        QSelectError
+            Naming the first invalid field (unknown child method, non-positive
+            ``children``, sparsity outside [0, 1), ``bag_fraction`` outside (0, 1],
+            negative ``tune_epochs``, ...).
+        """
         if self.method not in CHILD_METHODS:
             raise QSelectError(f"unknown child method {self.method!r}; use one of {', '.join(CHILD_METHODS)}")
         if int(self.children) != self.children or self.children < 1:
@@ -86,6 +95,7 @@ class PaTConfig:
             raise QSelectError(f"calib_size must be >= 1, got {self.calib_size}")
 
     def resolved_parts(self) -> int:
+        """Number of disjoint parts the parent's weights are split into: 2 for anti-random children, else from ``parts`` or the sparsity."""
         return 2 if self.method == "antirandom" else partition_parts(self.sparsity, self.parts)
 
 
@@ -108,6 +118,7 @@ class PaTResult:
 
     @property
     def members(self) -> list[nn.Module]:
+        """The ensemble's models: the children, preceded by the parent when ``config.parent_member``."""
         return ([self.parent] if self.config.parent_member else []) + list(self.children)
 
     def evaluate(self, loader, device=None) -> dict:

@@ -225,6 +225,7 @@ class EvolutionResult:
 
     @property
     def members(self) -> list[nn.Module]:
+        """The ensemble's models (the selected children)."""
         return list(self.children)
 
     def evaluate(self, loader, device=None) -> dict:

@@ -22,6 +22,19 @@ def linear_ramp(p: int, dt: float = 0.75) -> np.ndarray:
 
 
 def random_angles(p: int, seed=0) -> np.ndarray:
+    """Uniformly random starting angles: γ_l ∈ [0, π), β_l ∈ [0, π/2).
+
+    Parameters
+    ----------
+    p : int
+        QAOA depth.
+    seed : int, numpy.random.Generator or None
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (2p,)
+        ``[γ_1..γ_p, β_1..β_p]``.
+    """
     rng = np.random.default_rng(seed)
     return np.concatenate([rng.uniform(0, np.pi, p), rng.uniform(0, np.pi / 2, p)])
 

@@ -79,6 +79,7 @@ def single_thread_blas():
 
 
 def real_dtype(dtype) -> np.dtype:
+    """The real dtype matching a complex state dtype: float32 for complex64, else float64."""
     return np.dtype(np.float32) if np.dtype(dtype) == np.complex64 else np.dtype(np.float64)
 
 
@@ -400,6 +401,22 @@ class NumpyQAOA:
         return psi
 
     def probabilities(self, angles=None, psi=None) -> np.ndarray:
+        """Probabilities |ψ_x|² of the QAOA state, little-endian index.
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,)
+            ``[γ_1..γ_p, β_1..β_p]`` in radians.
+            Ignored when ``psi`` is given.
+        psi : numpy.ndarray or None
+            A state already computed by this engine (rotated frame is fine:
+            probabilities do not change).
+
+        Returns
+        -------
+        numpy.ndarray, shape (2**n,)
+            In the engine's real dtype (float32 for complex64 states).
+        """
         if psi is None:
             with single_thread_blas():
                 psi = self._state(angles)  # the frame does not change probabilities

@@ -20,6 +20,33 @@ _GROUP = 5
 
 
 class TorchQAOA:
+    """QAOA statevector engine in PyTorch (CPU or CUDA), gradients by autograd.
+
+    Parameters
+    ----------
+    costs : array_like of float, shape (2**n,)
+        The (normalised) cost vector, little-endian index.
+    p : int
+        Depth.
+    mixer : {"x", "xy"}
+        Transverse field, or the XY ring started from the Dicke state.
+    k : int or None
+        Hamming weight for ``mixer="xy"``.
+    dtype : torch.complex64 or torch.complex128
+    device : str, torch.device or None
+        ``None``/``"auto"``: CUDA when present (``qselect.devices.resolve_device``).
+
+    Raises
+    ------
+    QSelectError
+        If the dtype is not complex64/complex128, the cost length is not a
+        power of two, or the mixer/k combination is invalid.
+
+    References
+    ----------
+    E. Farhi, J. Goldstone, S. Gutmann, "A Quantum Approximate Optimization
+    Algorithm", arXiv:1411.4028 (2014).
+    """
     def __init__(self, costs, p: int, mixer: str = "x", k: int | None = None,
                  dtype=torch.complex64, device=None):
         self.device = resolve_device(device)
@@ -42,6 +69,7 @@ class TorchQAOA:
         self._pairs = ring_pairs(n)
 
     def initial_state(self) -> torch.Tensor:
+        """|+⟩^n (X mixer) or the Dicke state |D^n_k⟩ (XY mixer), shape (2**n,), on the engine's device."""
         if self.mixer == "xy":
             return torch.as_tensor(dicke_state(self.n, self.k), device=self.device).to(self.dtype)
         return torch.full((self.N,), 1.0 / np.sqrt(self.N), dtype=self.dtype, device=self.device)
@@ -77,6 +105,22 @@ class TorchQAOA:
         return psi
 
     def state(self, angles) -> torch.Tensor:
+        """The QAOA state Π_l exp(−iβ_l B) exp(−iγ_l C)|ψ_0⟩.
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,)
+            ``[γ_1..γ_p, β_1..β_p]`` in radians.
+
+        Returns
+        -------
+        torch.Tensor, complex, shape (2**n,)
+
+        Raises
+        ------
+        QSelectError
+            If the number of angles is not 2p.
+        """
         a = torch.as_tensor(angles, dtype=self.rdtype, device=self.device).reshape(-1)
         if a.numel() != 2 * self.p:
             raise QSelectError(f"QAOA at p={self.p} needs {2 * self.p} angles [γ_1..γ_p, β_1..β_p], got {a.numel()}")
@@ -87,17 +131,55 @@ class TorchQAOA:
         return psi
 
     def probabilities(self, angles) -> np.ndarray:
+        """Probabilities of the QAOA state.
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,)
+            ``[γ_1..γ_p, β_1..β_p]`` in radians.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (2**n,)
+        """
         with torch.no_grad():
             psi = self.state(angles)
             return (psi.real ** 2 + psi.imag ** 2).double().cpu().numpy()
 
     def expectation(self, angles, weights=None) -> float:
+        """⟨C⟩ (or Σ_x |ψ_x|² w_x for other weights) of the QAOA state.
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,)
+            ``[γ_1..γ_p, β_1..β_p]`` in radians.
+        weights : array_like, shape (2**n,), or None
+            Default: the cost vector.
+
+        Returns
+        -------
+        float
+        """
         w = self.costs if weights is None else torch.as_tensor(weights, dtype=self.rdtype, device=self.device)
         with torch.no_grad():
             psi = self.state(angles)
             return float(torch.dot(psi.real ** 2 + psi.imag ** 2, w))
 
     def value_and_grad(self, angles, weights=None) -> tuple[float, np.ndarray]:
+        """⟨C⟩ and its gradient with respect to the 2p angles (autograd).
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,)
+            ``[γ_1..γ_p, β_1..β_p]`` in radians.
+        weights : array_like, shape (2**n,), or None
+            Default: the cost vector.
+
+        Returns
+        -------
+        value : float
+        grad : numpy.ndarray of float64, shape (2p,)
+        """
         w = self.costs if weights is None else torch.as_tensor(weights, dtype=self.rdtype, device=self.device)
         a = torch.tensor(np.asarray(angles, dtype=np.float64), dtype=self.rdtype, device=self.device,
                          requires_grad=True)

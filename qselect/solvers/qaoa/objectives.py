@@ -11,6 +11,24 @@ from ...errors import QSelectError
 
 
 def check_objective(objective: str, alpha: float) -> None:
+    """Validate an objective name and CVaR level.
+
+    Parameters
+    ----------
+    objective : {"expectation", "cvar"}
+    alpha : float
+        CVaR fraction in (0, 1].
+
+    Raises
+    ------
+    QSelectError
+        If either is invalid.
+
+    References
+    ----------
+    P. Kl. Barkoutsos et al., "Improving Variational Quantum Optimization
+    using CVaR", Quantum 4, 256 (2020).
+    """
     if objective not in ("expectation", "cvar"):
         raise QSelectError(f"unknown objective {objective!r}; use 'expectation' or 'cvar'")
     if not 0 < alpha <= 1:
@@ -36,6 +54,28 @@ def cvar_weights(costs: np.ndarray, order: np.ndarray, probs: np.ndarray, alpha:
 
 
 def exact_objective(costs, probs, objective: str, alpha: float, order=None) -> float:
+    """The objective of an exact distribution: ⟨C⟩, or CVaR_α (mean of the lowest-cost α of the mass).
+
+    Parameters
+    ----------
+    costs : numpy.ndarray, shape (2**n,)
+    probs : numpy.ndarray, shape (2**n,)
+        Probabilities of each bitstring.
+    objective : {"expectation", "cvar"}
+    alpha : float
+        CVaR fraction in (0, 1]; 1 is the expectation.
+    order : numpy.ndarray of int or None
+        ``argsort(costs)``, if already computed.
+
+    Returns
+    -------
+    float
+
+    References
+    ----------
+    P. Kl. Barkoutsos et al., "Improving Variational Quantum Optimization
+    using CVaR", Quantum 4, 256 (2020).
+    """
     if objective == "expectation" or alpha >= 1:
         return float(np.dot(probs, costs))
     order = np.argsort(costs, kind="stable") if order is None else order

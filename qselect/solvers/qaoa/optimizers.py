@@ -15,6 +15,20 @@ SCIPY_METHODS = GRADIENT_METHODS | {"COBYLA", "COBYQA", "NELDER-MEAD", "POWELL"}
 
 @dataclass
 class Outcome:
+    """Result of one angle optimisation.
+
+    Attributes
+    ----------
+    x : numpy.ndarray, shape (2p,)
+        Best angles found.
+    fun : float
+        Objective at ``x``.
+    evaluations : int
+        Objective evaluations (a value-and-gradient call counts once).
+    gradient_evaluations : int
+    message : str
+        The optimiser's termination message.
+    """
     x: np.ndarray
     fun: float
     evaluations: int  # objective evaluations (a value+gradient call counts once)
@@ -23,6 +37,23 @@ class Outcome:
 
 
 def normalise_name(name: str) -> str:
+    """Canonical optimizer name: an upper-case scipy method, or ``"qiskit:NAME"``.
+
+    Parameters
+    ----------
+    name : str
+        A ``scipy.optimize.minimize`` method (``"L-BFGS-B"``, ``"COBYLA"``, ...),
+        ``"SPSA"``, or ``"qiskit:<optimizer>"``.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    QSelectError
+        If the name is unknown (the message lists the valid ones).
+    """
     up = name.upper()
     if up.startswith("QISKIT:") or up == "SPSA":
         return "qiskit:" + (up.split(":", 1)[1] if ":" in up else up)
@@ -33,6 +64,7 @@ def normalise_name(name: str) -> str:
 
 
 def uses_gradient(name: str) -> bool:
+    """True when the optimizer uses exact gradients (so the native engine's adjoint gradients are computed)."""
     return normalise_name(name) in GRADIENT_METHODS
 
 

@@ -31,6 +31,7 @@ class QAOAResult(SolveResult):
     angles: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def to_dict(self) -> dict:
+        """JSON-ready summary: the base fields plus ``expectation`` and ``angles``."""
         d = super().to_dict()
         d["expectation"] = float(self.expectation)
         d["angles"] = [float(a) for a in self.angles]

@@ -21,6 +21,29 @@ from ...errors import QSelectError
 
 @dataclass
 class LayerQAOAResult:
+    """Answers for a layer's problems solved with transferred angles (:func:`solve_layer`).
+
+    Attributes
+    ----------
+    results : list of QAOAResult
+        One per problem, input order.
+    angles : numpy.ndarray, shape (2p,)
+        The transferred angles.
+    mode : {"warm", "fixed"}
+    n_train : int
+        Problems optimised to produce the angles.
+    evaluations : int
+        Objective evaluations spent on the layer.
+    evaluations_independent : int
+        Evaluations of cold solves of every problem (measured with
+        ``compare=True``, else extrapolated from the training solves).
+    estimated : bool
+        Whether ``evaluations_independent`` is extrapolated.
+    quality : dict
+        Changes against the cold solves (``compare=True`` only).
+    independent : list of QAOAResult or None
+        The cold solves (``compare=True`` only).
+    """
     results: list  # one QAOAResult per problem, input order
     angles: np.ndarray  # the transferred angles
     mode: str
@@ -33,9 +56,11 @@ class LayerQAOAResult:
 
     @property
     def evaluations_saved(self) -> int:
+        """Evaluations saved against solving every problem from scratch."""
         return int(self.evaluations_independent - self.evaluations)
 
     def summary(self) -> dict:
+        """JSON-ready summary: evaluations (spent, independent, saved, saved fraction), angles, mean energy and ⟨C⟩, plus the quality changes."""
         d = {"mode": self.mode, "problems": len(self.results), "n_train": self.n_train,
              "evaluations": self.evaluations, "evaluations_independent": self.evaluations_independent,
              "evaluations_saved": self.evaluations_saved,
