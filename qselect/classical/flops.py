@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .masks import PRUNABLE_TYPES, get_masks, parameter_shapes
+from .masks import PRUNABLE_TYPES, get_masks, parameter_shapes, tied_parameters
 
 
 def _density(masks, name: str) -> float:
@@ -26,9 +26,13 @@ def count_parameters(model: nn.Module, masks=None) -> dict:
     selection before applying it.
     """
     masks = get_masks(model) if masks is None else dict(getattr(masks, "masks", masks))
-    shapes = parameter_shapes(model)
+    tied = tied_parameters(model)  # a tensor shared by several layers counts once
+    shapes = {k: s for k, s in parameter_shapes(model).items() if k not in tied}
     dense = sum(int(torch.Size(s).numel()) for s in shapes.values())
-    removed = sum(int((torch.as_tensor(m) == 0).sum()) for k, m in masks.items() if k in shapes)
+    once = {}
+    for k, m in masks.items():
+        once.setdefault(tied.get(k, k), m)
+    removed = sum(int((torch.as_tensor(m) == 0).sum()) for k, m in once.items() if k in shapes)
     eff = dense - removed
     return {"dense": dense, "effective": eff, "density": eff / dense if dense else 1.0}
 
@@ -42,6 +46,7 @@ def count_flops(model: nn.Module, sample_input: torch.Tensor, masks=None) -> dic
     """
     masks = get_masks(model) if masks is None else dict(getattr(masks, "masks", masks))
     batch = sample_input.shape[0] if sample_input.ndim > 0 else 1
+    tied = tied_parameters(model)
     layers: dict[str, dict] = {}
 
     def hook(name):
@@ -55,8 +60,8 @@ def count_flops(model: nn.Module, sample_input: torch.Tensor, masks=None) -> dic
                 macs = outputs * (m.in_channels // m.groups) * kh * kw
             w_flops = 2.0 * macs
             b_flops = float(outputs) if m.bias is not None else 0.0
-            d = _density(masks, f"{name}.weight")
-            db = _density(masks, f"{name}.bias")
+            d = _density(masks, tied.get(f"{name}.weight", f"{name}.weight"))  # a tied layer uses the shared mask
+            db = _density(masks, tied.get(f"{name}.bias", f"{name}.bias"))
             prev = layers.get(name, {"dense": 0.0, "effective": 0.0})
             layers[name] = {"dense": prev["dense"] + w_flops + b_flops,
                             "effective": prev["effective"] + w_flops * d + b_flops * db,

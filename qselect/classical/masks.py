@@ -8,6 +8,16 @@ multiplied in) and stay fixed while training: the optimiser only sees
 pre-hook recomputes ``weight = weight_orig * weight_mask`` on every call.
 Parameter names are always the *unpruned* names (``weight``, not
 ``weight_orig``), so masks taken from a pruned model load into a fresh one.
+
+Between forward passes the pruned attribute (``module.weight``) holds a
+graph-free copy of ``weight_orig * weight_mask``: torch leaves the product of
+the last forward pass there, a non-leaf tensor that ``copy.deepcopy`` refuses,
+so a pruned model could not be copied once it had run with gradients.
+
+Tied weights (one ``Parameter`` shared by several layers) are one tensor: they
+get one mask, stored under the first name in module order; applying it prunes
+every layer that shares the tensor, and ``remove_masks`` multiplies the shared
+tensor once.
 """
 from __future__ import annotations
 
@@ -30,9 +40,55 @@ _FORMAT = "qselect-masks"
 
 
 def prunable_parameters(model: nn.Module) -> list[str]:
-    """Weight names (``"<module>.weight"``) of every Linear/Conv2d layer, in module order."""
-    return [f"{name}.weight" if name else "weight"
-            for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
+    """Weight names (``"<module>.weight"``) of every Linear/Conv2d layer, in module order.
+
+    A weight tied to an earlier layer's (the same ``Parameter``) is listed once,
+    under the earlier name (see :func:`tied_parameters`).
+    """
+    tied = tied_parameters(model)
+    names = [f"{name}.weight" if name else "weight"
+             for name, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
+    return [n for n in names if n not in tied]
+
+
+def tied_parameters(model: nn.Module) -> dict[str, str]:
+    """``{alias: first name}`` for every parameter that is the same tensor as an earlier one.
+
+    Names are unpruned names in module order; untied parameters do not appear.
+    """
+    first: dict[int, str] = {}
+    out: dict[str, str] = {}
+    for mname, module in model.named_modules():
+        for pname, p in module._parameters.items():
+            if p is None:
+                continue
+            if pname.endswith("_orig") and _is_pruned(module, pname[:-5]):
+                pname = pname[:-5]
+            key = f"{mname}.{pname}" if mname else pname
+            if id(p) in first:
+                out[key] = first[id(p)]
+            else:
+                first[id(p)] = key
+    return out
+
+
+def _merge_tied(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> tuple[Masks, dict[str, list[str]]]:
+    """Masks keyed by first names, and {first name: [every name sharing it]}; refuses two
+    different masks for one shared tensor."""
+    tied = tied_parameters(model)
+    groups: dict[str, list[str]] = {}
+    for alias, first in tied.items():
+        groups.setdefault(first, [first]).append(alias)
+    out: Masks = {}
+    given: dict[str, str] = {}
+    for name, m in masks.items():
+        key = tied.get(name, name)
+        m = torch.as_tensor(m)
+        if key in out and not torch.equal(out[key].to(m.dtype), m):
+            raise QSelectError(f"masks {given[key]!r} and {name!r} differ but both layers share one weight "
+                               f"tensor; give one mask (under {key!r})")
+        out[key], given[key] = m, name
+    return out, groups
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -94,12 +150,30 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor] | object, *,
         shapes = parameter_shapes(model)
         masks = {k: v for k, v in masks.items() if k in shapes}
     validate_masks(model, masks)
-    for name, m in masks.items():
-        mname, pname = _split(name)
-        module = model.get_submodule(mname)
-        ref = getattr(module, pname + "_orig") if _is_pruned(module, pname) else getattr(module, pname)
-        prune.custom_from_mask(module, pname, mask=torch.as_tensor(m).detach().to(ref.device, ref.dtype))
+    masks, groups = _merge_tied(model, masks)
+    for key, m in masks.items():
+        for name in groups.get(key, [key]):
+            mname, pname = _split(name)
+            module = model.get_submodule(mname)
+            ref = getattr(module, pname + "_orig") if _is_pruned(module, pname) else getattr(module, pname)
+            prune.custom_from_mask(module, pname, mask=torch.as_tensor(m).detach().to(ref.device, ref.dtype))
+            if not any(h is _graph_free_views for h in module._forward_hooks.values()):
+                module.register_forward_hook(_graph_free_views)
+            _graph_free_views(module)
     return model
+
+
+def _graph_free_views(module: nn.Module, *_args) -> None:
+    """Replace each pruned attribute by ``orig * mask`` computed without autograd.
+
+    Runs after every forward pass (the pass itself used torch's differentiable
+    product, so gradients reach ``weight_orig`` as before) and keeps the module
+    deep-copyable.
+    """
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, prune.BasePruningMethod):
+            with torch.no_grad():
+                setattr(module, hook._tensor_name, hook.apply_mask(module))
 
 
 def get_masks(model: nn.Module, *, include_dense: bool = False) -> Masks:
@@ -107,12 +181,16 @@ def get_masks(model: nn.Module, *, include_dense: bool = False) -> Masks:
 
     Only pruned parameters appear, unless ``include_dense`` adds an all-ones
     mask for every unpruned prunable weight (handy for sparsity accounting).
+    A tied weight appears once, under its first name.
     """
     out: Masks = {}
+    tied = tied_parameters(model)
     for mname, module in model.named_modules():
         for bname, buf in module.named_buffers(recurse=False):
             if bname.endswith("_mask") and _is_pruned(module, bname[:-5]):
                 key = f"{mname}.{bname[:-5]}" if mname else bname[:-5]
+                if key in tied:
+                    continue
                 out[key] = buf.detach().to("cpu", torch.float32).clone()
     if include_dense:
         shapes = parameter_shapes(model)
@@ -127,21 +205,29 @@ def remove_masks(model: nn.Module, *, make_permanent: bool = True) -> nn.Module:
 
     ``make_permanent=True`` is ``prune.remove`` (masked weights stay zero in a
     plain parameter); ``False`` restores the unmasked ``weight_orig`` values.
+    The original ``Parameter`` object is kept (zeroed in place), so optimisers
+    and tied layers still hold it; a tensor shared by several layers is
+    multiplied by its mask once.
     """
+    masked: set[int] = set()
     for module in model.modules():
         for key, hook in list(module._forward_pre_hooks.items()):
             if not isinstance(hook, prune.BasePruningMethod):
                 continue
             pname = hook._tensor_name
-            if make_permanent:
-                prune.remove(module, pname)
-                continue
             orig = module._parameters.pop(pname + "_orig")
-            del module._buffers[pname + "_mask"]
-            if hasattr(module, pname):
+            mask = module._buffers.pop(pname + "_mask")
+            if make_permanent and id(orig) not in masked:
+                with torch.no_grad():
+                    orig.mul_(mask.to(orig.dtype))
+            masked.add(id(orig))
+            if pname in module.__dict__:
                 delattr(module, pname)
             module.register_parameter(pname, orig)
             del module._forward_pre_hooks[key]
+        for key, hook in list(module._forward_hooks.items()):
+            if hook is _graph_free_views:
+                del module._forward_hooks[key]
     return model
 
 

@@ -1,0 +1,226 @@
+"""Faults known from neighbouring libraries, retried on qselect: pruned models copy,
+tied weights stay one tensor, problem labels survive conversions; and a
+property-based sweep: public constructors answer bad values with QSelectError only."""
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from qselect.classical.baselines import magnitude_masks, random_masks
+from qselect.classical.flops import count_flops, count_parameters
+from qselect.classical.masks import apply_masks, get_masks, remove_masks, tied_parameters
+from qselect.errors import QSelectError
+
+
+def _mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
+
+
+def _pruned_after_backward():
+    m = _mlp()
+    apply_masks(m, magnitude_masks(m, 0.5, scope="global"))
+    m(torch.randn(4, 8)).sum().backward()
+    return m
+
+
+# ---- (a) a pruned model deep-copies after forward + backward --------------
+def test_pruned_model_deep_copies_after_backward():
+    m = _pruned_after_backward()
+    c = copy.deepcopy(m)
+    x = torch.randn(5, 8)
+    torch.testing.assert_close(c(x), m(x))
+    assert c[0].weight_orig is not m[0].weight_orig
+    assert torch.equal(get_masks(c)["0.weight"], get_masks(m)["0.weight"])
+
+
+def test_pruned_weights_still_train_through_the_mask():
+    m = _pruned_after_backward()
+    g = m[0].weight_orig.grad
+    mask = m[0].weight_mask
+    assert g is not None and bool((g[mask == 0] == 0).all()) and bool((g[mask == 1] != 0).any())
+    # between passes the pruned attribute is the masked value, without a graph
+    assert m[0].weight.grad_fn is None
+    torch.testing.assert_close(m[0].weight, m[0].weight_orig.detach() * mask)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    opt.step()
+    with torch.no_grad():
+        y = m(torch.ones(1, 8))  # the forward pass sees the updated weight_orig
+    torch.testing.assert_close(m[0].weight, m[0].weight_orig.detach() * mask)
+    assert torch.isfinite(y).all()
+
+
+def test_deepcopy_after_remove_and_reapply():
+    m = _pruned_after_backward()
+    remove_masks(m)
+    assert not m[0]._forward_hooks and isinstance(m[0].weight, nn.Parameter)
+    copy.deepcopy(m)
+
+
+def test_edge_popup_and_prune_and_tune_on_a_pruned_parent():
+    from qselect.classical.baselines import edge_popup
+    from qselect.methods.ensembles import prune_and_tune
+
+    m = _pruned_after_backward()
+    before = get_masks(m)
+    torch.manual_seed(1)
+    x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+    loader = torch.utils.data.DataLoader(TensorDataset(x, y), batch_size=32)
+    masks = edge_popup(m, loader, 0.5, epochs=1, device="cpu")
+    assert set(masks) >= {"0.weight", "2.weight"}
+    res = prune_and_tune(m, TensorDataset(x, y), children=2, method="random", tune_epochs=1, sparsity=0.5)
+    assert len(res.members) == 2
+    assert all(torch.equal(v, before[k]) for k, v in get_masks(m).items())  # the parent is unchanged
+
+
+# ---- (b) tied weights: one tensor, one mask ---------------------------------
+def _tied(bias=True):
+    torch.manual_seed(0)
+    a, b = nn.Linear(6, 6, bias=bias), nn.Linear(6, 6, bias=bias)
+    b.weight = a.weight
+    return nn.Sequential(a, nn.ReLU(), b)
+
+
+def test_tied_weights_count_once():
+    t = _tied()
+    assert tied_parameters(t) == {"2.weight": "0.weight"}
+    assert count_parameters(t)["dense"] == 36 + 6 + 6  # not 72 + 12
+    assert sum(p.numel() for p in t.parameters()) == 48  # torch's own count agrees
+
+
+def test_tied_weights_get_one_mask_and_remove_masks_multiplies_once():
+    t = _tied(bias=False)
+    masks = random_masks(t, 0.5, seed=3)
+    assert list(masks) == ["0.weight"]  # one mask for the shared tensor
+    apply_masks(t, masks)
+    assert torch.equal(t[0].weight_mask, t[2].weight_mask)
+    assert t[0].weight_orig is t[2].weight_orig
+    x = torch.randn(4, 6)
+    before = t(x)
+    counts = count_parameters(t)
+    assert counts["dense"] == 36 and counts["effective"] == 18
+    shared = t[0].weight_orig
+    remove_masks(t)
+    assert t[0].weight is t[2].weight is shared  # still tied, same Parameter object
+    torch.testing.assert_close(t(x), before)
+    assert int((shared == 0).sum()) == 18
+
+
+def test_tied_alias_mask_applies_to_every_layer_and_conflicts_are_refused():
+    t = _tied(bias=False)
+    m = torch.ones(6, 6)
+    m[0] = 0
+    apply_masks(t, {"2.weight": m})  # given under the second name: still one mask for both layers
+    assert torch.equal(t[0].weight_mask, m) and torch.equal(t[2].weight_mask, m)
+    assert list(get_masks(t)) == ["0.weight"]
+    t2 = _tied(bias=False)
+    with pytest.raises(QSelectError, match="share one weight tensor"):
+        apply_masks(t2, {"0.weight": m, "2.weight": torch.ones(6, 6)})
+
+
+def test_tied_flops_use_the_shared_mask():
+    t = _tied(bias=False)
+    m = torch.ones(6, 6)
+    m[:3] = 0
+    apply_masks(t, {"0.weight": m})
+    f = count_flops(t, torch.randn(2, 6))
+    assert f["layers"]["0"]["density"] == f["layers"]["2"]["density"] == 0.5
+
+
+# ---- (c) labels through the quadratic-program conversion ---------------------
+def test_mixed_labels_give_distinct_variables_and_integer_labels_survive():
+    pytest.importorskip("qiskit_optimization")
+    from qselect.problems import QUBO
+
+    from qselect.interop import from_quadratic_program, to_quadratic_program
+
+    q = QUBO(np.array([[1.0, -2.0], [0.0, 3.0]]), labels=[0, "x0"])
+    qp = to_quadratic_program(q)
+    assert len({v.name for v in qp.variables}) == 2
+    back = from_quadratic_program(qp)
+    np.testing.assert_allclose(back.cost_vector(), q.cost_vector())
+    g = QUBO(np.eye(3), labels=[10, 3, 7])
+    assert from_quadratic_program(to_quadratic_program(g)).labels == (10, 3, 7)
+
+
+# ---- property-based: bad values -> QSelectError, never a raw exception --------
+_BAD = st.one_of(st.none(), st.text(max_size=4), st.floats(allow_nan=True, allow_infinity=True),
+                 st.integers(min_value=-10**12, max_value=10**12), st.booleans(),
+                 st.lists(st.integers(), max_size=2), st.complex_numbers(allow_nan=False, max_magnitude=10))
+
+
+def _constructors():
+    from qselect.problems import QUBO, DiagonalCost
+    from qselect.solvers import ExactSolver, GreedySolver, MagnitudeSolver, RandomSolver
+    from qselect.solvers.anneal import SimulatedAnnealingSolver
+    from qselect.solvers.tabu import TabuSolver
+    from qselect.validation import check_sparsity
+
+    out = {
+        "QUBO.Q": lambda v: QUBO(v),
+        "QUBO.offset": lambda v: QUBO(np.eye(2), offset=v),
+        "QUBO.labels": lambda v: QUBO(np.eye(2), labels=v),
+        "QUBO.k": lambda v: QUBO(np.eye(2), k=v),
+        "DiagonalCost": lambda v: DiagonalCost(v),
+        "DiagonalCost.k": lambda v: DiagonalCost([0.0, 1.0], k=v),
+        "ExactSolver.chunk_bits": lambda v: ExactSolver(chunk_bits=v),
+        "ExactSolver.num_best": lambda v: ExactSolver(num_best=v),
+        "SA.num_reads": lambda v: SimulatedAnnealingSolver(num_reads=v),
+        "SA.seed": lambda v: SimulatedAnnealingSolver(seed=v),
+        "SA.beta_range": lambda v: SimulatedAnnealingSolver(beta_range=v),
+        "Tabu.num_restarts": lambda v: TabuSolver(num_restarts=v),
+        "Tabu.seed": lambda v: TabuSolver(seed=v),
+        "Random.seed": lambda v: RandomSolver(seed=v),
+        "Random.k": lambda v: RandomSolver(k=v),
+        "Magnitude.k": lambda v: MagnitudeSolver(k=v),
+        "Greedy.k": lambda v: GreedySolver(k=v),
+        "Greedy.max_steps": lambda v: GreedySolver(max_steps=v),
+        "sparsity": check_sparsity,
+        "magnitude_masks.sparsity": lambda v: magnitude_masks(_mlp(), v),
+        "random_masks.seed": lambda v: random_masks(_mlp(), 0.5, seed=v),
+    }
+    try:
+        from qselect.solvers.qaoa import QAOASolver
+    except ImportError:  # pragma: no cover - qiskit is a dependency
+        return out
+    for arg in ("p", "shots", "maxiter", "restarts", "top", "seed", "k"):
+        out[f"QAOASolver.{arg}"] = lambda v, arg=arg: QAOASolver(**{arg: v})
+    return out
+
+
+CONSTRUCTORS = _constructors()
+
+
+@pytest.mark.parametrize("name", sorted(CONSTRUCTORS))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=_BAD)
+def test_public_constructors_raise_only_qselect_error(name, value):
+    try:
+        CONSTRUCTORS[name](value)
+    except QSelectError as exc:
+        msg = str(exc)
+        assert msg and "\n" not in msg
+    except Exception as exc:  # anything else is a bug
+        pytest.fail(f"{name}({value!r}) raised {type(exc).__name__}: {exc}")
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 5), seed=st.integers(0, 2**32 - 2), offset=st.floats(-1e6, 1e6))
+def test_every_classical_solver_returns_a_consistent_answer(n, seed, offset):
+    from qselect.problems import QUBO
+    from qselect.solvers import get_solver
+
+    q = QUBO(np.random.default_rng(seed).normal(size=(n, n)), offset=offset)
+    best = float(q.cost_vector().min()) if n else offset
+    for name in ("exact", "greedy", "magnitude", "random"):
+        r = get_solver(name).solve(q)
+        assert r.bits.shape == (n,) and math.isfinite(r.energy)
+        assert r.energy == pytest.approx(float(q.energy(r.bits)))
+        assert r.energy >= best - 1e-9 * max(1.0, abs(best))
+    assert get_solver("exact").solve(q).energy == pytest.approx(best)
