@@ -83,6 +83,18 @@ def cancel(run_dir, service: Service | None = None) -> list[str]:
 
 
 def format_status(rows: list[dict]) -> str:
+    """Plain-text table of :func:`status` rows (key, job id, backend, problems, shots, status, submitted, cached).
+
+    Parameters
+    ----------
+    rows : list of dict
+
+    Returns
+    -------
+    str
+        ``"no jobs recorded yet"`` when ``rows`` is empty; error messages
+        follow their job's line.
+    """
     cols = ["key", "job_id", "backend", "problems", "shots", "status", "submitted", "cached"]
     if not rows:
         return "no jobs recorded yet"

@@ -46,6 +46,30 @@ def _no_hook(point: str) -> None:
 
 
 class JobRunner:
+    """Submits, waits for and fetches job units through a :class:`Service`, keeping the ledger first.
+
+    Every service call is preceded by the ledger line that makes it
+    recoverable (``intent`` before submit, ``submitted`` before waiting,
+    ``result`` after the counts are cached), so a resumed run never submits a
+    unit twice and never loses a result.
+
+    Parameters
+    ----------
+    service : Service
+    ledger : Ledger
+    run_id : str
+        Part of every job tag.
+    timeout : float or None
+        Seconds all the waiting of this runner may take in total.
+    poll_interval : float or None
+        Seconds between status polls (default: the service's).
+    resubmit_failed : bool
+        Submit again units whose job ended in ERROR or CANCELLED.
+    crash_hook : callable or None
+        Test hook called at named points to simulate crashes.
+    pack_size : int or None
+        Largest number of PUBs per job.
+    """
     def __init__(self, service: Service, ledger: Ledger, run_id: str, *, timeout: float | None = None,
                  poll_interval: float | None = None, resubmit_failed: bool = False,
                  crash_hook: Callable[[str], None] | None = None, pack_size: int | None = None):
@@ -74,6 +98,7 @@ class JobRunner:
         return [pubs[i:i + per_job] for i in range(0, len(pubs), per_job)]
 
     def tag_for(self, key: str, attempt: int = 0) -> str:
+        """The job tag of unit ``key`` (``qselect-<run id>-<key>``, with ``-r<attempt>`` for resubmissions of failed jobs)."""
         base = f"qselect-{self.run_id}-{key}"
         return base if attempt == 0 else f"{base}-r{attempt}"
 
@@ -106,6 +131,30 @@ class JobRunner:
         return (recs[-1], len(recs) - 1) if recs else (None, -1)
 
     def ensure_submitted(self, key: str, batch: list[Pub], shots: int) -> JobRecord:
+        """Make sure the job unit ``key`` has been submitted exactly once; returns its record.
+
+        A unit with a job id in the ledger is not resubmitted; an intent without
+        one is first looked up by tag in the service (twice when the service
+        may list new jobs late) and only then submitted again, under the same tag.
+
+        Parameters
+        ----------
+        key : str
+            The unit's key within the run.
+        batch : list of Pub
+            The circuits (one per problem) of the unit.
+        shots : int
+
+        Returns
+        -------
+        JobRecord
+
+        Raises
+        ------
+        QSelectError
+            If the ledger's unit covers other problems or shots than this run
+            plans (the run directory belongs to a different run).
+        """
         ids = [p.problem_id for p in batch]
         rec, attempt = self._latest(key)
         if rec is not None:
@@ -205,6 +254,23 @@ class JobRunner:
         return payload
 
     def wait(self, rec: JobRecord) -> str:
+        """Poll the job until it is done; state changes are written to the ledger.
+
+        Parameters
+        ----------
+        rec : JobRecord
+
+        Returns
+        -------
+        str
+            ``"DONE"``.
+
+        Raises
+        ------
+        HardwareError
+            If the job ended in ERROR or CANCELLED, or the runner's timeout
+            expired (nothing is lost: the run resumes with ``fetch``).
+        """
         if self._deadline is None and self.timeout is not None:
             self._deadline = time.monotonic() + self.timeout
         last = rec.status

@@ -37,11 +37,13 @@ TERMINAL = ("DONE", "ERROR", "CANCELLED")
 
 
 def now() -> str:
+    """Current UTC time as an ISO-8601 string with milliseconds (the ledger's timestamps)."""
     # milliseconds: the tag-lookup grace period is measured from these stamps
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def seconds_since(stamp: str) -> float:
+    """Seconds elapsed since an ISO-8601 timestamp written by :func:`now`."""
     return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
 
 
@@ -66,9 +68,11 @@ class JobRecord:
 
     @property
     def has_result(self) -> bool:
+        """True when the job's counts are cached under ``results/``."""
         return self.result_file is not None
 
     def to_dict(self) -> dict:
+        """The record as a plain dict (JSON-ready)."""
         return asdict(self)
 
 
@@ -85,6 +89,13 @@ class Ledger:
 
     # -- raw events -------------------------------------------------------
     def events(self) -> list[dict]:
+        """Every event in the ledger, in order; a torn last line (crash mid-append) is skipped.
+
+        Returns
+        -------
+        list of dict
+            Each with ``event``, ``time`` and the event's fields.
+        """
         if not self.path.exists():
             return []
         lines = self.path.read_text(encoding="utf-8").splitlines()
@@ -107,6 +118,20 @@ class Ledger:
         return out
 
     def append(self, event: str, **fields) -> dict:
+        """Append one event and fsync it before returning.
+
+        Parameters
+        ----------
+        event : str
+            ``intent``, ``submitted``, ``lookup``, ``status``, ``result`` or ``cancel``.
+        **fields
+            The event's data (JSON-serialisable).
+
+        Returns
+        -------
+        dict
+            The event as written, with its timestamp.
+        """
         rec = {"event": event, "time": now(), **fields}
         line = json.dumps(rec, sort_keys=False, default=str)
         if "\n" in line:  # json.dumps never emits raw newlines; keep it that way
@@ -160,6 +185,7 @@ class Ledger:
         return recs
 
     def record_for_job(self, job_id: str) -> JobRecord | None:
+        """The record of the unit whose job id is ``job_id``, or ``None``."""
         for rec in self.records().values():
             if rec.job_id == job_id:
                 return rec
@@ -167,14 +193,29 @@ class Ledger:
 
     # -- result cache -----------------------------------------------------
     def result_path(self, job_id: str) -> Path:
+        """Where the counts of ``job_id`` are cached: ``results/<job id>.json`` in the run directory."""
         return self.run_dir / RESULTS_DIR / f"{_safe_name(job_id)}.json"
 
     def save_result(self, job_id: str, payload: dict) -> str:
+        """Cache a job's counts atomically.
+
+        Parameters
+        ----------
+        job_id : str
+        payload : dict
+            Counts per PUB and metadata.
+
+        Returns
+        -------
+        str
+            The cache file's path relative to the run directory (for the ledger's ``result`` event).
+        """
         path = self.result_path(job_id)
         atomic_write_json(path, payload)
         return str(path.relative_to(self.run_dir))
 
     def load_result(self, job_id: str) -> dict | None:
+        """The cached counts of ``job_id``, or ``None`` when absent or unreadable (then they are fetched again)."""
         path = self.result_path(job_id)
         if not path.exists():
             return None

@@ -47,6 +47,17 @@ _PATTERNS = [
 
 
 def redact(text) -> str:
+    """The text with every known secret (saved or environment IBM tokens, token-like patterns) masked.
+
+    Parameters
+    ----------
+    text : object
+        Converted with ``str``.
+
+    Returns
+    -------
+    str
+    """
     text = str(text)
     for s in _secrets():
         text = text.replace(s, _MASK)

@@ -78,6 +78,17 @@ def _fmt(v, width=10):
 
 
 def render_markdown(report: dict) -> str:
+    """The hardware report as Markdown: a summary line, then one row per problem.
+
+    Parameters
+    ----------
+    report : dict
+        As written to ``report.json`` (``run_id``, ``summary``, ``problems``).
+
+    Returns
+    -------
+    str
+    """
     s = report["summary"]
     lines = [f"# Hardware run {report['run_id']} on {s['backend']}", "",
              f"strategy {s['strategy']}, p={s['p']}, {s['shots']} shots, {s['problems']} problems in "
@@ -93,6 +104,18 @@ def render_markdown(report: dict) -> str:
 
 
 def write_report(run_dir, report: dict) -> Path:
+    """Write ``report.json`` and ``report.md`` atomically into the run directory.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+    report : dict
+
+    Returns
+    -------
+    pathlib.Path
+        The path of ``report.json``.
+    """
     run_dir = Path(run_dir)
     atomic_write_json(run_dir / REPORT_JSON, report)
     atomic_write_text(run_dir / REPORT_MD, render_markdown(report))

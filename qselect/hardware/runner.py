@@ -63,6 +63,13 @@ class HardwareConfig:
     fidelity_warning: float = 0.05
 
     def validate(self) -> "HardwareConfig":
+        """Check every field; returns ``self``.
+
+        Raises
+        ------
+        QSelectError
+            Naming the first invalid field and its command-line option.
+        """
         if self.strategy not in STRATEGIES:
             raise QSelectError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)} "
                                "(--strategy sample optimises angles on the simulator and only samples on the device)")
@@ -103,6 +110,19 @@ def _savez(tmp, arrays):
 
 
 def load_problems(path, ids: list[str]) -> dict[str, Problem]:
+    """Load problems saved in a run's ``problems.npz``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    ids : list of str
+        Problem ids to load.
+
+    Returns
+    -------
+    dict of str -> Problem
+        ``QUBO`` or ``DiagonalCost`` as saved, with ``k``.
+    """
     out: dict[str, Problem] = {}
     with np.load(path) as z:
         for pid in ids:
@@ -145,6 +165,23 @@ class QAOACircuits:
         return dict(resource_counts(self.template(pid, problem)))
 
     def bound(self, pid: str, problem: Problem, angles) -> tuple[Any, str]:
+        """The device-ready circuit of problem ``pid`` with ``angles`` bound.
+
+        Parameters
+        ----------
+        pid : str
+            Problem id (caches the transpiled template per problem).
+        problem : Problem
+        angles : array_like, shape (2p,)
+            ``[γ_1..γ_p, β_1..β_p]``.
+
+        Returns
+        -------
+        circuit : qiskit.QuantumCircuit
+            An ISA circuit for the backend.
+        digest : str
+            Hash of the circuit, recorded in the ledger's ``intent``.
+        """
         from ..circuits.qiskit import bind_angles
 
         circ = bind_angles(self.template(pid, problem), np.asarray(angles, dtype=float))
@@ -175,6 +212,19 @@ def score_counts(problem: Problem, counts: dict[str, int]) -> dict:
 
 
 def exact_optimum(problem: Problem, max_bits: int = 24) -> dict | None:
+    """Exact optimum of a small problem by its cost vector, for the report.
+
+    Parameters
+    ----------
+    problem : Problem
+    max_bits : int
+        Larger problems are skipped.
+
+    Returns
+    -------
+    dict or None
+        ``{"bits": "0101…" (bit 0 first), "energy": float}``, or ``None`` above ``max_bits``.
+    """
     if problem.n > max_bits:
         return None
     cv = problem.cost_vector()
@@ -239,6 +289,27 @@ class HardwareRun:
 
     @classmethod
     def load(cls, run_dir, service: Service | None = None, circuits=None, **kw) -> "HardwareRun":
+        """Reopen a hardware run from its directory (``plan.json``), to resume, fetch or cancel.
+
+        Parameters
+        ----------
+        run_dir : str or os.PathLike
+        service : Service or None
+            Default: the service the plan names (IBM Runtime or a local fake device).
+        circuits : QAOACircuits or None
+            Default: rebuilt from the plan's config.
+        **kw
+            Runner options (timeout, resubmit_failed, ...).
+
+        Returns
+        -------
+        HardwareRun
+
+        Raises
+        ------
+        QSelectError
+            If the folder holds no hardware run or its plan is damaged.
+        """
         run_dir = Path(run_dir)
         plan = read_plan(run_dir)
         config = HardwareConfig(**plan["config"])
@@ -307,6 +378,7 @@ class HardwareRun:
 
     # -- execution -------------------------------------------------------------
     def runner(self) -> JobRunner:
+        """A :class:`JobRunner` over this run's service and ledger."""
         return JobRunner(self.service, Ledger(self.run_dir), self.run_id, timeout=self.timeout,
                          resubmit_failed=self.resubmit_failed, crash_hook=self.crash_hook, pack_size=self.pack_size)
 
@@ -382,6 +454,21 @@ def ramp_angles(p: int) -> list[float]:
 
 
 def read_plan(run_dir) -> dict:
+    """The run's ``plan.json``.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    QSelectError
+        If there is no plan (not a hardware run) or it is not valid JSON.
+    """
     path = Path(run_dir) / PLAN_FILE
     if not path.exists():
         raise QSelectError(f"{run_dir} holds no hardware run (no {PLAN_FILE}); start one with "

@@ -113,9 +113,11 @@ class LocalService(Service):
 
     @property
     def backend(self):
+        """The backend object circuits are transpiled for (see :meth:`Service.backend`)."""
         return self._backend
 
     def submit(self, circuits, shots, tag):
+        """Submit one job (one PUB per circuit) tagged ``tag``; returns its job id (see :meth:`Service.submit`)."""
         # Local jobs run to completion here, and the outcome is stored (with its
         # tag) before the id is returned: like a real service, it outlives the client.
         # seed + 1: the local runtime drops a seed of 0 (it tests the value's truthiness)
@@ -144,15 +146,18 @@ class LocalService(Service):
                            f"directory's {LOCAL_JOBS}/ folder")
 
     def status(self, job_id):
+        """The job's normalised state, one of ``STATES`` (see :meth:`Service.status`)."""
         return self._get(job_id)["status"]
 
     def result(self, job_id):
+        """Counts per PUB of a finished job, bit 0 first as measured (see :meth:`Service.result`)."""
         rec = self._get(job_id)
         if rec["status"] != "DONE":
             raise QSelectError(f"local job {job_id} is {rec['status']}")
         return rec["counts"]
 
     def find_jobs(self, tag):
+        """Ids of the jobs tagged ``tag``, oldest first: the crash-recovery lookup (see :meth:`Service.find_jobs`)."""
         if self.store is None or not self.store.exists():
             return [j for j, r in self._memory.items() if r["tag"] == tag]
         found = []
@@ -166,9 +171,11 @@ class LocalService(Service):
         return found
 
     def cancel(self, job_id):
+        """Ask for the job to be cancelled (see :meth:`Service.cancel`)."""
         return None  # local jobs finish inside submit
 
     def two_qubit_error(self):
+        """Median two-qubit gate error of the device, if its properties give one."""
         return _median_2q_error(self._backend)
 
 
@@ -218,6 +225,7 @@ class RuntimeService(Service):
 
     @property
     def backend(self):
+        """The backend object circuits are transpiled for (see :meth:`Service.backend`)."""
         return self._backend
 
     def open_batch(self) -> None:
@@ -226,6 +234,7 @@ class RuntimeService(Service):
         self.use_batch = True
 
     def submit(self, circuits, shots, tag):
+        """Submit one job (one PUB per circuit) tagged ``tag``; returns its job id (see :meth:`Service.submit`)."""
         if self.use_batch and self._batch is None:
             with sanitised_errors("opening a Batch"):
                 self._batch = _runtime().Batch(backend=self._backend)
@@ -245,32 +254,39 @@ class RuntimeService(Service):
         return self._jobs[job_id]
 
     def status(self, job_id):
+        """The job's normalised state, one of ``STATES`` (see :meth:`Service.status`)."""
         with sanitised_errors(f"asking the status of job {job_id}"):
             return normalise_status(self._job(job_id).status())
 
     def result(self, job_id):
+        """Counts per PUB of a finished job, bit 0 first as measured (see :meth:`Service.result`)."""
         with sanitised_errors(f"fetching the result of job {job_id}"):
             return [_counts(r) for r in self._job(job_id).result()]
 
     def find_jobs(self, tag):
+        """Ids of the jobs tagged ``tag``, oldest first: the crash-recovery lookup (see :meth:`Service.find_jobs`)."""
         with sanitised_errors(f"looking up jobs tagged {tag}"):
             jobs = self.client.jobs(job_tags=[tag], limit=20, descending=False)
         return [j.job_id() for j in jobs]
 
     def cancel(self, job_id):
+        """Ask for the job to be cancelled (see :meth:`Service.cancel`)."""
         with sanitised_errors(f"cancelling job {job_id}"):
             self._job(job_id).cancel()
 
     def error_message(self, job_id):
+        """The service's (redacted) error message for a failed job, if any."""
         try:
             return redact(self._job(job_id).error_message() or "")
         except Exception:  # noqa: BLE001
             return None
 
     def two_qubit_error(self):
+        """Median two-qubit gate error of the device, if its properties give one."""
         return _median_2q_error(self._backend)
 
     def close(self):
+        """Close an open Batch/Session; submitted jobs keep running (see :meth:`Service.close`)."""
         if self._batch is not None:
             with sanitised_errors("closing the Batch"):
                 self._batch.close()  # no new jobs; submitted ones still run

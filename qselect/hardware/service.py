@@ -83,6 +83,7 @@ class Service(ABC):
         """Ask the service to cancel a job."""
 
     def error_message(self, job_id: str) -> str | None:
+        """The service's error message for a failed job, if it gives one (``None`` by default)."""
         return None
 
     def two_qubit_error(self) -> float | None:
@@ -182,6 +183,7 @@ class FakeService(Service):
 
     # -- protocol -------------------------------------------------------------
     def submit(self, circuits, shots, tag):
+        """Submit one job (one PUB per circuit) tagged ``tag``; returns its job id (see :meth:`Service.submit`)."""
         self._tick("submit", "before")
         job_id = f"job-{next(self._ids):04d}"
         job = _FakeJob(job_id, tag, list(circuits), int(shots), self.polls_to_finish, created=time.monotonic())
@@ -211,6 +213,7 @@ class FakeService(Service):
         job.status = "DONE"
 
     def status(self, job_id):
+        """The job's normalised state, one of ``STATES`` (see :meth:`Service.status`)."""
         self._tick("status", "before")
         job = self._job(job_id)
         self._advance(job)
@@ -218,6 +221,7 @@ class FakeService(Service):
         return job.status
 
     def result(self, job_id):
+        """Counts per PUB of a finished job, bit 0 first as measured (see :meth:`Service.result`)."""
         self._tick("result", "before")
         job = self._job(job_id)
         if job.status not in ("DONE", "ERROR", "CANCELLED"):
@@ -229,6 +233,7 @@ class FakeService(Service):
         return counts
 
     def find_jobs(self, tag):
+        """Ids of the jobs tagged ``tag``, oldest first: the crash-recovery lookup (see :meth:`Service.find_jobs`)."""
         self._tick("find_jobs", "before")
         delay = self.listing_lag if self.listing_delay is None else self.listing_delay
         listed_before = time.monotonic() - delay
@@ -237,6 +242,7 @@ class FakeService(Service):
         return found
 
     def cancel(self, job_id):
+        """Ask for the job to be cancelled (see :meth:`Service.cancel`)."""
         self._tick("cancel", "before")
         job = self._job(job_id)
         if job.status not in ("DONE", "ERROR"):
@@ -244,6 +250,7 @@ class FakeService(Service):
         self._tick("cancel", "after")
 
     def error_message(self, job_id):
+        """The service's (redacted) error message for a failed job, if any."""
         return self._job(job_id).error
 
     def _job(self, job_id):
@@ -254,6 +261,7 @@ class FakeService(Service):
 
     # -- test helpers ---------------------------------------------------------
     def submissions_per_tag(self) -> dict[str, int]:
+        """How many times each tag was submitted (tests assert 1: no double submission)."""
         out: dict[str, int] = {}
         for s in self.submissions:
             out[s["tag"]] = out.get(s["tag"], 0) + 1
