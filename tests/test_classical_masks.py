@@ -197,7 +197,7 @@ def test_neuron_masks_and_selection_duck_type():
     cm = neuron_masks(c, "conv2", [1])
     assert cm["conv2.weight"].shape == (16, 6, 5, 5) and int(cm["conv2.weight"].sum()) == 150
 
-    class Selection:   # what team A's select_masks returns: an object with .masks
+    class Selection:   # what select_masks returns: an object with .masks
         masks = {"layers.0.weight": torch.ones(4, 6, dtype=torch.bool)}
 
     assert masks_from_selection(Selection())["layers.0.weight"].dtype == torch.float32

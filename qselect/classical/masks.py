@@ -141,7 +141,7 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor] | object, *,
                 strict: bool = True) -> nn.Module:
     """Prune ``model`` in place with ``masks`` (via ``prune.custom_from_mask``); returns it.
 
-    ``masks`` may also be an object with a ``.masks`` dict (team A's ``Selection``).
+    ``masks`` may also be an object with a ``.masks`` dict (such as the ``Selection`` that ``qselect.formulate.select_masks`` returns).
     A parameter already pruned gets the product of its old and new mask
     (torch's PruningContainer). ``strict=False`` skips names the model lacks.
     """

@@ -337,7 +337,7 @@ class HardwareRun:
         """Noiseless reference (native simulator) per problem; its angles for strategy 1.
 
         ``angles="transfer"``: per layer, the first problem's optimised angles are
-        reused unchanged on the others (team B's ``solve_layer``, mode "fixed"),
+        reused unchanged on the others (as ``qselect.solvers.qaoa.solve_layer`` does in mode "fixed"),
         and each reference is the noiseless run at exactly the angles the device gets.
         """
         cfg = self.config
