@@ -1,0 +1,276 @@
+"""Controls for sampled answers: what uniform random bitstrings achieve with the same shots.
+
+A sampler that "finds the optimum" of a small problem says little by itself:
+for a problem with ``n_opt`` optimal strings among ``N`` candidates, a
+uniformly random string is optimal with probability ``n_opt / N`` per shot,
+and the best of ``s`` independent shots is optimal with probability
+
+    P_best(s) = 1 − (1 − n_opt / N)^s.
+
+With s = 1024 shots and one optimum this is ≈ 1 for n ≤ 6 bits, 0.98 at
+n = 8, 0.63 at n = 10 and 0.22 at n = 12. ``N = 2^n`` for QAOA's X mixer;
+the XY mixer keeps exactly k bits set, so its uniform counterpart draws among
+the ``C(n, k)`` weight-k strings. The mean-energy approximation ratio
+``(max − ⟨E⟩)/(max − min)`` of uniform sampling (over the same candidates) is
+the floor QAOA's own ratio must beat.
+
+:func:`uniform_baseline` computes these exactly whenever the problem's cost
+vector is at hand (the optimum is then known), and always scores a seeded
+uniform draw of the same number of shots with the problem itself (the best
+energy a uniform sampler would report). :func:`aggregate_baselines` combines
+them over many solves (the blocks of a decomposed problem, the units of a
+layer); :func:`control_fields` flattens one result into table columns.
+
+References
+----------
+E. Farhi, J. Goldstone, S. Gutmann, "A Quantum Approximate Optimization
+Algorithm", arXiv:1411.4028 (2014) — approximation ratio of the mean energy.
+S. Hadfield et al., "From the Quantum Approximate Optimization Algorithm to a
+Quantum Alternating Operator Ansatz", Algorithms 12(2):34 (2019) — the XY
+mixer, which confines the search to the C(n, k) weight-k strings.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+
+from ..ansatz import check_mixer
+from ..errors import QSelectError
+from ..problems import Problem
+from ..problems.bits import popcounts
+from .base import SolveResult, int_setting
+
+#: without a given cost vector, the exact part is computed from ``problem.cost_vector()`` up to here
+EXACT_MAX_QUBITS = 22
+#: the uniform draw's own random stream, mixed with the seed so it never replays the solver's
+_STREAM = 0x756E69  # "uni"
+
+
+def best_of_shots(p: float | None, shots: int) -> float | None:
+    """Probability that at least one of ``shots`` independent draws succeeds, each with probability ``p``.
+
+    Parameters
+    ----------
+    p : float or None
+        Per-shot success probability in [0, 1]; None (unknown) gives None.
+    shots : int
+        Number of independent draws (≥ 1).
+
+    Returns
+    -------
+    float or None
+        ``1 − (1 − p)^shots``, computed as ``−expm1(shots · log1p(−p))`` so tiny
+        ``p`` keeps its precision.
+    """
+    if p is None:
+        return None
+    p = float(p)
+    if not 0.0 <= p <= 1.0 + 1e-12:
+        raise QSelectError(f"a probability must lie in [0, 1], got {p}")
+    if p >= 1.0:
+        return 1.0
+    return float(-math.expm1(int(shots) * math.log1p(-p)))
+
+
+def candidate_count(n: int, mixer: str = "x", k: int | None = None) -> int:
+    """Number of bitstrings a QAOA mixer can reach: ``2^n`` (X) or ``C(n, k)`` (XY)."""
+    check_mixer(mixer, k, need_k=True)
+    return math.comb(int(n), int(k)) if mixer == "xy" else 2 ** int(n)
+
+
+def _uniform_bits(rng: np.random.Generator, shots: int, n: int, k: int | None) -> np.ndarray:
+    if k is None:
+        return rng.integers(0, 2, size=(shots, n), dtype=np.uint8)
+    keys = rng.random((shots, n))  # a uniform k-subset per row: the k smallest of n iid keys
+    bits = np.zeros((shots, n), dtype=np.uint8)
+    if k:
+        idx = np.argpartition(keys, k - 1, axis=1)[:, :k]
+        np.put_along_axis(bits, idx, 1, axis=1)
+    return bits
+
+
+def uniform_baseline(problem: Problem, shots: int, *, seed: int = 0, mixer: str = "x", k: int | None = None,
+                     costs: np.ndarray | None = None, scale: float = 1.0, offset: float = 0.0,
+                     max_exact_qubits: int = EXACT_MAX_QUBITS) -> dict:
+    """What ``shots`` uniform random bitstrings achieve on ``problem``.
+
+    Parameters
+    ----------
+    problem : Problem
+        The problem the sampler solved (energies include its offset).
+    shots : int
+        The sampler's shot budget (≥ 1).
+    seed : int
+        Seed of the uniform draw (its stream is independent of a solver using the same seed).
+    mixer : {"x", "xy"}
+        ``"x"``: candidates are all ``2^n`` strings; ``"xy"``: the ``C(n, k)`` strings of weight k.
+    k : int or None
+        Weight of the XY mixer's strings (default ``problem.k``); ignored for ``"x"``.
+    costs : ndarray of shape (2^n,), optional
+        The cost vector already at hand, in units ``(E − offset) / scale`` (QAOA's normalised
+        costs); without it the exact part uses ``problem.cost_vector()`` up to ``max_exact_qubits``.
+    scale, offset : float
+        Convert ``costs`` back to problem energies: ``E = costs · scale + offset``.
+    max_exact_qubits : int
+        Largest n whose cost vector is built here when ``costs`` is not given.
+
+    Returns
+    -------
+    dict
+        ``shots``, ``seed``, ``mixer``, ``candidates`` (N), ``exact`` (whether the optimum is
+        known); ``best_energy`` and ``sample_mean_energy`` of the seeded uniform draw (problem
+        units); and, when exact (else None): ``optimum_energy``, ``optimal_strings`` (n_opt),
+        ``probability_optimum`` (n_opt / N per shot), ``probability_best_of_shots``
+        (1 − (1 − n_opt/N)^shots), ``mean_energy`` (uniform expectation over the N candidates),
+        ``approximation_ratio`` ((max − mean)/(max − min) over the candidates, 1 when flat) and
+        ``found_optimum`` (whether the seeded draw contains an optimum).
+
+    Raises
+    ------
+    QSelectError
+        Bad shots, mixer, k, or a cost vector of the wrong length.
+
+    References
+    ----------
+    Farhi, Goldstone & Gutmann, arXiv:1411.4028 (2014); Hadfield et al., Algorithms 12(2):34 (2019).
+    """
+    if not isinstance(problem, Problem):
+        raise QSelectError(f"uniform_baseline needs a qselect problem, got {type(problem).__name__}")
+    shots = int_setting("shots", shots, 1)
+    n = problem.n
+    if mixer == "xy":
+        k = problem.k if k is None else k
+        check_mixer(mixer, k, need_k=True)
+        k = problem._check_k(k)
+    else:
+        check_mixer(mixer)
+        k = None
+    N = candidate_count(n, mixer, k)
+    out = {"shots": shots, "seed": seed, "mixer": mixer, "candidates": N, "exact": False,
+           "optimum_energy": None, "optimal_strings": None, "probability_optimum": None,
+           "probability_best_of_shots": None, "mean_energy": None, "approximation_ratio": None,
+           "found_optimum": None}
+    if costs is None and n <= int(max_exact_qubits):
+        costs, scale, offset = problem.cost_vector(), 1.0, 0.0
+    if costs is not None:
+        costs = np.asarray(costs).reshape(-1)
+        if costs.size != 2**n:
+            raise QSelectError(f"costs must hold 2^{n} = {2**n} entries, got {costs.size}")
+        feas = costs if k is None else costs[popcounts(n) == k]
+        lo, hi = float(feas.min()), float(feas.max())
+        n_opt = int(np.count_nonzero(np.abs(feas - lo) <= 1e-9 * max(1.0, abs(lo))))
+        p = n_opt / N
+        mean = float(np.mean(feas, dtype=np.float64))
+        out.update(exact=True, optimum_energy=lo * scale + offset, optimal_strings=n_opt, probability_optimum=p,
+                   probability_best_of_shots=best_of_shots(p, shots), mean_energy=mean * scale + offset,
+                   approximation_ratio=float((hi - mean) / (hi - lo)) if hi > lo else 1.0)
+    rng = np.random.default_rng([int(seed) if seed is not None else 0, _STREAM])
+    energies = np.atleast_1d(problem.energy(_uniform_bits(rng, shots, n, k))).astype(np.float64)
+    out["best_energy"] = float(energies.min())
+    out["sample_mean_energy"] = float(energies.mean())
+    if out["exact"]:
+        opt = out["optimum_energy"]
+        out["found_optimum"] = bool(out["best_energy"] <= opt + 1e-9 * max(1.0, abs(opt), abs(scale)))
+    return out
+
+
+def aggregate_baselines(results: Iterable[SolveResult]) -> dict | None:
+    """The uniform baselines of many solves (blocks of one problem, units of a layer), combined.
+
+    Parameters
+    ----------
+    results : iterable of SolveResult
+        Results whose ``info["uniform_baseline"]`` is set (others are skipped); each may itself
+        be an aggregate (``solves`` > 1), which is weighted by its number of solves.
+
+    Returns
+    -------
+    dict or None
+        None when no result carries a baseline. Otherwise ``solves``, ``shots`` (per solve; None
+        when they differ), ``exact_solves`` (solves whose optimum was known), means over solves of
+        the uniform ``probability_optimum``, ``probability_best_of_shots`` and
+        ``approximation_ratio`` and of the solver's own ``solver_probability_optimum``,
+        ``solver_probability_best_of_shots`` and ``solver_approximation_ratio`` (over the solves
+        where each is known), ``best_energy_gap`` (mean of uniform best − solver answer: > 0 where
+        the solver beat uniform) and the counts ``solver_better``, ``ties``, ``uniform_better``.
+    """
+    rows = []
+    for r in results:
+        b = r.info.get("uniform_baseline") if r is not None else None
+        if not b:
+            continue
+        if "solves" in b:  # already an aggregate: its means stand for b["solves"] solves
+            rows.append((b, int(b["solves"]), True))
+        else:
+            info = r.info
+            p = info.get("probability_optimum")
+            rows.append(({"shots": b["shots"], "exact_solves": int(bool(b["exact"])),
+                          "probability_optimum": b["probability_optimum"],
+                          "probability_best_of_shots": b["probability_best_of_shots"],
+                          "approximation_ratio": b["approximation_ratio"],
+                          "solver_probability_optimum": p,
+                          "solver_probability_best_of_shots": best_of_shots(p, b["shots"]),
+                          "solver_approximation_ratio": info.get("approximation_ratio"),
+                          "best_energy_gap": b["best_energy"] - float(r.energy),
+                          **_verdict(b["best_energy"], float(r.energy))}, 1, False))
+    if not rows:
+        return None
+
+    def wmean(key):
+        pairs = [(d[key], w) for d, w, _ in rows if d.get(key) is not None]
+        tot = sum(w for _, w in pairs)
+        return float(sum(v * w for v, w in pairs) / tot) if tot else None
+
+    shots = {d["shots"] for d, _, _ in rows}
+    out = {"solves": sum(w for _, w, _ in rows), "shots": shots.pop() if len(shots) == 1 else None,
+           "exact_solves": sum(int(d.get("exact_solves", 0)) for d, _, _ in rows)}
+    for key in ("probability_optimum", "probability_best_of_shots", "approximation_ratio",
+                "solver_probability_optimum", "solver_probability_best_of_shots", "solver_approximation_ratio",
+                "best_energy_gap"):
+        out[key] = wmean(key)
+    for key in ("solver_better", "ties", "uniform_better"):
+        out[key] = sum(int(d.get(key, 0)) for d, _, _ in rows)
+    return out
+
+
+def _verdict(uniform_best: float, solver: float) -> dict:
+    tol = 1e-9 * max(1.0, abs(uniform_best), abs(solver))
+    return {"solver_better": int(solver < uniform_best - tol), "ties": int(abs(solver - uniform_best) <= tol),
+            "uniform_better": int(uniform_best < solver - tol)}
+
+
+def control_fields(result: SolveResult) -> dict:
+    """Flat table columns comparing one result with its uniform baseline ({} when it has none).
+
+    Parameters
+    ----------
+    result : SolveResult
+        A sampler's result (``info["uniform_baseline"]`` from :func:`uniform_baseline`, or an
+        aggregate from :func:`aggregate_baselines` for decomposed problems).
+
+    Returns
+    -------
+    dict
+        ``p_opt`` / ``p_opt_uniform`` (per-shot probability of the optimum: the solver's, mean
+        over blocks for an aggregate, and uniform's n_opt/N), ``p_best_of_shots`` /
+        ``p_best_of_shots_uniform`` (chance that the best of the shots is optimal),
+        ``approx_ratio`` / ``approx_ratio_uniform`` (mean-energy approximation ratios),
+        ``uniform_best_gap`` (uniform's best energy − the solver's answer; > 0: the solver did
+        better) and ``control_solves`` (how many solves these cover).
+    """
+    b = result.info.get("uniform_baseline")
+    if not b:
+        return {}
+    if "solves" not in b:
+        b = aggregate_baselines([result])
+    return {"p_opt": b["solver_probability_optimum"], "p_opt_uniform": b["probability_optimum"],
+            "p_best_of_shots": b["solver_probability_best_of_shots"],
+            "p_best_of_shots_uniform": b["probability_best_of_shots"],
+            "approx_ratio": b["solver_approximation_ratio"], "approx_ratio_uniform": b["approximation_ratio"],
+            "uniform_best_gap": b["best_energy_gap"], "control_solves": b["solves"]}
+
+
+__all__ = ["EXACT_MAX_QUBITS", "aggregate_baselines", "best_of_shots", "candidate_count", "control_fields",
+           "uniform_baseline"]
