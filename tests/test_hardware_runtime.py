@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import qiskit_ibm_runtime as rt
+from qiskit_ibm_runtime import executor_sampler
 from qiskit_ibm_runtime import QiskitRuntimeService  # the real class, before the stub replaces it
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
@@ -49,21 +50,41 @@ class StubClient:
         return {"channel": CHANNEL, "token": TOKEN}
 
 
+class ServerJob:
+    """A job as the server keeps it: its result can be read any number of times (the local-mode job
+    of the executor sampler post-processes twirled results in place, so a second read would fail)."""
+
+    def __init__(self, job):
+        self._job, self._result = job, None
+
+    def result(self):
+        if self._result is None:
+            self._result = self._job.result()
+        return self._result
+
+    def __getattr__(self, name):
+        return getattr(self._job, name)
+
+
 @pytest.fixture
 def stub(monkeypatch):
     StubClient.server_jobs = {}
     StubClient.created = []
     monkeypatch.setattr(rt, "QiskitRuntimeService", StubClient)
-    # The server side: every job SamplerV2 creates is registered with its tags.
-    real_sampler = rt.SamplerV2
+    # The server side: every job either sampler creates is registered with its tags and options.
+    StubClient.options = {}
 
-    class RecordingSampler(real_sampler):
-        def run(self, pubs, *, shots=None):
-            job = super().run(pubs, shots=shots)
-            StubClient.server_jobs[job.job_id()] = (job, list(self.options.environment.job_tags or []))
-            return job
+    def recording(real_sampler):
+        class RecordingSampler(real_sampler):
+            def run(self, pubs, *, shots=None, dry_run=False):
+                job = ServerJob(super().run(pubs, shots=shots))
+                StubClient.server_jobs[job.job_id()] = (job, list(self.options.environment.job_tags or []))
+                StubClient.options[job.job_id()] = (real_sampler, self.options)
+                return job
+        return RecordingSampler
 
-    monkeypatch.setattr(rt, "SamplerV2", RecordingSampler)
+    monkeypatch.setattr(rt, "SamplerV2", recording(rt.SamplerV2))
+    monkeypatch.setattr(executor_sampler, "Sampler", recording(executor_sampler.Sampler))
     return StubClient
 
 

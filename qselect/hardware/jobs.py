@@ -86,10 +86,14 @@ class JobRunner:
         self._hook = crash_hook or _no_hook
 
     # -- packing -----------------------------------------------------------
-    def pubs_per_job(self, shots: int) -> int:
-        """Most PUBs one job may carry: the backend's PUB limit and its shots x PUBs limit."""
-        return max(1, min(int(self.service.max_pubs_per_job),
-                          int(self.service.max_executions_per_job) // max(int(shots), 1)))
+    def pubs_per_job(self, shots: int, circuit_bytes: int | None = None) -> int:
+        """Most PUBs one job may carry: executions (circuits x shots, IBM: 10 million), the input size
+        (IBM: 50 MB, from ``circuit_bytes`` of the largest circuit with a 2x margin for encoding) and any
+        PUB limit the service declares (IBM enforces none)."""
+        limits = [int(self.service.max_pubs_per_job), int(self.service.max_executions_per_job) // max(int(shots), 1)]
+        if circuit_bytes:
+            limits.append(int(getattr(self.service, "max_job_bytes", 50_000_000)) // (2 * int(circuit_bytes)))
+        return max(1, min(limits))
 
     def pack(self, pubs: list[Pub], shots: int) -> list[list[Pub]]:
         """Consecutive chunks; the size is frozen in the plan (``pack_size``) so a resumed run,
@@ -244,12 +248,18 @@ class JobRunner:
         self._hook("after_result")
         if len(counts) != len(rec.problem_ids):
             raise HardwareError(f"job {rec.job_id} returned {len(counts)} results for {len(rec.problem_ids)} circuits")
+        try:
+            usage = self.service.usage(rec.job_id)
+        except Exception:  # noqa: BLE001 - usage is informative; the counts matter
+            usage = None
         payload = {"job_id": rec.job_id, "tag": rec.tag, "backend": rec.backend, "shots": rec.shots,
                    "problem_ids": rec.problem_ids, "circuit_hashes": rec.circuit_hashes,
-                   "counts": [{str(k): int(v) for k, v in c.items()} for c in counts], "fetched_at": now()}
+                   "counts": [{str(k): int(v) for k, v in c.items()} for c in counts], "fetched_at": now(),
+                   "usage_s": usage}
         path = self.ledger.save_result(rec.job_id, payload)
         self._hook("after_result_cached")
-        self.ledger.append("result", tag=rec.tag, job_id=rec.job_id, file=path)
+        self.ledger.append("result", tag=rec.tag, job_id=rec.job_id, file=path,
+                           **({"usage_s": usage} if usage is not None else {}))
         self._hook("after_result_line")
         return payload
 
@@ -316,8 +326,13 @@ class JobRunner:
         return self.ledger.records()
 
     def cancel_all(self) -> list[str]:
-        """Cancel every job of the run that has not finished; returns the ids cancelled."""
-        cancelled = []
+        """Cancel every job of the run that has not finished; returns the ids cancelled.
+
+        A job that finished meanwhile (IBM answers its cancel with HTTP 409 Conflict) is
+        recorded in its final state and the remaining jobs are still cancelled; any other
+        failure is reported after every job has been tried.
+        """
+        cancelled, failed = [], []
         for rec in self.ledger.records().values():
             if rec.has_result or rec.status in TERMINAL:
                 continue
@@ -327,11 +342,32 @@ class JobRunner:
                 for jid in ids[:1]:
                     self._adopt(rec, jid)
             for jid in ids:
-                with sanitised_errors(f"cancelling job {jid}"):
-                    self.service.cancel(jid)
+                try:
+                    with sanitised_errors(f"cancelling job {jid}"):
+                        self.service.cancel(jid)
+                except HardwareError as exc:
+                    final = self._final_state(jid)
+                    if final is not None:  # finished before the cancel arrived: nothing to cancel
+                        log.info("job %s had already ended in %s; not cancelled", jid, final)
+                        self.ledger.append("status", tag=rec.tag, job_id=jid, status=final)
+                        continue
+                    failed.append(f"{jid}: {exc}")
+                    continue
                 self.ledger.append("cancel", tag=rec.tag, job_id=jid, status="CANCELLED")
                 cancelled.append(jid)
+        if failed:
+            raise HardwareError(f"could not cancel {len(failed)} job(s) (the others were cancelled): "
+                                + "; ".join(failed))
         return cancelled
+
+    def _final_state(self, job_id: str) -> str | None:
+        """The job's state if it is final (DONE/ERROR/CANCELLED), else None (also when unknown)."""
+        try:
+            with sanitised_errors(f"asking the status of job {job_id}"):
+                st = normalise_status(self.service.status(job_id))
+        except HardwareError:
+            return None
+        return st if st in TERMINAL else None
 
 
 def circuit_hash(circuit) -> str:

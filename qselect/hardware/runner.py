@@ -42,6 +42,17 @@ PLAN_FILE = "plan.json"
 PROBLEMS_FILE = "problems.npz"
 STRATEGIES = ("sample", "spsa")
 ANGLE_MODES = ("each", "transfer")
+#: dynamical-decoupling sequences of IBM's sampler ("none" turns DD off)
+DD_SEQUENCES = ("none", "XX", "XpXm", "XY4")
+#: how jobs are grouped on IBM Quantum: "auto" = Batch for several jobs (Session for SPSA when asked)
+EXECUTION_MODES = ("auto", "batch", "session", "job")
+#: a Batch on the Open Plan lives this long (seconds)
+OPEN_PLAN_BATCH_S = 600.0
+#: Open Plan quantum time per 28 days (seconds)
+OPEN_PLAN_BUDGET_S = 600.0
+#: what plan.json records for keys absent from plans written before they existed (same circuits as then)
+LEGACY_DEFAULTS = {"compile": "single", "transpile_seeds": 1, "dynamical_decoupling": "none",
+                   "twirl_gates": False, "twirl_measure": False, "primitive": "legacy"}
 
 
 @dataclass
@@ -55,12 +66,53 @@ class HardwareConfig:
     mixer: str = "x"
     angles: str = "each"
     seed: int = 0
-    optimization_level: int = 1
+    optimization_level: int = 3
+    #: "auto" (swap strategy and generic, best kept), "swap", "generic", "single" (one pass, one seed)
+    compile: str = "auto"
+    #: transpiler seeds tried per circuit (the best by estimated fidelity is kept)
+    transpile_seeds: int = 5
+    #: Heron fractional gates (RZZ, RX): angles bound before transpiling; excludes gate twirling
+    fractional_gates: bool = False
+    #: error suppression on the sampler (IBM's QAOA tutorial: XY4 dynamical decoupling + gate twirling)
+    dynamical_decoupling: str = "XY4"
+    twirl_gates: bool = True
+    twirl_measure: bool = False
+    #: "executor" (client-side sampler, qiskit-ibm-runtime >= 0.50) or "legacy" (server-side SamplerV2)
+    primitive: str = "executor"
+    execution_mode: str = "auto"
+    #: seconds of quantum time one job may use (passed to the service; checked against the estimate first)
+    max_execution_time: int | None = None
+    #: Open Plan account: no Sessions, Batches live 10 minutes, 10 quantum minutes per 28 days
+    open_plan: bool = False
+    #: mitigate readout errors of the reported statistics with mthree (when installed)
+    readout_mitigation: bool = False
     spsa_iterations: int = 20
     spsa_shots: int = 256
     spsa_step: float = 0.2
     spsa_perturbation: float = 0.15
     fidelity_warning: float = 0.05
+
+    @classmethod
+    def from_plan(cls, config: dict) -> "HardwareConfig":
+        """The config stored in plan.json; keys a plan predates take the values that planned it."""
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise QSelectError(f"plan.json's config has unknown keys {unknown}; it was written by a newer "
+                               "qselect: upgrade qselect to resume this run")
+        return cls(**{**LEGACY_DEFAULTS, **config})
+
+    def sampler_options(self) -> dict:
+        """qiskit-ibm-runtime sampler options (the same names for the executor and legacy samplers)."""
+        opts: dict = {
+            "dynamical_decoupling": {"enable": self.dynamical_decoupling != "none",
+                                     **({"sequence_type": self.dynamical_decoupling}
+                                        if self.dynamical_decoupling != "none" else {})},
+            "twirling": {"enable_gates": bool(self.twirl_gates), "enable_measure": bool(self.twirl_measure)},
+        }
+        if self.max_execution_time:
+            opts["max_execution_time"] = int(self.max_execution_time)
+        return opts
 
     def validate(self) -> "HardwareConfig":
         """Check every field; returns ``self``.
@@ -70,6 +122,37 @@ class HardwareConfig:
         QSelectError
             Naming the first invalid field and its command-line option.
         """
+        from ..circuits.routing import COMPILE_METHODS
+
+        if self.compile not in COMPILE_METHODS:
+            raise QSelectError(f"unknown compile method {self.compile!r}; choose one of {', '.join(COMPILE_METHODS)}"
+                               " (--compile)")
+        if int(self.transpile_seeds) < 1:
+            raise QSelectError(f"transpile_seeds must be at least 1, got {self.transpile_seeds} (--transpile-seeds)")
+        if self.optimization_level not in (0, 1, 2, 3):
+            raise QSelectError(f"optimization_level must be 0-3, got {self.optimization_level} (--optimization-level)")
+        if self.dynamical_decoupling not in DD_SEQUENCES:
+            raise QSelectError(f"unknown dynamical decoupling sequence {self.dynamical_decoupling!r}; choose one of "
+                               f"{', '.join(DD_SEQUENCES)} (--dynamical-decoupling)")
+        if self.primitive not in ("executor", "legacy"):
+            raise QSelectError(f"unknown primitive {self.primitive!r}; choose 'executor' (client-side sampler) "
+                               "or 'legacy' (server-side SamplerV2) (--primitive)")
+        if self.execution_mode not in EXECUTION_MODES:
+            raise QSelectError(f"unknown execution mode {self.execution_mode!r}; choose one of "
+                               f"{', '.join(EXECUTION_MODES)} (--execution-mode)")
+        if self.fractional_gates and self.twirl_gates:
+            raise QSelectError("fractional gates cannot be combined with gate twirling: twirling wraps each "
+                               "2-qubit gate in random Paulis that only a Clifford gate (CZ/ECR) maps back to "
+                               "Paulis, and RZZ(θ) is not Clifford (IBM rejects the job); pass --no-twirl-gates "
+                               "with --fractional-gates")
+        if self.fractional_gates and self.mixer == "xy":
+            raise QSelectError("fractional gates are supported for the X mixer only; use --mixer x or drop "
+                               "--fractional-gates")
+        if self.execution_mode == "session" and self.open_plan:
+            raise QSelectError("Open Plan accounts cannot open Sessions; use --execution-mode batch (or auto)")
+        if self.max_execution_time is not None and int(self.max_execution_time) < 1:
+            raise QSelectError(f"max_execution_time must be a positive number of seconds, got "
+                               f"{self.max_execution_time} (--max-execution-time)")
         if self.strategy not in STRATEGIES:
             raise QSelectError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)} "
                                "(--strategy sample optimises angles on the simulator and only samples on the device)")
@@ -139,30 +222,99 @@ def load_problems(path, ids: list[str]) -> dict[str, Problem]:
 # --------------------------------------------------------------------------- circuits
 
 class QAOACircuits:
-    """Transpiled QAOA templates per problem (built once), bound per evaluation.
+    """Compiled QAOA circuits per problem, bound per evaluation.
 
-    Uses team B's qiskit adapter; the backend object is passed through opaque.
+    Without fractional gates a template is compiled once per problem (with
+    free parameters) and bound for each evaluation. With fractional gates the
+    RZZ angles must be known at compile time (the device accepts 0 < θ ≤ π/2
+    only, out-of-range angles are folded), so each evaluation's angles are
+    bound first and the bound circuit is compiled (cached per angle vector).
+    The backend object is passed through opaque.
     """
 
-    def __init__(self, backend, p: int, mixer: str = "x", seed: int = 0, optimization_level: int = 1):
+    def __init__(self, backend, p: int, mixer: str = "x", seed: int = 0, optimization_level: int = 3,
+                 method: str = "auto", seeds: int = 5, fractional: bool = False):
         self.backend = backend
         self.p, self.mixer, self.seed, self.optimization_level = p, mixer, seed, optimization_level
+        self.method, self.seeds, self.fractional = method, int(seeds), bool(fractional)
         self._templates: dict[str, Any] = {}
+        self._bound: dict[tuple, Any] = {}
+        self._target = None
+        #: problem id -> the angles its circuit will mostly run at (fractional gates compile at these)
+        self.angles_hint: dict[str, list] = {}
+
+    @classmethod
+    def for_config(cls, backend, config: "HardwareConfig") -> "QAOACircuits":
+        """Circuit builder for a backend with the depth, mixer, seed, optimisation level and compile method of ``config``."""
+        return cls(backend, config.p, config.mixer, config.seed, config.optimization_level,
+                   method=config.compile, seeds=config.transpile_seeds, fractional=config.fractional_gates)
+
+    @property
+    def target(self):
+        """The Target circuits are compiled for (with fractional RZZ/RX when asked)."""
+        if self._target is None:
+            from ..circuits.routing import fractional_target
+
+            self._target = (fractional_target(self.backend) if self.fractional
+                            else getattr(self.backend, "target", None))
+        return self._target
+
+    def _compile(self, problem: Problem, angles=None):
+        from ..circuits.routing import compile_qaoa
+
+        k = problem.k if self.mixer == "xy" else None
+        return compile_qaoa(problem, self.p, self.backend, mixer=self.mixer, k=k, method=self.method,
+                            seeds=self.seeds, seed=self.seed, optimization_level=self.optimization_level,
+                            target=self.target if self.fractional else None, angles=angles)
 
     def template(self, pid: str, problem: Problem):
-        if pid not in self._templates:
-            from ..circuits.qiskit import qaoa_circuit, transpile_circuit
+        """The compiled circuit of ``pid`` (parameters free; with fractional gates: bound at its ``angles_hint``)."""
+        return self.compiled(pid, problem).circuit
 
-            k = problem.k if self.mixer == "xy" else None
-            circ = qaoa_circuit(problem, self.p, mixer=self.mixer, k=k, measure=True)
-            self._templates[pid] = transpile_circuit(circ, self.backend, seed=self.seed,
-                                                     optimization_level=self.optimization_level)
+    def compiled(self, pid: str, problem: Problem):
+        """The ``Compiled`` record of ``pid``: circuit, method, seed, counts, every attempt."""
+        if pid not in self._templates:
+            angles = None
+            if self.fractional:
+                angles = self.angles_hint.get(pid) or ramp_angles(self.p)
+            self._templates[pid] = self._compile(problem, angles)
         return self._templates[pid]
 
     def resources(self, pid: str, problem: Problem) -> dict:
-        from ..circuits.qiskit import resource_counts
+        """Compiled resources: method, seed, 2-qubit gates and depth, estimated fidelity, layout, attempts."""
+        return dict(self.compiled(pid, problem).resources())
 
-        return dict(resource_counts(self.template(pid, problem)))
+    def baseline(self, pid: str, problem: Problem) -> dict:
+        """Resources of the plain compilation (one level-1 pass, one seed): the "before" of a report."""
+        from ..circuits.routing import compile_qaoa
+
+        k = problem.k if self.mixer == "xy" else None
+        c = compile_qaoa(problem, self.p, self.backend, mixer=self.mixer, k=k, method="single", seed=self.seed,
+                         optimization_level=1)
+        return {"two_qubit_gates": c.two_qubit_gates, "two_qubit_depth": c.two_qubit_depth, "depth": c.depth,
+                "estimated_fidelity": c.fidelity}
+
+    def circuit_bytes(self, pid: str, problem: Problem) -> int:
+        """Size of the compiled circuit serialised with QPY (what a job's input grows by per PUB)."""
+        import io
+
+        from qiskit import qpy
+
+        buf = io.BytesIO()
+        qpy.dump(self.template(pid, problem), buf)
+        return len(buf.getvalue())
+
+    def duration(self, pid: str, problem: Problem) -> float | None:
+        """Estimated duration of one shot of the compiled circuit (seconds), from the Target's gate times."""
+        try:
+            circ = self.template(pid, problem)
+            if circ.parameters:
+                from ..circuits.qiskit import bind_angles
+
+                circ = bind_angles(circ, ramp_angles(self.p))
+            return float(circ.estimate_duration(self.target, unit="s"))
+        except Exception:  # noqa: BLE001 - a Target without durations: the estimate falls back
+            return None
 
     def bound(self, pid: str, problem: Problem, angles) -> tuple[Any, str]:
         """The device-ready circuit of problem ``pid`` with ``angles`` bound.
@@ -182,9 +334,19 @@ class QAOACircuits:
         digest : str
             Hash of the circuit, recorded in the ledger's ``intent``.
         """
-        from ..circuits.qiskit import bind_angles
+        angles = np.asarray(angles, dtype=float)
+        if self.fractional:
+            key = (pid, tuple(np.round(angles, 12)))
+            hint = self.angles_hint.get(pid)
+            if key not in self._bound and hint is not None and np.allclose(hint, angles, rtol=0, atol=1e-12):
+                self._bound[key] = self.template(pid, problem)
+            if key not in self._bound:
+                self._bound[key] = self._compile(problem, angles).circuit
+            circ = self._bound[key]
+        else:
+            from ..circuits.qiskit import bind_angles
 
-        circ = bind_angles(self.template(pid, problem), np.asarray(angles, dtype=float))
+            circ = bind_angles(self.template(pid, problem), angles)
         return circ, circuit_hash(circ)
 
 
@@ -253,6 +415,7 @@ class HardwareRun:
     crash_hook: Callable[[str], None] | None = None
     timeout: float | None = None
     resubmit_failed: bool = False
+    usage_estimate: dict = field(default_factory=dict)
 
     # -- creation / loading ---------------------------------------------------
     @classmethod
@@ -277,12 +440,15 @@ class HardwareRun:
         run = cls(run_dir=run_dir, service=service, config=config, problems=dict(problems),
                   meta=dict(meta or {}), run_id=secrets.token_hex(4), circuits=circuits, **kw)
         if run.circuits is None:
-            run.circuits = QAOACircuits(service.backend, config.p, config.mixer, config.seed,
-                                        config.optimization_level)
-        run.pack_size = JobRunner(service, Ledger(run_dir), run.run_id).pubs_per_job(
-            max(config.shots, config.spsa_shots if config.strategy == "spsa" else 1))
+            run.circuits = QAOACircuits.for_config(service.backend, config)
+        service.configure(sampler_options=config.sampler_options(), primitive=config.primitive)
         run._simulate()
         run._check_resources()
+        size = getattr(run.circuits, "circuit_bytes", None)
+        run.pack_size = JobRunner(service, Ledger(run_dir), run.run_id).pubs_per_job(
+            max(config.shots, config.spsa_shots if config.strategy == "spsa" else 1),
+            max((size(pid, pr) for pid, pr in run.problems.items()), default=0) if size else None)
+        run._estimate_usage()
         save_problems(run_dir / PROBLEMS_FILE, run.problems)
         run._write_plan()
         return run
@@ -312,26 +478,30 @@ class HardwareRun:
         """
         run_dir = Path(run_dir)
         plan = read_plan(run_dir)
-        config = HardwareConfig(**plan["config"])
+        config = HardwareConfig.from_plan(plan["config"])
         if service is None:
             from .runtime import get_service
 
-            service = get_service(config.backend, run_dir=run_dir, seed=config.seed)
+            service = get_service(config.backend, run_dir=run_dir, seed=config.seed,
+                                  fractional_gates=config.fractional_gates)
+        service.configure(sampler_options=plan.get("sampler_options", config.sampler_options()),
+                          primitive=config.primitive)
         ids = list(plan["problem_ids"])
         run = cls(run_dir=run_dir, service=service, config=config,
                   problems=load_problems(run_dir / PROBLEMS_FILE, ids), meta=plan.get("meta", {}),
                   run_id=plan["run_id"], angles=plan.get("angles", {}), reference=plan.get("reference", {}),
-                  resources=plan.get("resources", {}), circuits=circuits, pack_size=plan.get("pack_size"), **kw)
+                  resources=plan.get("resources", {}), circuits=circuits, pack_size=plan.get("pack_size"),
+                  usage_estimate=plan.get("usage_estimate", {}), **kw)
         if run.circuits is None:
-            run.circuits = QAOACircuits(service.backend, config.p, config.mixer, config.seed,
-                                        config.optimization_level)
+            run.circuits = QAOACircuits.for_config(service.backend, config)
         return run
 
     def _write_plan(self) -> None:
         atomic_write_json(self.run_dir / PLAN_FILE, {
             "run_id": self.run_id, "config": asdict(self.config), "backend": self.service.backend_name,
             "problem_ids": list(self.problems), "meta": self.meta, "angles": self.angles,
-            "reference": self.reference, "resources": self.resources, "pack_size": self.pack_size})
+            "reference": self.reference, "resources": self.resources, "pack_size": self.pack_size,
+            "sampler_options": self.config.sampler_options(), "usage_estimate": self.usage_estimate})
 
     def _simulate(self) -> None:
         """Noiseless reference (native simulator) per problem; its angles for strategy 1.
@@ -365,16 +535,47 @@ class HardwareRun:
             self.angles[pid] = ramp_angles(cfg.p) if cfg.strategy == "spsa" else [float(a) for a in res.angles]
 
     def _check_resources(self) -> None:
+        """Compiled resources per problem ("before": one level-1 pass, as a reference), the device
+        limit of 2-qubit gates per circuit, and a warning where the estimated fidelity is low."""
         e2q = self.service.two_qubit_error() or 1e-2
+        if hasattr(self.circuits, "angles_hint"):
+            self.circuits.angles_hint = dict(self.angles)
+        limit = int(getattr(self.service, "max_two_qubit_gates", 400_000))
         for pid, pr in self.problems.items():
-            r = self.circuits.resources(pid, pr)
-            fid = float((1.0 - e2q) ** int(r.get("two_qubit_gates", 0)))
-            r["estimated_fidelity"] = fid
+            r = dict(self.circuits.resources(pid, pr))
+            if r.get("estimated_fidelity") is None:  # a circuit source without a Target: median 2q error
+                r["estimated_fidelity"] = float((1.0 - e2q) ** int(r.get("two_qubit_gates", 0)))
+            before = getattr(self.circuits, "baseline", None)
+            if before is not None:
+                r["before"] = before(pid, pr)
             self.resources[pid] = r
+            if int(r.get("two_qubit_gates", 0)) > limit:
+                raise QSelectError(f"problem {pid} compiles to {r['two_qubit_gates']} two-qubit gates, above the "
+                                   f"device limit of {limit} per circuit; lower --qubits or --p")
+            fid = float(r["estimated_fidelity"])
             if fid < self.config.fidelity_warning:
                 log.warning("problem %s: %d two-qubit gates, depth %d on %s: estimated circuit fidelity %.2g, "
                             "so its samples are likely mostly noise; use a smaller --qubits or p=1",
                             pid, r.get("two_qubit_gates", 0), r.get("depth", 0), self.service.backend_name, fid)
+
+    def _estimate_usage(self) -> None:
+        """Quantum seconds the run will use, from circuit durations × shots (plus the repetition delay
+        and a per-job overhead), before anything is submitted; enforces ``max_execution_time`` and,
+        on the Open Plan, warns above its 10 minutes per 28 days."""
+        cfg = self.config
+        durations = {pid: self.circuits.duration(pid, pr) if hasattr(self.circuits, "duration") else None
+                     for pid, pr in self.problems.items()}
+        est = estimate_usage(durations, cfg, self.pack_size or len(self.problems),
+                             rep_delay=float(getattr(self.service.backend, "default_rep_delay", None) or 250e-6))
+        self.usage_estimate = est
+        if cfg.max_execution_time and est["per_job_max_s"] > cfg.max_execution_time:
+            raise QSelectError(f"a job is estimated to use {est['per_job_max_s']:.0f} s of quantum time, above "
+                               f"max_execution_time={cfg.max_execution_time} s; raise --max-execution-time or "
+                               "lower --shots / the number of problems")
+        if cfg.open_plan and est["total_s"] > OPEN_PLAN_BUDGET_S:
+            log.warning("estimated quantum time %.0f s exceeds the Open Plan's %.0f s per 28 days",
+                        est["total_s"], OPEN_PLAN_BUDGET_S)
+        log.info("estimated quantum time: %.1f s in %d jobs", est["total_s"], est["jobs"])
 
     # -- execution -------------------------------------------------------------
     def runner(self) -> JobRunner:
@@ -389,8 +590,7 @@ class HardwareRun:
     def execute(self, wait: bool = True) -> dict | None:
         """Submit what the ledger lacks, wait, fetch, score; returns the report (None if not waiting)."""
         jobs = self.runner()
-        if self.config.strategy == "spsa" or len(self.problems) > (self.pack_size or 1):
-            self.service.open_batch()  # several jobs: Batch mode (Open Plan cannot open Sessions)
+        self._open_mode()
         try:
             if self.config.strategy == "sample":
                 pubs = [self._pub(pid, pid, self.angles[pid]) for pid in self.problems]
@@ -412,6 +612,37 @@ class HardwareRun:
         write_report(self.run_dir, report)
         return report
 
+    def _open_mode(self) -> None:
+        """Batch for several independent jobs; a Session for the SPSA loop when asked (not on the Open
+        Plan, which cannot open Sessions); plain job mode for a single job or when asked."""
+        cfg = self.config
+        mode = cfg.execution_mode
+        several = cfg.strategy == "spsa" or len(self.problems) > (self.pack_size or 1)
+        if mode == "session":
+            self.service.open_session(cfg.max_execution_time and int(cfg.max_execution_time)
+                                      * max(1, int(self.usage_estimate.get("jobs", 1))) or None)
+        elif mode == "batch" or (mode == "auto" and several):
+            self.service.open_batch()
+        if cfg.open_plan and mode != "job" and several:
+            log.warning("Open Plan: a Batch lives %.0f s, so the run is split into Batches that each end "
+                        "before that (estimated %.0f s of quantum time in all)", OPEN_PLAN_BATCH_S,
+                        float(self.usage_estimate.get("total_s", 0.0)))
+
+    def _renew_batch(self, stage_s: float) -> None:
+        """Open Plan: close the current Batch and let the next job open a fresh one when the next stage
+        would end after the Batch's 10 minutes (a stage longer than that alone cannot be run)."""
+        if not self.config.open_plan:
+            return
+        if stage_s > OPEN_PLAN_BATCH_S:
+            raise QSelectError(f"one SPSA stage is estimated at {stage_s:.0f} s of quantum time, longer than an "
+                               f"Open Plan Batch lives ({OPEN_PLAN_BATCH_S:.0f} s); lower --spsa-shots or the "
+                               "number of problems")
+        age = self.service.mode_age()
+        if age is not None and age + stage_s > OPEN_PLAN_BATCH_S:
+            log.info("Open Plan: Batch is %.0f s old; the next stage (%.0f s) starts a new one", age, stage_s)
+            self.service.close()
+            self.service.open_batch()
+
     def _spsa(self, jobs: JobRunner):
         """Lockstep SPSA over all problems (Spall's gains); replayable from cached counts.
 
@@ -432,6 +663,7 @@ class HardwareRun:
                 deltas[pid] = rng.choice([-1.0, 1.0], size=theta[pid].shape)
                 pubs.append(self._pub(f"{pid}|+", pid, theta[pid] + ck * deltas[pid]))
                 pubs.append(self._pub(f"{pid}|-", pid, theta[pid] - ck * deltas[pid]))
+            self._renew_batch(float(self.usage_estimate.get("spsa_stage_s", 0.0)))
             counts = jobs.run_stage(f"spsa{t:03d}", pubs, cfg.spsa_shots)
             for pid in ids:
                 pr = self.problems[pid]
@@ -444,6 +676,58 @@ class HardwareRun:
         final = jobs.run_stage("final", [self._pub(pid, pid, theta[pid]) for pid in ids], cfg.shots)
         hw = {pid: [final[pid]] + seen[pid] for pid in ids}
         return hw, {pid: [float(x) for x in theta[pid]] for pid in ids}
+
+
+#: per-job overhead assumed by the usage estimate (seconds): loading, calibration checks, result upload
+JOB_OVERHEAD_S = 2.0
+#: duration assumed for a shot of a circuit whose Target reports no gate times (seconds)
+DEFAULT_SHOT_S = 50e-6
+
+
+def estimate_usage(durations: dict[str, float | None], config: HardwareConfig, pack_size: int,
+                   rep_delay: float = 250e-6) -> dict:
+    """Estimated quantum seconds of a run.
+
+    Each shot costs the circuit's duration plus the repetition delay; each
+    job adds ``JOB_OVERHEAD_S``. Strategy "sample": one stage of one PUB per
+    problem; "spsa": ``spsa_iterations`` stages of two PUBs per problem at
+    ``spsa_shots``, then a final stage at ``shots``.
+
+    Parameters
+    ----------
+    durations : dict[str, float or None]
+        Problem id -> duration of one shot (s); None falls back to ``DEFAULT_SHOT_S``.
+    config : HardwareConfig
+    pack_size : int
+        PUBs per job.
+    rep_delay : float
+        Repetition delay between shots (s).
+
+    Returns
+    -------
+    dict
+        ``total_s``, ``jobs``, ``per_job_max_s``, ``per_stage_s`` (the largest stage), ``spsa_stage_s``
+        (one SPSA iteration), ``shot_s`` (per problem), ``rep_delay_s``, ``job_overhead_s``.
+    """
+    shot = {pid: (d if d is not None else DEFAULT_SHOT_S) + rep_delay for pid, d in durations.items()}
+    ids = list(shot)
+    pack = max(1, int(pack_size))
+
+    def stage(pub_ids: list[str], shots: int) -> tuple[float, int, float]:
+        chunks = [pub_ids[i:i + pack] for i in range(0, len(pub_ids), pack)]
+        per_job = [JOB_OVERHEAD_S + shots * sum(shot[p] for p in c) for c in chunks]
+        return sum(per_job), len(per_job), max(per_job, default=0.0)
+
+    stages = []
+    if config.strategy == "spsa":
+        pubs = [p for p in ids for _ in (0, 1)]
+        stages += [stage(pubs, config.spsa_shots)] * int(config.spsa_iterations)
+    stages.append(stage(ids, config.shots))
+    return {"total_s": float(sum(s[0] for s in stages)), "jobs": int(sum(s[1] for s in stages)),
+            "per_job_max_s": float(max(s[2] for s in stages)), "per_stage_s": float(max(s[0] for s in stages)),
+            "spsa_stage_s": float(stages[0][0]) if config.strategy == "spsa" else 0.0,
+            "shot_s": {pid: float(v) for pid, v in shot.items()}, "rep_delay_s": float(rep_delay),
+            "job_overhead_s": JOB_OVERHEAD_S}
 
 
 def ramp_angles(p: int) -> list[float]:

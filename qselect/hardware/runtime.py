@@ -45,13 +45,51 @@ def _runtime():
     return qiskit_ibm_runtime
 
 
-def _sampler(mode, options: dict):
+#: sampler implementations: the client-side sampler built on the Executor (qiskit-ibm-runtime >= 0.50,
+#: the successor) and the server-side SamplerV2 (deprecated since 0.50, kept for older clients)
+PRIMITIVES = ("executor", "legacy")
+
+
+def sampler_class(primitive: str = "executor"):
+    """The Sampler class for ``primitive`` ("executor" or "legacy"), both taking ``(mode=, options=)``.
+
+    The two share the option names qselect sets (``dynamical_decoupling``,
+    ``twirling``, ``max_execution_time``, ``environment.job_tags``,
+    ``simulator.seed_simulator``) and return the same ``PrimitiveResult``.
+    The legacy class emits its own DeprecationWarning (not silenced).
+    """
     rt = _runtime()
-    with warnings.catch_warnings():
-        # 0.50 deprecates SamplerV2 in favour of a client-side sampler that is not
-        # yet the default; SamplerV2 is still the documented job/Batch-mode API.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return rt.SamplerV2(mode=mode, options=options)
+    if primitive == "executor":
+        try:
+            from qiskit_ibm_runtime.executor_sampler import Sampler
+        except ImportError:
+            raise BackendUnavailableError(
+                f"qiskit-ibm-runtime {getattr(rt, '__version__', '?')} has no client-side (executor) sampler; "
+                "upgrade it (pip install -U 'qiskit-ibm-runtime>=0.50') or set primitive='legacy'") from None
+        return Sampler
+    if primitive == "legacy":
+        return rt.SamplerV2
+    raise QSelectError(f"unknown primitive {primitive!r}; choose one of {', '.join(PRIMITIVES)}")
+
+
+def _sampler(mode, options: dict, primitive: str = "executor"):
+    return sampler_class(primitive)(mode=mode, options=options)
+
+
+def job_options(sampler_options: dict, tag: str) -> dict:
+    """The sampler options of one job: the run's options plus its tag (a deep copy)."""
+    opts = json.loads(json.dumps(sampler_options or {}))
+    opts.setdefault("environment", {})["job_tags"] = [tag]
+    return opts
+
+
+def _job_usage(job) -> float | None:
+    """Quantum seconds the service reports for a finished job (None where it reports none)."""
+    try:
+        usage = job.usage()
+    except Exception:  # noqa: BLE001 - usage is informative; never fail a fetch over it
+        return None
+    return None if usage is None else float(usage)
 
 
 def _counts(pub_result) -> dict[str, int]:
@@ -121,14 +159,30 @@ class LocalService(Service):
         # Local jobs run to completion here, and the outcome is stored (with its
         # tag) before the id is returned: like a real service, it outlives the client.
         # seed + 1: the local runtime drops a seed of 0 (it tests the value's truthiness)
-        opts = {"simulator": {"seed_simulator": self.seed + 1}, "environment": {"job_tags": [tag]}}
+        opts = job_options(self.sampler_options, tag)
+        opts["simulator"] = {"seed_simulator": self.seed + 1}
         with sanitised_errors(f"running on {self.backend_name}"):
-            job = _sampler(self._backend, opts).run(list(circuits), shots=int(shots))
+            runnable = [self._native(c) for c in circuits]
+            job = _sampler(self._backend, opts, self.primitive).run(runnable, shots=int(shots))
             result = job.result()
             record = {"job_id": job.job_id(), "tag": tag, "status": "DONE",
-                      "counts": [_counts(r) for r in result]}
+                      "counts": [_counts(r) for r in result], "usage": _job_usage(job)}
         self._put(record)
         return record["job_id"]
+
+    def _native(self, circuit):
+        """Fractional RZZ/RX gates rewritten in the device's native basis: the fake device's noise
+        model knows only its reported gates, so it cannot show the gain fractional gates bring."""
+        names = set(self._backend.target.operation_names)
+        if all(inst.operation.name in names or inst.operation.name == "barrier" for inst in circuit.data):
+            return circuit
+        from ..circuits.routing import to_native_basis
+
+        return to_native_basis(circuit, self._backend)
+
+    def usage(self, job_id):
+        """Quantum seconds charged for a finished job, if reported (see :meth:`Service.usage`)."""
+        return self._get(job_id).get("usage")
 
     def _put(self, record):
         self._memory[record["job_id"]] = record
@@ -138,8 +192,16 @@ class LocalService(Service):
     def _get(self, job_id) -> dict:
         if job_id in self._memory:
             return self._memory[job_id]
-        if self.store is not None and (self.store / f"{job_id}.json").exists():
-            rec = json.loads((self.store / f"{job_id}.json").read_text(encoding="utf-8"))
+        path = None if self.store is None else self.store / f"{job_id}.json"
+        if path is not None and path.exists():
+            try:
+                rec = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(rec, dict) or not {"job_id", "status", "counts"} <= set(rec):
+                    raise ValueError("missing job_id/status/counts")
+            except ValueError as exc:
+                raise QSelectError(f"local job file {path} is damaged ({exc}); delete it and run "
+                                   "`qselect hardware fetch --run-dir DIR --resubmit-failed` to run that job "
+                                   "again on the fake device") from None
             self._memory[job_id] = rec
             return rec
         raise QSelectError(f"local job {job_id} is unknown; fake backends keep their jobs in the run "
@@ -188,7 +250,8 @@ class RuntimeService(Service):
     # before trusting an empty lookup (only when resuming within that time).
     listing_lag = 30.0
 
-    def __init__(self, name: str | None, min_qubits: int = 1, account_file: str | None = None):
+    def __init__(self, name: str | None, min_qubits: int = 1, account_file: str | None = None,
+                 fractional_gates: bool = False):
         rt = _runtime()
         from qiskit_ibm_runtime.accounts import AccountManager, AccountNotFoundError
 
@@ -212,15 +275,22 @@ class RuntimeService(Service):
         with sanitised_errors(f"finding backend {name or 'least busy'}"):
             if name in (None, "", "least_busy"):
                 # least_busy already keeps online, non-mock devices; extra filters take its slow path
-                self._backend = self.client.least_busy(min_num_qubits=int(min_qubits))
+                kw = {"use_fractional_gates": True} if fractional_gates else {}
+                self._backend = self.client.least_busy(min_num_qubits=int(min_qubits), **kw)
             else:
-                self._backend = self.client.backend(name)
+                # use_fractional_gates: the Target lists RZZ(0 < θ ≤ π/2) and RX (Heron devices)
+                kw = {"use_fractional_gates": True} if fractional_gates else {}
+                self._backend = self.client.backend(name, **kw)
         self.backend_name = self._backend.name
         self.num_qubits = int(self._backend.num_qubits)
         # (IBMBackend.max_circuits is None since 0.4x: the Service defaults bound the packing)
         self._batch = None
         self.use_batch = False
+        self.use_session = False
+        self.session_max_time: int | None = None
         self.batches_opened = 0
+        self.sessions_opened = 0
+        self._opened_at: float | None = None
         self._jobs: dict[str, object] = {}
 
     @property
@@ -233,19 +303,42 @@ class RuntimeService(Service):
         resumed run with nothing left to submit opens none; ``close()`` ends it)."""
         self.use_batch = True
 
+    def open_session(self, max_time: int | None = None) -> None:
+        """Use a Session for the following submissions (iterative SPSA: the device stays reserved
+        between iterations; not available on the Open Plan)."""
+        self.use_session, self.session_max_time = True, max_time
+
+    def mode_age(self) -> float | None:
+        """Seconds since the current Batch/Session was opened (``None``: none open)."""
+        import time
+
+        return None if self._opened_at is None else time.monotonic() - self._opened_at
+
     def submit(self, circuits, shots, tag):
         """Submit one job (one PUB per circuit) tagged ``tag``; returns its job id (see :meth:`Service.submit`)."""
-        if self.use_batch and self._batch is None:
-            with sanitised_errors("opening a Batch"):
-                self._batch = _runtime().Batch(backend=self._backend)
-            self.batches_opened += 1
+        import time
+
+        if (self.use_session or self.use_batch) and self._batch is None:
+            kind = "Session" if self.use_session else "Batch"
+            with sanitised_errors(f"opening a {kind}"):
+                if self.use_session:
+                    self._batch = _runtime().Session(backend=self._backend, max_time=self.session_max_time)
+                    self.sessions_opened += 1
+                else:
+                    self._batch = _runtime().Batch(backend=self._backend)
+                    self.batches_opened += 1
+            self._opened_at = time.monotonic()
         mode = self._batch if self._batch is not None else self._backend
-        opts = {"environment": {"job_tags": [tag]}}
+        opts = job_options(self.sampler_options, tag)
         with sanitised_errors(f"submitting to {self.backend_name}"):
-            job = _sampler(mode, opts).run(list(circuits), shots=int(shots))
+            job = _sampler(mode, opts, self.primitive).run(list(circuits), shots=int(shots))
             job_id = job.job_id()
         self._jobs[job_id] = job
         return job_id
+
+    def usage(self, job_id):
+        """Quantum seconds charged for a finished job, if reported (see :meth:`Service.usage`)."""
+        return _job_usage(self._job(job_id))
 
     def _job(self, job_id):
         if job_id not in self._jobs:
@@ -291,14 +384,15 @@ class RuntimeService(Service):
             with sanitised_errors("closing the Batch"):
                 self._batch.close()  # no new jobs; submitted ones still run
             self._batch = None
+            self._opened_at = None
 
 
 def get_service(name: str, run_dir=None, *, min_qubits: int = 1, seed: int = 0,
-                account_file: str | None = None) -> Service:
+                account_file: str | None = None, fractional_gates: bool = False) -> Service:
     """The service for ``--backend NAME``: ``fake_<device>``, an IBM device name, or ``least_busy``."""
     if not name:
         raise QSelectError("no backend given; use --backend with an IBM device name, least_busy, "
                            "or fake_<device> (e.g. fake_manila) to run locally without an account")
     if name.startswith("fake_"):
         return LocalService(name, run_dir=run_dir, seed=seed)
-    return RuntimeService(name, min_qubits=min_qubits, account_file=account_file)
+    return RuntimeService(name, min_qubits=min_qubits, account_file=account_file, fractional_gates=fractional_gates)

@@ -45,10 +45,14 @@ class Service(ABC):
     backend_name: str = ""
     #: qubits on the device (problems larger than this cannot run)
     num_qubits: int = 0
-    #: most PUBs (circuits) one job may carry
-    max_pubs_per_job: int = 300
-    #: most shots x circuits one job may carry
-    max_executions_per_job: int = 5_000_000
+    #: most PUBs (circuits) one job may carry (IBM no longer enforces a per-job PUB limit)
+    max_pubs_per_job: int = 1_000_000
+    #: most executions (circuits x shots) one job may carry (IBM: 10 million)
+    max_executions_per_job: int = 10_000_000
+    #: most bytes of circuit input one job may carry (IBM: 50 MB)
+    max_job_bytes: int = 50_000_000
+    #: most two-qubit gates one circuit may hold (IBM: 400 000)
+    max_two_qubit_gates: int = 400_000
     #: seconds between status polls while waiting
     poll_interval: float = 5.0
     #: seconds from the start of a submit (request included) within which ``find_jobs`` may not
@@ -93,8 +97,33 @@ class Service(ABC):
     def open_batch(self) -> None:
         """Run the following jobs in Batch mode, where the service has one."""
 
+    def open_session(self, max_time: int | None = None) -> None:
+        """Run the following jobs in a Session (iterative loops; not on the Open Plan), where the service has one."""
+        self.open_batch()
+
+    def mode_age(self) -> float | None:
+        """Seconds since the current Batch/Session was opened (None: none open)."""
+        return None
+
     def close(self) -> None:
         """Release client-side resources (e.g. close a Batch); jobs keep running."""
+
+    def configure(self, *, sampler_options: dict | None = None, primitive: str | None = None) -> None:
+        """Options every following job's sampler gets (dynamical decoupling, twirling, time cap) and
+        which sampler implementation submits them ("executor" or "legacy")."""
+        if sampler_options is not None:
+            self.sampler_options = dict(sampler_options)
+        if primitive is not None:
+            self.primitive = primitive
+
+    #: sampler options set by ``configure`` (a plain dict of qiskit-ibm-runtime option names)
+    sampler_options: dict = {}
+    #: sampler implementation set by ``configure``
+    primitive: str = "executor"
+
+    def usage(self, job_id: str) -> float | None:
+        """Quantum seconds the service charged for a finished job, if it reports them."""
+        return None
 
 
 class SimulatedCrash(BaseException):
@@ -150,6 +179,10 @@ class FakeService(Service):
     max_pubs_per_job: int = 3
     max_executions_per_job: int = 10_000_000
     poll_interval: float = 0.0
+    #: answer a cancel of a finished job as IBM does (HTTP 409 Conflict) instead of ignoring it
+    conflict_on_finished: bool = False
+    #: quantum seconds each finished job reports (None: no usage reported)
+    usage_per_job: float | None = None
     listing_lag: float = 0.0
     listing_delay: float | None = None
     polls_to_finish: int = 2
@@ -190,7 +223,8 @@ class FakeService(Service):
         if len(self.submissions) + 1 in self.fail_jobs:
             job.error = "job failed on the device"
         self.jobs[job_id] = job
-        self.submissions.append({"job_id": job_id, "tag": tag, "pubs": len(circuits), "shots": shots})
+        self.submissions.append({"job_id": job_id, "tag": tag, "pubs": len(circuits), "shots": shots,
+                                 "options": dict(self.sampler_options), "primitive": self.primitive})
         self._tick("submit", "after")
         return job_id
 
@@ -245,9 +279,16 @@ class FakeService(Service):
         """Ask for the job to be cancelled (see :meth:`Service.cancel`)."""
         self._tick("cancel", "before")
         job = self._job(job_id)
+        if job.status in ("DONE", "ERROR", "CANCELLED") and self.conflict_on_finished:
+            raise RuntimeError(f"409 Client Error: Conflict for url: https://quantum.cloud.ibm.com/api/v1/jobs/"
+                               f"{job_id}/cancel: job cannot be cancelled in state {job.status}")
         if job.status not in ("DONE", "ERROR"):
             job.status = "CANCELLED"
         self._tick("cancel", "after")
+
+    def usage(self, job_id):
+        """Quantum seconds charged for a finished job, if reported (see :meth:`Service.usage`)."""
+        return self.usage_per_job if self._job(job_id).status == "DONE" else None
 
     def error_message(self, job_id):
         """The service's (redacted) error message for a failed job, if any."""
