@@ -130,8 +130,8 @@ def test_nk_cost_vector_equals_brute_force_local_loss():
     x = torch.randn(25, 16, dtype=torch.float64, device=DEV)
     A, out = collect_activations(model, x, ["0"])["0"]
     K = 5
-    probs = nk_problems("0", model[0], A, K=K, sparsity=0.4, activation=torch.relu, penalty=0.0)
-    assert all(isinstance(lp.problem, DiagonalCost) and lp.n == K and lp.k == 3 for lp in probs)
+    probs = nk_problems("0", model[0], A, K=K, sparsity=0.75, activation=torch.relu, penalty=0.0, rest="prune")
+    assert all(isinstance(lp.problem, DiagonalCost) and lp.n == K and lp.k == 4 for lp in probs)  # 4 of 16
     for lp in probs[:3]:
         j = lp.index
         w = model[0].weight[j].detach().cpu()
@@ -156,7 +156,7 @@ def test_nk_conv_cost_vector_equals_masked_conv():
     with torch.no_grad():
         dense = conv(x)
     K = 4
-    for lp in nk_problems("c", conv, x, K=K, sparsity=0.5, activation=torch.relu, penalty=0.0)[::3]:
+    for lp in nk_problems("c", conv, x, K=K, sparsity=0.9, activation=torch.relu, penalty=0.0, rest="prune")[::3]:
         j = lp.index
         for idx in range(2**K):
             M = torch.zeros_like(conv.weight)  # an NK unit reads only its K weights
@@ -170,9 +170,11 @@ def test_nk_conv_cost_vector_equals_masked_conv():
 def test_nk_select_prunes_unread_inputs():
     model = mlp()
     x = torch.randn(20, 16, dtype=torch.float64, device=DEV)
-    sel = select_masks(model, x, formulation="nk", K=4, sparsity=0.5, layers=["0"])
+    sel = select_masks(model, x, formulation="nk", K=5, sparsity=0.75, layers=["0"], nk_rest="prune")
     rows = sel.masks["0.weight"].sum(dim=1)
-    assert torch.all(rows == 2)  # K=4 read, k=2 kept, the other 12 pruned
+    assert torch.all(rows == 4)  # K=5 read, the row's 4 (of 16) kept among them, the other 11 pruned
+    with pytest.raises(QSelectError, match="keeps 8 of its 16 weights.*K=5"):
+        select_masks(model, x, formulation="nk", K=5, sparsity=0.5, layers=["0"], nk_rest="prune")
 
 
 # ---- cardinality ------------------------------------------------------------------------------
@@ -515,7 +517,7 @@ def test_nk_activation_found_from_forward_order_not_attribute_order():
     assert order == ["fc1", "act", "fc2"]
     assert following_activation(net, "fc1", order) is net.act
     assert following_activation(net, "fc2", order) is None
-    sel = select_masks(net, x, formulation="nk", K=3, sparsity=0.4, layers=["fc1"], penalty=0.0)
+    sel = select_masks(net, x, formulation="nk", K=3, sparsity=0.5, layers=["fc1"], penalty=0.0, nk_rest="prune")
     lp = sel.problems[0]
     S = lp.info["inputs"]
     A = x

@@ -29,7 +29,9 @@ import numpy as np
 from ..errors import QSelectError
 from ..problems import Problem
 from ..solvers.base import MAX_SEED, Solver, SolveResult, make_result
+from ..solvers._sampling import best_with_k
 from ..solvers.baselines import MagnitudeSolver, flip_deltas, swap_deltas
+from ..solvers.controls import aggregate_baselines
 
 #: the partition kinds the sweeps cycle through (see the module doc)
 PARTITIONS = ("contiguous", "swap-gain", "mixed", "random")
@@ -120,6 +122,26 @@ def block_answer(r: SolveResult, need: int | None) -> tuple[np.ndarray, float] |
     return cands[i].astype(np.uint8), float(energies[i])
 
 
+def keep_k(problem: Problem, r: SolveResult) -> SolveResult:
+    """``r`` itself when it keeps ``problem.k`` bits (or k is unset); else its best k-bit answer.
+
+    A sampler's lowest-energy string need not keep k bits (QAOA's X mixer samples every
+    weight; a user-given penalty may be too weak), and a mask that keeps another count
+    misses the asked sparsity. The repair takes the best k-bit sample and the magnitude
+    mask, each polished by exact 1-in/1-out swaps (``best_with_k``), and records
+    ``info["k_repair"]`` with the energy the off-k answer had.
+    """
+    if problem.k is None or int(r.bits.sum()) == int(problem.k):
+        return r
+    samples = r.bits[None] if r.samples is None or len(r.samples) == 0 else r.samples
+    bits, how = best_with_k(problem, np.asarray(samples, dtype=np.uint8), int(problem.k))
+    how.update(off_k_energy=float(r.energy), off_k_kept=int(r.bits.sum()))
+    r.bits = np.asarray(bits, dtype=np.uint8)
+    r.energy = float(problem.energy(r.bits))
+    r.info["k_repair"] = how
+    return r
+
+
 class BlockSolver(Solver):
     """Block coordinate descent with ``inner`` on blocks of at most ``qubits`` bits.
 
@@ -149,7 +171,7 @@ class BlockSolver(Solver):
 
     def _solve(self, problem: Problem) -> SolveResult:
         if problem.n <= self.qubits:
-            res = self.inner.solve(problem)
+            res = keep_k(problem, self.inner.solve(problem))
             res.info.setdefault("sweeps", 0)
             return res
         rng = np.random.default_rng(self.seed)
@@ -158,6 +180,7 @@ class BlockSolver(Solver):
         e = float(problem.energy(x))
         trace, kinds, sizes = [e], [], []
         sweeps, stale, converged, inner_time, solves, biggest = 0, 0, False, 0.0, 0, 0
+        inner_results = []  # for the aggregated uniform-sampling control
         tried: set[tuple[bytes, bytes]] = set()  # (block, outside bits) already solved
         everything = np.arange(n)
         while sweeps < self.max_sweeps:
@@ -173,6 +196,8 @@ class BlockSolver(Solver):
                 tried.add(key)
                 sub = problem.fix({int(i): int(x[i]) for i in rest})
                 r = seeded_copy(self.inner, int(self.seed or 0), sweeps, b).solve(sub)
+                if "uniform_baseline" in r.info:
+                    inner_results.append(r)
                 inner_time += r.wall_time
                 solves += 1
                 ans = block_answer(r, None if problem.k is None else int(x[free].sum()))
@@ -192,8 +217,10 @@ class BlockSolver(Solver):
             if stale >= len(PARTITIONS):
                 converged = True
                 break
-        return make_result(problem, x, f"block({self.inner.name})",
-                           info={"sweeps": sweeps, "energy_trace": trace, "converged": converged,
-                                 "partitions": kinds, "blocks": sizes, "max_block": biggest,
-                                 "inner_solves": solves,
-                                 "qubits": self.qubits, "inner": self.inner.name, "inner_time": inner_time})
+        info = {"sweeps": sweeps, "energy_trace": trace, "converged": converged,
+                "partitions": kinds, "blocks": sizes, "max_block": biggest, "inner_solves": solves,
+                "qubits": self.qubits, "inner": self.inner.name, "inner_time": inner_time}
+        control = aggregate_baselines(inner_results)
+        if control is not None:  # every block solve beside uniform strings with the same shots
+            info["uniform_baseline"] = control
+        return make_result(problem, x, f"block({self.inner.name})", info=info)

@@ -264,8 +264,6 @@ def _check_layers_keep_units(modules, names, formulation: str, sparsity: float, 
         else:
             fan_in = int(w[0].numel())
             check_keeps_some(fan_in, sparsity, f"inputs of every unit of layer {name!r}")
-            if formulation == "nk":  # K vs the row's keep count, before any forward pass
-                nk_plan(name, modules[name], K=K, sparsity=sparsity, rest=nk_rest)
 
 
 def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight", sparsity: float = 0.5,
@@ -298,6 +296,9 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
     keep_count(1, sparsity)  # validates sparsity before any forward pass
     if formulation == "nk":
         K = int_setting("K (weights each NK unit decides)", NK_DEFAULT_K if K is None else K, 1)
+        named = dict(model.named_modules())
+        for name in resolve_layers(model, layers):  # K vs each row's keep count, before any forward pass
+            nk_plan(name, named[name], K=K, sparsity=sparsity, rest=nk_rest)
         if not (activation is None or activation == "auto" or callable(activation)):
             raise QSelectError(f"activation must be 'auto', None (identity) or a callable such as "
                                f"torch.relu, got {activation!r}")
