@@ -23,6 +23,17 @@ BENCHMARKS = ("qaoa_sim", "seed_methods")
 
 
 def benchmarks_dir() -> Path:
+    """The ``benchmarks/`` folder of the source checkout (or of the current directory).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    QSelectError
+        If no ``benchmarks/`` folder is found (qselect installed without its sources).
+    """
     here = Path(__file__).resolve().parents[2] / "benchmarks"
     for cand in (here, Path.cwd() / "benchmarks"):
         if cand.is_dir():
@@ -54,6 +65,31 @@ def ratios(obj, prefix="") -> dict:
 
 
 def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+    """``qselect bench``: run the benchmark scripts (``--quick`` unless ``full``) and print every ``ratio*`` figure.
+
+    Parameters
+    ----------
+    cfg : dict
+        The resolved settings: one key per option the command declares
+        (dashes as underscores), as ``qselect.cli`` resolves them from flags,
+        ``--config`` and defaults.
+    argv : list of str or None
+        The command line, recorded in the run's ``run.json``.
+    given : iterable of str
+        Options set explicitly (by flag or config) rather than by default.
+    extra : list of str or None
+        Arguments after ``--`` (passed on where the command supports it).
+
+    Returns
+    -------
+    int
+        Process exit code (0 on success).
+
+    Raises
+    ------
+    QSelectError
+        On bad input, before the run directory is created.
+    """
     cfg = dict(cfg)
     con = Console(cfg["quiet"], cfg["verbose"])
     unknown = [b for b in cfg["only"] if b not in BENCHMARKS]

@@ -31,6 +31,22 @@ GAP_COLUMNS = [("solver", "solver"), ("reference", "reference"), ("problems", "p
 
 
 def validate(cfg: dict) -> dict:
+    """Check the compare-specific settings (methods, sparsities, seeds, exact limit) and the common ones.
+
+    Parameters
+    ----------
+    cfg : dict
+
+    Returns
+    -------
+    dict
+        ``cfg``, validated.
+
+    Raises
+    ------
+    QSelectError
+        Naming the first bad value and its option.
+    """
     if not cfg["methods"]:
         raise QSelectError("no methods given; e.g. --methods magnitude,random,sa,qaoa")
     solvers = valid_solvers()
@@ -60,6 +76,36 @@ def validate(cfg: dict) -> dict:
 
 
 def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+    """``qselect compare``: methods × sparsities × seeds (one parent per seed) into one table and plots.
+
+    Parameters
+    ----------
+    cfg : dict
+        The resolved settings: one key per option the command declares
+        (dashes as underscores), as ``qselect.cli`` resolves them from flags,
+        ``--config`` and defaults.
+    argv : list of str or None
+        The command line, recorded in the run's ``run.json``.
+    given : iterable of str
+        Options set explicitly (by flag or config) rather than by default.
+    extra : list of str or None
+        Arguments after ``--`` (passed on where the command supports it).
+
+    Returns
+    -------
+    int
+        Process exit code (0 on success).
+
+    Raises
+    ------
+    QSelectError
+        On bad input, before the run directory is created.
+
+    Notes
+    -----
+    Writes ``results.csv`` (one row per method × sparsity × seed),
+    ``problems.csv``, plots, ``summary.md`` and ``report.json`` into the run directory.
+    """
     cfg = validate(dict(cfg))
     con = Console(cfg["quiet"], cfg["verbose"])
     threads = set_threads(cfg)
@@ -159,6 +205,21 @@ def _add_references(cfg, problem_rows, parent, calib, layers, seed, sparsity, ex
 
 
 def aggregate(rows) -> list[dict]:
+    """Mean and standard deviation over seeds, per (method, sparsity).
+
+    Parameters
+    ----------
+    rows : iterable of dict
+        One per method × sparsity × seed, with ``accuracy_pruned``,
+        ``accuracy_finetuned``, ``nll_finetuned``, ``sparsity_actual``,
+        ``select_seconds`` where measured.
+
+    Returns
+    -------
+    list of dict
+        ``method``, ``sparsity``, ``runs``, and ``<key>`` / ``<key>_std`` for each measured key
+        (sample standard deviation; 0 for a single seed).
+    """
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["method"], r["sparsity"]), []).append(r)

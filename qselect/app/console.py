@@ -21,6 +21,7 @@ class Console:
         return not self.quiet and (self.verbose or sys.stderr.isatty())
 
     def print(self, *args, **kw) -> None:
+        """Print a result to stdout (or the console's stream) unless quiet."""
         if not self.quiet:
             print(*args, file=self.stream or sys.stdout, **kw)
 
@@ -29,10 +30,20 @@ class Console:
         print(*args, file=self.stream or sys.stdout)
 
     def info(self, msg: str, *args) -> None:
+        """Log a progress message on stderr (``qselect: ...``), hidden by ``--quiet``."""
         log.info(msg, *args)
 
 
 def setup_logging(quiet: bool, verbose: bool) -> None:
+    """Configure the ``qselect`` logger once: stderr, ``qselect: <message>``.
+
+    Parameters
+    ----------
+    quiet : bool
+        Warnings and errors only.
+    verbose : bool
+        Debug messages too.
+    """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logger = logging.getLogger("qselect")
     logger.setLevel(level)

@@ -92,6 +92,36 @@ def resolve(cfg: dict, given: set) -> dict:
 
 
 def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+    """``qselect demo``: the whole toolkit on digits — train, select with QAOA/exact/SA and baselines on the same local problems, prune, fine-tune, ensemble.
+
+    Parameters
+    ----------
+    cfg : dict
+        The resolved settings: one key per option the command declares
+        (dashes as underscores), as ``qselect.cli`` resolves them from flags,
+        ``--config`` and defaults.
+    argv : list of str or None
+        The command line, recorded in the run's ``run.json``.
+    given : iterable of str
+        Options set explicitly (by flag or config) rather than by default.
+    extra : list of str or None
+        Arguments after ``--`` (passed on where the command supports it).
+
+    Returns
+    -------
+    int
+        Process exit code (0 on success).
+
+    Raises
+    ------
+    QSelectError
+        On bad input, before the run directory is created.
+
+    Notes
+    -----
+    Prints the comparison tables and writes the report, ``model.pt`` and
+    ``masks-<method>.pt`` into the run directory.
+    """
     cfg = resolve(dict(cfg), set(given))
     con = Console(cfg["quiet"], cfg["verbose"])
     t_start = time.perf_counter()

@@ -14,6 +14,31 @@ HELP = "evaluate a masks file on a model (pruned, then fine-tuned)"
 
 
 def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+    """``qselect evaluate``: a masks file on a model — accuracy, NLL and ECE pruned, then after fine-tuning.
+
+    Parameters
+    ----------
+    cfg : dict
+        The resolved settings: one key per option the command declares
+        (dashes as underscores), as ``qselect.cli`` resolves them from flags,
+        ``--config`` and defaults.
+    argv : list of str or None
+        The command line, recorded in the run's ``run.json``.
+    given : iterable of str
+        Options set explicitly (by flag or config) rather than by default.
+    extra : list of str or None
+        Arguments after ``--`` (passed on where the command supports it).
+
+    Returns
+    -------
+    int
+        Process exit code (0 on success).
+
+    Raises
+    ------
+    QSelectError
+        On bad input, before the run directory is created.
+    """
     cfg = dict(cfg)
     if not cfg["masks"]:
         raise QSelectError("no masks file given; pass --masks FILE (e.g. the masks.pt of a 'qselect select' run)")

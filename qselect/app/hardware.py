@@ -63,6 +63,22 @@ def _config(cfg):
 
 
 def validate_submit(cfg: dict) -> dict:
+    """Check ``hardware submit`` settings: a device (not a simulator name) and the selection options.
+
+    Parameters
+    ----------
+    cfg : dict
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    QSelectError
+        If no ``--device`` is given, a simulator name is given as device, or
+        another option is invalid.
+    """
     if not cfg.get("device"):
         raise QSelectError("no device given; use --device with an IBM device name, least_busy, or fake_<device> "
                            "(e.g. fake_manila, no account needed); for simulators use `qselect select --solver qaoa`")
@@ -85,6 +101,31 @@ def validate_submit(cfg: dict) -> dict:
 
 @_redacted
 def run_submit(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+    """``qselect hardware submit``: select a model's local problems and run them as QAOA circuits on a device, through the job ledger.
+
+    Parameters
+    ----------
+    cfg : dict
+        The resolved settings: one key per option the command declares
+        (dashes as underscores), as ``qselect.cli`` resolves them from flags,
+        ``--config`` and defaults.
+    argv : list of str or None
+        The command line, recorded in the run's ``run.json``.
+    given : iterable of str
+        Options set explicitly (by flag or config) rather than by default.
+    extra : list of str or None
+        Arguments after ``--`` (passed on where the command supports it).
+
+    Returns
+    -------
+    int
+        Process exit code (0 on success).
+
+    Raises
+    ------
+    QSelectError
+        On bad input, before the run directory is created.
+    """
     cfg = validate_submit(dict(cfg))
     con = Console(cfg["quiet"], cfg["verbose"])
     run_dir = _need_run_dir(cfg)
@@ -153,6 +194,31 @@ def _print_report(con, report, run_dir):
 
 @_redacted
 def run_status(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+    """``qselect hardware status``: the table of a hardware run's jobs and their states.
+
+    Parameters
+    ----------
+    cfg : dict
+        The resolved settings: one key per option the command declares
+        (dashes as underscores), as ``qselect.cli`` resolves them from flags,
+        ``--config`` and defaults.
+    argv : list of str or None
+        The command line, recorded in the run's ``run.json``.
+    given : iterable of str
+        Options set explicitly (by flag or config) rather than by default.
+    extra : list of str or None
+        Arguments after ``--`` (passed on where the command supports it).
+
+    Returns
+    -------
+    int
+        Process exit code (0 on success).
+
+    Raises
+    ------
+    QSelectError
+        On bad input, before the run directory is created.
+    """
     from ..hardware import api
 
     cfg = dict(cfg)
@@ -164,6 +230,31 @@ def run_status(cfg: dict, *, argv=None, given=(), extra=None) -> int:
 
 @_redacted
 def run_fetch(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+    """``qselect hardware fetch``: resume a hardware run — wait for and collect its jobs, then write the report and masks.
+
+    Parameters
+    ----------
+    cfg : dict
+        The resolved settings: one key per option the command declares
+        (dashes as underscores), as ``qselect.cli`` resolves them from flags,
+        ``--config`` and defaults.
+    argv : list of str or None
+        The command line, recorded in the run's ``run.json``.
+    given : iterable of str
+        Options set explicitly (by flag or config) rather than by default.
+    extra : list of str or None
+        Arguments after ``--`` (passed on where the command supports it).
+
+    Returns
+    -------
+    int
+        Process exit code (0 on success).
+
+    Raises
+    ------
+    QSelectError
+        On bad input, before the run directory is created.
+    """
     from ..hardware import api
 
     cfg = dict(cfg)
@@ -193,6 +284,31 @@ def run_fetch(cfg: dict, *, argv=None, given=(), extra=None) -> int:
 
 @_redacted
 def run_cancel(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+    """``qselect hardware cancel``: cancel a hardware run's unfinished jobs.
+
+    Parameters
+    ----------
+    cfg : dict
+        The resolved settings: one key per option the command declares
+        (dashes as underscores), as ``qselect.cli`` resolves them from flags,
+        ``--config`` and defaults.
+    argv : list of str or None
+        The command line, recorded in the run's ``run.json``.
+    given : iterable of str
+        Options set explicitly (by flag or config) rather than by default.
+    extra : list of str or None
+        Arguments after ``--`` (passed on where the command supports it).
+
+    Returns
+    -------
+    int
+        Process exit code (0 on success).
+
+    Raises
+    ------
+    QSelectError
+        On bad input, before the run directory is created.
+    """
     from ..hardware import api
 
     cfg = dict(cfg)

@@ -46,6 +46,22 @@ def validate_experiment(cfg: dict) -> dict:
 # --------------------------------------------------------------------------- data and models
 
 def load_data(cfg: dict):
+    """The dataset ``cfg`` names, split with ``cfg["seed"]`` (image-shaped for conv models).
+
+    Parameters
+    ----------
+    cfg : dict
+        ``dataset``, ``data_root``, ``model``, ``seed``.
+
+    Returns
+    -------
+    qselect.classical.data.DataSplits
+
+    Raises
+    ------
+    QSelectError
+        If the dataset files are missing or malformed.
+    """
     from ..classical.data import load_dataset
 
     image = cfg["model"] in IMAGE_MODELS or _checkpoint_wants_image(cfg["model"])
@@ -65,6 +81,7 @@ def _checkpoint_meta(path) -> dict:
 
 
 def train_config(cfg: dict, epochs: int, seed: int, progress: bool):
+    """A :class:`~qselect.classical.train.TrainConfig` from the command's ``lr`` and ``batch_size`` (device ``auto``)."""
     from ..classical.train import TrainConfig
 
     return TrainConfig(epochs=epochs, lr=cfg["lr"], batch_size=cfg["batch_size"], seed=seed,
@@ -174,6 +191,7 @@ def make_executor(spec: str, formulation: str):
 
 
 def close_executor(executor) -> None:
+    """Close an executor opened by :func:`make_executor` (``None`` is allowed)."""
     if executor is not None:
         executor.close()
 
@@ -224,6 +242,19 @@ def block_size(solver: str, cfg: dict) -> int:
 
 @dataclass
 class MethodResult:
+    """Masks chosen by one selection method, with its timing.
+
+    Attributes
+    ----------
+    method : str
+    masks : dict of str -> torch.Tensor
+        Parameter name -> float 0/1 mask of the parameter's shape.
+    seconds : float
+        Wall time of the selection.
+    selection : Selection or None
+        The local problems and their answers, for local-problem methods.
+    info : dict
+    """
     method: str
     masks: dict
     seconds: float

@@ -13,11 +13,56 @@ HELP = "select masks for a model's layers by solving its local problems"
 
 
 def validate(cfg: dict) -> dict:
+    """Check the select settings (common options and the experiment's sizes).
+
+    Parameters
+    ----------
+    cfg : dict
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    QSelectError
+        Naming the first bad value and its option.
+    """
     validate_common(cfg)
     return pl.validate_experiment(cfg)
 
 
 def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+    """``qselect select``: train (or load) a model, solve its local problems and write the masks.
+
+    Parameters
+    ----------
+    cfg : dict
+        The resolved settings: one key per option the command declares
+        (dashes as underscores), as ``qselect.cli`` resolves them from flags,
+        ``--config`` and defaults.
+    argv : list of str or None
+        The command line, recorded in the run's ``run.json``.
+    given : iterable of str
+        Options set explicitly (by flag or config) rather than by default.
+    extra : list of str or None
+        Arguments after ``--`` (passed on where the command supports it).
+
+    Returns
+    -------
+    int
+        Process exit code (0 on success).
+
+    Raises
+    ------
+    QSelectError
+        On bad input, before the run directory is created.
+
+    Notes
+    -----
+    Writes ``masks.pt``, ``problems.csv``, the report and (for built-in
+    models) ``model.pt`` into the run directory.
+    """
     cfg = validate(dict(cfg))
     set_threads(cfg)
     con = Console(cfg["quiet"], cfg["verbose"])

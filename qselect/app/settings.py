@@ -33,24 +33,47 @@ _HELP_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
 
 
 def valid_models() -> tuple[str, ...]:
+    """Names of the built-in models (``mlp``, ``lenet5``, ``resnet18``, ``vit``, ...)."""
     from ..classical.models import MODELS
 
     return tuple(MODELS)
 
 
 def valid_datasets() -> tuple[str, ...]:
+    """Names of the supported datasets."""
     from ..classical.data import DATASETS
 
     return tuple(DATASETS)
 
 
 def valid_solvers() -> tuple[str, ...]:
+    """Names ``get_solver`` accepts."""
     from ..solvers import SOLVERS
 
     return tuple(SOLVERS)
 
 
 def check_choice(value: str, valid: Iterable[str], what: str, flag: str) -> str:
+    """Return ``value`` if it is one of ``valid``.
+
+    Parameters
+    ----------
+    value : str
+    valid : iterable of str
+    what : str
+        What the value names (for the message).
+    flag : str
+        The option that sets it (for the message).
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    QSelectError
+        Listing the valid values and the option.
+    """
     valid = tuple(valid)
     if value not in valid:
         raise QSelectError(f"unknown {what} {value!r}; valid {what}s: {', '.join(valid)} (set it with {flag})")
@@ -58,6 +81,13 @@ def check_choice(value: str, valid: Iterable[str], what: str, flag: str) -> str:
 
 
 def check_sparsity(value: float, flag: str = "--sparsity") -> float:
+    """Return ``value`` as a float strictly between 0 and 1.
+
+    Raises
+    ------
+    QSelectError
+        Naming ``flag`` and an example value.
+    """
     if not (0.0 < float(value) < 1.0):
         raise QSelectError(
             f"sparsity must be strictly between 0 and 1 (the fraction of weights removed), got {value}; "
@@ -67,6 +97,13 @@ def check_sparsity(value: float, flag: str = "--sparsity") -> float:
 
 
 def check_positive(value: int, name: str, flag: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int of at least ``minimum``.
+
+    Raises
+    ------
+    QSelectError
+        Naming the setting and ``flag``.
+    """
     if int(value) < minimum:
         raise QSelectError(f"{name} must be at least {minimum}, got {value}; set it with {flag}")
     return int(value)
@@ -118,6 +155,24 @@ def check_model(model: str) -> str:
 
 
 def check_dataset(dataset: str, data_root: str | None) -> str:
+    """Canonical dataset name, after checking that its files can be found.
+
+    Parameters
+    ----------
+    dataset : str
+    data_root : str or None
+        Folder holding the dataset files (required for everything but digits).
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    QSelectError
+        If the name is unknown, the folder does not exist, or a file-based
+        dataset has no ``--data-root``.
+    """
     key = dataset.lower().replace("-", "_")
     check_choice(key, valid_datasets(), "dataset", "--dataset")
     if data_root is not None and not Path(data_root).is_dir():
@@ -130,6 +185,13 @@ def check_dataset(dataset: str, data_root: str | None) -> str:
 
 
 def check_scheduler(spec: str) -> str:
+    """Return ``spec`` if it is ``auto``, ``inline``, ``process`` or a Dask address (``tcp://host:port``).
+
+    Raises
+    ------
+    QSelectError
+        Otherwise.
+    """
     if spec in SCHEDULERS or "://" in spec:
         return spec
     raise QSelectError(f"unknown scheduler {spec!r}; use auto, inline, process or a Dask address "

@@ -33,6 +33,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``qselect`` argument parser.
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+    commands : dict of str -> argparse.ArgumentParser
+        Each command's parser (``"hardware submit"`` for group verbs), its
+        defaults moved out of argparse so flag > config > default.
+    """
     from .. import __version__
 
     parser = _Parser(prog="qselect", description="Quantum-classical neuron selection: local QUBO/QAOA "
@@ -61,6 +70,19 @@ def _verbs(parser):
 
 
 def main(argv=None) -> int:
+    """Run the ``qselect`` command line.
+
+    Parameters
+    ----------
+    argv : list of str or None
+        Arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit code: 0 on success, 2 on a ``QSelectError`` (one line on
+        stderr; the traceback only with ``--debug``), 130 on Ctrl-C.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
