@@ -44,7 +44,7 @@ DEMO_SOLVERS = ("exact", "exact-blocks", "qaoa", "sa", "magnitude", "random")
 BLOCKED = ("exact-blocks", "qaoa")
 
 
-#: unstructured baselines of team C, pruning the same layers' weights
+#: unstructured classical baselines, pruning the same layers' weights
 BASELINES = ("magnitude", "random")
 
 
