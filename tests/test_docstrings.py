@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "docstring_coverage.py"
 # Raise as coverage rises; the goal is 90.
-MIN_COVERAGE = 90
+MIN_COVERAGE = 95
 
 
 def _load_tool():
