@@ -260,3 +260,38 @@ def test_memory_guard_refuses_before_allocating(monkeypatch):
 def test_diagonal_size_limit():
     with pytest.raises(QSelectError, match="too large"):
         DiagonalCost(np.broadcast_to(0.0, (2**31,)))  # a view: nothing is allocated
+
+
+def test_scores_survive_fix_scale_copy_and_drive_the_magnitude_start():
+    """Declared fields travel with every transformation: with scores 0..5 and bit 0 fixed on, the
+    magnitude mask keeps the two highest-scoring free bits (not the best single-bit gains)."""
+    from qselect.formulate.cardinality import add_cardinality
+    from qselect.formulate.decompose import BlockSolver
+    from qselect.solvers import MagnitudeSolver
+
+    base = QUBO.random(6, seed=3).with_scores(np.arange(6.0))
+    prob = add_cardinality(base, 3)
+    assert prob.penalty is not None and np.array_equal(prob.scores, np.arange(6.0))
+    sub = prob.fix({0: 1})
+    assert sub.k == 2 and np.array_equal(sub.scores, [1.0, 2, 3, 4, 5]) and sub.penalty == prob.penalty
+    assert list(MagnitudeSolver().solve(sub).bits) == [0, 0, 0, 1, 1]
+    for q in (sub.scaled(2.0), sub.copy(offset=1.0), sub.to_diagonal(), sub.to_diagonal().fix({0: 0})):
+        assert q.scores is not None and q.penalty == prob.penalty
+    # inside block decomposition, the blocks' magnitude starts rank by the same scores
+    res = BlockSolver(MagnitudeSolver(), qubits=3, max_sweeps=1, seed=0).solve(prob)
+    assert list(res.bits) == [0, 0, 0, 1, 1, 1]
+
+
+def test_local_moves_agree_across_representations():
+    q = QUBO.random(7, seed=5)
+    d = q.to_diagonal()
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x = rng.integers(0, 2, 7).astype(np.uint8)
+        on, off = np.flatnonzero(x), np.flatnonzero(x == 0)
+        generic = super(QUBO, q)
+        for p in (q, d):
+            assert np.allclose(p.flip_deltas(x), generic.flip_deltas(x))
+            assert np.allclose(p.swap_deltas(x, on, off), generic.swap_deltas(x, on, off))
+    assert q.lower_bound() <= d.cost_vector().min() + 1e-9
+    assert np.isclose(q.max_flip_change(), super(QUBO, q).max_flip_change())

@@ -127,9 +127,10 @@ def test_magnitude_uses_attached_scores_then_single_bit_gain():
     assert MagnitudeSolver().solve(q).bits.tolist() == [0, 1, 0, 1]  # gains 1, 3, -0.5, 2
     q.scores = np.array([5.0, 0.0, 4.0, 0.0])
     assert MagnitudeSolver().solve(q).bits.tolist() == [1, 0, 1, 0]
-    q.scores = np.array([1.0, 2.0])
+    with pytest.raises(QSelectError, match="scores"):  # refused where it is set, not later in a solver
+        q.scores = np.array([1.0, 2.0])
     with pytest.raises(QSelectError, match="scores"):
-        MagnitudeSolver().solve(q)
+        q.scores = np.array([1.0, np.nan, 0.0, 0.0])
 
 
 def test_greedy_descends_to_local_minimum_without_k():

@@ -26,8 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import QSelectError
-from ..problems import QUBO, DiagonalCost, Problem
-from ..problems.bits import popcounts
+from ..problems import Problem
 from ..validation import check_sparsity
 
 #: λ = MARGIN · min(Δ, U − L) (+ a tiny floor so a zero objective still gets a penalty)
@@ -35,27 +34,13 @@ MARGIN = 1.25
 
 
 def max_flip_change(problem: Problem) -> float:
-    """Largest |E(x ⊕ e_i) − E(x)| over all x and i (exact for both problem types)."""
-    if isinstance(problem, QUBO):
-        s = problem.quadratic
-        s = s + s.T
-        lin = problem.linear
-        up = lin + np.clip(s, 0, None).sum(axis=1)
-        down = -(lin + np.clip(s, None, 0).sum(axis=1))
-        return float(max(up.max(initial=0.0), down.max(initial=0.0)))
-    if isinstance(problem, DiagonalCost):
-        c = problem.cost_vector()
-        idx = np.arange(c.size)
-        return float(max((np.abs(c[idx ^ (1 << i)] - c)).max() for i in range(problem.n)))
-    raise QSelectError(f"no cardinality penalty for a {type(problem).__name__}")
+    """Largest |E(x ⊕ e_i) − E(x)| over all x and i (``problem.max_flip_change()``)."""
+    return problem.max_flip_change()
 
 
 def lower_bound(problem: Problem) -> float:
-    """A value ≤ the problem's energy everywhere (termwise for a QUBO, exact for a diagonal)."""
-    if isinstance(problem, QUBO):
-        return float(problem.offset + np.minimum(problem.linear, 0).sum()
-                     + np.minimum(problem.quadratic, 0).sum())
-    return float(problem.cost_vector().min())
+    """A value ≤ the problem's energy everywhere (``problem.lower_bound()``)."""
+    return problem.lower_bound()
 
 
 def auto_penalty(problem: Problem, k: int, lower: float | None = None) -> float:
@@ -93,18 +78,7 @@ def add_cardinality(problem: Problem, k: int, penalty: float | str | None = "aut
         lam = float(penalty)
         if not np.isfinite(lam) or lam < 0:
             raise QSelectError(f"penalty must be a finite number ≥ 0, got {penalty!r}")
-    if isinstance(problem, QUBO):
-        out = problem.with_cardinality_penalty(k, lam)
-    elif isinstance(problem, DiagonalCost):
-        d = popcounts(problem.n).astype(np.float64) - k
-        out = DiagonalCost(problem.cost_vector() + lam * d * d, problem.labels,
-                           k=k, name=problem.name)
-    else:
-        raise QSelectError(f"no cardinality penalty for a {type(problem).__name__}")
-    if getattr(problem, "scores", None) is not None:
-        out.scores = problem.scores
-    out.penalty = lam
-    return out
+    return problem.with_cardinality_penalty(k, lam)  # carries scores, records the penalty
 
 
 def keep_count(n: int, sparsity: float) -> int:

@@ -41,5 +41,4 @@ class LocalProblem:
 
 def with_scores(problem: Problem, scores) -> Problem:
     """Attach per-variable importance scores (read by MagnitudeSolver / the magnitude start)."""
-    problem.scores = np.asarray(scores, dtype=np.float64).reshape(problem.n)
-    return problem
+    return problem.with_scores(scores)

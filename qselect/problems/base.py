@@ -85,17 +85,149 @@ class Problem(ABC):
             raise QSelectError(f"cardinality k must be an integer in [0, {self.n}], got {k!r}")
         return int(k)
 
-    # Conversions to circuit backends: one adapter module per library.
-    def to_sparse_pauli_op(self, include_offset: bool = True):
-        """qiskit ``SparsePauliOp`` whose eigenvalue on |x> is energy(x) (offset as identity)."""
-        from ..circuits.qiskit import sparse_pauli_op
+    # ---- declared fields every transformation carries ------------------------
+    #: the cardinality-penalty weight λ folded into the cost by a formulation, or None
+    penalty: float | None = None
 
-        terms, const = self.z_terms()
-        return sparse_pauli_op(terms, const if include_offset else 0.0, self.n)
+    @property
+    def scores(self) -> np.ndarray | None:
+        """Per-variable importance, float64 ``(n,)``, larger = keep first, or None.
 
-    def to_pennylane(self, include_offset: bool = True):
-        """PennyLane Hamiltonian on wires 0..n-1 with the same spectrum as energy()."""
-        from ..circuits.pennylane import hamiltonian
+        Formulations attach |w|·‖a‖ for weights and a unit's contribution norm
+        for neurons; without scores, solvers rank by single-bit energy gains.
+        Setting it validates the length and finiteness (``QSelectError``).
+        """
+        return getattr(self, "_scores", None)
 
-        terms, const = self.z_terms()
-        return hamiltonian(terms, const if include_offset else 0.0, self.n)
+    @scores.setter
+    def scores(self, value) -> None:
+        if value is None:
+            self._scores = None
+            return
+        s = np.asarray(value, dtype=np.float64).reshape(-1)
+        if s.shape != (self.n,) or not np.all(np.isfinite(s)):
+            raise QSelectError(f"problem.scores must be {self.n} finite numbers (one per variable), "
+                               f"got shape {s.shape}")
+        self._scores = s
+
+    def with_scores(self, scores) -> "Problem":
+        """Attach per-variable importance scores (in place; returns ``self``).
+
+        Parameters
+        ----------
+        scores : array_like of float, shape ``(n,)``
+            Finite importance of each variable; larger means keep first.
+
+        Returns
+        -------
+        Problem
+            ``self``, so the call chains.
+
+        Raises
+        ------
+        QSelectError
+            Wrong length or non-finite values.
+        """
+        self.scores = scores
+        return self
+
+    def _carry(self, out: "Problem", free=None) -> "Problem":
+        """Copy the declared fields onto a transformed problem (``free``: kept positions after ``fix``)."""
+        if self.scores is not None:
+            out.scores = np.asarray(self.scores)[list(free)] if free is not None else self.scores
+        if self.penalty is not None:
+            out.penalty = self.penalty
+        return out
+
+    # ---- local moves: solvers ask the problem, whatever its representation ----
+    def flip_deltas(self, x) -> np.ndarray:
+        """``E(x ⊕ e_i) − E(x)`` for every bit i.
+
+        Parameters
+        ----------
+        x : array_like of {0, 1}, shape ``(n,)``
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, shape ``(n,)``. Subclasses give closed forms; this default
+            evaluates the n flipped states in one batched ``energy`` call.
+        """
+        x = self._check_bits(x)
+        cand = np.repeat(x[None], self.n, axis=0)
+        cand[np.arange(self.n), np.arange(self.n)] ^= 1
+        return np.atleast_1d(self.energy(cand)) - float(self.energy(x))
+
+    def swap_deltas(self, x, on, off) -> np.ndarray:
+        """Energy changes of 1-in/1-out swaps (the moves of a search that keeps k bits set).
+
+        Parameters
+        ----------
+        x : array_like of {0, 1}, shape ``(n,)``
+        on : array_like of int, shape ``(a,)``
+            Set bits to clear.
+        off : array_like of int, shape ``(b,)``
+            Clear bits to set.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, shape ``(a, b)``: ``E(x with on[i] cleared and off[j] set) − E(x)``.
+        """
+        x = self._check_bits(x)
+        on, off = np.asarray(on, dtype=np.int64), np.asarray(off, dtype=np.int64)
+        e0 = float(self.energy(x))
+        ii, jj = np.repeat(on, off.size), np.tile(off, on.size)
+        out = np.empty(ii.size)
+        for s in range(0, ii.size, 4096):
+            cand = np.repeat(x[None], min(4096, ii.size - s), axis=0)
+            rows = np.arange(cand.shape[0])
+            cand[rows, ii[s:s + 4096]] = 0
+            cand[rows, jj[s:s + 4096]] = 1
+            out[s:s + 4096] = np.atleast_1d(self.energy(cand)) - e0
+        return out.reshape(on.size, off.size)
+
+    def cost_view(self) -> np.ndarray:
+        """All 2^n energies (little-endian index), read-only where the problem stores them already.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, shape ``(2**n,)``; may be a read-only view (do not write to it).
+        """
+        return self.cost_vector()
+
+    # ---- bounds (for penalty weights) --------------------------------------
+    def lower_bound(self) -> float:
+        """A value ≤ ``energy(x)`` for every x (exact here, from all 2^n energies; subclasses may be cheaper)."""
+        return float(self.cost_view().min())
+
+    def max_flip_change(self) -> float:
+        """Largest ``|E(x ⊕ e_i) − E(x)|`` over all x and i (exact here, from all 2^n energies)."""
+        c = self.cost_view()
+        idx = np.arange(c.size)
+        return float(max((np.abs(c[idx ^ (1 << i)] - c)).max(initial=0.0) for i in range(self.n))) if self.n else 0.0
+
+    def quadratic_surrogate(self):
+        """The QUBO a quadratic sampler (SA, tabu, a QUBO circuit) sees, and a note when it is approximate.
+
+        Returns
+        -------
+        tuple of (QUBO, str or None)
+
+        Raises
+        ------
+        QSelectError
+            The representation has no quadratic form.
+        """
+        raise QSelectError(f"a {type(self).__name__} has no quadratic form; give a QUBO or DiagonalCost")
+
+    def with_cardinality_penalty(self, k: int, strength: float) -> "Problem":
+        """The problem plus ``strength·(Σx − k)²``, with ``k`` as its cardinality hint.
+
+        Raises
+        ------
+        QSelectError
+            The representation cannot hold the penalty.
+        """
+        raise QSelectError(f"no cardinality penalty for a {type(self).__name__}")

@@ -165,7 +165,7 @@ class DiagonalCost(Problem):
         from .qubo import QUBO
 
         terms, const = self.z_terms(max_order=2)
-        return QUBO.from_z_terms(terms, const, self.n, labels=self.labels, k=self.k, name=self.name)
+        return self._carry(QUBO.from_z_terms(terms, const, self.n, labels=self.labels, k=self.k, name=self.name))
 
     def fix(self, assignment: dict[int, int]) -> "DiagonalCost":
         """The cost over the remaining variables with some bits fixed.
@@ -197,7 +197,7 @@ class DiagonalCost(Problem):
             k = k if 0 <= k <= len(free) else None
         if not free:
             raise QSelectError("cannot fix every variable of a diagonal cost")
-        return DiagonalCost(sub, [self.labels[i] for i in free], k=k, name=self.name)
+        return self._carry(DiagonalCost(sub, [self.labels[i] for i in free], k=k, name=self.name), free)
 
     def scaled(self, factor: float) -> "DiagonalCost":
         """The cost multiplied by ``factor`` (offset included).
@@ -219,4 +219,45 @@ class DiagonalCost(Problem):
         from .qubo import _finite_array
 
         factor = float(_finite_array(factor, "scale factor", 0))
-        return DiagonalCost(self._c * factor, self.labels, k=self.k, name=self.name)
+        return self._carry(DiagonalCost(self._c * factor, self.labels, k=self.k, name=self.name))
+
+    # ---- local moves by lookup ---------------------------------------------
+    def flip_deltas(self, x) -> np.ndarray:
+        """``E(x ⊕ e_i) − E(x)`` by n lookups in the stored cost vector."""
+        idx = bits_to_index(self._check_bits(x))
+        return self._c[idx ^ (np.int64(1) << np.arange(self.n, dtype=np.int64))] - self._c[idx]
+
+    def swap_deltas(self, x, on, off) -> np.ndarray:
+        """1-in/1-out swap changes by lookups in the stored cost vector."""
+        idx = bits_to_index(self._check_bits(x))
+        on, off = np.asarray(on, dtype=np.int64), np.asarray(off, dtype=np.int64)
+        one = np.int64(1)
+        return self._c[idx - (one << on)[:, None] + (one << off)[None, :]] - self._c[idx]
+
+    def cost_view(self) -> np.ndarray:
+        """The stored (read-only) cost vector, without a copy."""
+        return self._c
+
+    def quadratic_surrogate(self):
+        """The order-2 Walsh truncation as a QUBO (exact when the cost has order ≤ 2), with a note if not."""
+        note = None if self.order() <= 2 else (
+            f"sampled the order-2 Walsh truncation of an order-{self.order()} diagonal cost; "
+            "samples re-scored with the exact cost")
+        return self.to_qubo(), note
+
+    def with_cardinality_penalty(self, k: int, strength: float) -> "DiagonalCost":
+        """The cost plus ``strength·(popcount(x) − k)²`` on every entry, with ``k`` as its hint.
+
+        Raises
+        ------
+        QSelectError
+            ``k`` outside ``[0, n]`` or a negative/non-finite strength.
+        """
+        k = self._check_k(k)
+        strength = float(strength)
+        if not np.isfinite(strength) or strength < 0:
+            raise QSelectError(f"cardinality penalty strength must be a finite number ≥ 0, got {strength}")
+        d = popcounts(self.n).astype(np.float64) - k
+        out = self._carry(DiagonalCost(self._c + strength * d * d, self.labels, k=k, name=self.name))
+        out.penalty = strength
+        return out

@@ -100,7 +100,7 @@ class QUBO(Problem):
         """
         kw = dict(linear=None, offset=self.offset, labels=self.labels, k=self.k, name=self.name)
         kw.update(changes)
-        return QUBO(self.Q, **kw)
+        return self._carry(QUBO(self.Q, **kw))
 
     # ---- energies --------------------------------------------------------
     def energy(self, bits):
@@ -177,13 +177,13 @@ class QUBO(Problem):
         if self.k is not None:
             k = self.k - int(x.sum())
             k = k if 0 <= k <= len(free) else None
-        return QUBO(quad, lin, offset, [self.labels[i] for i in free], k=k, name=self.name)
+        return self._carry(QUBO(quad, lin, offset, [self.labels[i] for i in free], k=k, name=self.name), free)
 
     def scaled(self, factor: float) -> "QUBO":
         """Energies multiplied by ``factor`` (labels and k kept)."""
         factor = float(_finite_array(factor, "scale factor", 0))
-        return QUBO(self._quad * factor, self._lin * factor, self.offset * factor,
-                    self.labels, k=self.k, name=self.name)
+        return self._carry(QUBO(self._quad * factor, self._lin * factor, self.offset * factor,
+                                self.labels, k=self.k, name=self.name))
 
     def with_cardinality_penalty(self, k: int, strength: float) -> "QUBO":
         """Add strength·(Σx − k)²: linear (1−2k)·s, pairs 2s, offset s·k²."""
@@ -194,7 +194,39 @@ class QUBO(Problem):
         n = self.n
         lin = self._lin + strength * (1 - 2 * k)
         quad = self._quad + 2 * strength * np.triu(np.ones((n, n)), 1)
-        return QUBO(quad, lin, self.offset + strength * k * k, self.labels, k=k, name=self.name)
+        out = self._carry(QUBO(quad, lin, self.offset + strength * k * k, self.labels, k=k, name=self.name))
+        out.penalty = strength
+        return out
+
+    # ---- local moves in closed form --------------------------------------
+    def flip_deltas(self, x) -> np.ndarray:
+        """``E(x ⊕ e_i) − E(x)`` in closed form: ``(1 − 2x_i)(b_i + (S x)_i)``, S = Q + Qᵀ off-diagonal."""
+        x = self._check_bits(x)
+        sym = self._quad + self._quad.T
+        return (1.0 - 2.0 * x) * (self._lin + sym @ x)
+
+    def swap_deltas(self, x, on, off) -> np.ndarray:
+        """1-in/1-out swap changes in closed form, ``d_i + d_j − S_ij`` (d the flip changes)."""
+        x = self._check_bits(x)
+        on, off = np.asarray(on, dtype=np.int64), np.asarray(off, dtype=np.int64)
+        sym = self._quad + self._quad.T
+        d = (1.0 - 2.0 * x) * (self._lin + sym @ x)
+        return d[on][:, None] + d[off][None, :] - sym[np.ix_(on, off)]
+
+    def quadratic_surrogate(self):
+        """The QUBO itself (exact), and no note."""
+        return self, None
+
+    def lower_bound(self) -> float:
+        """Termwise bound: offset + Σ min(b_i, 0) + Σ min(Q_ij, 0) (no 2^n scan)."""
+        return float(self.offset + np.minimum(self._lin, 0).sum() + np.minimum(self._quad, 0).sum())
+
+    def max_flip_change(self) -> float:
+        """Largest ``|E(x ⊕ e_i) − E(x)|`` over all x and i, exact in closed form (no 2^n scan)."""
+        s = self._quad + self._quad.T
+        up = self._lin + np.clip(s, 0, None).sum(axis=1)
+        down = -(self._lin + np.clip(s, None, 0).sum(axis=1))
+        return float(max(up.max(initial=0.0), down.max(initial=0.0)))
 
     # ---- Ising -----------------------------------------------------------
     def to_ising(self) -> tuple[np.ndarray, np.ndarray, float]:
@@ -279,7 +311,7 @@ class QUBO(Problem):
         """
         from .diagonal import DiagonalCost
 
-        return DiagonalCost(self.cost_vector(), labels=self.labels, k=self.k, name=self.name)
+        return self._carry(DiagonalCost(self.cost_vector(), labels=self.labels, k=self.k, name=self.name))
 
     # ---- constructors ------------------------------------------------------
     @classmethod

@@ -13,22 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import QSelectError
-from ..problems import QUBO, DiagonalCost, Problem
+from ..problems import QUBO, Problem
 from .base import SolveResult, make_result, summarise_samples
 
 
 def qubo_surrogate(problem: Problem) -> tuple[QUBO, str | None]:
     """The QUBO a quadratic sampler sees, and a note when it is only an approximation."""
-    if isinstance(problem, QUBO):
-        return problem, None
-    if isinstance(problem, DiagonalCost):
-        q = problem.to_qubo()
-        note = None if problem.order() <= 2 else (
-            f"sampled the order-2 Walsh truncation of an order-{problem.order()} diagonal cost; "
-            "samples re-scored with the exact cost")
-        return q, note
-    raise QSelectError(f"cannot sample a {type(problem).__name__}; give a QUBO or DiagonalCost")
+    return problem.quadratic_surrogate()
 
 
 def best_with_k(problem: Problem, samples: np.ndarray, k: int) -> tuple[np.ndarray, dict]:

@@ -14,8 +14,7 @@ import zlib
 import numpy as np
 
 from ..errors import QSelectError
-from ..problems import QUBO, DiagonalCost, Problem
-from ..problems.bits import bits_to_index
+from ..problems import Problem
 from ..validation import check_nonnegative_int, check_seed
 from .base import Solver, SolveResult, int_setting, make_result
 
@@ -24,13 +23,15 @@ _BATCH = 4096
 
 
 def variable_scores(problem: Problem) -> np.ndarray:
-    """``problem.scores`` if a formulation attached them, else the single-bit gains."""
-    s = getattr(problem, "scores", None)
-    if s is not None:
-        s = np.asarray(s, dtype=np.float64).reshape(-1)
-        if s.shape != (problem.n,) or not np.all(np.isfinite(s)):
-            raise QSelectError(f"problem.scores must be {problem.n} finite numbers, got shape {s.shape}")
-        return s
+    """``problem.scores`` if a formulation attached them, else the single-bit gains ``E(0) − E(e_i)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape ``(n,)``; larger = keep first.
+    """
+    if problem.scores is not None:
+        return np.asarray(problem.scores, dtype=np.float64)
     n = problem.n
     states = np.vstack([np.zeros((1, n), np.uint8), np.eye(n, dtype=np.uint8)])
     e = np.atleast_1d(problem.energy(states))
@@ -38,51 +39,13 @@ def variable_scores(problem: Problem) -> np.ndarray:
 
 
 def flip_deltas(problem: Problem, x: np.ndarray) -> np.ndarray:
-    """E(x ⊕ e_i) − E(x) for every bit i (closed form for a QUBO, lookups for a diagonal cost)."""
-    x = np.asarray(x, dtype=np.uint8)
-    if hasattr(problem, "flip_deltas"):  # factored problems (GramQUBO) give closed forms themselves
-        return problem.flip_deltas(x)
-    if isinstance(problem, QUBO):
-        sym = problem.quadratic + problem.quadratic.T
-        return (1.0 - 2.0 * x) * (problem.linear + sym @ x)
-    if isinstance(problem, DiagonalCost):
-        c, idx = problem._c, bits_to_index(x)
-        return c[idx ^ (np.int64(1) << np.arange(problem.n, dtype=np.int64))] - c[idx]
-    cand = np.repeat(x[None], problem.n, axis=0)
-    cand[np.arange(problem.n), np.arange(problem.n)] ^= 1
-    return np.atleast_1d(problem.energy(cand)) - float(problem.energy(x))
+    """E(x ⊕ e_i) − E(x) for every bit i (``problem.flip_deltas``: closed forms per representation)."""
+    return problem.flip_deltas(np.asarray(x, dtype=np.uint8))
 
 
 def swap_deltas(problem: Problem, x: np.ndarray, on: np.ndarray, off: np.ndarray) -> np.ndarray:
-    """(len(on), len(off)) matrix of E(x with on[a] cleared and off[b] set) − E(x).
-
-    1-in/1-out swaps keep the number of set bits: the moves of a k-constrained
-    search. A QUBO's swap changes in closed form, ``d_i + d_j − S_ij`` (d the
-    flip changes, S the symmetric couplings), so large problems need no
-    candidate states.
-    """
-    x = np.asarray(x, dtype=np.uint8)
-    on, off = np.asarray(on, dtype=np.int64), np.asarray(off, dtype=np.int64)
-    if hasattr(problem, "swap_deltas"):
-        return problem.swap_deltas(x, on, off)
-    if isinstance(problem, QUBO):
-        sym = problem.quadratic + problem.quadratic.T
-        d = (1.0 - 2.0 * x) * (problem.linear + sym @ x)
-        return d[on][:, None] + d[off][None, :] - sym[np.ix_(on, off)]
-    if isinstance(problem, DiagonalCost):
-        c, idx = problem._c, bits_to_index(x)
-        one = np.int64(1)
-        return c[idx - (one << on)[:, None] + (one << off)[None, :]] - c[idx]
-    e0 = float(problem.energy(x))
-    ii, jj = np.repeat(on, off.size), np.tile(off, on.size)
-    out = np.empty(ii.size)
-    for s in range(0, ii.size, _BATCH):
-        cand = np.repeat(x[None], min(_BATCH, ii.size - s), axis=0)
-        rows = np.arange(cand.shape[0])
-        cand[rows, ii[s:s + _BATCH]] = 0
-        cand[rows, jj[s:s + _BATCH]] = 1
-        out[s:s + _BATCH] = np.atleast_1d(problem.energy(cand)) - e0
-    return out.reshape(on.size, off.size)
+    """(len(on), len(off)) matrix of E(x with on[a] cleared and off[b] set) − E(x) (``problem.swap_deltas``)."""
+    return problem.swap_deltas(np.asarray(x, dtype=np.uint8), on, off)
 
 
 def swap_descent(problem: Problem, x: np.ndarray, max_steps: int = 10_000) -> tuple[np.ndarray, float, int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import QSelectError
-from ..problems import QUBO, DiagonalCost, Problem
+from ..problems import QUBO, Problem
 from ..problems.bits import index_to_bits, popcounts
 from ..problems.memory import check_dense
 from .base import Solver, SolveResult, int_setting, make_result
@@ -95,9 +95,9 @@ class ExactSolver(Solver):
     def _chunks(self, problem: Problem, low: int):
         n = problem.n
         size = 1 << low
-        if isinstance(problem, DiagonalCost) or not isinstance(problem, QUBO):
+        if not isinstance(problem, QUBO):
             # a DiagonalCost already stores its (read-only) vector: scan it without a copy
-            vec = problem.cost_vector() if not isinstance(problem, DiagonalCost) else problem._c
+            vec = problem.cost_view()
             for start in range(0, vec.size, size):
                 yield start, vec[start:start + size]
             return
