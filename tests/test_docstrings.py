@@ -9,6 +9,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "docstring_coverage.py"
 # Raise as coverage rises; the goal is 90.
 MIN_COVERAGE = 95
+# Share of public functions taking arguments whose docstring has a numpydoc
+# Parameters section; raise as sections are written.
+MIN_PARAMETERS = 27
 
 
 def _load_tool():
@@ -24,6 +27,22 @@ def test_coverage_at_least_floor():
     r = subprocess.run([sys.executable, str(TOOL), "--quiet", "--min", str(MIN_COVERAGE)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_parameters_sections_at_least_floor():
+    r = subprocess.run([sys.executable, str(TOOL), "--quiet", "--parameters", "--min", str(MIN_PARAMETERS)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_parameters_sections_counted():
+    tool = _load_tool()
+    src = ('def f(a):\n    """F.\n\n    Parameters\n    ----------\n    a : int\n    """\n'
+           'def g(a):\n    """G of a."""\n'
+           'def h():\n    """No arguments: not counted."""\n'
+           'class A:\n    """A."""\n    def m(self):\n        """Self only."""\n'
+           '    def n(self, *args):\n        pass\n')
+    assert [(n, h) for n, _, h in tool.numpydoc_parameters(src)] == [("f", True), ("g", False), ("A.n", False)]
 
 
 @pytest.mark.parametrize("src, expected", [
