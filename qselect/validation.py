@@ -128,7 +128,7 @@ def check_fraction(value, name: str, *, low_open: bool = False, high_open: bool 
     return check_float(value, name, minimum=0.0, maximum=1.0, low_open=low_open, high_open=high_open)
 
 
-def check_sparsity(sparsity, name: str = "sparsity") -> float:
+def check_sparsity(sparsity, name: str = "sparsity", flag: str | None = None) -> float:
     """The toolkit's one sparsity rule: a number in ``[0, 1)`` (fraction removed).
 
     Parameters
@@ -136,7 +136,9 @@ def check_sparsity(sparsity, name: str = "sparsity") -> float:
     sparsity : float
         Fraction of weights/units removed.
     name : str
-        How the caller spells the argument (``"--sparsity"`` on the command line).
+        How the message names the argument.
+    flag : str, optional
+        The command-line flag that sets it (``"--sparsity"``), for the example in the message.
 
     Returns
     -------
@@ -150,7 +152,7 @@ def check_sparsity(sparsity, name: str = "sparsity") -> float:
     ok = isinstance(sparsity, (numbers.Real, np.floating, np.integer)) and not isinstance(sparsity, bool)
     value = float(sparsity) if ok else float("nan")
     if not SPARSITY_MIN <= value < SPARSITY_MAX:
-        raise QSelectError(f"{name} must be {SPARSITY_RULE}, got {sparsity!r}; e.g. 0.5")
+        raise QSelectError(f"{name} must be {SPARSITY_RULE}, got {sparsity!r}; e.g. {flag + ' ' if flag else ''}0.5")
     return value
 
 

@@ -40,14 +40,19 @@ def ckpt(path, hidden=(8, 8), nan=False):
     return model
 
 
-@pytest.mark.parametrize("value", ["1.5", "0", "1", "-0.2"])
-def test_sparsity_outside_open_unit_interval(value, capsys, tmp_path):
+@pytest.mark.parametrize("value", ["1.5", "1", "-0.2", "nan"])
+def test_sparsity_outside_the_one_rule(value, capsys, tmp_path):
     msg = fail(["select", "--sparsity", value], capsys, tmp_path)
-    assert "strictly between 0 and 1" in msg and "--sparsity 0.5" in msg
+    assert "sparsity must be a number in [0, 1)" in msg and "--sparsity 0.5" in msg
 
 
 def test_compare_sparsities_checked_too(capsys, tmp_path):
-    assert "strictly between 0 and 1" in fail(["compare", "--sparsities", "0.5,1.2"], capsys, tmp_path)
+    assert "sparsity must be a number in [0, 1)" in fail(["compare", "--sparsities", "0.5,1.2"], capsys, tmp_path)
+
+
+@pytest.mark.parametrize("argv", [["select", "--seed", "5000000000"], ["compare", "--seeds", "0,5000000000"]])
+def test_seed_too_large_for_the_generators_is_refused_before_any_folder(argv, capsys, tmp_path):
+    assert "seed" in fail(argv, capsys, tmp_path)
 
 
 def test_qubit_budget_beyond_memory(capsys, tmp_path):
@@ -171,7 +176,7 @@ def test_config_bad_toml(capsys, tmp_path):
 def test_config_value_out_of_range_is_validated_like_a_flag(capsys, tmp_path):
     cfg = tmp_path / "run.toml"
     cfg.write_text("sparsity = 2.0\n")
-    assert "strictly between 0 and 1" in fail(["select", "--config", str(cfg)], capsys, tmp_path)
+    assert "sparsity must be a number in [0, 1)" in fail(["select", "--config", str(cfg)], capsys, tmp_path)
 
 
 def test_empty_calibration_set(capsys, tmp_path):

@@ -224,3 +224,24 @@ def test_every_classical_solver_returns_a_consistent_answer(n, seed, offset):
         assert r.energy == pytest.approx(float(q.energy(r.bits)))
         assert r.energy >= best - 1e-9 * max(1.0, abs(best))
     assert get_solver("exact").solve(q).energy == pytest.approx(best)
+
+
+# ---- a closed stdout does not lose the run ------------------------------------
+def test_console_survives_a_closed_pipe():
+    from qselect.app.console import Console
+
+    class ClosedPipe:
+        writes = 0
+
+        def write(self, _text):
+            ClosedPipe.writes += 1
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    con = Console(stream=ClosedPipe())
+    con.print("table row")  # `qselect compare ... | head -2`: the reader has gone
+    con.result("report written")
+    con.print("more", flush=True)
+    assert ClosedPipe.writes == 1  # stopped writing after the first failure, and raised nothing

@@ -13,6 +13,7 @@ import statistics
 import time
 
 from ..errors import QSelectError
+from ..validation import check_seed
 from . import pipeline as pl
 from .console import Console
 from .settings import check_sparsity, set_threads, valid_solvers, validate_common
@@ -59,8 +60,10 @@ def validate(cfg: dict) -> dict:
         raise QSelectError("a method is listed twice in --methods; list each once")
     for sp in cfg["sparsities"]:
         check_sparsity(sp, "--sparsities")
-    if not cfg["seeds"] or any(s < 0 for s in cfg["seeds"]):
+    if not cfg["seeds"]:
         raise QSelectError(f"seeds must be non-negative integers, got {cfg['seeds']}; e.g. --seeds 0,1,2")
+    for s in cfg["seeds"]:
+        check_seed(s, "each seed (--seeds)", allow_none=False)
     from ..solvers.exact import MAX_EXACT_BITS
 
     if cfg["exact_limit"] > MAX_EXACT_BITS:

@@ -23,11 +23,25 @@ class Console:
     def print(self, *args, **kw) -> None:
         """Print a result to stdout (or the console's stream) unless quiet."""
         if not self.quiet:
-            print(*args, file=self.stream or sys.stdout, **kw)
+            self._write(args, kw)
 
     def result(self, *args) -> None:
         """Always printed (the report location), even with --quiet."""
-        print(*args, file=self.stream or sys.stdout)
+        self._write(args, {})
+
+    def _write(self, args, kw) -> None:
+        # A reader that closed the pipe (`qselect compare ... | head -2`) must not lose the run:
+        # stop printing, keep working; the report files are the result.
+        if getattr(self, "_closed", False):
+            return
+        stream = self.stream or sys.stdout
+        try:
+            print(*args, file=stream, **kw)
+            if kw.get("flush"):
+                stream.flush()
+        except BrokenPipeError:
+            self._closed = True
+            _silence_stdout(stream)
 
     def info(self, msg: str, *args) -> None:
         """Log a progress message on stderr (``qselect: ...``), hidden by ``--quiet``."""
@@ -56,3 +70,17 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
     for h in logger.handlers:
         if getattr(h, "_qselect", False):
             h.stream = sys.stderr  # tests swap sys.stderr between calls
+
+
+def _silence_stdout(stream) -> None:
+    """Point a closed stdout at /dev/null so the interpreter's final flush stays quiet."""
+    import os
+
+    if stream is not sys.stdout:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass

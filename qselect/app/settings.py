@@ -12,6 +12,8 @@ from typing import Iterable
 
 from ..errors import QSelectError
 from ..runs import check_run_dir
+from ..validation import check_seed
+from ..validation import check_sparsity as _check_sparsity
 
 log = logging.getLogger("qselect")
 
@@ -81,19 +83,15 @@ def check_choice(value: str, valid: Iterable[str], what: str, flag: str) -> str:
 
 
 def check_sparsity(value: float, flag: str = "--sparsity") -> float:
-    """Return ``value`` as a float strictly between 0 and 1.
+    """Return ``value`` as a float in [0, 1): the toolkit's one sparsity rule
+    (``qselect.validation.check_sparsity``).
 
     Raises
     ------
     QSelectError
         Naming ``flag`` and an example value.
     """
-    if not (0.0 < float(value) < 1.0):
-        raise QSelectError(
-            f"sparsity must be strictly between 0 and 1 (the fraction of weights removed), got {value}; "
-            f"e.g. {flag} 0.5"
-        )
-    return float(value)
+    return _check_sparsity(value, "sparsity", flag)
 
 
 def check_positive(value: int, name: str, flag: str, minimum: int = 1) -> int:
@@ -214,8 +212,8 @@ def validate_common(cfg: dict, *, solver_needed: bool = True) -> dict:
         check_choice(cfg["backend"], QAOA_BACKENDS, "backend", "--backend")
     if "qubits" in cfg:
         check_qubits(cfg["qubits"], cfg.get("solver", "qaoa"), cfg.get("backend", "native"))
-    if "seed" in cfg and cfg["seed"] < 0:
-        raise QSelectError(f"seed must be a non-negative integer, got {cfg['seed']}; set it with --seed")
+    if "seed" in cfg:
+        check_seed(cfg["seed"], "seed (--seed)", allow_none=False)
     if "model" in cfg:
         check_model(cfg["model"])
     if "dataset" in cfg:
