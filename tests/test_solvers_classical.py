@@ -304,3 +304,19 @@ def test_sa_accepts_every_documented_seed():
     a = SimulatedAnnealingSolver(num_reads=4, num_sweeps=10, seed=2**32 - 2).solve(q)
     b = SimulatedAnnealingSolver(num_reads=4, num_sweeps=10, seed=2**32 - 2).solve(q)
     np.testing.assert_array_equal(a.samples, b.samples)
+
+
+@pytest.mark.parametrize("name", ["exact", "sa", "tabu", "greedy", "magnitude", "random", "qaoa"])
+def test_settings_round_trip_and_changed_copies_revalidate(name):
+    from qselect.solvers import get_solver
+
+    s = get_solver(name)
+    params = s.get_params()
+    assert type(s)(**params).get_params() == params
+    if "seed" in params:
+        t = s.set_params(seed=7)
+        assert t.seed == 7 and s.seed == params["seed"] and t is not s  # a copy; the original is untouched
+        with pytest.raises(QSelectError, match="seed"):
+            s.set_params(seed=-1)  # validated again, like a new solver
+    with pytest.raises(QSelectError, match="no setting"):
+        s.set_params(not_a_setting=1)

@@ -14,6 +14,7 @@ import time
 
 from ..errors import QSelectError
 from ..validation import check_seed
+from ..solvers.exact import EXACT_SEARCH_BITS  # noqa: F401  (the --exact-limit default)
 from . import pipeline as pl
 from .console import Console
 from .settings import check_sparsity, set_threads, valid_solvers, validate_common
@@ -143,6 +144,11 @@ def _compare(cfg, con, run_, first, threads, executor):
     if gaps:
         con.print("\nenergy gap to the reference per solver (mean over problems; 0 = optimal):")
         con.print(format_table(_gap_table(gaps), GAP_COLUMNS))
+    from ..report.summary import CONTROL_COLUMNS, controls_table
+
+    if controls_table(problem_rows):  # sampled answers beside uniform random bitstrings, same shots
+        con.print("\nagainst uniform random bitstrings with the same shots (mean over local problems):")
+        con.print(format_table(controls_table(problem_rows), CONTROL_COLUMNS))
     parent_info = dict(parents[0])
     parent_info["test"] = {"accuracy": statistics.mean(p["test"]["accuracy"] for p in parents)}
     parent_info["seeds"] = len(parents)
@@ -168,7 +174,7 @@ def _prepare(cfg, seed, con):
 
 
 def _one(cfg, con, data, parent, calib, layers, seed, sparsity, executor):
-    rows, problem_rows = [], []
+    rows, problem_rows, selections = [], [], {}
     for method in cfg["methods"]:
         con.info("seed %d, sparsity %.2f: %s", seed, sparsity, method)
         res = pl.select(method, parent, calib, cfg, sparsity=sparsity, seed=seed, layers=layers,
@@ -180,28 +186,31 @@ def _one(cfg, con, data, parent, calib, layers, seed, sparsity, executor):
         for r in pl.problem_rows(res.selection, method=method):
             r.update(sparsity=sparsity, seed=seed)
             problem_rows.append(r)
-    _add_references(cfg, problem_rows, parent, calib, layers, seed, sparsity, executor)
+        selections[method] = res.selection
+    _add_references(cfg, problem_rows, selections)
     return rows, problem_rows
 
 
-def _add_references(cfg, problem_rows, parent, calib, layers, seed, sparsity, executor):
-    """Gap of every solver's energy to the exact optimum (small problems) or the best found."""
+def _add_references(cfg, problem_rows, selections):
+    """Gap of every solver's energy to the exact optimum of the very problem it solved (up to
+    --exact-limit bits; identical problems are searched once), else to the best energy found."""
     if not problem_rows:
         return
-    exact = {}
-    if max(r["n"] for r in problem_rows) <= cfg["exact_limit"]:
-        # the "exact" method, when run, already solved these whole problems (blocks of exact-limit bits)
-        exact = {r["problem"]: r["energy"] for r in problem_rows if r["method"] == "exact"}
-        if not exact:
-            ref = pl.select("exact", parent, calib, cfg, sparsity=sparsity, seed=seed, layers=layers,
-                            executor=executor, qubits=cfg["exact_limit"])
-            exact = {r["problem"]: r["energy"] for r in pl.problem_rows(ref.selection)}
+    from ..formulate.select import reference_energies
+
+    exact, cache = {}, {}
+    for method, sel in selections.items():
+        if sel is None:
+            continue
+        for lp, e in zip(sel.problems, reference_energies(sel, cfg["exact_limit"], cache=cache)):
+            if e is not None:
+                exact[(method, f"{lp.layer}#{lp.index}")] = e
     best: dict[str, float] = {}
     for r in problem_rows:
         best[r["problem"]] = min(best.get(r["problem"], float("inf")), r["energy"])
     for r in problem_rows:
-        if r["problem"] in exact:
-            r.update(reference="exact", reference_energy=exact[r["problem"]])
+        if (r["method"], r["problem"]) in exact:
+            r.update(reference="exact", reference_energy=exact[(r["method"], r["problem"])])
         else:
             r.update(reference="best-found", reference_energy=best[r["problem"]])
         r["gap"] = r["energy"] - r["reference_energy"]

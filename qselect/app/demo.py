@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 
 from ..errors import QSelectError
+from ..solvers.exact import EXACT_SEARCH_BITS
 from . import pipeline as pl
 from .console import Console
 from .settings import check_positive, set_threads, validate_common
@@ -49,7 +50,7 @@ BASELINES = ("magnitude", "random")
 
 
 #: largest local problem the exact reference solves (2^n energies)
-EXACT_LIMIT = 24
+EXACT_LIMIT = EXACT_SEARCH_BITS
 
 
 #: calibration inputs per ensemble child: each child draws its own small batch, so

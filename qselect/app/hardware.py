@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 from ..errors import QSelectError
+from ..solvers.exact import EXACT_SEARCH_BITS
 from ..hardware.masks import local_problems, save_selection_context, write_hardware_masks
 from . import pipeline as pl
 from . import settings as cm
@@ -148,7 +149,8 @@ def run_submit(cfg: dict, *, argv=None, given=(), extra=None) -> int:
 
     # The classical solution is the reference (and the fixed context of blocks).
     sel = select_masks(parent, calib, formulation=cfg["formulation"], sparsity=cfg["sparsity"], solver="exact"
-                       if cfg["qubits"] <= 20 else "sa", qubits=cfg["qubits"], layers=layers, seed=cfg["seed"])
+                       if cfg["qubits"] <= EXACT_SEARCH_BITS else "sa", qubits=cfg["qubits"], layers=layers, seed=cfg["seed"],
+                       **({"K": int(cfg["qubits"])} if cfg["formulation"] == "nk" else {}))  # NK: K is --qubits
     problems, meta = local_problems(sel, int(cfg["qubits"]))
     if cfg["max_problems"]:
         keep = list(problems)[: cfg["max_problems"]]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import QSelectError
+from ..solvers.exact import EXACT_SEARCH_BITS
 from .settings import check_positive
 
 log = logging.getLogger("qselect")
@@ -226,7 +227,7 @@ def make_solver(name: str, *, seed: int, backend: str = "native", p: int = 1):
 #: solvers that run on (simulated) qubits; only they are held to the qubit budget
 QUANTUM_SOLVERS = ("qaoa",)
 #: exact search over 2^n energies: whole problems up to this size, blocks above
-EXACT_BLOCK = 22
+EXACT_BLOCK = EXACT_SEARCH_BITS
 #: "no decomposition" for classical heuristics (SA, tabu, greedy, baselines)
 WHOLE = 1 << 20
 
@@ -279,9 +280,11 @@ def select(method: str, model, calib, cfg: dict, *, sparsity: float, seed: int, 
     from ..formulate import select_masks
 
     solver = make_solver(solver_name, seed=seed, backend=cfg["backend"], p=cfg["p"])
+    # NK: K (the local problem size) is --qubits for every solver, never a solver's block size
+    nk = {"K": int(cfg["qubits"])} if cfg["formulation"] == "nk" else {}
     selection = select_masks(model, calib, formulation=cfg["formulation"], sparsity=sparsity, solver=solver,
                              qubits=qubits or block_size(solver_name, cfg), layers=layers, seed=seed,
-                             executor=executor, progress=progress)
+                             executor=executor, progress=progress, **nk)
     return MethodResult(method, dict(selection.masks), time.perf_counter() - t0, selection)
 
 
@@ -327,6 +330,8 @@ def weight_sparsity(masks: dict) -> float:
 
 def problem_rows(selection, *, method: str | None = None) -> list[dict]:
     """One row per local problem of a Selection: where it lives, its size and the solver's answer."""
+    from ..solvers.controls import control_fields
+
     if selection is None:
         return []
     rows = []
@@ -339,5 +344,6 @@ def problem_rows(selection, *, method: str | None = None) -> list[dict]:
         exp = getattr(res, "expectation", None)
         if exp is not None:
             row["expectation"] = float(exp)
+        row.update(control_fields(res))  # QAOA's P(opt) beside uniform sampling's, same shots
         rows.append(row)
     return rows

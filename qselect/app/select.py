@@ -101,6 +101,12 @@ def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
                   + (f", fine-tuned {metrics['accuracy_finetuned']:.4f}"
                      if metrics["accuracy_finetuned"] is not None else "")
                   + f"; {len(rows)} local problems, weight sparsity {pl.weight_sparsity(res.masks):.3f}")
+        from ..report import format_table
+        from ..report.summary import CONTROL_COLUMNS, controls_table
+
+        if controls_table(rows):  # sampled answers beside uniform random bitstrings, same shots
+            con.print("\nagainst uniform random bitstrings with the same shots (mean over local problems):")
+            con.print(format_table(controls_table(rows), CONTROL_COLUMNS))
         write_run_report(run_, cfg, parent_info, [row], problem_rows_=rows, con=con,
                          title="qselect select", extra={"layers": layers})
     return 0

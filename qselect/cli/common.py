@@ -145,10 +145,11 @@ def add_selection_options(parser: argparse.ArgumentParser, *, solver: bool = Tru
                    help=f"QAOA simulator backend ({', '.join(QAOA_BACKENDS)})")
     if sparsity:
         add_option(g, "--sparsity", kind="float", default=0.5, metavar="S",
-                   help="fraction of weights removed, strictly between 0 and 1")
+                   help="fraction of weights removed, in [0, 1) (0 keeps everything)")
     add_option(g, "--qubits", kind="int", default=10, metavar="Q",
                help="qubit budget per local problem for QAOA; larger problems are split into blocks "
-                    "(classical solvers take whole problems, exact search up to 22 bits)")
+                    "(classical solvers take whole problems, exact search whole problems up to 22 bits). With --formulation "
+                    "nk it is also K, the weights each unit decides exactly (2^K costs), for every solver")
     add_option(g, "--p", kind="int", default=p, metavar="P", help="QAOA depth")
     add_option(g, "--layers", kind="strs", default=None, metavar="NAME,NAME",
                help="layers to prune (default: the hidden layers, i.e. all prunable layers but the output)")

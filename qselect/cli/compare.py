@@ -27,7 +27,7 @@ def register(subparsers):
     add_option(p, "--sparsities", kind="floats", default=[0.3, 0.5, 0.7], metavar="S,S",
                help="target sparsities")
     add_option(p, "--seeds", kind="ints", default=[0, 1], metavar="N,N", help="seeds (one parent per seed)")
-    add_option(p, "--exact-limit", kind="int", default=22, metavar="N",
+    add_option(p, "--exact-limit", kind="int", default=app.EXACT_SEARCH_BITS, metavar="N",
                help="local problems up to this many bits get an exact reference for the energy gaps")
     add_run_options(p, seed=False, scheduler=True)
     add_output_options(p)

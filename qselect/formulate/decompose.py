@@ -22,7 +22,6 @@ run stops when one sweep of every kind in a row changed nothing, or at
 """
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 
@@ -102,10 +101,8 @@ def seeded_copy(inner: Solver, *parts: int) -> Solver:
     seed = getattr(inner, "seed", None)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         return inner
-    out = copy.copy(inner)
     state = np.random.SeedSequence([int(seed), *(int(p) for p in parts)]).generate_state(1)[0]
-    out.seed = int(state) % (MAX_SEED + 1)
-    return out
+    return inner.set_params(seed=int(state) % (MAX_SEED + 1))
 
 
 def block_answer(r: SolveResult, need: int | None) -> tuple[np.ndarray, float] | None:
@@ -170,8 +167,60 @@ class BlockSolver(Solver):
         self.seed = seed
 
     def _solve(self, problem: Problem) -> SolveResult:
+        steps = self._descent(problem)
+        request = next(steps)
+        while True:
+            solver, sub = request
+            try:
+                request = steps.send(solver.solve(sub))
+            except StopIteration as done:
+                return done.value
+
+    def solve_many(self, problems, executor=None, progress=False) -> list[SolveResult]:
+        """Solve independent problems; with an inner solver that solves many problems at once
+        (a ``solve_batch(problems, seeds)`` method, e.g. native QAOA) and no executor, the block
+        descents of all problems advance in lock-step and each round's blocks go to the inner
+        solver as one batch. Every problem still sees its blocks in its own order (Gauss–Seidel),
+        so the answers are those of solving the problems one by one with that inner solver's
+        batch results."""
+        problems = list(problems)
+        batch = getattr(self.inner, "solve_batch", None)
+        ready = getattr(self.inner, "batchable", lambda: True)
+        if executor is not None or batch is None or len(problems) < 2 or not ready():
+            return super().solve_many(problems, executor=executor, progress=progress)
+        import time
+
+        for prob in problems:  # what solve() checks
+            if not isinstance(prob, Problem):
+                raise QSelectError(f"{type(self).__name__}.solve_many expects qselect problems (QUBO or "
+                                   f"DiagonalCost), got {type(prob).__name__}")
+        t0 = time.perf_counter()
+        out: list = [None] * len(problems)
+        live = {}
+        for i, prob in enumerate(problems):
+            gen = self._descent(prob)
+            live[i] = (gen, next(gen))
+        while live:
+            keys = list(live)
+            answers = batch([live[i][1][1] for i in keys], seeds=[getattr(live[i][1][0], "seed", None)
+                                                                  for i in keys])
+            for i, r in zip(keys, answers):
+                gen = live[i][0]
+                try:
+                    live[i] = (gen, gen.send(r))
+                except StopIteration as done:
+                    out[i] = done.value
+                    del live[i]
+        share = (time.perf_counter() - t0) / len(problems)
+        for r in out:
+            r.wall_time = share
+        return out
+
+    def _descent(self, problem: Problem):
+        """The block descent as a coroutine: yields (solver, block problem), receives its result,
+        returns the final SolveResult."""
         if problem.n <= self.qubits:
-            res = keep_k(problem, self.inner.solve(problem))
+            res = keep_k(problem, (yield self.inner, problem))
             res.info.setdefault("sweeps", 0)
             return res
         rng = np.random.default_rng(self.seed)
@@ -195,7 +244,7 @@ class BlockSolver(Solver):
                     continue
                 tried.add(key)
                 sub = problem.fix({int(i): int(x[i]) for i in rest})
-                r = seeded_copy(self.inner, int(self.seed or 0), sweeps, b).solve(sub)
+                r = yield seeded_copy(self.inner, int(self.seed or 0), sweeps, b), sub
                 if "uniform_baseline" in r.info:
                     inner_results.append(r)
                 inner_time += r.wall_time

@@ -13,22 +13,24 @@ from ..errors import QSelectError
 from ..solvers import Solver, SolveResult, get_solver
 from ..solvers.anneal import SimulatedAnnealingSolver
 from ..solvers.base import int_setting
-from ..solvers.exact import ExactSolver
+from ..solvers.exact import EXACT_SEARCH_BITS, ExactSolver
 from ..validation import check_keeps_some
 from .activations import PRUNABLE, call_order, check_finite, collect_activations, resolve_layers
 from .cardinality import keep_count
 from .decompose import BlockSolver
 from .local import LocalProblem
-from .neurons import neuron_problem, units_of_columns
+from .neurons import head_problem, neuron_problem, split_attention, units_of_columns
 from .nk import NK_DEFAULT_K, nk_plan, nk_problems
 from ..solvers.controls import aggregate_baselines, control_fields
+from .refit import refit_problems
+from .structure import NORM_COMPANIONS, between, dependency_check, norm_companions
 from .weights import weight_problems
 
-FORMULATIONS = ("weight", "neuron", "nk")
+FORMULATIONS = ("weight", "neuron", "nk", "refit")
 _ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Softplus,
                 nn.Hardtanh, nn.ReLU6, nn.Identity)
 #: exact search is the default inner solver up to this many bits per block
-EXACT_DEFAULT_BITS = 20
+EXACT_DEFAULT_BITS = EXACT_SEARCH_BITS
 
 
 @dataclass
@@ -84,7 +86,16 @@ class _Pooled:
         self.info = {} if base is None else {"uniform_baseline": base}
 
 
-def reference_energies(selection: Selection, max_bits: int = EXACT_DEFAULT_BITS) -> list[float | None]:
+def _fingerprint(problem) -> tuple:
+    """Identity of a problem's energy function: type, n, k and its energies on fixed seeded strings."""
+    probe = np.random.default_rng(0).integers(0, 2, size=(16, problem.n), dtype=np.uint8)
+    probe[0], probe[1] = 0, 1
+    return (type(problem).__name__, problem.n, problem.k,
+            np.asarray(problem.energy(probe), dtype=np.float64).tobytes())
+
+
+def reference_energies(selection: Selection, max_bits: int = EXACT_DEFAULT_BITS,
+                       cache: dict | None = None) -> list[float | None]:
     """Exact optimum of every local problem ``selection`` solved (None above ``max_bits`` bits).
 
     The reference is computed on the very problems that were solved (their
@@ -98,6 +109,9 @@ def reference_energies(selection: Selection, max_bits: int = EXACT_DEFAULT_BITS)
         What :func:`select_masks` returned.
     max_bits : int
         Largest problem searched exhaustively (2^n energies).
+    cache : dict, optional
+        Shared between calls (e.g. several solvers' selections of the same problems): a problem
+        with the same energies on a fixed probe set, n and k is searched once.
 
     Returns
     -------
@@ -110,8 +124,14 @@ def reference_energies(selection: Selection, max_bits: int = EXACT_DEFAULT_BITS)
         if lp.problem.n > max_bits:
             out.append(None)
             continue
-        respect = lp.problem.k is not None
-        out.append(float(ExactSolver(respect_k=respect).solve(lp.problem).energy))
+        key = _fingerprint(lp.problem) if cache is not None else None
+        if key is None or key not in cache:
+            e = float(ExactSolver(respect_k=lp.problem.k is not None).solve(lp.problem).energy)
+            if key is None:
+                out.append(e)
+                continue
+            cache[key] = e
+        out.append(cache[key])
     return out
 
 
@@ -175,11 +195,18 @@ def build_masks(model: nn.Module, problems: list[LocalProblem], results: list[So
         bits = torch.as_tensor(r.bits.astype(np.float32))
         w = mask_for(lp.layer, "weight")
         if lp.kind == "neuron":
-            rows = torch.as_tensor(lp.positions, dtype=torch.long, device=w.device)
+            if "groups" in lp.info:  # one bit keeps several rows (an attention head's q, k and v)
+                bits = bits.repeat_interleave(torch.as_tensor([len(g) for g in lp.info["groups"]]))
+                rows = torch.as_tensor(np.concatenate(lp.info["groups"]), dtype=torch.long, device=w.device)
+            else:
+                rows = torch.as_tensor(lp.positions, dtype=torch.long, device=w.device)
             w[rows] = bits.to(w).view(-1, *([1] * (w.dim() - 1))).expand_as(w[rows])
             b = mask_for(lp.layer, "bias")
             if b is not None:
                 b[rows.to(b.device)] = bits.to(b)
+            for comp in lp.info.get("companions", ()):  # BatchNorm γ and β: the unit's output is 0
+                for pname in ("weight", "bias"):
+                    mask_for(comp, pname)[rows] = bits.to(w)
             continue
         idx = tuple(torch.as_tensor(lp.positions[:, d], dtype=torch.long, device=w.device)
                     for d in range(lp.positions.shape[1]))
@@ -217,12 +244,14 @@ _ZERO_PRESERVING = (nn.ReLU, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn
                     nn.Identity, nn.Dropout, nn.Flatten, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 
 
-def _next_layers(model: nn.Module, names: list[str], order: list[str], strict: bool = True) -> dict[str, str]:
+def _next_layers(model: nn.Module, names: list[str], order: list[str], strict: bool = True,
+                 deps=None) -> dict[str, str]:
     """The layer that reads each named layer's units: the next one *called*, not the next declared.
 
     A layer whose units reach that next layer through anything that does not keep a zero unit
-    zero (BatchNorm, LayerNorm, sigmoid, ...) has no exact neuron QUBO: an error when the
-    layer was asked for (``strict``), else it is left out.
+    zero (LayerNorm, sigmoid, ...; a BatchNorm is zeroed with the unit, see ``structure``), or
+    whose channels also feed a residual sum or another layer (``deps``, the dependency graph),
+    has no exact neuron QUBO: an error when the layer was asked for (``strict``), else it is left out.
     """
     modules = dict(model.named_modules())
     prunable = _prunable_call_order(model, order)
@@ -236,13 +265,16 @@ def _next_layers(model: nn.Module, names: list[str], order: list[str], strict: b
                                "layer reading its units; leave it out of layers=")
         nxt = prunable[i + 1]
         between = order[order.index(n) + 1:order.index(nxt)]
-        bad = [b for b in between if not isinstance(modules[b], _ZERO_PRESERVING)]
+        bad = [b for b in between if not isinstance(modules[b], _ZERO_PRESERVING + NORM_COMPANIONS)]
         try:
+            if deps is not None:  # residual sums, LayerNorm, several readers (dependency graph)
+                deps.check(n, nxt)
             if bad:
                 raise QSelectError(
                     f"neuron selection on layer {n!r}: its units reach {nxt!r} through {bad[0]!r} "
                     f"(a {type(modules[bad[0]]).__name__}), which does not keep a removed unit at zero; "
                     "choose layers followed only by ReLU-like activations/pooling, or use the 'weight' formulation")
+            norm_companions(modules, between)  # BatchNorms masked with the unit need γ and β
             units_of_columns(modules[n], modules[nxt])  # shapes must line up unit by unit
         except QSelectError:
             if strict:
@@ -269,7 +301,7 @@ def _check_layers_keep_units(modules, names, formulation: str, sparsity: float, 
 def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight", sparsity: float = 0.5,
                  solver=None, qubits: int = 12, layers=None, seed: int = 0, executor=None, penalty=None,
                  progress: bool = False, K: int | None = None, max_sweeps: int = 10,
-                 activation="auto", nk_rest: str = "magnitude") -> Selection:
+                 activation="auto", nk_rest: str = "magnitude", damping: float = 0.01) -> Selection:
     """Select masks for ``model`` from a calibration batch.
 
     formulation: "weight" (per output neuron, reconstruct the dense output),
@@ -287,6 +319,9 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
     refuses before any forward pass. ``solver``: a name from
     ``qselect.solvers.SOLVERS`` or a Solver (default: exact search for budgets
     ≤ 20 qubits, else SA); problems over ``qubits`` bits are decomposed.
+    "refit" (per output neuron, the reconstruction error after the damped
+    least-squares refit of the kept weights, ``damping`` a fraction of mean
+    diag(AᵀA); see ``qselect.formulate.refit``).
     ``penalty``: None/"auto" (provably keeps k) or λ. Masks are plain tensors
     on the parameters' devices; apply them with qselect.classical.masks.
     """
@@ -309,20 +344,26 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
                                f"got {type(calib_inputs).__name__}")
         if iter(calib_inputs) is calib_inputs:  # a one-shot iterator: each forward pass below reads it
             calib_inputs = list(calib_inputs)
+    heads: list[str] = []  # attention modules named in layers=: their heads are the units
+    if formulation == "neuron" and layers is not None:
+        layers, heads = split_attention(model, layers)
     need_order = formulation == "neuron" or (formulation == "nk" and activation == "auto")
     order = call_order(model, calib_inputs) if need_order else []
     if formulation == "neuron" and layers is None:
-        nxt = _next_layers(model, _prunable_call_order(model, order)[:-1], order, strict=False)
+        deps = dependency_check(model, calib_inputs)
+        nxt = _next_layers(model, _prunable_call_order(model, order)[:-1], order, strict=False, deps=deps)
         names = list(nxt)
         if not names:
             raise QSelectError("neuron selection needs a Linear/Conv2d layer whose units feed the next one "
                                "directly (through ReLU-like activations or pooling only); this model has none")
     else:
-        names = resolve_layers(model, layers)
-        nxt = _next_layers(model, names, order) if formulation == "neuron" else {}
+        names = resolve_layers(model, layers) if layers or not heads else []
+        nxt = (_next_layers(model, names, order, deps=dependency_check(model, calib_inputs))
+               if formulation == "neuron" else {})
     modules = dict(model.named_modules())
     _check_layers_keep_units(modules, names, formulation, float(sparsity), K, nk_rest)
-    acts = collect_activations(model, calib_inputs, sorted(set(names) | set(nxt.values())))
+    acts = collect_activations(model, calib_inputs,
+                               sorted(set(names) | set(nxt.values()) | {f"{h}.proj" for h in heads}))
     problems: list[LocalProblem] = []
     for name in names:
         layer = modules[name]
@@ -331,13 +372,19 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
             check_finite(nxt[name], modules[nxt[name]], acts[nxt[name]][0])
         if formulation == "weight":
             problems += weight_problems(name, layer, acts[name][0], sparsity=sparsity, penalty=penalty)
+        elif formulation == "refit":
+            problems += refit_problems(name, layer, acts[name][0], sparsity=sparsity, penalty=penalty,
+                                       damping=damping, qubits=qubits)
         elif formulation == "neuron":
             problems.append(neuron_problem(name, layer, modules[nxt[name]], acts[nxt[name]][0],
                                            sparsity=sparsity, penalty=penalty))
+            problems[-1].info["companions"] = norm_companions(modules, between(order, name, nxt[name]))
         else:
             act = following_activation(model, name, order) if activation == "auto" else activation
             problems += nk_problems(name, layer, acts[name][0], K=K, sparsity=sparsity,
                                     activation=act, penalty=penalty, rest=nk_rest)
+    for h in heads:
+        problems.append(head_problem(h, modules[h], acts[f"{h}.proj"][0], sparsity=sparsity, penalty=penalty))
     block = make_solver(solver, qubits, seed, max_sweeps)
     results = solve_problems(problems, block, executor, progress)
     masks = build_masks(model, problems, results, names)

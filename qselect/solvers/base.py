@@ -7,6 +7,8 @@ gets validation, timing, ``solve_many`` and executor support for free.
 """
 from __future__ import annotations
 
+import inspect
+
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import QSelectError
-from ..validation import MAX_SEED, check_finite_energy, check_int
+from ..validation import MAX_SEED, check_finite_energy, check_int  # noqa: F401  (MAX_SEED re-exported)
 from ..problems import Problem
 
 
@@ -54,7 +56,17 @@ class SolveResult:
         return self.kept / max(self.num_variables, 1)
 
     def gap_to(self, optimum: float) -> float:
-        """energy − optimum (≥ 0 when ``optimum`` is the true minimum)."""
+        """energy − optimum (≥ 0 when ``optimum`` is the true minimum).
+
+        Parameters
+        ----------
+        optimum : float
+            Reference energy (e.g. the exact optimum).
+
+        Returns
+        -------
+        float
+        """
         return float(self.energy - optimum)
 
     def to_dict(self) -> dict:
@@ -78,11 +90,31 @@ def summarise_samples(problem: Problem, bitstrings: np.ndarray, counts: np.ndarr
 
     Returns (samples, energies, counts). Scoring with the problem itself is
     what keeps every backend honest: no solver reports its own energy.
+
+    Parameters
+    ----------
+    problem : Problem
+    bitstrings : array_like of {0, 1}, shape (m, n)
+    counts : array_like of int, shape (m,), or None
+        Multiplicity of each row (default 1).
+
+    Returns
+    -------
+    samples : numpy.ndarray of uint8, shape (u, n)
+        Distinct bitstrings, lowest energy first (ties: most counts first).
+    energies : numpy.ndarray of float64, shape (u,)
+    counts : numpy.ndarray of int64, shape (u,)
     """
     bitstrings = np.asarray(bitstrings, dtype=np.uint8).reshape(-1, problem.n)
     if counts is None:
         counts = np.ones(len(bitstrings), dtype=np.int64)
-    uniq, inverse = np.unique(bitstrings, axis=0, return_inverse=True)
+    n = bitstrings.shape[1]
+    if 0 < n <= 62 and len(bitstrings):  # rows as big-endian integers: same order as unique(axis=0), ~10× faster
+        keys = bitstrings.astype(np.int64) @ (np.int64(1) << np.arange(n - 1, -1, -1, dtype=np.int64))
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        uniq = bitstrings[first]
+    else:
+        uniq, inverse = np.unique(bitstrings, axis=0, return_inverse=True)
     tot = np.zeros(len(uniq), dtype=np.int64)
     np.add.at(tot, inverse.reshape(-1), np.asarray(counts, dtype=np.int64))
     energies = np.atleast_1d(problem.energy(uniq))
@@ -100,6 +132,47 @@ class Solver(ABC):
     @abstractmethod
     def _solve(self, problem: Problem) -> SolveResult:
         """Solve a validated problem; timing is added by ``solve``."""
+
+    # ---- settings: validated once, in the constructor ------------------------
+    def get_params(self) -> dict:
+        """The constructor's settings by name (each is stored under its parameter's name).
+
+        Returns
+        -------
+        dict
+            ``{parameter: value}``; ``type(self)(**solver.get_params())`` builds an equal solver.
+        """
+        sig = inspect.signature(type(self).__init__)
+        return {name: getattr(self, name) for name, p in sig.parameters.items()
+                if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+    def set_params(self, **changes) -> "Solver":
+        """A new solver with some settings changed, validated again by the constructor.
+
+        The solver itself is not modified (in the spirit of scikit-learn's
+        ``clone`` + ``set_params``, without mutation).
+
+        Parameters
+        ----------
+        **changes
+            Constructor parameters and their new values.
+
+        Returns
+        -------
+        Solver
+            Same class, same other settings.
+
+        Raises
+        ------
+        QSelectError
+            A name the constructor does not take, or a value it refuses.
+        """
+        params = self.get_params()
+        unknown = sorted(set(changes) - set(params))
+        if unknown:
+            raise QSelectError(f"{type(self).__name__} has no setting {', '.join(unknown)}; "
+                               f"its settings: {', '.join(params)}")
+        return type(self)(**{**params, **changes})
 
     def solve(self, problem: Problem) -> SolveResult:
         """Solve one problem.
@@ -151,6 +224,18 @@ class Solver(ABC):
         """Solve independent problems, optionally through an executor (same results either way).
 
         ``progress`` (bool, or a label) shows a bar whichever executor runs them.
+
+        Parameters
+        ----------
+        problems : sequence of Problem
+        executor : Executor, str or None
+            See :func:`qselect.executors.get_executor`.
+        progress : bool or str
+
+        Returns
+        -------
+        list of SolveResult
+            In input order.
         """
         from ..executors import get_executor
 
@@ -162,12 +247,44 @@ class Solver(ABC):
 
 
 def int_setting(name: str, value, minimum: int = 0, maximum: int | None = None) -> int:
-    """A solver's integer setting, checked at construction: ``QSelectError`` names it otherwise."""
+    """A solver's integer setting, checked at construction: ``QSelectError`` names it otherwise.
+
+    Parameters
+    ----------
+    name : str
+        The setting's name (for the message).
+    value : int or integral float
+    minimum : int
+    maximum : int or None
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    QSelectError
+        If ``value`` is not an integer in range (bools refused).
+    """
     return check_int(value, name, minimum=minimum, maximum=maximum)
 
 
 def make_result(problem: Problem, bits, solver: str, **kw) -> SolveResult:
-    """SolveResult for ``bits`` with the energy computed by the problem itself."""
+    """SolveResult for ``bits`` with the energy computed by the problem itself.
+
+    Parameters
+    ----------
+    problem : Problem
+    bits : array_like of {0, 1}, shape (n,)
+    solver : str
+        Solver name recorded in the result.
+    **kw
+        Other :class:`SolveResult` fields (``samples``, ``info``, ...).
+
+    Returns
+    -------
+    SolveResult
+    """
     bits = np.asarray(bits, dtype=np.uint8).reshape(problem.n)
     return SolveResult(bits=bits, energy=float(problem.energy(bits)), solver=solver, **kw)
 

@@ -19,6 +19,10 @@ from .base import Solver, SolveResult, int_setting, make_result
 
 #: 2^32 energies take minutes even vectorised; beyond that use a heuristic or decompose.
 MAX_EXACT_BITS = 32
+#: the package's one answer to "how large may exhaustive search be by default": 2^22 energies
+#: (32 MiB as float64) take about a tenth of a second, so whole problems up to this size are
+#: solved exactly and larger ones are decomposed into blocks of this size (or given to a heuristic)
+EXACT_SEARCH_BITS = 22
 
 
 def _linear_vector(field: np.ndarray, size_bits: int, out: np.ndarray) -> np.ndarray:

@@ -176,8 +176,6 @@ class QAOASolver(Solver):
         typical problems rather than bit for bit. Solvers that are not :meth:`batchable` solve the
         problems one by one.
         """
-        import copy
-
         from ...problems import Problem
 
         problems = list(problems)
@@ -188,11 +186,7 @@ class QAOASolver(Solver):
             if not isinstance(prob, Problem):
                 raise QSelectError(f"solve_batch expects qselect problems (QUBO or DiagonalCost), got "
                                    f"{type(prob).__name__}")
-        solvers = []
-        for sd in seeds:
-            s = copy.copy(self)
-            s.seed = sd
-            solvers.append(s)
+        solvers = [self.set_params(seed=sd) for sd in seeds]
         if not self.batchable() or len(problems) < 2:
             return [s.solve(prob) for s, prob in zip(solvers, problems)]
         groups: dict = {}

@@ -10,7 +10,6 @@ scratch.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -73,10 +72,7 @@ class LayerQAOAResult:
 
 
 def _with(solver, **changes):
-    s = copy.copy(solver)
-    for k, v in changes.items():
-        setattr(s, k, v)
-    return s
+    return solver.set_params(**changes)
 
 
 def solve_layer(problems: Sequence, solver=None, mode: str = "warm", n_train: int = 1, compare: bool = False,
