@@ -40,11 +40,43 @@ class Problem(ABC):
 
     @abstractmethod
     def energy(self, bits) -> float | np.ndarray:
-        """Energy of one bitstring (n,) -> float, or a batch (m, n) -> (m,)."""
+        """Energy of one bitstring (n,) -> float, or a batch (m, n) -> (m,).
+
+        Parameters
+        ----------
+        bits : array_like of {0, 1}, shape (n,) or (m, n)
+            One bitstring or a batch, bit 0 (= qubit 0) first.
+
+        Returns
+        -------
+        float or numpy.ndarray of float64, shape (m,)
+            Offset included.
+
+        Raises
+        ------
+        QSelectError
+            If the bitstrings have the wrong length or values other than 0/1.
+        """
 
     @abstractmethod
     def cost_vector(self, dtype=np.float64) -> np.ndarray:
-        """Energies of all 2^n bitstrings, little-endian index."""
+        """Energies of all 2^n bitstrings, little-endian index.
+
+        Parameters
+        ----------
+        dtype : numpy floating dtype, default float64
+            ``float32`` halves the memory.
+
+        Returns
+        -------
+        numpy.ndarray, shape (2**n,)
+            Entry i is the energy of the bitstring with bit b = (i >> b) & 1.
+
+        Raises
+        ------
+        ProblemTooLargeError
+            If the vector would not fit in memory.
+        """
 
     @abstractmethod
     def z_terms(self) -> tuple[dict[tuple[int, ...], float], float]:
@@ -52,7 +84,25 @@ class Problem(ABC):
 
     @abstractmethod
     def fix(self, assignment: dict[int, int]) -> "Problem":
-        """The problem over the remaining variables with some bits fixed (by position)."""
+        """The problem over the remaining variables with some bits fixed (by position).
+
+        Parameters
+        ----------
+        assignment : dict of int -> {0, 1}
+            Bit position -> value of each fixed bit.
+
+        Returns
+        -------
+        Problem
+            Over the free bits in their original order; the energy of a free
+            assignment equals the full problem's energy with the fixed bits set.
+            ``k`` is reduced by the fixed ones; ``scores`` follow the free bits.
+
+        Raises
+        ------
+        QSelectError
+            If a position is out of range or a value is not 0/1.
+        """
 
     def scale(self) -> float:
         """Largest |coefficient| of the Z-polynomial (constant excluded); 1 if none.
@@ -224,6 +274,17 @@ class Problem(ABC):
 
     def with_cardinality_penalty(self, k: int, strength: float) -> "Problem":
         """The problem plus ``strength·(Σx − k)²``, with ``k`` as its cardinality hint.
+
+        Parameters
+        ----------
+        k : int
+            Number of set bits the penalty favours, in [0, n].
+        strength : float
+            Penalty weight λ ≥ 0.
+
+        Returns
+        -------
+        Problem
 
         Raises
         ------

@@ -7,7 +7,26 @@ from ..errors import QSelectError
 
 
 def as_bits(bits, n: int, what: str = "bits") -> np.ndarray:
-    """Validate 0/1 bitstrings of length n; return uint8 array (n,) or (m, n)."""
+    """Validate 0/1 bitstrings of length n; return uint8 array (n,) or (m, n).
+
+    Parameters
+    ----------
+    bits : array_like
+        Bitstring(s) to check.
+    n : int
+        Required length.
+    what : str
+        Name used in the error message.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (n,) or (m, n)
+
+    Raises
+    ------
+    QSelectError
+        If the shape is wrong or a value is not 0/1.
+    """
     arr = np.asarray(bits)
     if arr.ndim not in (1, 2) or arr.shape[-1] != n:
         raise QSelectError(
@@ -21,7 +40,16 @@ def as_bits(bits, n: int, what: str = "bits") -> np.ndarray:
 
 
 def bits_to_index(bits) -> np.ndarray | int:
-    """Integer index of each bitstring: sum_i bits[i] * 2**i."""
+    """Integer index of each bitstring: sum_i bits[i] * 2**i.
+
+    Parameters
+    ----------
+    bits : array_like of {0, 1}, shape (n,) or (m, n)
+
+    Returns
+    -------
+    int or numpy.ndarray of int64, shape (m,)
+    """
     arr = np.asarray(bits, dtype=np.int64)
     weights = np.left_shift(np.int64(1), np.arange(arr.shape[-1], dtype=np.int64))
     idx = arr @ weights
@@ -29,7 +57,17 @@ def bits_to_index(bits) -> np.ndarray | int:
 
 
 def popcounts(n: int) -> np.ndarray:
-    """Number of set bits of every index 0 .. 2^n − 1 (uint8), built by doubling."""
+    """Number of set bits of every index 0 .. 2^n − 1 (uint8), built by doubling.
+
+    Parameters
+    ----------
+    n : int
+        Number of bits.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (2**n,)
+    """
     pc = np.zeros(1 << n, dtype=np.uint8)
     for i in range(n):
         s = 1 << i
@@ -38,7 +76,18 @@ def popcounts(n: int) -> np.ndarray:
 
 
 def index_to_bits(index, n: int) -> np.ndarray:
-    """Bitstring(s) for integer index/indices: bit i = (index >> i) & 1."""
+    """Bitstring(s) for integer index/indices: bit i = (index >> i) & 1.
+
+    Parameters
+    ----------
+    index : int or array_like of int, shape (m,)
+    n : int
+        Number of bits.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (n,) or (m, n)
+    """
     idx = np.asarray(index, dtype=np.int64)
     out = (idx[..., None] >> np.arange(n, dtype=np.int64)) & 1
     return out.astype(np.uint8)

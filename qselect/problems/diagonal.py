@@ -13,7 +13,17 @@ _MAX_DIAGONAL_QUBITS = 30
 
 
 def walsh_hadamard(vec: np.ndarray) -> np.ndarray:
-    """Unnormalised fast Walsh–Hadamard transform along the last axis (copy)."""
+    """Unnormalised fast Walsh–Hadamard transform along the last axis (copy).
+
+    Parameters
+    ----------
+    vec : numpy.ndarray, shape (..., 2**n)
+
+    Returns
+    -------
+    numpy.ndarray, same shape
+        ``H^{⊗n} vec`` without the 2^{−n/2} normalisation.
+    """
     out = np.array(vec, dtype=np.float64, copy=True)
     n = out.shape[-1].bit_length() - 1
     for i in range(n):
@@ -107,7 +117,26 @@ class DiagonalCost(Problem):
 
     @classmethod
     def from_function(cls, fn, n: int, **kw) -> "DiagonalCost":
-        """Evaluate ``fn(bits) -> costs`` on all 2^n bitstrings at once ((2^n, n) uint8)."""
+        """Evaluate ``fn(bits) -> costs`` on all 2^n bitstrings at once ((2^n, n) uint8).
+
+        Parameters
+        ----------
+        fn : callable
+            Maps a (2^n, n) uint8 array of bitstrings (bit 0 first) to 2^n costs.
+        n : int
+            Number of bits.
+        **kw
+            ``labels``, ``k``, ``name``.
+
+        Returns
+        -------
+        DiagonalCost
+
+        Raises
+        ------
+        ProblemTooLargeError
+            If the 2^n vector would not fit in memory.
+        """
         check_dense(n, 8 + n, "evaluating a cost on every bitstring")
         return cls(np.asarray(fn(index_to_bits(np.arange(2**n), n)), dtype=np.float64), **kw)
 
@@ -121,7 +150,18 @@ class DiagonalCost(Problem):
         return self._walsh
 
     def order(self, tol: float = 1e-12) -> int:
-        """Highest order of a non-negligible Z term."""
+        """Highest order of a non-negligible Z term.
+
+        Parameters
+        ----------
+        tol : float
+            Z terms with ``|coefficient| <= tol`` count as zero.
+
+        Returns
+        -------
+        int
+            0 for a constant, 2 for a QUBO-representable cost, up to n.
+        """
         w = self.walsh_coefficients()
         scale = max(np.abs(w).max(), 1e-300)
         nz = np.nonzero(np.abs(w) > tol * scale)[0]
@@ -223,12 +263,37 @@ class DiagonalCost(Problem):
 
     # ---- local moves by lookup ---------------------------------------------
     def flip_deltas(self, x) -> np.ndarray:
-        """``E(x ⊕ e_i) − E(x)`` by n lookups in the stored cost vector."""
+        """``E(x ⊕ e_i) − E(x)`` by n lookups in the stored cost vector.
+
+        Parameters
+        ----------
+        x : array_like of {0, 1}, shape (n,)
+            The current bitstring.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (n,)
+        """
         idx = bits_to_index(self._check_bits(x))
         return self._c[idx ^ (np.int64(1) << np.arange(self.n, dtype=np.int64))] - self._c[idx]
 
     def swap_deltas(self, x, on, off) -> np.ndarray:
-        """1-in/1-out swap changes by lookups in the stored cost vector."""
+        """1-in/1-out swap changes by lookups in the stored cost vector.
+
+        Parameters
+        ----------
+        x : array_like of {0, 1}, shape (n,)
+            The current bitstring.
+        on : array_like of int, shape (a,)
+            Set bits to clear.
+        off : array_like of int, shape (b,)
+            Unset bits to set.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (a, b)
+            Entry (i, j): energy change of clearing ``on[i]`` and setting ``off[j]``.
+        """
         idx = bits_to_index(self._check_bits(x))
         on, off = np.asarray(on, dtype=np.int64), np.asarray(off, dtype=np.int64)
         one = np.int64(1)
@@ -247,6 +312,17 @@ class DiagonalCost(Problem):
 
     def with_cardinality_penalty(self, k: int, strength: float) -> "DiagonalCost":
         """The cost plus ``strength·(popcount(x) − k)²`` on every entry, with ``k`` as its hint.
+
+        Parameters
+        ----------
+        k : int
+            Number of set bits the penalty favours, in [0, n].
+        strength : float
+            Penalty weight λ ≥ 0.
+
+        Returns
+        -------
+        DiagonalCost
 
         Raises
         ------

@@ -157,23 +157,62 @@ class GramQUBO(Problem):
         return (self._G @ full)[self._idx]
 
     def field(self, x) -> np.ndarray:
-        """f = G_S (w∘x), (n,): the quantity every closed-form change reads."""
+        """f = G_S (w∘x), (n,): the quantity every closed-form change reads.
+
+        Parameters
+        ----------
+        x : array_like of {0, 1}, shape (n,)
+            The current bitstring.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (n,)
+        """
         return self._gs_times(self.w * np.asarray(x, dtype=np.float64))
 
     def coupling_row(self, i: int) -> np.ndarray:
-        """Row i of G_S (n,) — ``field`` changes by ±w_i times it when bit i flips."""
+        """Row i of G_S (n,) — ``field`` changes by ±w_i times it when bit i flips.
+
+        Parameters
+        ----------
+        i : int
+            Variable index.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (n,)
+        """
         r = self._G[i if self._idx is None else self._idx[i]]
         return r if self._idx is None else r[self._idx]
 
     def gram_rows(self, rows) -> np.ndarray:
-        """G_S[rows] (len(rows), n): whole rows of G, read contiguously."""
+        """G_S[rows] (len(rows), n): whole rows of G, read contiguously.
+
+        Parameters
+        ----------
+        rows : array_like of int, shape (r,)
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (r, n)
+        """
         rows = np.asarray(rows, np.int64)
         if self._idx is None:
             return self._G[rows]
         return self._G[self._idx[rows]][:, self._idx]
 
     def gram_block(self, rows, cols) -> np.ndarray:
-        """G_S[rows][:, cols] without forming G_S."""
+        """G_S[rows][:, cols] without forming G_S.
+
+        Parameters
+        ----------
+        rows : array_like of int, shape (r,)
+        cols : array_like of int, shape (c,)
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (r, c)
+        """
         rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
         if self._idx is not None:
             rows, cols = self._idx[rows], self._idx[cols]
@@ -213,6 +252,17 @@ class GramQUBO(Problem):
 
         With s_i = 1 − 2x_i and c = Σx − κ:
         ``s_i (2 w_i f_i + c_i + 2λc) + w_i² G_ii + λ``.
+
+        Parameters
+        ----------
+        x : array_like of {0, 1}, shape (n,)
+            The current bitstring.
+        field : numpy.ndarray, shape (n,), or None
+            ``self.field(x)`` if already computed.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (n,)
         """
         x = np.asarray(x, dtype=np.float64).reshape(self.n)
         f = self.field(x) if field is None else field
@@ -223,7 +273,23 @@ class GramQUBO(Problem):
 
     def swap_deltas(self, x, on, off, field=None) -> np.ndarray:
         """(len(on), len(off)) changes of clearing on[a] and setting off[b]:
-        ``d_i + d_j − 2 w_i w_j G_ij − 2λ`` (d the flip changes)."""
+        ``d_i + d_j − 2 w_i w_j G_ij − 2λ`` (d the flip changes).
+
+        Parameters
+        ----------
+        x : array_like of {0, 1}, shape (n,)
+            The current bitstring.
+        on : array_like of int, shape (a,)
+            Set bits to clear.
+        off : array_like of int, shape (b,)
+            Unset bits to set.
+        field : numpy.ndarray, shape (n,), or None
+            ``self.field(x)`` if already computed.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (a, b)
+        """
         on, off = np.asarray(on, dtype=np.int64), np.asarray(off, dtype=np.int64)
         d = self.flip_deltas(x, field)
         return (d[on][:, None] + d[off][None, :]
@@ -267,6 +333,20 @@ class GramQUBO(Problem):
 
         A dense ``QUBO`` when at most :data:`DENSE_FIX_BITS` stay free (a block),
         else a ``GramQUBO`` on the same G. Cost: one product with G.
+
+        Parameters
+        ----------
+        assignment : dict of int -> {0, 1}
+            Bit position -> value of each fixed bit.
+
+        Returns
+        -------
+        QUBO or GramQUBO
+
+        Raises
+        ------
+        QSelectError
+            If a position is out of range or a value is not 0/1.
         """
         fixed, free = self._check_assignment(assignment)
         x = np.zeros(self.n)

@@ -12,6 +12,29 @@ def maxcut(graph, weight: str = "weight") -> QUBO:
 
     cut(x) = Σ_(i,j) w_ij (x_i + x_j − 2 x_i x_j); edges without the ``weight``
     attribute count 1. Variables follow ``list(graph.nodes)`` (kept as labels).
+
+    Parameters
+    ----------
+    graph : networkx.Graph
+        Undirected graph.
+    weight : str
+        Edge attribute holding the weight.
+
+    Returns
+    -------
+    QUBO
+        ``energy(x) = −cut(x)``; the optimum is minus the maximum cut.
+
+    Raises
+    ------
+    QSelectError
+        If ``graph`` is not a networkx graph, has no nodes, or an edge
+        weight is not a finite number.
+
+    References
+    ----------
+    E. Farhi, J. Goldstone, S. Gutmann, "A Quantum Approximate Optimization
+    Algorithm", arXiv:1411.4028 (2014) — MaxCut as the first QAOA benchmark.
     """
     if not hasattr(graph, "nodes") or not hasattr(graph, "edges"):
         raise QSelectError(f"maxcut expects a networkx graph, got {type(graph).__name__}")

@@ -26,7 +26,21 @@ def available_bytes() -> int:
 
 
 def max_qubits(bytes_per_entry: int, copies: float = 1.0, budget: int | None = None) -> int:
-    """Largest n such that ``copies`` dense vectors of 2^n entries fit the budget."""
+    """Largest n such that ``copies`` dense vectors of 2^n entries fit the budget.
+
+    Parameters
+    ----------
+    bytes_per_entry : int
+        8 for float64 / complex64, 16 for complex128.
+    copies : float
+        How many such vectors must coexist.
+    budget : int or None
+        Bytes available; default: a safe share of the available memory.
+
+    Returns
+    -------
+    int
+    """
     budget = int((available_bytes() if budget is None else budget) * _USABLE_FRACTION)
     n = 0
     while (2 ** (n + 1)) * bytes_per_entry * copies <= budget:
@@ -35,7 +49,22 @@ def max_qubits(bytes_per_entry: int, copies: float = 1.0, budget: int | None = N
 
 
 def check_dense(n: int, bytes_per_entry: int, what: str, copies: float = 1.0) -> None:
-    """Raise ProblemTooLargeError if ``copies`` vectors of 2^n entries do not fit."""
+    """Raise ProblemTooLargeError if ``copies`` vectors of 2^n entries do not fit.
+
+    Parameters
+    ----------
+    n : int
+        Number of qubits / bits.
+    bytes_per_entry : int
+    what : str
+        What would be allocated (for the message).
+    copies : float
+
+    Raises
+    ------
+    ProblemTooLargeError
+        Saying how many qubits fit.
+    """
     need = (2**n) * bytes_per_entry * copies
     avail = available_bytes()
     if need > avail * _USABLE_FRACTION:

@@ -130,6 +130,23 @@ class QUBO(Problem):
         Setting bit i on top of every assignment of bits < i adds
         lin_i + sum_{j<i} Q_ji x_j; that field over the 2^i lower assignments
         is itself built by doubling, so no 2^n × n bit matrix is ever formed.
+
+        Parameters
+        ----------
+        dtype : numpy floating dtype, default float64
+            ``float32`` halves the memory.
+
+        Returns
+        -------
+        numpy.ndarray, shape (2**n,)
+            Little-endian index.
+
+        Raises
+        ------
+        ProblemTooLargeError
+            If the vector would not fit in memory.
+        QSelectError
+            If ``dtype`` is not a floating type.
         """
         n = self.n
         dtype = _float_dtype(dtype)
@@ -164,7 +181,23 @@ class QUBO(Problem):
         return terms, const
 
     def fix(self, assignment: dict[int, int]) -> "QUBO":
-        """Fold fixed bits into the remaining variables' linear terms and the offset."""
+        """Fold fixed bits into the remaining variables' linear terms and the offset.
+
+        Parameters
+        ----------
+        assignment : dict of int -> {0, 1}
+            Bit position -> value of each fixed bit.
+
+        Returns
+        -------
+        QUBO
+            Over the free bits in order; same energies with the fixed bits set.
+
+        Raises
+        ------
+        QSelectError
+            If a position is out of range or a value is not 0/1.
+        """
         fixed, free = self._check_assignment(assignment)
         x = np.zeros(self.n)
         for i in fixed:
@@ -180,13 +213,40 @@ class QUBO(Problem):
         return self._carry(QUBO(quad, lin, offset, [self.labels[i] for i in free], k=k, name=self.name), free)
 
     def scaled(self, factor: float) -> "QUBO":
-        """Energies multiplied by ``factor`` (labels and k kept)."""
+        """Energies multiplied by ``factor`` (labels and k kept).
+
+        Parameters
+        ----------
+        factor : float
+            Finite scale factor.
+
+        Returns
+        -------
+        QUBO
+
+        Raises
+        ------
+        QSelectError
+            If ``factor`` is NaN or infinite.
+        """
         factor = float(_finite_array(factor, "scale factor", 0))
         return self._carry(QUBO(self._quad * factor, self._lin * factor, self.offset * factor,
                                 self.labels, k=self.k, name=self.name))
 
     def with_cardinality_penalty(self, k: int, strength: float) -> "QUBO":
-        """Add strength·(Σx − k)²: linear (1−2k)·s, pairs 2s, offset s·k²."""
+        """Add strength·(Σx − k)²: linear (1−2k)·s, pairs 2s, offset s·k².
+
+        Parameters
+        ----------
+        k : int
+            Number of set bits the penalty favours, in [0, n].
+        strength : float
+            Penalty weight λ ≥ 0.
+
+        Returns
+        -------
+        QUBO
+        """
         k = self._check_k(k)
         strength = float(_finite_array(strength, "cardinality penalty strength", 0))
         if strength < 0:
@@ -200,13 +260,37 @@ class QUBO(Problem):
 
     # ---- local moves in closed form --------------------------------------
     def flip_deltas(self, x) -> np.ndarray:
-        """``E(x ⊕ e_i) − E(x)`` in closed form: ``(1 − 2x_i)(b_i + (S x)_i)``, S = Q + Qᵀ off-diagonal."""
+        """``E(x ⊕ e_i) − E(x)`` in closed form: ``(1 − 2x_i)(b_i + (S x)_i)``, S = Q + Qᵀ off-diagonal.
+
+        Parameters
+        ----------
+        x : array_like of {0, 1}, shape (n,)
+            The current bitstring.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (n,)
+        """
         x = self._check_bits(x)
         sym = self._quad + self._quad.T
         return (1.0 - 2.0 * x) * (self._lin + sym @ x)
 
     def swap_deltas(self, x, on, off) -> np.ndarray:
-        """1-in/1-out swap changes in closed form, ``d_i + d_j − S_ij`` (d the flip changes)."""
+        """1-in/1-out swap changes in closed form, ``d_i + d_j − S_ij`` (d the flip changes).
+
+        Parameters
+        ----------
+        x : array_like of {0, 1}, shape (n,)
+            The current bitstring.
+        on : array_like of int, shape (a,)
+            Set bits to clear.
+        off : array_like of int, shape (b,)
+            Unset bits to set.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (a, b)
+        """
         x = self._check_bits(x)
         on, off = np.asarray(on, dtype=np.int64), np.asarray(off, dtype=np.int64)
         sym = self._quad + self._quad.T
@@ -242,7 +326,24 @@ class QUBO(Problem):
 
     @classmethod
     def from_ising(cls, h, J, offset: float = 0.0, labels=None, **kw) -> "QUBO":
-        """Inverse of to_ising (J may be any square matrix; both triangles count)."""
+        """Inverse of to_ising (J may be any square matrix; both triangles count).
+
+        Parameters
+        ----------
+        h : array_like, shape (n,)
+            Fields of the spins z = 1 − 2x.
+        J : array_like, shape (n, n)
+            Couplings.
+        offset : float
+        labels : sequence or None
+        **kw
+            ``k``, ``name``.
+
+        Returns
+        -------
+        QUBO
+            With the same energy on every bitstring.
+        """
         h = _finite_array(h, "Ising field h", 1)
         J = _finite_array(J, "Ising coupling J", 2)
         n = h.shape[0]
@@ -316,7 +417,22 @@ class QUBO(Problem):
     # ---- constructors ------------------------------------------------------
     @classmethod
     def random(cls, n: int, density: float = 1.0, seed: int | None = 0, **kw) -> "QUBO":
-        """Dense-ish random QUBO with normal couplings (tests and benchmarks)."""
+        """Dense-ish random QUBO with normal couplings (tests and benchmarks).
+
+        Parameters
+        ----------
+        n : int
+            Number of variables.
+        density : float
+            Fraction of non-zero couplings, in (0, 1].
+        seed : int or None
+        **kw
+            ``k``, ``name``, ``labels``.
+
+        Returns
+        -------
+        QUBO
+        """
         if not isinstance(n, (int, np.integer)) or n < 0 or not 0.0 <= density <= 1.0:
             raise QSelectError(f"QUBO.random needs an integer n ≥ 0 and density in [0, 1], got n={n!r}, "
                                f"density={density!r}")

@@ -13,7 +13,16 @@ BETA_SCHEDULES = ("geometric", "linear")
 
 
 def sampler_seed(seed: int | None) -> int | None:
-    """dwave's SA takes seeds below 2^31 only; larger ones (up to MAX_SEED) map there by a hash."""
+    """dwave's SA takes seeds below 2^31 only; larger ones (up to MAX_SEED) map there by a hash.
+
+    Parameters
+    ----------
+    seed : int or None
+
+    Returns
+    -------
+    int or None
+    """
     if seed is None or seed < 2**31:
         return seed
     return int(np.random.SeedSequence(int(seed)).generate_state(1)[0] >> 1)

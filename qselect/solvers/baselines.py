@@ -25,6 +25,10 @@ _BATCH = 4096
 def variable_scores(problem: Problem) -> np.ndarray:
     """``problem.scores`` if a formulation attached them, else the single-bit gains ``E(0) − E(e_i)``.
 
+    Parameters
+    ----------
+    problem : Problem
+
     Returns
     -------
     numpy.ndarray
@@ -39,12 +43,38 @@ def variable_scores(problem: Problem) -> np.ndarray:
 
 
 def flip_deltas(problem: Problem, x: np.ndarray) -> np.ndarray:
-    """E(x ⊕ e_i) − E(x) for every bit i (``problem.flip_deltas``: closed forms per representation)."""
+    """E(x ⊕ e_i) − E(x) for every bit i (``problem.flip_deltas``: closed forms per representation).
+
+    Parameters
+    ----------
+    problem : Problem
+    x : array_like of {0, 1}, shape (n,)
+        The current bitstring.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n,)
+    """
     return problem.flip_deltas(np.asarray(x, dtype=np.uint8))
 
 
 def swap_deltas(problem: Problem, x: np.ndarray, on: np.ndarray, off: np.ndarray) -> np.ndarray:
-    """(len(on), len(off)) matrix of E(x with on[a] cleared and off[b] set) − E(x) (``problem.swap_deltas``)."""
+    """(len(on), len(off)) matrix of E(x with on[a] cleared and off[b] set) − E(x) (``problem.swap_deltas``).
+
+    Parameters
+    ----------
+    problem : Problem
+    x : array_like of {0, 1}, shape (n,)
+        The current bitstring.
+    on : array_like of int, shape (a,)
+        Set bits to clear.
+    off : array_like of int, shape (b,)
+        Unset bits to set.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (a, b)
+    """
     return problem.swap_deltas(np.asarray(x, dtype=np.uint8), on, off)
 
 
@@ -54,6 +84,20 @@ def swap_descent(problem: Problem, x: np.ndarray, max_steps: int = 10_000) -> tu
     Keeps the number of set bits; every step is re-scored exactly, so the
     energy strictly decreases. Returns (bits, energy, steps); ties go to the
     lowest (set bit, unset bit) pair.
+
+    Parameters
+    ----------
+    problem : Problem
+    x : array_like of {0, 1}, shape (n,)
+        Starting bitstring (its weight is kept).
+    max_steps : int
+        Upper bound on the number of swaps.
+
+    Returns
+    -------
+    bits : numpy.ndarray of uint8, shape (n,)
+    energy : float
+    steps : int
     """
     x = np.asarray(x, dtype=np.uint8).copy()
     e = float(problem.energy(x))
