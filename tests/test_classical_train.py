@@ -249,3 +249,15 @@ def test_conv_and_vit_train_with_masks_and_augmentation(name, kw):
               augment=CifarAugment(seed=0))
     assert h["epochs_run"] == 2 and math.isfinite(h["train_loss"][-1])
     assert all(torch.equal(get_masks(m)[k], v) for k, v in masks.items())
+
+
+def test_train_config_validates_where_made_and_changed_copies_revalidate():
+    with pytest.raises(QSelectError, match="lr"):
+        TrainConfig(lr=-1.0)
+    c = TrainConfig(epochs=2)
+    d = c.replace(lr=0.5)
+    assert d.lr == 0.5 and c.lr == 0.1 and d.epochs == 2
+    with pytest.raises(QSelectError, match="optimizer"):
+        c.replace(optimizer="nadam")
+    with pytest.raises(QSelectError, match="no field"):
+        c.replace(learning_rate=0.1)

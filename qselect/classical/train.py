@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import copy
 import random
-from dataclasses import asdict, dataclass, field
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
 import numpy as np
@@ -60,6 +61,22 @@ class TrainConfig:
     grad_clip: float | None = None
     label_smoothing: float = 0.0
     extra: dict = field(default_factory=dict)  # free-form notes kept in the history
+
+    def __post_init__(self):
+        self.validate()  # settings are checked where they are made
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with some fields changed, validated again (``dataclasses.replace``).
+
+        Raises
+        ------
+        QSelectError
+            An unknown field name, or a value ``validate`` refuses.
+        """
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise QSelectError(f"TrainConfig has no field {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)
 
     def validate(self) -> "TrainConfig":
         """Check every field; returns ``self`` so it chains.

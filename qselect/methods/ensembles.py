@@ -73,6 +73,24 @@ class PaTConfig:
     calib_size: int = 128
     tune: Any = None  # qselect.classical.train.TrainConfig
 
+    def __post_init__(self):
+        self.validate()  # settings are checked where they are made
+
+    def replace(self, **changes) -> "PaTConfig":
+        """A copy with some fields changed, validated again (``dataclasses.replace``).
+
+        Raises
+        ------
+        QSelectError
+            An unknown field name, or a value ``validate`` refuses.
+        """
+        import dataclasses
+
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise QSelectError(f"PaTConfig has no field {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)
+
     def validate(self) -> None:
         """Check every field.
 
