@@ -262,3 +262,15 @@ def test_check_keeps_some_warn_mode():
         assert check_keeps_some(4, 0.9, "units", warn=True) is False
     assert rec and "all 4 units" in str(rec[0].message)
     assert check_keeps_some(4, 0.5, "units") and math.isclose(max_sparsity_keeping_one(4), 0.875)
+
+
+# ---- memory guard at absurd sizes: one line, no OverflowError -----------------
+@pytest.mark.parametrize("n", [100, 1000, 1100, 100_000])
+def test_memory_guard_handles_any_qubit_count(n):
+    from qselect.errors import ProblemTooLargeError
+    from qselect.problems.memory import check_dense
+
+    with pytest.raises(ProblemTooLargeError) as info:
+        check_dense(n, 8, "a QAOA state vector", copies=3)
+    msg = str(info.value)
+    assert f"about 2^{n + 4} bytes" in msg and len(msg) < 300 and "\n" not in msg

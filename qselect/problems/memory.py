@@ -65,7 +65,8 @@ def check_dense(n: int, bytes_per_entry: int, what: str, copies: float = 1.0) ->
     ProblemTooLargeError
         Saying how many qubits fit.
     """
-    need = (2**n) * bytes_per_entry * copies
+    # exact integer arithmetic (copies in quarters): 2^n as a float overflows beyond n ≈ 1000
+    need = (2**int(n) * int(bytes_per_entry) * max(round(copies * 4), 1)) // 4
     avail = available_bytes()
     if need > avail * _USABLE_FRACTION:
         fit = max_qubits(bytes_per_entry, copies, avail)
@@ -76,7 +77,11 @@ def check_dense(n: int, bytes_per_entry: int, what: str, copies: float = 1.0) ->
         )
 
 
-def _fmt(b: float) -> str:
+def _fmt(b) -> str:
+    """Bytes for a message; sizes beyond PiB (2^n for large n, an exact int) as a power of two."""
+    if b >= 1024**6:  # never turned into a float: 2^1100 would overflow it
+        return f"about 2^{int(b).bit_length() - 1} bytes"
+    b = float(b)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if b < 1024 or unit == "PiB":
             return f"{b:.1f} {unit}"
