@@ -86,7 +86,16 @@ def _boundary(w: np.ndarray, K: int, k_total: int) -> tuple[np.ndarray, np.ndarr
 
 
 def fan_in(layer: nn.Module) -> int:
-    """Incoming weights per output unit (in_features, or C/groups·kh·kw for a conv)."""
+    """Incoming weights per output unit (in_features, or C/groups·kh·kw for a conv).
+
+    Parameters
+    ----------
+    layer : torch.nn.Module
+
+    Returns
+    -------
+    int
+    """
     w = getattr(layer, "weight", None)
     if w is None or w.ndim < 2:
         raise QSelectError(f"cannot formulate a {type(layer).__name__}; only nn.Linear and nn.Conv2d")

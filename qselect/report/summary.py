@@ -11,7 +11,13 @@ RESULT_COLUMNS = ["method", "sparsity", "seed", "sparsity_actual", "accuracy_pru
                   "accuracy_finetuned", "nll_finetuned", "ece_finetuned", "select_seconds"]
 PROBLEM_COLUMNS = ["problem", "layer", "kind", "index", "n", "k", "sparsity", "seed", "method", "solver", "energy",
                    "reference", "reference_energy", "gap", "kept", "kept_fraction", "wall_time", "scale",
-                   "expectation"]
+                   "expectation", "p_opt", "p_opt_uniform", "p_best_of_shots", "p_best_of_shots_uniform",
+                   "approx_ratio", "approx_ratio_uniform", "uniform_best_gap", "control_solves"]
+#: sampled answers beside uniform random bitstrings with the same shots, one row per method
+CONTROL_COLUMNS = [("method", "method"), ("problems", "problems"), ("p_opt", "P(opt)/shot"),
+                   ("p_opt_uniform", "uniform"), ("p_best_of_shots", "P(best of shots opt)"),
+                   ("p_best_of_shots_uniform", "uniform"), ("approx_ratio", "approx. ratio"),
+                   ("approx_ratio_uniform", "uniform"), ("uniform_not_worse", "uniform best ≤ answer")]
 SOLVER_TABLE_COLUMNS = [("layer", "problem set"), ("solver", "solver"), ("energy", "energy"),
                         ("gap", "gap to exact"), ("kept_fraction", "kept fraction"), ("wall_time", "wall time (s)")]
 ENSEMBLE_COLUMNS = [("name", "ensemble"), ("members", "members"), ("accuracy", "accuracy"), ("nll", "NLL"),
@@ -24,6 +30,46 @@ def _columns(rows: Sequence[dict], preferred: Sequence[str]) -> list[str]:
     cols = [c for c in preferred if c in present]
     cols += sorted(present - set(cols))
     return cols
+
+
+def controls_table(problem_rows_: Sequence[dict]) -> list[dict]:
+    """Per method, means over its local problems of the sampled-answer controls (empty without any).
+
+    Parameters
+    ----------
+    problem_rows_ : sequence of dict
+        ``problems.csv`` rows; those with ``p_opt_uniform`` or ``uniform_best_gap`` (sampled
+        solvers such as QAOA, see ``qselect.solvers.controls.control_fields``) count.
+
+    Returns
+    -------
+    list of dict
+        One row per method: ``problems``, mean ``p_opt`` / ``p_opt_uniform`` (per-shot probability
+        of the optimum: the solver's and uniform's n_opt/N), ``p_best_of_shots`` /
+        ``p_best_of_shots_uniform``, ``approx_ratio`` / ``approx_ratio_uniform`` (means over the
+        problems where known) and ``uniform_not_worse`` ("a/b": problems where uniform's best draw
+        was at least as good as the solver's answer, of those compared).
+    """
+    out: dict[str, dict] = {}
+    for r in problem_rows_:
+        if r.get("uniform_best_gap") is None and r.get("p_opt_uniform") is None:
+            continue
+        t = out.setdefault(r["method"], {"method": r["method"], "problems": 0, "_vals": {}, "_cmp": [0, 0]})
+        t["problems"] += 1
+        for key in ("p_opt", "p_opt_uniform", "p_best_of_shots", "p_best_of_shots_uniform", "approx_ratio",
+                    "approx_ratio_uniform"):
+            if r.get(key) is not None:
+                t["_vals"].setdefault(key, []).append(float(r[key]))
+        if r.get("uniform_best_gap") is not None:
+            t["_cmp"][1] += 1
+            t["_cmp"][0] += int(float(r["uniform_best_gap"]) <= 1e-9 * max(1.0, abs(float(r.get("energy") or 0))))
+    rows = []
+    for t in out.values():
+        vals, (hit, seen) = t.pop("_vals"), t.pop("_cmp")
+        t.update({k: sum(v) / len(v) for k, v in vals.items()})
+        t["uniform_not_worse"] = f"{hit}/{seen}"
+        rows.append(t)
+    return rows
 
 
 def results_markdown(rows: Sequence[dict]) -> str:
@@ -77,6 +123,10 @@ def write_run_report(run, cfg: dict, parent_info: dict, rows: Sequence[dict], *,
         md += [f"## {heading}", "", text, ""]
     if solver_table:
         md += ["## Solvers on the same local problems", "", markdown_table(solver_table, SOLVER_TABLE_COLUMNS), ""]
+    controls = controls_table(problem_rows_)
+    if controls:
+        md += ["## Sampled answers against uniform random bitstrings (same shots, same problems)", "",
+               markdown_table(controls, CONTROL_COLUMNS), ""]
     if rows:
         md += ["## Pruning results (test set)", "", results_markdown(rows), ""]
     if ensembles:

@@ -75,7 +75,19 @@ def best_of_shots(p: float | None, shots: int) -> float | None:
 
 
 def candidate_count(n: int, mixer: str = "x", k: int | None = None) -> int:
-    """Number of bitstrings a QAOA mixer can reach: ``2^n`` (X) or ``C(n, k)`` (XY)."""
+    """Number of bitstrings a QAOA mixer can reach: ``2^n`` (X) or ``C(n, k)`` (XY).
+
+    Parameters
+    ----------
+    n : int
+    mixer : {"x", "xy"}
+    k : int or None
+        Hamming weight (XY mixer).
+
+    Returns
+    -------
+    int
+    """
     check_mixer(mixer, k, need_k=True)
     return math.comb(int(n), int(k)) if mixer == "xy" else 2 ** int(n)
 
