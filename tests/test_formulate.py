@@ -612,15 +612,16 @@ def test_neuron_selection_follows_call_order_not_declaration_order():
 
 
 def test_neuron_selection_refuses_units_that_do_not_vanish_when_removed():
-    # a removed unit outputs 0; through BatchNorm (or sigmoid) the next layer still sees a
-    # nonzero column, so the neuron QUBO would be wrong: refused when asked for, skipped by default
+    # a removed unit outputs 0; through a sigmoid the next layer still sees a nonzero column,
+    # so the neuron QUBO would be wrong: refused when asked for, skipped by default. Across a
+    # BatchNorm the unit's scale and shift are masked with it, so that layer is selectable.
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 4), nn.Sigmoid(),
                         nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).double()
     x = torch.randn(10, 6, dtype=torch.float64)
-    with pytest.raises(QSelectError, match="through '1' \\(a BatchNorm1d\\)"):
-        select_masks(net, x, formulation="neuron", layers=["0"])
+    sel0 = select_masks(net, x, formulation="neuron", layers=["0"], sparsity=0.4)
+    assert torch.equal(sel0.masks["1.weight"], sel0.masks["0.bias"])
     with pytest.raises(QSelectError, match="a Sigmoid"):
         select_masks(net, x, formulation="neuron", layers=["3"])
     sel = select_masks(net, x, formulation="neuron", sparsity=0.5)
-    assert [lp.layer for lp in sel.problems] == ["5"]
+    assert [lp.layer for lp in sel.problems] == ["0", "5"]

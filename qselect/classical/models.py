@@ -210,6 +210,7 @@ class Attention(nn.Module):
         if dim % heads:
             raise QSelectError(f"vit dim {dim} must be divisible by heads {heads}")
         self.heads = heads
+        self.head_dim = dim // heads  # kept when heads are removed (qselect.classical.compact)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
@@ -224,10 +225,10 @@ class Attention(nn.Module):
         -------
         torch.Tensor, shape (batch, tokens, dim)
         """
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+        return self.proj(out.transpose(1, 2).reshape(b, n, self.heads * self.head_dim))
 
 
 class ViTBlock(nn.Module):

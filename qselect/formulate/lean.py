@@ -79,7 +79,7 @@ def check_memory(name: str, need: float, what: str) -> None:
     avail = memory.available_bytes() * USABLE
     if need > avail:
         raise ProblemTooLargeError(
-            f"layer {name!r}: {what} need {need / 2**30:.2f} GiB but {avail / 2**30:.2f} GiB is usable; "
+            f"layer {name!r}: {what} need {memory._fmt(need)} but {memory._fmt(avail)} is usable; "
             "select fewer layers (layers=...), use a smaller calibration batch, or use the 'neuron' "
             "formulation for this layer")
 
@@ -126,7 +126,7 @@ def lean_weight_problems(name: str, layer: nn.Module, inputs: torch.Tensor, *, s
     """
     wanted = None if neurons is None else sorted({int(j) for j in neurons})
     mem = weight_memory(layer, tuple(inputs.shape), None if wanted is None else len(wanted))
-    check_memory(name, mem["lean"], f"the lean weight problems ({mem['neurons']} neurons of {mem['n']} bits)")
+    check_memory(name, mem["lean"], f"{mem['neurons']} lean weight problems of {mem['n']} bits (one shared G)")
     bias = None if layer.bias is None else layer.bias.detach().to("cpu", torch.float64)
     wshape = tuple(layer.weight.shape)
     if targets is not None:

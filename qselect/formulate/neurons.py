@@ -8,7 +8,10 @@ G = P((AᵀA) ⊙ (VᵀV))Pᵀ, P pooling columns into units; for Linear → Lin
 P = I and G = (HᵀH) ⊙ (VᵀV) as in the design.
 
 Masking a unit zeroes its weight row and bias, so its output is act(0): exact
-for ReLU/tanh/GELU-like activations (act(0) = 0), not across a BatchNorm.
+for ReLU/tanh/GELU-like activations (act(0) = 0). Across a BatchNorm the unit's
+γ and β are masked too (``qselect.formulate.structure``), so the normalised
+output is 0 as well; A is the next layer's input, i.e. the post-BN, post-
+activation values, so the QUBO is exact there too.
 """
 from __future__ import annotations
 
@@ -56,3 +59,93 @@ def neuron_problem(name: str, layer: nn.Module, next_layer: nn.Module, next_inpu
     k = keep_count(h, sparsity)
     prob = add_cardinality(with_scores(base, np.sqrt(np.clip(np.diag(G), 0, None))), k, penalty, lower=0.0)
     return LocalProblem(prob, name, "neuron", 0, np.arange(h), k)
+
+
+def attention_parts(module: nn.Module):
+    """(qkv, proj, heads, head_dim) of a fused-qkv attention module, else None.
+
+    The module must own ``qkv`` (Linear dim → 3·heads·head_dim, rows ordered
+    q, k, v, each head-major), ``proj`` (Linear heads·head_dim → dim) and int
+    attributes ``heads`` and ``head_dim`` (as :class:`qselect.classical.models.Attention`).
+    """
+    qkv, proj, heads = getattr(module, "qkv", None), getattr(module, "proj", None), getattr(module, "heads", None)
+    hd = getattr(module, "head_dim", None)
+    if (isinstance(qkv, nn.Linear) and isinstance(proj, nn.Linear) and isinstance(heads, int)
+            and isinstance(hd, int) and qkv.out_features == 3 * heads * hd and proj.in_features == heads * hd):
+        return qkv, proj, heads, hd
+    return None
+
+
+def head_problem(name: str, module: nn.Module, proj_inputs: torch.Tensor, *, sparsity: float,
+                 penalty="auto") -> LocalProblem:
+    """Attention-head selection for one attention module: one bit per head.
+
+    Removing head h zeroes its q, k and v rows (and biases) of ``qkv``; its
+    value vectors are then 0, so its attention output — the ``head_dim``
+    input columns of ``proj`` that belong to it — is exactly 0 whatever the
+    attention weights. As in neuron selection (§2b), with A the inputs of
+    ``proj`` and V its weight, the change of ``proj``'s pre-activation is the
+    QUBO with G = P((AᵀA) ⊙ (VᵀV))Pᵀ, P pooling each head's columns.
+
+    Parameters
+    ----------
+    name : str
+        The attention module's name (e.g. ``"blocks.0.attn"``); the masks go
+        to ``f"{name}.qkv"``.
+    module : nn.Module
+        An attention module (see :func:`attention_parts`).
+    proj_inputs : torch.Tensor
+        Calibration inputs of ``proj``, (..., heads·head_dim).
+    sparsity : float
+        Fraction of heads removed.
+    penalty : "auto" or float
+
+    Returns
+    -------
+    LocalProblem
+        ``kind="neuron"`` on layer ``f"{name}.qkv"``; ``info["groups"][h]`` are
+        the rows of ``qkv`` that bit h keeps.
+
+    Raises
+    ------
+    QSelectError
+        ``module`` is not a fused-qkv attention module.
+
+    References
+    ----------
+    Michel, Levy, Neubig, "Are Sixteen Heads Really Better than One?", NeurIPS 2019.
+    """
+    parts = attention_parts(module)
+    if parts is None:
+        raise QSelectError(f"{name!r} is not an attention module with fused 'qkv' and 'proj' Linear layers "
+                           "and 'heads'/'head_dim' attributes; head selection needs one")
+    qkv, proj, heads, hd = parts
+    unit = np.repeat(np.arange(heads), hd)
+    (A, _, V), = list(layer_groups(proj, proj_inputs))
+    prob, k = _pooled_qubo(f"{name}[heads]", unit, A, V, heads, sparsity, penalty)
+    inner = heads * hd
+    groups = [np.concatenate([np.arange(h * hd, (h + 1) * hd) + s * inner for s in range(3)])
+              for h in range(heads)]
+    return LocalProblem(prob, f"{name}.qkv", "neuron", 0, np.arange(heads), k,
+                        info={"groups": groups, "heads": heads})
+
+
+def _pooled_qubo(label: str, unit: np.ndarray, A: torch.Tensor, V: torch.Tensor, h: int, sparsity: float,
+                 penalty):
+    M = (A.T @ A).numpy() * (V.T @ V).numpy()
+    P = np.zeros((h, unit.size))
+    P[unit, np.arange(unit.size)] = 1.0
+    G = P @ M @ P.T
+    G = (G + G.T) / 2
+    ones = np.ones(h)
+    base = QUBO(G, -2.0 * G @ ones, float(ones @ G @ ones), name=label)
+    k = keep_count(h, sparsity)
+    return add_cardinality(with_scores(base, np.sqrt(np.clip(np.diag(G), 0, None))), k, penalty, lower=0.0), k
+
+
+def split_attention(model: nn.Module, layers) -> tuple[list[str], list[str]]:
+    """Split requested layer names into (ordinary layers, attention modules whose heads are selected)."""
+    names = [layers] if isinstance(layers, str) else list(layers)
+    mods = dict(model.named_modules())
+    heads = [n for n in names if n in mods and attention_parts(mods[n]) is not None]
+    return [n for n in names if n not in heads], heads
