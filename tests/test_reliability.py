@@ -245,3 +245,43 @@ def test_console_survives_a_closed_pipe():
     con.result("report written")
     con.print("more", flush=True)
     assert ClosedPipe.writes == 1  # stopped writing after the first failure, and raised nothing
+
+
+# ---- data files that lie about themselves --------------------------------------
+def test_idx_header_whose_size_product_overflows_int64(tmp_path):
+    import struct
+
+    from qselect.classical.data import read_idx
+
+    f = tmp_path / "train-images-idx3-ubyte"
+    f.write_bytes(struct.pack(">BBBB", 0, 0, 8, 4) + struct.pack(">IIII", 65536, 65536, 65536, 65536))
+    with pytest.raises(QSelectError, match="truncated"):  # 2^64 bytes, not 0 after wrapping
+        read_idx(f)
+
+
+def test_corrupt_gzip_stream_is_one_line(tmp_path):
+    from qselect.classical.data import read_idx
+
+    f = tmp_path / "train-images-idx3-ubyte.gz"
+    f.write_bytes(b"\x1f\x8b\x08\x00" + b"garbage" * 20)
+    with pytest.raises(QSelectError, match="not readable"):
+        read_idx(f)
+
+
+def test_cifar_batch_with_string_labels(tmp_path):
+    import pickle
+
+    from qselect.classical.data import read_cifar_batch
+
+    f = tmp_path / "data_batch_1"
+    f.write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": ["cat", "dog"]}))
+    with pytest.raises(QSelectError, match="labels are not integers"):
+        read_cifar_batch(f)
+
+
+def test_mlp_widths_that_cannot_fit_are_refused_before_anything_runs():
+    from qselect.app.pipeline import validate_experiment
+
+    with pytest.raises(QSelectError, match="narrower layers"):
+        validate_experiment({"hidden": [10_000_000, 10_000_000]})
+    assert validate_experiment({"hidden": [32, 32]}) == {"hidden": [32, 32]}

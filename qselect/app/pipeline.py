@@ -41,7 +41,28 @@ def validate_experiment(cfg: dict) -> dict:
         raise QSelectError(f"lr must be a positive number, got {cfg['lr']}; set it with --lr")
     if "hidden" in cfg and any(h < 1 for h in cfg["hidden"]):
         raise QSelectError(f"hidden widths must be positive, got {cfg['hidden']}; e.g. --hidden 32,32")
+    if cfg.get("hidden"):
+        _check_mlp_fits(cfg)
     return cfg
+
+
+#: input features of the largest built-in dataset (CIFAR: 3×32×32), for the MLP memory bound
+_MAX_INPUT_FEATURES = 3072
+
+
+def _check_mlp_fits(cfg: dict) -> None:
+    """Refuse MLP widths whose weights (with gradients, optimiser state and copies) cannot fit
+    in memory, before anything is created (the allocation itself would fail mid-run)."""
+    from ..problems.memory import available_bytes
+
+    widths = [_MAX_INPUT_FEATURES, *map(int, cfg["hidden"]), 100]
+    params = sum(a * b + b for a, b in zip(widths, widths[1:]))
+    need = params * 4 * 6  # float32 weights, gradients, momentum, best-state and child copies
+    avail = available_bytes()
+    if need > avail:
+        raise QSelectError(f"--hidden {','.join(map(str, cfg['hidden']))} gives an MLP of about {params:.3g} "
+                           f"parameters, needing ~{need / 2**30:.3g} GiB with training state, more than the "
+                           f"{avail / 2**30:.3g} GiB available; use narrower layers (e.g. --hidden 32,32)")
 
 
 # --------------------------------------------------------------------------- data and models

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,8 +211,9 @@ def read_idx(path) -> np.ndarray:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
             raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise QSelectError(f"{path} is not readable ({exc}); expected {expect}, optionally gzipped") from None
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:  # zlib.error: a corrupt stream
+        raise QSelectError(f"{path} is not readable ({' '.join(str(exc).split())}); expected {expect}, "
+                           "optionally gzipped") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise QSelectError(f"{path} has a bad header {raw[:4]!r}; expected {expect}")
     ndim = raw[3]
@@ -219,7 +222,7 @@ def read_idx(path) -> np.ndarray:
         raise QSelectError(f"{path} is truncated in its header; expected {expect}")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    need = math.prod(dims) * dtype.itemsize  # exact Python ints: an int64 product can wrap to 0
     if len(raw) - header != need:
         raise QSelectError(f"{path} holds {len(raw) - header} data bytes but its header {dims} "
                            f"needs {need}; the file is truncated or not {expect}")
@@ -265,7 +268,13 @@ def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
     if data is None or labels is None:
         raise QSelectError(f"{path} lacks 'data' or labels (keys: {sorted(d)}); expected {expect}")
     data = np.asarray(data)
-    labels = np.asarray(labels, dtype=np.int64)
+    try:
+        labels = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise QSelectError(f"{path}: labels are not integers; expected {expect}") from None
+    if labels.ndim != 1:
+        raise QSelectError(f"{path}: labels must be a flat list of integers, got shape {labels.shape}; "
+                           f"expected {expect}")
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
         raise QSelectError(f"{path}: data {data.shape} / labels {labels.shape} do not match; "
                            f"expected {expect}")
