@@ -138,3 +138,29 @@ def test_block_solver_repairs_an_answer_off_k():
     assert r.kept == 2 and r.info["k_repair"]["off_k_kept"] == 5
     assert r.energy == pytest.approx(p.energy(r.bits))
     assert r.energy <= MagnitudeSolver(k=2).solve(p).energy + 1e-12
+
+
+def test_cli_compare_nk_hits_sparsity_and_measures_gaps_on_the_solved_problems(tmp_path):
+    import csv
+
+    from qselect.cli import main
+
+    out = tmp_path / "cmp"
+    # --qubits is K for every solver; the exact reference (--exact-limit 6) must not rebuild at another K
+    assert main(["compare", "--formulation", "nk", "--qubits", "4", "--exact-limit", "6", "--methods",
+                 "qaoa,magnitude", "--sparsities", "0.5", "--seeds", "0", "--hidden", "8,6", "--epochs", "1",
+                 "--finetune-epochs", "0", "--calib-size", "24", "--scheduler", "inline", "--run-dir", str(out),
+                 "-q"]) == 0
+    with open(out / "results.csv") as fh:
+        results = list(csv.DictReader(fh))
+    expect = 1 - (8 * keep_count(64, 0.5) + 6 * keep_count(8, 0.5)) / (8 * 64 + 6 * 8)
+    assert {r["method"] for r in results} == {"qaoa", "magnitude"}
+    for r in results:
+        assert float(r["sparsity_actual"]) == pytest.approx(expect)
+    with open(out / "problems.csv") as fh:
+        problems = list(csv.DictReader(fh))
+    assert problems and all(p["n"] == "4" and p["reference"] == "exact" for p in problems)
+    assert all(float(p["gap"]) >= -1e-9 for p in problems)
+    qaoa = [p for p in problems if p["method"] == "qaoa"]
+    assert qaoa and all(0 <= float(p["p_opt_uniform"]) <= 1 and p["p_opt"] for p in qaoa)
+    assert "against uniform random bitstrings" in (out / "summary.md").read_text()
