@@ -13,7 +13,16 @@ from ..errors import QSelectError
 
 
 def prunable_layers(model: nn.Module) -> list[str]:
-    """Names of the Linear/Conv2d modules in module order."""
+    """Names of the Linear/Conv2d modules in module order.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    list of str
+    """
     return [name for name, m in model.named_modules() if isinstance(m, PRUNABLE)]
 
 
@@ -68,6 +77,23 @@ def collect_activations(model: nn.Module, inputs, layers: Iterable[str] | None =
     and return ``{layer: (inputs_to_layer, outputs)}`` for the named layers
     (default every Linear/Conv2d), concatenated over batches, detached, on the
     model's device. The model runs in eval mode and is restored afterwards.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    inputs : torch.Tensor or iterable
+        A tensor, or batches / (x, y) pairs.
+    layers : iterable of str or None
+
+    Returns
+    -------
+    dict of str -> (torch.Tensor, torch.Tensor)
+        Layer -> (its inputs, shape (N, in_features) or (N, C, H, W); its outputs).
+
+    Raises
+    ------
+    QSelectError
+        If a layer name is unknown, the input set is empty, or the forward pass fails (explained).
     """
     names = resolve_layers(model, layers)
     modules = dict(model.named_modules())
@@ -115,7 +141,19 @@ def _forward(model: nn.Module, x: torch.Tensor):
 
 
 def check_finite(name: str, layer: nn.Module, inputs: torch.Tensor) -> None:
-    """Refuse NaN/inf weights or calibration activations, naming the layer (before any QUBO is built)."""
+    """Refuse NaN/inf weights or calibration activations, naming the layer (before any QUBO is built).
+
+    Parameters
+    ----------
+    name : str
+    layer : torch.nn.Module
+    inputs : torch.Tensor
+
+    Raises
+    ------
+    QSelectError
+        If the weights or inputs contain NaN or inf.
+    """
     for what, t in (("weight", layer.weight), ("bias", getattr(layer, "bias", None)),
                     ("input activations", inputs)):
         if t is not None and not bool(torch.isfinite(t).all()):
@@ -124,13 +162,34 @@ def check_finite(name: str, layer: nn.Module, inputs: torch.Tensor) -> None:
 
 
 def as_float64_cpu(t: torch.Tensor) -> torch.Tensor:
-    """QUBO math runs in float64 on CPU whatever device the model lives on."""
+    """QUBO math runs in float64 on CPU whatever device the model lives on.
+
+    Parameters
+    ----------
+    t : torch.Tensor
+
+    Returns
+    -------
+    torch.Tensor
+        float64, on the CPU, detached.
+    """
     return t.detach().to(device="cpu", dtype=torch.float64)
 
 
 @torch.no_grad()
 def call_order(model: nn.Module, inputs) -> list[str]:
-    """Names of the leaf modules in the order one forward pass calls them (one sample)."""
+    """Names of the leaf modules in the order one forward pass calls them (one sample).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    inputs : torch.Tensor or iterable
+        Only the first sample is run.
+
+    Returns
+    -------
+    list of str
+    """
     order: list[str] = []
     handles = [m.register_forward_hook(lambda mod, a, o, n=name: order.append(n))
                for name, m in model.named_modules() if not list(m.children())]

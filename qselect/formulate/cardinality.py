@@ -34,12 +34,30 @@ MARGIN = 1.25
 
 
 def max_flip_change(problem: Problem) -> float:
-    """Largest |E(x ⊕ e_i) − E(x)| over all x and i (``problem.max_flip_change()``)."""
+    """Largest |E(x ⊕ e_i) − E(x)| over all x and i (``problem.max_flip_change()``).
+
+    Parameters
+    ----------
+    problem : Problem
+
+    Returns
+    -------
+    float
+    """
     return problem.max_flip_change()
 
 
 def lower_bound(problem: Problem) -> float:
-    """A value ≤ the problem's energy everywhere (``problem.lower_bound()``)."""
+    """A value ≤ the problem's energy everywhere (``problem.lower_bound()``).
+
+    Parameters
+    ----------
+    problem : Problem
+
+    Returns
+    -------
+    float
+    """
     return problem.lower_bound()
 
 
@@ -48,6 +66,21 @@ def auto_penalty(problem: Problem, k: int, lower: float | None = None) -> float:
 
     ``lower``: a known lower bound of the objective (e.g. 0 for a sum of
     squares); tighter than the generic one, so λ is smaller.
+
+    Parameters
+    ----------
+    problem : Problem
+        The objective without penalty.
+    k : int
+        Bits to keep.
+    lower : float or None
+        A known lower bound of the objective.
+
+    Returns
+    -------
+    float
+        λ = 1.25 · min(Δ, U − L) (plus a tiny floor), Δ the largest single-flip
+        change, U the magnitude mask's objective, L the lower bound.
     """
     from ..solvers.baselines import MagnitudeSolver
 
@@ -66,6 +99,27 @@ def add_cardinality(problem: Problem, k: int, penalty: float | str | None = "aut
     ``penalty``: "auto"/None = :func:`auto_penalty` (``lower`` passed on); a
     number = λ itself; 0 = no penalty (only the k hint, for solvers that
     enforce k natively).
+
+    Parameters
+    ----------
+    problem : Problem
+    k : int
+        Bits to keep, in [0, n].
+    penalty : "auto", None or float
+        "auto"/None: :func:`auto_penalty`; a number ≥ 0: λ itself; 0: only the
+        k hint (for solvers that enforce k natively).
+    lower : float or None
+        Lower bound passed to :func:`auto_penalty`.
+
+    Returns
+    -------
+    Problem
+        With ``k`` and ``penalty`` set.
+
+    Raises
+    ------
+    QSelectError
+        If ``k`` is outside [0, n] or ``penalty`` is negative, non-finite or an unknown string.
     """
     if not 0 <= int(k) <= problem.n:
         raise QSelectError(f"cannot keep k={k} of {problem.n} bits; k must be in [0, {problem.n}]")
@@ -82,5 +136,17 @@ def add_cardinality(problem: Problem, k: int, penalty: float | str | None = "aut
 
 
 def keep_count(n: int, sparsity: float) -> int:
-    """Bits to keep out of n at the given sparsity (fraction removed), rounded."""
+    """Bits to keep out of n at the given sparsity (fraction removed), rounded.
+
+    Parameters
+    ----------
+    n : int
+    sparsity : float
+        Fraction removed, in [0, 1).
+
+    Returns
+    -------
+    int
+        round((1 − sparsity)·n), halves rounded up.
+    """
     return int(np.floor((1.0 - check_sparsity(sparsity)) * n + 0.5))  # half rounds up, not to even

@@ -37,7 +37,17 @@ PARTITIONS = ("contiguous", "swap-gain", "mixed", "random")
 
 
 def blocks_of(order: np.ndarray, qubits: int) -> list[np.ndarray]:
-    """Split ``order`` into ceil(n/q) nearly equal consecutive blocks (each ≤ q)."""
+    """Split ``order`` into ceil(n/q) nearly equal consecutive blocks (each ≤ q).
+
+    Parameters
+    ----------
+    order : numpy.ndarray of int, shape (n,)
+    qubits : int
+
+    Returns
+    -------
+    list of numpy.ndarray of int
+    """
     nb = -(-order.size // qubits)
     return [b for b in np.array_split(order, nb)]
 
@@ -50,6 +60,17 @@ def gain_order(problem: Problem, x: np.ndarray, first: int | None = None) -> np.
     so on (exact energies), so the first block can hold a multi-swap whose
     single swaps are each uphill; the other bits follow in order of their best
     single swap. Without k: bits by their single-flip change.
+
+    Parameters
+    ----------
+    problem : Problem
+    x : numpy.ndarray of uint8, shape (n,)
+    first : int or None
+        Length of the greedy compound move (default: one block).
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n,)
     """
     on, off = np.flatnonzero(x), np.flatnonzero(x == 0)
     if problem.k is None or not on.size or not off.size:
@@ -72,7 +93,17 @@ def gain_order(problem: Problem, x: np.ndarray, first: int | None = None) -> np.
 
 
 def mixed_order(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Set and unset bits (each shuffled) interleaved so every block gets its share of both."""
+    """Set and unset bits (each shuffled) interleaved so every block gets its share of both.
+
+    Parameters
+    ----------
+    x : numpy.ndarray of uint8, shape (n,)
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n,)
+    """
     on, off = rng.permutation(np.flatnonzero(x)), rng.permutation(np.flatnonzero(x == 0))
     key = np.concatenate([(np.arange(on.size) + 0.5) / max(on.size, 1),
                           (np.arange(off.size) + 0.5) / max(off.size, 1)])
@@ -81,7 +112,22 @@ def mixed_order(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def partition(kind: str, problem: Problem, x: np.ndarray, qubits: int,
               rng: np.random.Generator) -> list[np.ndarray]:
-    """The blocks (each ≤ ``qubits`` bits, together all bits once) of one sweep."""
+    """The blocks (each ≤ ``qubits`` bits, together all bits once) of one sweep.
+
+    Parameters
+    ----------
+    kind : {"contiguous", "swap-gain", "mixed", "random"}
+    problem : Problem
+    x : numpy.ndarray of uint8, shape (n,)
+        Current bitstring.
+    qubits : int
+        Largest block.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    list of numpy.ndarray of int
+    """
     if kind == "contiguous":
         order = np.arange(problem.n)
     elif kind == "swap-gain":
@@ -97,7 +143,18 @@ def partition(kind: str, problem: Problem, x: np.ndarray, qubits: int,
 
 def seeded_copy(inner: Solver, *parts: int) -> Solver:
     """``inner`` with its own seed mixed with ``parts`` (sweep, block): independent draws per
-    block instead of one stream replayed in every block. Unseeded solvers pass through."""
+    block instead of one stream replayed in every block. Unseeded solvers pass through.
+
+    Parameters
+    ----------
+    inner : Solver
+    *parts : int
+        Sweep and block numbers mixed into the seed.
+
+    Returns
+    -------
+    Solver
+    """
     seed = getattr(inner, "seed", None)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         return inner
@@ -106,7 +163,18 @@ def seeded_copy(inner: Solver, *parts: int) -> Solver:
 
 
 def block_answer(r: SolveResult, need: int | None) -> tuple[np.ndarray, float] | None:
-    """The inner result's best bitstring with ``need`` bits set (any when None), or None."""
+    """The inner result's best bitstring with ``need`` bits set (any when None), or None.
+
+    Parameters
+    ----------
+    r : SolveResult
+    need : int or None
+        Required number of set bits.
+
+    Returns
+    -------
+    (numpy.ndarray, float) or None
+    """
     if r.samples is None or r.energies is None or len(r.samples) == 0:
         cands, energies = r.bits[None], np.array([r.energy])
     else:
@@ -127,6 +195,15 @@ def keep_k(problem: Problem, r: SolveResult) -> SolveResult:
     misses the asked sparsity. The repair takes the best k-bit sample and the magnitude
     mask, each polished by exact 1-in/1-out swaps (``best_with_k``), and records
     ``info["k_repair"]`` with the energy the off-k answer had.
+
+    Parameters
+    ----------
+    problem : Problem
+    r : SolveResult
+
+    Returns
+    -------
+    SolveResult
     """
     if problem.k is None or int(r.bits.sum()) == int(problem.k):
         return r

@@ -93,6 +93,29 @@ def build_student(teacher: nn.Module, width: int = 2, depth: int = 2, reduce: st
     Layout: ``flatten``, then ``block{i}`` = Sequential of ``depth`` Linear
     layers (activations between), a ``WidthReduce`` and, except after the
     last block, the activation. Same seed, same student.
+
+    Parameters
+    ----------
+    teacher : torch.nn.Module
+        An MLP (Linear layers only).
+    width : int
+        Width multiplier.
+    depth : int
+        Linear layers per teacher layer.
+    reduce : {"pool", "magnitude"}
+        How a block's wide output is reduced to the teacher's width: group
+        means, or the units of largest magnitude.
+    activation : type of torch.nn.Module
+    seed : int
+
+    Returns
+    -------
+    torch.nn.Sequential
+
+    Raises
+    ------
+    QSelectError
+        If the teacher is not an MLP or an argument is out of range.
     """
     if int(width) < 1 or int(depth) < 2:
         raise QSelectError(f"the student must be at least as wide (width ≥ 1) and twice as deep "
@@ -126,7 +149,25 @@ def build_student(teacher: nn.Module, width: int = 2, depth: int = 2, reduce: st
 
 def distillation_problems(teacher: nn.Module, student: nn.Sequential, inputs, *, sparsity: float = 0.5,
                           penalty="auto") -> list[LocalProblem]:
-    """Per-block weight problems; targets of each block's last layer = teacher pre-activations."""
+    """Per-block weight problems; targets of each block's last layer = teacher pre-activations.
+
+    Parameters
+    ----------
+    teacher : torch.nn.Module
+    student : torch.nn.Sequential
+        From :func:`build_student`.
+    inputs : torch.Tensor or iterable
+        Calibration inputs.
+    sparsity : float
+        Fraction removed, in [0, 1).
+    penalty : "auto", None or float
+        Cardinality penalty λ: "auto"/None = :func:`~qselect.formulate.cardinality.auto_penalty`
+        (provably keeps k), a number = λ itself.
+
+    Returns
+    -------
+    list of LocalProblem
+    """
     lins = teacher_linears(teacher)
     blocks = [(n, m) for n, m in student.named_children() if n.startswith("block")]
     if len(blocks) != len(lins):
@@ -161,7 +202,31 @@ def distillation_problems(teacher: nn.Module, student: nn.Sequential, inputs, *,
 def distill_masks(teacher: nn.Module, student: nn.Sequential, inputs, *, sparsity: float = 0.5,
                   solver=None, qubits: int = 12, seed: int = 0, executor=None, penalty=None,
                   max_sweeps: int = 10, progress: bool = False) -> Selection:
-    """Solve the distillation problems; units a magnitude reduction drops are pruned entirely."""
+    """Solve the distillation problems; units a magnitude reduction drops are pruned entirely.
+
+    Parameters
+    ----------
+    teacher : torch.nn.Module
+    student : torch.nn.Sequential
+    inputs : torch.Tensor or iterable
+    sparsity : float
+        Fraction removed, in [0, 1).
+    solver : str, Solver or None
+    qubits : int
+        Block size.
+    seed : int
+    executor : Executor, str or None
+    penalty : "auto", None or float
+        Cardinality penalty λ: "auto"/None = :func:`~qselect.formulate.cardinality.auto_penalty`
+        (provably keeps k), a number = λ itself.
+    max_sweeps : int
+    progress : bool
+
+    Returns
+    -------
+    Selection
+        Masks for the student's Linear layers.
+    """
     problems = distillation_problems(teacher, student, inputs, sparsity=sparsity,
                                      penalty="auto" if penalty is None else penalty)
     block = make_solver(solver, int(qubits), seed, max_sweeps)

@@ -40,5 +40,16 @@ class LocalProblem:
 
 
 def with_scores(problem: Problem, scores) -> Problem:
-    """Attach per-variable importance scores (read by MagnitudeSolver / the magnitude start)."""
+    """Attach per-variable importance scores (read by MagnitudeSolver / the magnitude start).
+
+    Parameters
+    ----------
+    problem : Problem
+    scores : array_like, shape (n,)
+        Larger = keep first (e.g. |w|·‖a‖).
+
+    Returns
+    -------
+    Problem
+    """
     return problem.with_scores(scores)

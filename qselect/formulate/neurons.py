@@ -27,7 +27,19 @@ from .weights import layer_groups
 
 
 def units_of_columns(layer: nn.Module, next_layer: nn.Module) -> np.ndarray:
-    """For each input column of ``next_layer``'s A, the unit of ``layer`` it comes from."""
+    """For each input column of ``next_layer``'s A, the unit of ``layer`` it comes from.
+
+    Parameters
+    ----------
+    layer : torch.nn.Module
+        Linear or Conv2d whose units are selected.
+    next_layer : torch.nn.Module
+        The layer reading them.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (columns,)
+    """
     h = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
     if isinstance(next_layer, nn.Linear):
         cols = next_layer.in_features
@@ -45,7 +57,34 @@ def units_of_columns(layer: nn.Module, next_layer: nn.Module) -> np.ndarray:
 
 def neuron_problem(name: str, layer: nn.Module, next_layer: nn.Module, next_inputs: torch.Tensor, *,
                    sparsity: float, penalty="auto") -> LocalProblem:
-    """The layer-wide QUBO over ``layer``'s output units (one bit per unit)."""
+    """The layer-wide QUBO over ``layer``'s output units (one bit per unit).
+
+    Parameters
+    ----------
+    name : str
+        The layer's name.
+    layer : torch.nn.Module
+        Linear or Conv2d whose output units are the bits.
+    next_layer : torch.nn.Module
+        The next layer called, which reads those units.
+    next_inputs : torch.Tensor
+        ``next_layer``'s inputs on the calibration batch.
+    sparsity : float
+        Fraction removed, in [0, 1).
+    penalty : "auto", None or float
+        Cardinality penalty λ: "auto"/None = :func:`~qselect.formulate.cardinality.auto_penalty`
+        (provably keeps k), a number = λ itself.
+
+    Returns
+    -------
+    LocalProblem
+        Energy ‖Z(m) − Z(1)‖² of the next layer's pre-activation, Q = (HᵀH)⊙(VᵀV).
+
+    Raises
+    ------
+    QSelectError
+        If the layers do not connect or the inputs contain NaN/inf.
+    """
     unit = units_of_columns(layer, next_layer)
     (A, _, V), = list(layer_groups(next_layer, next_inputs))
     h = int(unit.max()) + 1

@@ -136,7 +136,22 @@ def reference_energies(selection: Selection, max_bits: int = EXACT_DEFAULT_BITS,
 
 
 def make_solver(solver, qubits: int, seed: int, max_sweeps: int = 10) -> BlockSolver:
-    """Solver for the local problems: decomposed into ≤ ``qubits``-bit blocks when larger."""
+    """Solver for the local problems: decomposed into ≤ ``qubits``-bit blocks when larger.
+
+    Parameters
+    ----------
+    solver : str, Solver or None
+        Name, instance (a ``BlockSolver`` passes through) or None (exact search
+        up to 20 qubits, else simulated annealing).
+    qubits : int
+        Block size.
+    seed : int
+    max_sweeps : int
+
+    Returns
+    -------
+    BlockSolver
+    """
     if solver is None:
         inner = ExactSolver() if qubits <= EXACT_DEFAULT_BITS else SimulatedAnnealingSolver(seed=seed)
     elif isinstance(solver, Solver):
@@ -176,7 +191,22 @@ def solve_problems(problems: list[LocalProblem], solver: Solver, executor=None,
 
 def build_masks(model: nn.Module, problems: list[LocalProblem], results: list[SolveResult],
                 layers: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """Masks (1 = keep) for every layer named in ``layers`` or touched by a problem."""
+    """Masks (1 = keep) for every layer named in ``layers`` or touched by a problem.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    problems : list of LocalProblem
+    results : list of SolveResult
+        One per problem, in order (only ``bits`` is read).
+    layers : list of str or None
+        Layers to mask; those without a problem get all-ones masks.
+
+    Returns
+    -------
+    dict of str -> torch.Tensor
+        Parameter name -> float 0/1 mask of the parameter's shape and device.
+    """
     modules = dict(model.named_modules())
     masks: dict[str, torch.Tensor] = {}
 
@@ -223,6 +253,17 @@ def following_activation(model: nn.Module, layer: str, order: list[str]):
 
     ``order`` is :func:`call_order`'s list; functional activations (F.relu in
     ``forward``) are invisible to hooks, so pass ``activation=`` for those.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    layer : str
+    order : list of str
+        Leaf-module call order from :func:`~qselect.formulate.activations.call_order`.
+
+    Returns
+    -------
+    torch.nn.Module or None
     """
     modules = dict(model.named_modules())
     if layer in order and order.index(layer) + 1 < len(order):
@@ -302,28 +343,79 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
                  solver=None, qubits: int = 12, layers=None, seed: int = 0, executor=None, penalty=None,
                  progress: bool = False, K: int | None = None, max_sweeps: int = 10,
                  activation="auto", nk_rest: str = "magnitude", damping: float = 0.01) -> Selection:
-    """Select masks for ``model`` from a calibration batch.
+    """Select masks for ``model``'s layers by solving local problems on a calibration batch.
 
-    formulation: "weight" (per output neuron, reconstruct the dense output),
-    "neuron" (per layer, keep units so the next layer's pre-activation is
-    kept; only layers whose units reach the next called layer through
-    zero-preserving modules (ReLU-like, pooling) — by default the others are
-    left out, named ones are refused), "nk" (per unit, K weights decided with
-    the exact local loss through the following activation; ``K`` — default
-    ``NK_DEFAULT_K`` = 10, independent of ``qubits`` — is the local problem
-    size; ``nk_rest="magnitude"`` decides the K weights at each row's
-    magnitude threshold, "prune" reads only the K largest-|w| inputs and needs
-    K ≥ the row's keep count). ``sparsity`` is the fraction of each row's
-    weights (weight/nk) or of the layer's units (neuron) removed: the masks'
-    weight sparsity equals it up to rounding for every solver, or the call
-    refuses before any forward pass. ``solver``: a name from
-    ``qselect.solvers.SOLVERS`` or a Solver (default: exact search for budgets
-    ≤ 20 qubits, else SA); problems over ``qubits`` bits are decomposed.
-    "refit" (per output neuron, the reconstruction error after the damped
-    least-squares refit of the kept weights, ``damping`` a fraction of mean
-    diag(AᵀA); see ``qselect.formulate.refit``).
-    ``penalty``: None/"auto" (provably keeps k) or λ. Masks are plain tensors
-    on the parameters' devices; apply them with qselect.classical.masks.
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any model whose prunable layers are ``nn.Linear`` / ``nn.Conv2d``; may live on CUDA
+        (all problem math runs in float64 on the CPU).
+    calib_inputs : torch.Tensor or iterable of batches
+        Calibration inputs (a tensor, or batches / (x, y) pairs).
+    formulation : {"weight", "neuron", "nk", "refit"}
+        ``"weight"``: one problem per output neuron, reconstruct the dense
+        output. ``"neuron"``: one problem per layer over its units, keep the
+        next layer's pre-activation (only layers whose units reach the next
+        called layer through zero-preserving modules — ReLU-like, pooling;
+        by default the others are left out, named ones are refused).
+        ``"nk"``: per unit, K weights decided with the exact local loss
+        through the following activation. ``"refit"``: per output neuron, the
+        reconstruction error after the damped least-squares refit of the kept
+        weights (see ``qselect.formulate.refit``).
+    sparsity : float
+        Fraction of each row's weights (weight, nk, refit) or of the layer's
+        units (neuron) removed, in [0, 1); the masks' sparsity equals it up to
+        rounding for every solver, or the call refuses before any forward pass.
+    solver : str, Solver or None
+        A name from ``qselect.solvers.SOLVERS`` or a solver instance; default
+        exact search for budgets ≤ 20 qubits, else simulated annealing.
+    qubits : int
+        Largest problem solved whole; larger ones are decomposed into blocks
+        (:class:`~qselect.formulate.decompose.BlockSolver`).
+    layers : str, iterable of str, or None
+        Layer names (default: every prunable layer the formulation supports).
+    seed : int
+        Seed of every random choice (solver, block partitions).
+    executor : Executor, str or None
+        Where the local problems are solved; same results on any executor.
+    penalty : "auto", None or float
+        Cardinality penalty λ; "auto"/None provably keeps k bits.
+    progress : bool
+        Show progress bars.
+    K : int or None
+        NK problem size (default ``NK_DEFAULT_K`` = 10, independent of ``qubits``).
+    max_sweeps : int
+        Upper bound on block-descent sweeps.
+    activation : "auto", torch.nn.Module, callable or None
+        NK: the activation after each layer ("auto": found from the forward
+        pass; pass it for functional activations such as ``F.relu``).
+    nk_rest : {"magnitude", "prune"}
+        NK: decide the K weights at each row's magnitude threshold, or read
+        only the K largest-|w| inputs (needs K ≥ the row's keep count).
+    damping : float
+        Refit: damping as a fraction of mean diag(AᵀA).
+
+    Returns
+    -------
+    Selection
+        ``masks`` (parameter name -> float 0/1 tensor of the parameter's shape
+        and device; apply with :func:`qselect.classical.masks.apply_masks`),
+        ``problems``, ``results`` and ``summary()``.
+
+    Raises
+    ------
+    QSelectError
+        On an unknown formulation or solver, a sparsity outside [0, 1),
+        layers that cannot be formulated, NaN weights or activations.
+    ProblemTooLargeError
+        If the problems would not fit in memory.
+
+    References
+    ----------
+    E. Farhi, J. Goldstone, S. Gutmann, "A Quantum Approximate Optimization
+    Algorithm", arXiv:1411.4028 (2014), for the QAOA solver; E. Frantar,
+    S. P. Singh, D. Alistarh, "Optimal Brain Compression", NeurIPS 2022, for
+    the refit loss.
     """
     if formulation not in FORMULATIONS:
         raise QSelectError(f"unknown formulation {formulation!r}; use one of {', '.join(FORMULATIONS)}")
@@ -401,6 +493,17 @@ def masks_from_solutions(model: nn.Module, problems, results, layers=None) -> di
     in order; only ``.bits`` is read). Layers in ``layers`` with no problem get an
     all-ones mask. The bit -> entry bookkeeping lives with the formulations
     (``build_masks``); this is the pipeline-side entry point.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    problems : list of LocalProblem
+    results : list of SolveResult
+    layers : list of str or None
+
+    Returns
+    -------
+    dict of str -> torch.Tensor
     """
     problems, results = list(problems), list(results)
     if len(problems) != len(results):

@@ -27,6 +27,17 @@ def layer_groups(layer: nn.Module, inputs: torch.Tensor):
     Linear: A = inputs flattened to (…, in). Conv2d: each row of A is one
     receptive field (``F.unfold`` after the layer's own padding), columns in
     the (C, kh, kw) order of ``weight[o].reshape(-1)``.
+
+    Parameters
+    ----------
+    layer : torch.nn.Linear or torch.nn.Conv2d
+    inputs : torch.Tensor
+
+    Yields
+    ------
+    A : torch.Tensor, float64, shape (rows, cols)
+    out_channels : range or list of int
+    W_rows : torch.Tensor, shape (len(out_channels), cols)
     """
     W = as_float64_cpu(layer.weight)
     if isinstance(layer, nn.Linear):
@@ -48,7 +59,20 @@ def layer_groups(layer: nn.Module, inputs: torch.Tensor):
 
 
 def target_rows(layer: nn.Module, targets: torch.Tensor, j: int) -> torch.Tensor:
-    """Output unit j's target pre-activations in the row order of ``layer_groups``' A."""
+    """Output unit j's target pre-activations in the row order of ``layer_groups``' A.
+
+    Parameters
+    ----------
+    layer : torch.nn.Module
+    targets : torch.Tensor
+        Shaped like the layer's output.
+    j : int
+        Output unit.
+
+    Returns
+    -------
+    torch.Tensor, float64, shape (rows,)
+    """
     t = as_float64_cpu(targets)
     if isinstance(layer, nn.Linear):
         return t.reshape(-1, layer.out_features)[:, j]
@@ -68,6 +92,35 @@ def weight_problems(name: str, layer: nn.Module, inputs: torch.Tensor, *, sparsi
     (:mod:`qselect.formulate.lean`, O(n) memory per neuron); False one dense
     n×n QUBO per neuron; "auto" (default) the dense ones while they need at
     most :data:`DENSE_LIMIT` bytes and fit in memory, else the lean ones.
+
+    Parameters
+    ----------
+    name : str
+        The layer's name (recorded in each problem).
+    layer : torch.nn.Linear or torch.nn.Conv2d
+    inputs : torch.Tensor
+        The layer's inputs on the calibration batch, (N, in_features) or (N, C, H, W).
+    sparsity : float
+        Fraction removed, in [0, 1).
+    targets : torch.Tensor or None
+        Wanted pre-activations, shaped like the layer's output.
+    penalty : "auto", None or float
+        Cardinality penalty λ: "auto"/None = :func:`~qselect.formulate.cardinality.auto_penalty`
+        (provably keeps k), a number = λ itself.
+    neurons : iterable of int or None
+    lean : bool or "auto"
+
+    Returns
+    -------
+    list of LocalProblem
+        One per output neuron; energy ‖A·diag(w)·m − t‖² in squared output units.
+
+    Raises
+    ------
+    QSelectError
+        On NaN/inf, a sparsity outside [0, 1), or mismatched targets.
+    ProblemTooLargeError
+        If even the factored problems would not fit in memory.
     """
     if lean not in (True, False, "auto"):
         raise QSelectError(f"lean must be True, False or 'auto', got {lean!r}")

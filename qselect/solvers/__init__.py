@@ -28,7 +28,21 @@ SOLVERS: dict[str, type | str] = {
 
 
 def solver_class(name: str) -> type:
-    """The class registered under ``name`` (importing a lazy entry)."""
+    """The class registered under ``name`` (importing a lazy entry).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    type
+
+    Raises
+    ------
+    QSelectError
+        Listing the valid names.
+    """
     if name not in SOLVERS:
         raise QSelectError(f"unknown solver {name!r}; valid names: {', '.join(sorted(SOLVERS))}")
     entry = SOLVERS[name]
@@ -42,7 +56,24 @@ def solver_class(name: str) -> type:
 
 
 def get_solver(name, **kw) -> Solver:
-    """Build a solver by registry name (a Solver instance passes through unchanged)."""
+    """Build a solver by registry name (a Solver instance passes through unchanged).
+
+    Parameters
+    ----------
+    name : str or Solver
+        ``exact``, ``sa``, ``tabu``, ``greedy``, ``magnitude``, ``random``, ``qaoa``.
+    **kw
+        The solver's constructor arguments.
+
+    Returns
+    -------
+    Solver
+
+    Raises
+    ------
+    QSelectError
+        If the name is unknown or an argument invalid.
+    """
     if isinstance(name, Solver):
         if kw:
             raise QSelectError("settings can only be given with a solver name, not with a solver object")

@@ -16,6 +16,23 @@ def linear_ramp(p: int, dt: float = 0.75) -> np.ndarray:
     Sign: we minimise C with layers exp(-iβΣX) exp(-iγC) from |+>^n, the ground
     state of -ΣX. Trotterised annealing from -ΣX to C is exp(+i(1-s)dt ΣX)
     exp(-i s dt C), so γ > 0 and β < 0 (with β > 0 the start point raises ⟨C⟩).
+
+    Parameters
+    ----------
+    p : int
+        Depth.
+    dt : float
+        Time step of the discretised anneal.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (2p,)
+
+    References
+    ----------
+    L. Zhou, S.-T. Wang, S. Choi, H. Pichler, M. D. Lukin, "Quantum
+    Approximate Optimization Algorithm: Performance, Mechanism, and
+    Implementation on Near-Term Devices", Phys. Rev. X 10, 021067 (2020).
     """
     f = (np.arange(p) + 0.5) / p
     return np.concatenate([f * dt, -(1 - f) * dt])
@@ -40,7 +57,22 @@ def random_angles(p: int, seed=0) -> np.ndarray:
 
 
 def interpolate(angles, p: int) -> np.ndarray:
-    """Angles for depth p from angles of another depth (INTERP, Zhou et al.)."""
+    """Angles for depth p from angles of another depth (INTERP, Zhou et al.).
+
+    Parameters
+    ----------
+    angles : array_like, shape (2p',)
+    p : int
+        Target depth.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (2p,)
+
+    References
+    ----------
+    L. Zhou et al., Phys. Rev. X 10, 021067 (2020) — the INTERP strategy.
+    """
     a = np.asarray(angles, dtype=float).reshape(-1)
     q = a.size // 2
     if q == p:
@@ -51,7 +83,23 @@ def interpolate(angles, p: int) -> np.ndarray:
 
 
 def initial_angles(init, p: int, seed=0) -> np.ndarray:
-    """Resolve ``init``: 'ramp', 'random', an array of 2·p' angles, or a result with ``.angles``."""
+    """Resolve ``init``: 'ramp', 'random', an array of 2·p' angles, or a result with ``.angles``.
+
+    Parameters
+    ----------
+    init : {"ramp", "random"}, array_like or object with ``angles``
+    p : int
+    seed : int
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (2p,)
+
+    Raises
+    ------
+    QSelectError
+        If ``init`` is not understood or has an odd length / non-finite entries.
+    """
     if isinstance(init, str):
         if init == "ramp":
             return linear_ramp(p)

@@ -385,7 +385,17 @@ class NumpyQAOA:
         return a[:self.p], a[self.p:]
 
     def state(self, angles) -> np.ndarray:
-        """The QAOA state |γ,β> (computational basis, little-endian)."""
+        """The QAOA state |γ,β> (computational basis, little-endian).
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,)
+            ``[γ_1..γ_p, β_1..β_p]`` in radians.
+
+        Returns
+        -------
+        numpy.ndarray, complex, shape (2**n,)
+        """
         with single_thread_blas():
             psi = self._state(angles)
         if self._frame:  # back from the rotated frame: ψ = D ψ̃, D = i^popcount
@@ -434,13 +444,42 @@ class NumpyQAOA:
         return sum(self._chunked(part))
 
     def expectation(self, angles, weights=None) -> float:
-        """⟨ψ(θ)|W|ψ(θ)⟩ for the diagonal observable W (default: the cost)."""
+        """⟨ψ(θ)|W|ψ(θ)⟩ for the diagonal observable W (default: the cost).
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,)
+            ``[γ_1..γ_p, β_1..β_p]`` in radians.
+        weights : numpy.ndarray, shape (2**n,), or None
+
+        Returns
+        -------
+        float
+        """
         w = self.costs if weights is None else weights
         with single_thread_blas():
             return self._expect(self._state(angles), w)
 
     def value_and_grad(self, angles, weights=None) -> tuple[float, np.ndarray]:
-        """⟨W⟩ and its exact gradient by the adjoint method (one forward, one backward sweep)."""
+        """⟨W⟩ and its exact gradient by the adjoint method (one forward, one backward sweep).
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,)
+            ``[γ_1..γ_p, β_1..β_p]`` in radians.
+        weights : numpy.ndarray, shape (2**n,), or None
+
+        Returns
+        -------
+        value : float
+        grad : numpy.ndarray of float64, shape (2p,)
+
+        References
+        ----------
+        T. Jones, J. Gacon, "Efficient calculation of gradients in classical
+        simulations of variational quantum algorithms", arXiv:2009.02823 (2020) —
+        the adjoint method.
+        """
         with single_thread_blas():
             return self._value_and_grad(angles, weights)
 

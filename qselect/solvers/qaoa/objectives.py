@@ -83,7 +83,19 @@ def exact_objective(costs, probs, objective: str, alpha: float, order=None) -> f
 
 
 def sample_objective(energies, counts, objective: str, alpha: float) -> float:
-    """Objective from sampled energies (each with its count)."""
+    """Objective from sampled energies (each with its count).
+
+    Parameters
+    ----------
+    energies : array_like, shape (m,)
+    counts : array_like of int, shape (m,)
+    objective : {"expectation", "cvar"}
+    alpha : float
+
+    Returns
+    -------
+    float
+    """
     e = np.asarray(energies, dtype=float)
     c = np.asarray(counts, dtype=float)
     if objective == "expectation" or alpha >= 1:

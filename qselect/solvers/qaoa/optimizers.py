@@ -71,7 +71,32 @@ def uses_gradient(name: str) -> bool:
 def minimize(value, x0, method: str = "L-BFGS-B", maxiter: int = 100, value_and_grad=None,
              seed=0, tol: float | None = None) -> Outcome:
     """Minimise ``value(x)``; gradient methods use ``value_and_grad(x) -> (f, g)`` when given
-    (otherwise scipy's finite differences)."""
+    (otherwise scipy's finite differences).
+
+    Parameters
+    ----------
+    value : callable
+        ``value(x) -> float``.
+    x0 : array_like, shape (d,)
+    method : str
+        A scipy method, ``"SPSA"`` or ``"qiskit:<name>"``.
+    maxiter : int
+        0 evaluates ``x0`` only.
+    value_and_grad : callable or None
+        ``value_and_grad(x) -> (float, ndarray (d,))``.
+    seed : int
+        For stochastic optimisers.
+    tol : float or None
+
+    Returns
+    -------
+    Outcome
+
+    Raises
+    ------
+    QSelectError
+        If the method is unknown.
+    """
     m = normalise_name(method)
     x0 = np.asarray(x0, dtype=float)
     calls = {"f": 0, "g": 0}

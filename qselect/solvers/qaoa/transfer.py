@@ -84,6 +84,31 @@ def solve_layer(problems: Sequence, solver=None, mode: str = "warm", n_train: in
     solves every non-training problem from scratch, measuring the evaluations
     saved and the change in best energy / ⟨C⟩ / approximation ratio
     (transfer − independent; negative energy change = better).
+
+    Parameters
+    ----------
+    problems : sequence of Problem
+        A layer's local problems (similar costs).
+    solver : QAOASolver or None
+        Settings for every solve (default ``QAOASolver()``).
+    mode : {"warm", "fixed"}
+        Warm-start each problem from the transferred angles, or evaluate them
+        as they are (one evaluation per problem).
+    n_train : int
+        Problems optimised to produce the angles.
+    compare : bool
+        Also solve every problem from scratch and measure the difference.
+    executor : Executor, str or None
+
+    Returns
+    -------
+    LayerQAOAResult
+
+    Raises
+    ------
+    QSelectError
+        If ``solver`` is not a QAOASolver, the mode is unknown, there are no
+        problems, or ``n_train`` is not a positive integer.
     """
     from .solver import QAOASolver
 
