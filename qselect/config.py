@@ -95,10 +95,15 @@ def load_config(path, schema: Mapping[str, OptionSpec], command: str,
     every command name so that ``[other]`` tables are recognised (and skipped).
     """
     path = Path(path)
+    if path.is_dir():
+        hint = f" (e.g. {path / 'config.toml'})" if (path / "config.toml").is_file() else ""
+        raise QSelectError(f"--config {path} is a folder; give the TOML file itself{hint}")
     if not path.is_file():
         raise QSelectError(f"config file {path} does not exist; check the path given to --config")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except PermissionError:
+        raise QSelectError(f"config file {path} is not readable (permission denied); check its permissions") from None
     except UnicodeDecodeError:
         raise QSelectError(f"config file {path} is not UTF-8 text; save it as a TOML text file") from None
     except tomllib.TOMLDecodeError as exc:

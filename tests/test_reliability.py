@@ -285,3 +285,12 @@ def test_mlp_widths_that_cannot_fit_are_refused_before_anything_runs():
     with pytest.raises(QSelectError, match="narrower layers"):
         validate_experiment({"hidden": [10_000_000, 10_000_000]})
     assert validate_experiment({"hidden": [32, 32]}) == {"hidden": [32, 32]}
+
+
+def test_config_path_that_is_a_folder_says_so(tmp_path):
+    from qselect.config import load_config
+
+    (tmp_path / "config.toml").write_text("seed = 1\n")
+    with pytest.raises(QSelectError, match="is a folder; give the TOML file itself") as info:
+        load_config(tmp_path, {}, "select")
+    assert "config.toml" in str(info.value)
