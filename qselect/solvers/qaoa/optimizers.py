@@ -127,3 +127,185 @@ def minimize(value, x0, method: str = "L-BFGS-B", maxiter: int = 100, value_and_
     else:
         res = _scipy_minimize(f, x0, method=m, tol=tol, options=opts)
     return Outcome(np.asarray(res.x, dtype=float), float(res.fun), calls["f"], calls["g"], str(res.message))
+
+
+@dataclass
+class BatchOutcome:
+    """Per-problem results of :func:`minimize_batch` (arrays over the batch)."""
+
+    x: np.ndarray  # (B, d)
+    fun: np.ndarray  # (B,)
+    evaluations: np.ndarray  # (B,) value+gradient calls per problem
+    messages: list
+
+
+def _two_loop(g, S, Y, rho, count, newest, m):
+    """L-BFGS direction −H·g for every row (Nocedal & Wright 2006, Alg. 7.4), rows with their own history."""
+    B = g.shape[0]
+    q = g.copy()
+    alpha = np.zeros((B, m))
+    rows = np.arange(B)
+    for t in range(m):  # newest to oldest
+        slot = (newest - t) % m
+        on = t < count
+        a = rho[rows, slot] * np.einsum("ij,ij->i", S[rows, slot], q)
+        a = np.where(on, a, 0.0)
+        alpha[:, t] = a
+        q -= a[:, None] * Y[rows, slot]
+    s_new, y_new = S[rows, newest], Y[rows, newest]
+    yy = np.einsum("ij,ij->i", y_new, y_new)
+    gamma = np.where((count > 0) & (yy > 0), np.einsum("ij,ij->i", s_new, y_new) / np.where(yy > 0, yy, 1.0), 1.0)
+    r = gamma[:, None] * q
+    for t in range(m - 1, -1, -1):  # oldest to newest
+        slot = (newest - t) % m
+        on = t < count
+        bcoef = rho[rows, slot] * np.einsum("ij,ij->i", Y[rows, slot], r)
+        r += np.where(on, alpha[:, t] - bcoef, 0.0)[:, None] * S[rows, slot]
+    return -r
+
+
+def minimize_batch(value_and_grad, x0, maxiter: int = 100, ftol: float = 1e-6, gtol: float = 1e-5,
+                   memory: int = 10, max_backtracks: int = 20) -> BatchOutcome:
+    """Minimise B independent smooth functions at once with L-BFGS, each with its own line search.
+
+    Every round evaluates one trial point per unfinished problem in a single
+    ``value_and_grad(X, rows)`` call (X of shape (b, d) for the problems
+    ``rows``; returns values (b,) and gradients (b, d)), so a batched
+    simulator advances all of them together. Each problem keeps its own
+    curvature history, step length (Armijo backtracking with quadratic
+    interpolation) and stopping test — scipy L-BFGS-B's: a relative decrease
+    of f below ``ftol``, a gradient max-norm below ``gtol``, or ``maxiter``
+    iterations — and drops out of the batch when it stops.
+
+    Parameters
+    ----------
+    value_and_grad : callable
+        ``(X (b, d) float64, rows (b,) int) -> (f (b,), g (b, d))``.
+    x0 : array_like, shape (B, d)
+        Start points.
+    maxiter : int
+        Iterations per problem (0: evaluate the start only).
+    ftol, gtol : float
+        Stopping tolerances (as scipy's L-BFGS-B ``ftol``/``pgtol``).
+    memory : int
+        Curvature pairs kept per problem.
+    max_backtracks : int
+        Step halvings before a problem's line search gives up (it keeps its best point).
+
+    Returns
+    -------
+    BatchOutcome
+
+    References
+    ----------
+    Nocedal & Wright, Numerical Optimization (2006), Alg. 7.4–7.5 and §3.5.
+    """
+    X = np.array(x0, dtype=float)
+    if X.ndim != 2:
+        raise QSelectError(f"batched start points must have shape (batch, d), got {X.shape}")
+    B, d = X.shape
+    m = max(1, int(memory))
+    f, G = value_and_grad(X.copy(), np.arange(B))
+    f, G = np.asarray(f, float).copy(), np.asarray(G, float).copy()
+    evals = np.ones(B, dtype=np.int64)
+    msgs = [""] * B
+    if maxiter <= 0:
+        return BatchOutcome(X, f, evals, ["no optimisation (maxiter=0)"] * B)
+    S, Y = np.zeros((B, m, d)), np.zeros((B, m, d))
+    rho = np.zeros((B, m))
+    count = np.zeros(B, dtype=np.int64)
+    newest = np.full(B, m - 1, dtype=np.int64)
+    it = np.zeros(B, dtype=np.int64)
+    active = np.ones(B, dtype=bool)
+    for i in np.flatnonzero(np.max(np.abs(G), axis=1) <= gtol):
+        active[i], msgs[i] = False, "CONVERGENCE: NORM_OF_PROJECTED_GRADIENT_<=_PGTOL"
+    D = np.zeros((B, d))
+    slope = np.zeros(B)
+    step = np.zeros(B)
+    backtracks = np.zeros(B, dtype=np.int64)
+
+    def new_direction(idx):
+        Dn = _two_loop(G[idx], S[idx], Y[idx], rho[idx], count[idx], newest[idx], m)
+        sl = np.einsum("ij,ij->i", Dn, G[idx])
+        bad = ~(sl < 0)  # not a descent direction: restart from steepest descent
+        if bad.any():
+            Dn[bad] = -G[idx][bad]
+            count[idx[bad]] = 0
+            sl[bad] = -np.einsum("ij,ij->i", G[idx][bad], G[idx][bad])
+        D[idx], slope[idx] = Dn, sl
+        first = count[idx] == 0
+        norm = np.linalg.norm(Dn, axis=1)
+        step[idx] = np.where(first, np.minimum(1.0, 1.0 / np.maximum(norm, 1e-300)), 1.0)
+        backtracks[idx] = 0
+
+    # best Armijo point of the current line search, kept while the step is being extended
+    has_lo = np.zeros(B, dtype=bool)
+    X_lo, f_lo, G_lo = np.zeros((B, d)), np.zeros(B), np.zeros((B, d))
+    extended = np.zeros(B, dtype=np.int64)
+
+    def accept(rows, Xn, fn, Gn):
+        s = Xn - X[rows]
+        y = Gn - G[rows]
+        sy = np.einsum("ij,ij->i", s, y)
+        keep = sy > 1e-10 * np.einsum("ij,ij->i", y, y)
+        upd = rows[keep]
+        newest[upd] = (newest[upd] + 1) % m
+        S[upd, newest[upd]], Y[upd, newest[upd]] = s[keep], y[keep]
+        rho[upd, newest[upd]] = 1.0 / sy[keep]
+        count[upd] = np.minimum(count[upd] + 1, m)
+        f_old = f[rows].copy()
+        X[rows], f[rows], G[rows] = Xn, fn, Gn
+        it[rows] += 1
+        has_lo[rows] = False
+        extended[rows] = 0
+        rel = (f_old - f[rows]) <= ftol * np.maximum(np.maximum(np.abs(f_old), np.abs(f[rows])), 1.0)
+        small = np.max(np.abs(G[rows]), axis=1) <= gtol
+        done = it[rows] >= maxiter
+        for a, r1, r2, r3 in zip(rows, rel, small, done):
+            if r1 or r2 or r3:
+                active[a] = False
+                msgs[a] = ("CONVERGENCE: REL_REDUCTION_OF_F_<=_FACTR*EPSMCH" if r1 else
+                           "CONVERGENCE: NORM_OF_PROJECTED_GRADIENT_<=_PGTOL" if r2 else
+                           "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT")
+        cont = rows[~(rel | small | done)]
+        if cont.size:
+            new_direction(cont)
+
+    new_direction(np.flatnonzero(active))
+    while active.any():
+        idx = np.flatnonzero(active)
+        Xt = X[idx] + step[idx, None] * D[idx]
+        ft, Gt = value_and_grad(Xt.copy(), idx)
+        ft, Gt = np.asarray(ft, float), np.asarray(Gt, float)
+        evals[idx] += 1
+        armijo = np.isfinite(ft) & (ft <= f[idx] + 1e-4 * step[idx] * slope[idx])
+        worse = armijo & has_lo[idx] & (ft >= f_lo[idx])
+        bad = ~armijo | worse
+        steep = np.einsum("ij,ij->i", Gt, D[idx]) < 0.9 * slope[idx]  # curvature condition not met yet
+        grow = ~bad & steep & (extended[idx] < 10)
+        take = ~bad & ~grow
+        back_lo = bad & has_lo[idx]  # an extension overshot: take the best point seen
+        shrink = bad & ~has_lo[idx]
+        if take.any():
+            accept(idx[take], Xt[take], ft[take], Gt[take])
+        if back_lo.any():
+            r = idx[back_lo]
+            accept(r, X_lo[r].copy(), f_lo[r].copy(), G_lo[r].copy())
+        if grow.any():
+            r = idx[grow]
+            has_lo[r] = True
+            X_lo[r], f_lo[r], G_lo[r] = Xt[grow], ft[grow], Gt[grow]
+            extended[r] += 1
+            step[r] *= 4.0
+        if shrink.any():
+            rej = idx[shrink]
+            backtracks[rej] += 1
+            t = step[rej]
+            fr = ft[shrink]
+            # minimiser of the quadratic through f(0), f'(0), f(t), kept in [0.1 t, 0.5 t]
+            den = 2.0 * (fr - f[rej] - slope[rej] * t)
+            tq = np.where(np.isfinite(fr) & (den > 0), -slope[rej] * t * t / np.where(den > 0, den, 1.0), 0.5 * t)
+            step[rej] = np.clip(tq, 0.1 * t, 0.5 * t)
+            for a in rej[backtracks[rej] > max_backtracks]:
+                active[a], msgs[a] = False, "ABNORMAL_TERMINATION_IN_LNSRCH"
+    return BatchOutcome(X, f, evals, msgs)

@@ -137,10 +137,10 @@ class QAOASolver(Solver):
 
     # ---- many problems at once -------------------------------------------------
     def batchable(self) -> bool:
-        """True when :meth:`solve_batch` simulates problems together (native NumPy engine, exact
-        ⟨C⟩ objective, L-BFGS-B) rather than one after another; ``batch=False`` turns it off."""
+        """True when :meth:`solve_batch` simulates problems together (native engine, NumPy or torch,
+        exact ⟨C⟩ objective, L-BFGS-B) rather than one after another; ``batch=False`` turns it off."""
         return (self.batch is not False and self.backend == "native" and self.objective == "expectation"
-                and self._optimizer_name() == "L-BFGS-B" and self._engine_kind() == "numpy")
+                and self._optimizer_name() == "L-BFGS-B")
 
     def solve_many(self, problems, executor=None, progress=False) -> list:
         """Solve independent problems; without an executor, same-size problems run as one batch
@@ -219,7 +219,11 @@ class QAOASolver(Solver):
             k = problems[0]._check_k(k)
         else:
             k = None
-        dtype = np.dtype(self.dtype or np.complex64)
+        kind = self._engine_kind()
+        if self.dtype is None:
+            dtype = np.dtype(np.complex64)
+        else:
+            dtype = np.dtype(str(self.dtype).replace("torch.", ""))
         cost_dtype = cost_dtype_for(n, dtype, _EXACT_FINAL_QUBITS)
         check_memory(n, dtype, gradient=True, cost_dtype=cost_dtype, batch=B)
         costs = np.empty((B, 1 << n), dtype=cost_dtype)
@@ -230,14 +234,23 @@ class QAOASolver(Solver):
             c -= consts[i]
             c /= scales[i]
             costs[i] = c
-        engine = BatchedNumpyQAOA(costs, self.p, self.mixer, k, dtype)
+        if kind == "numpy":
+            engine = BatchedNumpyQAOA(costs, self.p, self.mixer, k, dtype)
+            fg = engine.value_and_grad
+        else:
+            from .native_torch import TorchQAOA
+
+            engine = TorchQAOA(costs, self.p, self.mixer, k, dtype=dtype, device=self.device)
+
+            def fg(X, rows):
+                return engine.subset(rows).value_and_grad(X)
         best_x = best_f = None
         evals = np.zeros(B, dtype=np.int64)
         msgs = [""] * B
         starts = [np.stack([initial_angles(self.init, self.p, s.seed) for s in solvers])]
         starts += [np.stack([random_angles(self.p, (s.seed, r)) for s in solvers]) for r in range(1, self.restarts + 1)]
         for x0 in starts:
-            res = minimize_batch(engine.value_and_grad, x0, maxiter=self.maxiter)
+            res = minimize_batch(fg, x0, maxiter=self.maxiter)
             evals += res.evaluations
             if best_x is None:
                 best_x, best_f, msgs = res.x.copy(), res.fun.copy(), list(res.messages)
@@ -248,7 +261,7 @@ class QAOASolver(Solver):
         angles = best_x.copy()
         if self.mixer == "x":
             angles[:, self.p:] = (angles[:, self.p:] + np.pi / 2) % np.pi - np.pi / 2
-        if self.dtype is None and n <= _EXACT_FINAL_QUBITS:
+        if kind == "numpy" and self.dtype is None and n <= _EXACT_FINAL_QUBITS:
             # the reported states in double precision, as solve() does
             probs = BatchedNumpyQAOA(costs, self.p, self.mixer, k, np.complex128).probabilities(angles)
         else:
@@ -258,7 +271,7 @@ class QAOASolver(Solver):
             g = int(evals[i]) if self.maxiter > 0 else 0
             outcome = Outcome(best_x[i], float(best_f[i]), int(evals[i]), g, msgs[i])
             preset = {"costs": costs[i], "scale": float(scales[i]), "const": float(consts[i]),
-                      "backend": "native-numpy", "dtype": str(dtype), "outcome": outcome,
+                      "backend": f"native-{kind}", "dtype": str(dtype), "outcome": outcome,
                       "probabilities": (lambda a, pr=probs[i]: pr)}
             results.append(s._solve_inner(prob, preset=preset))
         share = (time.perf_counter() - t0) / B

@@ -1,0 +1,232 @@
+"""Batched QAOA: engine agreement with the single-problem engine, batched L-BFGS, solver and
+block-descent batching."""
+import numpy as np
+import pytest
+
+from qselect.errors import ProblemTooLargeError, QSelectError
+from qselect.formulate.decompose import BlockSolver
+from qselect.problems import QUBO
+from qselect.solvers.qaoa import QAOASolver
+from qselect.solvers.qaoa.batched import BatchedNumpyQAOA
+from qselect.solvers.qaoa.native import NumpyQAOA, check_memory
+from qselect.solvers.qaoa.optimizers import minimize, minimize_batch
+
+
+def _mixed_costs(n, B, seed=0):
+    """Different kinds of problems in one batch: random QUBOs of several scales and a random diagonal."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in range(B):
+        if b % 3 == 2:
+            rows.append(rng.normal(size=1 << n) * (b + 1))
+        else:
+            q = QUBO.random(n, seed=seed + b)
+            c = q.cost_vector() - q.z_terms()[1]
+            rows.append(c / q.scale())
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("mixer,k", [("x", None), ("xy", 3)])
+def test_batched_engine_matches_single_engine_per_row(mixer, k):
+    n, B, p = 7, 5, 2
+    C = _mixed_costs(n, B)
+    A = np.random.default_rng(1).normal(size=(B, 2 * p))
+    eng = BatchedNumpyQAOA(C, p, mixer, k, np.complex128)
+    v, g = eng.value_and_grad(A)
+    e = eng.expectation(A)
+    P = eng.probabilities(A)
+    for r in range(B):
+        one = NumpyQAOA(C[r], p, mixer, k, np.complex128)
+        vs, gs = one.value_and_grad(A[r])
+        assert abs(v[r] - vs) < 1e-6 and np.abs(g[r] - gs).max() < 1e-6
+        assert abs(e[r] - one.expectation(A[r])) < 1e-10
+        np.testing.assert_allclose(P[r], one.probabilities(A[r]), atol=1e-12)
+    # a subset of rows gives the same rows
+    v2, g2 = eng.value_and_grad(A[[3, 1]], rows=[3, 1])
+    np.testing.assert_allclose(v2, v[[3, 1]], atol=1e-12)
+    np.testing.assert_allclose(g2, g[[3, 1]], atol=1e-12)
+
+
+def test_batched_gradient_matches_finite_differences():
+    C = _mixed_costs(6, 3, seed=4)
+    eng = BatchedNumpyQAOA(C, 2, "x", None, np.complex128)
+    A = np.random.default_rng(2).normal(size=(3, 4))
+    _, g = eng.value_and_grad(A)
+    h = 1e-6
+    for j in range(4):
+        d = np.zeros(4)
+        d[j] = h
+        fd = (eng.expectation(A + d) - eng.expectation(A - d)) / (2 * h)
+        np.testing.assert_allclose(g[:, j], fd, atol=1e-6)
+
+
+@pytest.mark.parametrize("mixer,k", [("x", None), ("xy", 2)])
+def test_batch_of_one_is_the_single_engine_bit_for_bit(mixer, k):
+    n, p = 8, 2
+    C = _mixed_costs(n, 1, seed=7)
+    a = np.array([0.3, -0.8, 0.55, 0.2])
+    one = NumpyQAOA(C[0], p, mixer, k, np.complex128)
+    bat = BatchedNumpyQAOA(C, p, mixer, k, np.complex128)
+    v, g = bat.value_and_grad(a[None])
+    vs, gs = one.value_and_grad(a)
+    assert v[0] == vs and np.array_equal(g[0], gs)
+    assert np.array_equal(bat.state(a[None])[0], one.state(a))
+    assert np.array_equal(bat.probabilities(a[None])[0], one.probabilities(a))
+    assert bat.expectation(a[None])[0] == one.expectation(a)
+
+
+def test_batched_engine_rejects_bad_input():
+    with pytest.raises(QSelectError, match="batch, 2"):
+        BatchedNumpyQAOA(np.zeros(8), 1)
+    with pytest.raises(QSelectError, match="length 2"):
+        BatchedNumpyQAOA(np.zeros((2, 6)), 1)
+    eng = BatchedNumpyQAOA(np.zeros((2, 8)), 1)
+    with pytest.raises(QSelectError, match="shape"):
+        eng.value_and_grad(np.zeros((3, 2)))
+    with pytest.raises(QSelectError, match="row indices"):
+        eng.expectation(np.zeros((1, 2)), rows=[5])
+
+
+def test_memory_guard_counts_the_batch(monkeypatch):
+    import qselect.problems.memory as memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 64 * 2**20)
+    check_memory(16, np.complex64, batch=1)  # ~2.5 MiB for one problem
+    with pytest.raises(ProblemTooLargeError):
+        check_memory(16, np.complex64, batch=100)
+
+
+def test_minimize_batch_matches_scipy_on_a_quadratic_and_stops_each_problem():
+    rng = np.random.default_rng(0)
+    Q = [np.diag(rng.uniform(0.5, 5, 3)) for _ in range(4)]
+    c = rng.normal(size=(4, 3))
+
+    def fg(X, rows):
+        f = np.array([0.5 * x @ Q[r] @ x - c[r] @ x for x, r in zip(X, rows)])
+        g = np.array([Q[r] @ x - c[r] for x, r in zip(X, rows)])
+        return f, g
+
+    out = minimize_batch(fg, np.zeros((4, 3)), maxiter=50, ftol=1e-14, gtol=1e-9)
+    for r in range(4):
+        np.testing.assert_allclose(out.x[r], np.linalg.solve(Q[r], c[r]), atol=1e-6)
+    assert all(m.startswith("CONVERGENCE") for m in out.messages)
+    one = minimize_batch(fg, np.zeros((4, 3)), maxiter=0)
+    assert np.all(one.evaluations == 1) and np.array_equal(one.x, np.zeros((4, 3)))
+    it1 = minimize_batch(fg, np.zeros((4, 3)), maxiter=1)
+    assert all(m.startswith("STOP") or m.startswith("CONVERGENCE") for m in it1.messages)
+
+
+def test_minimize_batch_reaches_scipy_values_on_qaoa():
+    C = _mixed_costs(8, 6, seed=3)[[0, 1, 3, 4]]
+    eng = BatchedNumpyQAOA(C, 2, "x", None, np.complex128)
+    x0 = np.tile([0.2, 0.5, -0.5, -0.2], (4, 1))
+    out = minimize_batch(eng.value_and_grad, x0)
+    for r in range(4):
+        one = NumpyQAOA(C[r], 2, "x", None, np.complex128)
+        ref = minimize(one.expectation, x0[r], "L-BFGS-B", 100, one.value_and_grad)
+        assert out.fun[r] <= ref.fun + 1e-5
+
+
+@pytest.mark.parametrize("mixer", ["x", "xy"])
+def test_solver_batch_gives_the_sequential_answers(mixer):
+    probs = [QUBO.random(8, seed=s) for s in range(4)]
+    for q in probs:
+        q.k = 3
+    s = QAOASolver(p=2, seed=5, mixer=mixer, shots=256)
+    seq = [s.solve(q) for q in probs]
+    bat = s.solve_batch(probs)
+    assert s.batchable()
+    for a, b in zip(seq, bat):
+        assert b.info["batch"] == 4
+        assert abs(a.expectation - b.expectation) <= 1e-5 * max(1.0, abs(a.expectation))
+        assert b.energy <= a.energy + 1e-9
+        assert b.bits.size == 8 and abs(b.energy - float(q_energy(probs, a, b))) < 1e-9
+
+
+def q_energy(probs, a, b):
+    for q in probs:
+        if np.isclose(q.energy(b.bits), b.energy):
+            return q.energy(b.bits)
+    raise AssertionError("batched answer is not scored by its own problem")
+
+
+def test_solver_batch_seeds_and_fallbacks():
+    probs = [QUBO.random(6, seed=s) for s in range(3)] + [QUBO.random(5, seed=9)]
+    s = QAOASolver(p=1, seed=0, shots=64)
+    out = s.solve_batch(probs, seeds=[1, 2, 3, 4])
+    assert [r.info["seed"] for r in out] == [1, 2, 3, 4]
+    assert out[3].info["batch"] == 1 or out[3].num_variables == 5  # its own size group
+    assert all(r.num_variables == q.n for r, q in zip(out, probs))
+    with pytest.raises(QSelectError, match="seeds"):
+        s.solve_batch(probs, seeds=[1])
+    assert not QAOASolver(batch=False).batchable()
+    assert not QAOASolver(objective="cvar").batchable()
+    with pytest.raises(QSelectError, match="batch"):
+        QAOASolver(batch="yes")
+    # a solver that does not batch solves one by one, same answers as solve()
+    seq = QAOASolver(p=1, seed=0, shots=64, batch=False)
+    r = seq.solve_many(probs[:2])
+    assert "batch" not in r[0].info and r[0].energy == seq.solve(probs[0]).energy
+
+
+def test_block_solver_lockstep_batch_equals_one_by_one_with_batch_answers():
+    big = [QUBO.random(20, seed=s) for s in range(3)]
+    inner = QAOASolver(p=1, seed=1, shots=128)
+    block = BlockSolver(inner, qubits=7, max_sweeps=2, seed=0)
+    bat = block.solve_many(big)
+    # the sequential reference: the same descent, each block solved by a batch of one
+    calls = []
+
+    class OneByOne(QAOASolver):
+        def solve(self, problem):  # a batch of one through the batched engine and optimiser
+            calls.append(problem.n)
+            return self._solve_group([problem], [self])[0]
+
+    ref_inner = OneByOne(p=1, seed=1, shots=128)
+    ref = [BlockSolver(ref_inner, qubits=7, max_sweeps=2, seed=0).solve(q) for q in big]
+    for a, b in zip(ref, bat):
+        assert abs(a.energy - b.energy) <= 1e-9 * max(1.0, abs(a.energy))
+        assert a.info["inner_solves"] == b.info["inner_solves"]
+        assert a.info["energy_trace"][-1] <= a.info["energy_trace"][0]
+    assert calls and max(calls) <= 7
+
+
+@pytest.mark.parametrize("mixer,k", [("x", None), ("xy", 3)])
+@pytest.mark.parametrize("chunk", [1 << 24, 16])
+def test_torch_engine_in_place_batched_paths_match_numpy(mixer, k, chunk):
+    """The lean torch engine (in-place phase/mixers in slices of ``chunk`` amplitudes, adjoint
+    gradient) against the NumPy engine in complex128, batched and single, large and tiny slices."""
+    import torch
+
+    from qselect.solvers.qaoa.native_torch import TorchQAOA
+
+    n, B, p = 11, 3, 2  # n=11: the top group spans qubits 10.. (K·L > 16 forces the L-slicing path)
+    C = _mixed_costs(n, B, seed=5)
+    A = np.random.default_rng(6).normal(size=(B, 2 * p))
+    eng = TorchQAOA(C, p, mixer, k, dtype=torch.complex128, device="cpu", chunk=chunk)
+    v, g = eng.value_and_grad(A)
+    e = eng.expectation(A)
+    P = eng.probabilities(A)
+    for r in range(B):
+        one = NumpyQAOA(C[r], p, mixer, k, np.complex128)
+        vs, gs = one.value_and_grad(A[r])
+        assert abs(v[r] - vs) < 1e-10 and np.abs(g[r] - gs).max() < 1e-10 and abs(e[r] - vs) < 1e-10
+        np.testing.assert_allclose(P[r], one.probabilities(A[r]), atol=1e-12)
+    single = TorchQAOA(C[1], p, mixer, k, dtype=torch.complex128, device="cpu", chunk=chunk)
+    vs, gs = single.value_and_grad(A[1])
+    assert isinstance(vs, float) and gs.shape == (2 * p,) and abs(vs - v[1]) < 1e-12
+    vsub, gsub = eng.subset([2, 0]).value_and_grad(A[[2, 0]])
+    np.testing.assert_allclose(vsub, v[[2, 0]], atol=1e-12)
+    np.testing.assert_allclose(gsub, g[[2, 0]], atol=1e-12)
+    with pytest.raises(QSelectError, match="angles"):
+        eng.expectation(np.zeros((2, 2 * p)))
+
+
+def test_solver_batch_with_the_torch_engine():
+    probs = [QUBO.random(7, seed=s) for s in range(3)]
+    s = QAOASolver(p=1, seed=2, shots=128, engine="torch", dtype="complex128")
+    bat = s.solve_batch(probs)
+    seq = [s.solve(q) for q in probs]
+    for a, b in zip(seq, bat):
+        assert b.info["backend"] == "native-torch" and b.info["batch"] == 3
+        assert abs(a.expectation - b.expectation) <= 1e-5 * max(1.0, abs(a.expectation))
