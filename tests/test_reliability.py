@@ -294,3 +294,13 @@ def test_config_path_that_is_a_folder_says_so(tmp_path):
     with pytest.raises(QSelectError, match="is a folder; give the TOML file itself") as info:
         load_config(tmp_path, {}, "select")
     assert "config.toml" in str(info.value)
+
+
+def test_sparsity_that_empties_a_hidden_layer_is_refused_before_any_folder(tmp_path, capsys):
+    from qselect.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["select", "--sparsity", "0.99", "--hidden", "8,8", "--run-dir", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "would remove all 8 units" in err and "use a sparsity ≤ 0.9375" in err
+    assert not out.exists()

@@ -43,7 +43,25 @@ def validate_experiment(cfg: dict) -> dict:
         raise QSelectError(f"hidden widths must be positive, got {cfg['hidden']}; e.g. --hidden 32,32")
     if cfg.get("hidden"):
         _check_mlp_fits(cfg)
+        _check_hidden_keep_units(cfg)
     return cfg
+
+
+def _check_hidden_keep_units(cfg: dict) -> None:
+    """For the built-in MLP (widths known before it is built), refuse a sparsity at which a pruned
+    hidden layer would keep no unit (neuron) or no input per unit (weight/nk); the selection itself
+    checks every other model once it is loaded."""
+    from ..validation import check_keeps_some
+
+    if cfg.get("model", "mlp") != "mlp" or cfg.get("layers"):
+        return
+    widths = [int(h) for h in cfg["hidden"]]
+    sparsities = cfg.get("sparsities") or ([cfg["sparsity"]] if "sparsity" in cfg else [])
+    groups = widths if cfg.get("formulation", "neuron") == "neuron" else widths[:-1]  # units, or fan-ins
+    what = "units of a hidden layer" if cfg.get("formulation", "neuron") == "neuron" else "inputs of every unit of a hidden layer"
+    for sp in sparsities:
+        for n in groups:
+            check_keeps_some(n, float(sp), f"{what} (--hidden {','.join(map(str, widths))})")
 
 
 #: input features of the largest built-in dataset (CIFAR: 3×32×32), for the MLP memory bound
