@@ -153,3 +153,81 @@ def test_layernorm_between_is_refused_naming_it():
     with pytest.raises(QSelectError) as e:
         select_masks(model, torch.randn(8, 6), formulation="neuron", layers=["0"])
     assert "\n" not in str(e.value) and "'0'" in str(e.value) and "LayerNorm" in str(e.value)
+
+
+# ---- seed methods on ResNet-18 and the ViT (small sizes, image-shaped digits, CPU) -------------
+
+@pytest.fixture(scope="module")
+def image_digits():
+    from qselect.classical.data import load_dataset
+
+    return load_dataset("digits", seed=0, image=True)
+
+
+def _subset(ds, n):
+    from torch.utils.data import TensorDataset
+
+    return TensorDataset(*[t[:n] for t in ds.tensors])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_prune_and_tune_with_selected_children_on_resnet18(image_digits):
+    from qselect.classical.masks import mask_sparsity
+    from qselect.methods import prune_and_tune
+
+    parent = build_model("resnet18", image_digits.input_shape, image_digits.num_classes, seed=0, width=4)
+    data = _subset(image_digits.train, 96)
+    res = prune_and_tune(parent, data, children=2, method="qselect", sparsity=0.5, tune_epochs=1,
+                         batch_size=48, calib_size=32,
+                         select_options={"formulation": "neuron", "solver": "magnitude",
+                                         "layers": ["layer2.1.conv1", "layer3.0.conv1"]})
+    assert len(res.children) == 2
+    for m in res.masks:
+        assert set(m) >= {"layer2.1.conv1.weight", "layer2.1.bn1.weight", "layer2.1.bn1.bias"}
+        keep = m["layer2.1.conv1.weight"].flatten(1)[:, 0]
+        assert int(keep.sum()) == 4 and torch.equal(m["layer2.1.bn1.weight"], keep)
+    child = res.children[0].eval()
+    x = image_digits.test.tensors[0][:16]
+    store = {}
+    h = child.layer2[1].conv2.register_forward_hook(lambda mod, a, o: store.update(a=a[0]))
+    with torch.no_grad():
+        child(x)
+    h.remove()
+    off = torch.nonzero(res.masks[0]["layer2.1.conv1.weight"].flatten(1)[:, 0] == 0).flatten()
+    assert torch.all(store["a"][:, off] == 0)  # removed channels stay removed after tuning
+    assert 0 < mask_sparsity(res.masks[0])["overall"] < 1
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_ssa_on_resnet18_reaches_the_selected_channels(image_digits):
+    from qselect.classical.data import make_loader
+    from qselect.classical.masks import get_masks
+    from qselect.classical.train import TrainConfig
+    from qselect.methods import ssa_finetune
+
+    model = build_model("resnet18", image_digits.input_shape, image_digits.num_classes, seed=0, width=4)
+    x = image_digits.train.tensors[0][:32]
+    sel = select_masks(model, x, formulation="neuron", layers=["layer2.1.conv1"], sparsity=0.5,
+                       solver="magnitude")
+    loader = make_loader(_subset(image_digits.train, 64), 32, shuffle=True, seed=0)
+    out = ssa_finetune(model, sel.masks, loader, TrainConfig(epochs=2, lr=0.05, batch_size=32, device="cpu"),
+                       seed=0)
+    final = get_masks(model)
+    for k, v in sel.masks.items():
+        assert torch.equal(final[k], v.float())
+    assert set(out["masks"]) == set(sel.masks)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_synaptic_stripping_on_the_vit_mlp_units(image_digits):
+    from qselect.classical.data import make_loader
+    from qselect.classical.train import TrainConfig
+    from qselect.methods import synaptic_stripping
+
+    model = build_model("vit", image_digits.input_shape, image_digits.num_classes, seed=0, dim=16, depth=2,
+                        heads=2)
+    loader = make_loader(_subset(image_digits.train, 64), 32, shuffle=True, seed=0)
+    out = synaptic_stripping(model, loader, TrainConfig(epochs=1, lr=0.05, batch_size=32, device="cpu"),
+                             fraction=0.2, layers=["blocks.0.mlp.0", "blocks.1.mlp.0"])
+    assert set(out["dead_initial"]) == {"blocks.0.mlp.0", "blocks.1.mlp.0"}
+    assert 0.0 <= out["final_sparsity"] < 1.0
