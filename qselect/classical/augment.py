@@ -15,7 +15,19 @@ from ..errors import QSelectError
 
 
 def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero-pad by ``pad`` on each side, then take a random HxW crop per image."""
+    """Zero-pad by ``pad`` on each side, then take a random HxW crop per image.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (N, C, H, W)
+    pad : int
+        Zero padding on each side, pixels.
+    generator : torch.Generator
+
+    Returns
+    -------
+    torch.Tensor, shape (N, C, H, W)
+    """
     if pad <= 0:
         return x
     b, _, h, w = x.shape
@@ -30,13 +42,35 @@ def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.
 
 
 def random_hflip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    """Mirror each image left-right with probability ``p``."""
+    """Mirror each image left-right with probability ``p``.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (N, C, H, W)
+    generator : torch.Generator
+    p : float
+        Flip probability.
+
+    Returns
+    -------
+    torch.Tensor, shape (N, C, H, W)
+    """
     flip = (torch.rand(x.shape[0], generator=generator) < p).to(x.device)
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Per-channel ``(x - mean) / std``."""
+    """Per-channel ``(x - mean) / std``.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (N, C, H, W)
+    mean, std : sequence of float, length C
+
+    Returns
+    -------
+    torch.Tensor, shape (N, C, H, W)
+    """
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
     return (x - m) / s

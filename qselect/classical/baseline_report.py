@@ -124,7 +124,13 @@ def _table(res: dict) -> str:
 
 
 def main(argv=None) -> int:
-    """Command-line entry point (``python -m qselect.classical.baseline_report``); returns the exit code."""
+    """Command-line entry point (``python -m qselect.classical.baseline_report``); returns the exit code.
+
+    Parameters
+    ----------
+    argv : list of str or None
+        ``--seed``, ``--device``, ``--threads``, ``--json FILE``, ``--progress``.
+    """
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")

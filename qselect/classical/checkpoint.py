@@ -37,7 +37,21 @@ def _plain(obj):
 
 
 def save_checkpoint(path, model: nn.Module, meta: dict | None = None, optimizer=None) -> Path:
-    """Write model weights (+ masks, meta, optional optimizer state) atomically to ``path``."""
+    """Write model weights (+ masks, meta, optional optimizer state) atomically to ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    model : torch.nn.Module
+        Its masks (if pruned) are saved beside the weights.
+    meta : dict or None
+        JSON-like metadata (model name, input shape, ...).
+    optimizer : torch.optim.Optimizer or None
+
+    Returns
+    -------
+    pathlib.Path
+    """
     try:
         meta = _plain(dict(meta or {}))
     except (TypeError, ValueError) as exc:
@@ -68,6 +82,23 @@ def load_checkpoint(path, model: nn.Module | None = None, *, map_location="cpu")
     Returns the payload dict: ``state_dict``, ``masks`` (float), ``meta``, ``model_class``
     and ``optimizer`` when saved. A missing, corrupt or foreign file, or one made for
     another architecture, raises ``QSelectError``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    model : torch.nn.Module or None
+        Loaded in place when given.
+    map_location : str or torch.device
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    QSelectError
+        If the file is missing, corrupt, not a qselect checkpoint, or made
+        for another architecture.
     """
     path = Path(path)
     if not path.is_file():

@@ -52,6 +52,19 @@ def make_loader(dataset: TensorDataset, batch_size: int = 128, shuffle: bool = F
 
     Shuffling uses its own ``torch.Generator`` seeded with ``seed``: the same seed
     gives the same sequence of epochs' orders, independent of global RNG state.
+
+    Parameters
+    ----------
+    dataset : torch.utils.data.TensorDataset
+    batch_size : int
+    shuffle : bool
+    seed : int
+        Seed of the loader's own generator.
+    drop_last : bool
+
+    Returns
+    -------
+    torch.utils.data.DataLoader
     """
     if batch_size < 1:
         raise QSelectError(f"batch_size must be >= 1, got {batch_size}")
@@ -122,6 +135,34 @@ def load_dataset(name: str = "digits", root=None, seed: int = 0, *, val_fraction
     In every case ``val_fraction`` of the remaining training data is held out.
     ``normalize`` standardises per channel with training statistics (default:
     on for CIFAR, off otherwise; images otherwise scaled to [0, 1]).
+
+    Parameters
+    ----------
+    name : {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100"}
+    root : str, os.PathLike or None
+        Folder holding the files (not needed for digits).
+    seed : int
+        Seed of the stratified splits.
+    val_fraction : float
+        Share of the training data held out for validation.
+    test_fraction : float
+        Digits only: share of all samples in the test split.
+    image : bool
+        Digits: shape (1, 8, 8) instead of (64,).
+    normalize : bool or None
+        Per-channel standardisation with training statistics.
+
+    Returns
+    -------
+    DataSplits
+        ``train``, ``val``, ``test`` (TensorDatasets of float32 inputs and
+        int64 labels), ``num_classes``, ``input_shape``.
+
+    Raises
+    ------
+    QSelectError
+        On an unknown name, or a missing or malformed file (named, with the
+        expected format).
     """
     key = name.lower().replace("-", "_")
     if key not in DATASETS:
@@ -202,7 +243,22 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dt
 
 
 def read_idx(path) -> np.ndarray:
-    """Parse an IDX file (MNIST format), gzipped (``.gz``) or not, into a numpy array."""
+    """Parse an IDX file (MNIST format), gzipped (``.gz``) or not, into a numpy array.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    numpy.ndarray
+        Dtype and shape from the IDX header.
+
+    Raises
+    ------
+    QSelectError
+        If the header, sizes or byte count are inconsistent.
+    """
     path = Path(path)
     expect = "an IDX file (magic 0x0000 + type byte + ndim byte, big-endian int32 sizes, data)"
     if not path.is_file():
@@ -248,6 +304,21 @@ def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
     """Parse one CIFAR python pickle batch -> (images uint8 (N, 3, 32, 32), labels int64 (N,)).
 
     Reads ``labels`` (CIFAR-10) or ``fine_labels`` (CIFAR-100).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    images : numpy.ndarray of uint8, shape (N, 3, 32, 32)
+    labels : numpy.ndarray of int64, shape (N,)
+
+    Raises
+    ------
+    QSelectError
+        If the file is not a CIFAR batch (the unpickler only rebuilds numpy
+        arrays, so a data file cannot run code).
     """
     path = Path(path)
     expect = ("a CIFAR python pickle batch (dict with b'data' uint8 (N, 3072) and b'labels' or "

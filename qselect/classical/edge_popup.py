@@ -67,6 +67,34 @@ def edge_popup(model: nn.Module, train_loader, sparsity: float, *, config=None, 
     Returns masks (float 0/1, keyed ``"<layer>.weight"``), or ``(masks, history)``.
     Note: only weights are searched; biases and norm layers keep their values
     (BatchNorm running statistics drift on the internal copy only).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A randomly initialised network (weights stay frozen).
+    train_loader : DataLoader or Dataset
+    sparsity : float
+        Fraction of weights removed, in [0, 1).
+    config : TrainConfig or None
+    epochs : int
+    lr : float
+    seed : int
+    layers : sequence of str or None
+        Weight (or module) names; default every Linear/Conv2d weight.
+    device : str
+    progress : bool
+    val_loader : DataLoader or None
+    return_history : bool
+
+    Returns
+    -------
+    dict of str -> torch.Tensor, or (dict, dict)
+        Masks, and the training history when ``return_history``.
+
+    References
+    ----------
+    V. Ramanujan, M. Wortsman, A. Kembhavi, A. Farhadi, M. Rastegari, "What's
+    Hidden in a Randomly Weighted Neural Network?", CVPR 2020.
     """
     from .train import TrainConfig, train
 

@@ -55,13 +55,36 @@ def _members(probs_list) -> np.ndarray:
 
 
 def accuracy(probs, labels) -> float:
-    """Fraction of samples whose arg-max class is the label."""
+    """Fraction of samples whose arg-max class is the label.
+
+    Parameters
+    ----------
+    probs : array_like, shape (N, C)
+        Predicted class probabilities.
+    labels : array_like of int, shape (N,)
+
+    Returns
+    -------
+    float
+    """
     p, y = _check(probs, labels)
     return float((p.argmax(1) == y).mean())
 
 
 def nll(probs, labels) -> float:
-    """Mean negative log-likelihood of the true class (probabilities clipped at 1e-12)."""
+    """Mean negative log-likelihood of the true class (probabilities clipped at 1e-12).
+
+    Parameters
+    ----------
+    probs : array_like, shape (N, C)
+        Predicted class probabilities.
+    labels : array_like of int, shape (N,)
+
+    Returns
+    -------
+    float
+        In nats.
+    """
     p, y = _check(probs, labels)
     return float(-np.log(np.clip(p[np.arange(len(y)), y], _EPS, None)).mean())
 
@@ -70,6 +93,22 @@ def ece(probs, labels, n_bins: int = 15) -> float:
     """Expected calibration error (Guo et al. 2017): equal-width confidence bins (lo, hi].
 
     ECE = sum_b |B_b|/N * |accuracy(B_b) - mean confidence(B_b)|.
+
+    Parameters
+    ----------
+    probs : array_like, shape (N, C)
+        Predicted class probabilities.
+    labels : array_like of int, shape (N,)
+    n_bins : int
+
+    Returns
+    -------
+    float
+
+    References
+    ----------
+    C. Guo, G. Pleiss, Y. Sun, K. Q. Weinberger, "On Calibration of Modern
+    Neural Networks", ICML 2017.
     """
     if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise QSelectError(f"ece needs n_bins ≥ 1 (15 is standard), got {n_bins!r}")
@@ -88,19 +127,51 @@ def ece(probs, labels, n_bins: int = 15) -> float:
 
 
 def ensemble_probs(probs_list) -> np.ndarray:
-    """The ensemble prediction: members' softmax outputs averaged."""
+    """The ensemble prediction: members' softmax outputs averaged.
+
+    Parameters
+    ----------
+    probs_list : sequence of array_like, each shape (N, C)
+        Members' softmax outputs on the same samples.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, C)
+    """
     return _members(probs_list).mean(0)
 
 
 def disagreement(probs_list) -> float:
-    """Mean over member pairs of the fraction of samples where their arg-max classes differ."""
+    """Mean over member pairs of the fraction of samples where their arg-max classes differ.
+
+    Parameters
+    ----------
+    probs_list : sequence of array_like, each shape (N, C)
+        Members' softmax outputs on the same samples.
+
+    Returns
+    -------
+    float
+        0 for a single member.
+    """
     arr = _members(probs_list)
     pred = arr.argmax(2)
     return float(np.mean([(pred[i] != pred[j]).mean() for i, j in combinations(range(len(arr)), 2)]))
 
 
 def pairwise_kl(probs_list) -> float:
-    """Mean over ordered member pairs (i != j) of the per-sample mean KL(p_i || p_j)."""
+    """Mean over ordered member pairs (i != j) of the per-sample mean KL(p_i || p_j).
+
+    Parameters
+    ----------
+    probs_list : sequence of array_like, each shape (N, C)
+        Members' softmax outputs on the same samples.
+
+    Returns
+    -------
+    float
+        In nats; 0 for a single member.
+    """
     arr = np.clip(_members(probs_list), _EPS, None)
     logs = np.log(arr)
     vals = [(arr[i] * (logs[i] - logs[j])).sum(1).mean() for i, j in permutations(range(len(arr)), 2)]
@@ -108,7 +179,17 @@ def pairwise_kl(probs_list) -> float:
 
 
 def output_correlation(probs_list) -> float:
-    """Mean over member pairs of the Pearson correlation of their flattened (N*C) softmax outputs."""
+    """Mean over member pairs of the Pearson correlation of their flattened (N*C) softmax outputs.
+
+    Parameters
+    ----------
+    probs_list : sequence of array_like, each shape (N, C)
+        Members' softmax outputs on the same samples.
+
+    Returns
+    -------
+    float
+    """
     arr = _members(probs_list).reshape(len(probs_list), -1)
     vals = []
     for i, j in combinations(range(len(arr)), 2):
@@ -135,6 +216,19 @@ def dead_units(model: nn.Module, loader, device=None, max_batches: int | None = 
     "counts": {relu_name: int}, "units": {relu_name: int}, "total_dead",
     "total_units", "fraction"}``. A ReLU module reused at several places is
     counted over all its calls.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    loader : torch.utils.data.DataLoader
+        Yields (inputs, labels).
+    device : str, torch.device or None
+        Default: the model's device.
+    max_batches : int or None
+
+    Returns
+    -------
+    dict
     """
     from ..devices import model_device, resolve_device
 

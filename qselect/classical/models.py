@@ -304,6 +304,21 @@ def reinit_weights(model: nn.Module, init: str) -> nn.Module:
     "kaiming_normal": N(0, 2/fan_in); "signed_constant": +-sqrt(2/fan_in) with a random
     sign (Ramanujan et al.'s choice for subnetworks of random networks; plain
     PyTorch init is too small for edge-popup to find good subnetworks).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    init : {"kaiming_normal", "signed_constant"}
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` itself.
+
+    References
+    ----------
+    K. He et al., "Delving Deep into Rectifiers", ICCV 2015; V. Ramanujan et
+    al., "What's Hidden in a Randomly Weighted Neural Network?", CVPR 2020.
     """
     if init == "default":
         return model
@@ -328,6 +343,27 @@ def build_model(name: str, input_shape, num_classes: int, seed: int = 0, *,
     Linear/Conv2d weights (the latter two suit edge-popup's frozen random weights).
     kw: mlp ``hidden=(64, 64)``, ``bias``; resnet18 ``width=64``; vit ``patch``, ``dim``,
     ``depth``, ``heads``, ``mlp_ratio``.
+
+    Parameters
+    ----------
+    name : {"mlp", "lenet5", "resnet18", "vit"}
+    input_shape : tuple of int
+        E.g. (64,) or (3, 32, 32).
+    num_classes : int
+    seed : int
+    init : {"default", "kaiming_normal", "signed_constant"}
+    **kw
+        Model options (``hidden`` for the MLP, ``width`` for ResNet-18,
+        ``patch``/``dim``/``depth``/``heads`` for the ViT).
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Raises
+    ------
+    QSelectError
+        On an unknown name or option.
     """
     if not isinstance(name, str):
         raise QSelectError(f"model name must be one of {', '.join(MODELS)}, got {name!r}")

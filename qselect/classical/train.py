@@ -113,7 +113,21 @@ class TrainConfig:
 
 
 def as_config(config) -> TrainConfig:
-    """A validated ``TrainConfig`` from a ``TrainConfig``, a dict of its fields, or None (defaults)."""
+    """A validated ``TrainConfig`` from a ``TrainConfig``, a dict of its fields, or None (defaults).
+
+    Parameters
+    ----------
+    config : TrainConfig, dict or None
+
+    Returns
+    -------
+    TrainConfig
+
+    Raises
+    ------
+    QSelectError
+        On an unknown field or invalid value.
+    """
     if config is None:
         return TrainConfig().validate()
     if isinstance(config, dict):
@@ -128,7 +142,12 @@ def as_config(config) -> TrainConfig:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA) global generators."""
+    """Seed python, numpy and torch (CPU and CUDA) global generators.
+
+    Parameters
+    ----------
+    seed : int
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -177,7 +196,19 @@ def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
 
 
 def make_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
-    """(scheduler, per_step) for the configured schedule; (None, False) for constant."""
+    """(scheduler, per_step) for the configured schedule; (None, False) for constant.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+    config : TrainConfig
+    steps_per_epoch : int
+
+    Returns
+    -------
+    (scheduler or None, bool)
+        The scheduler and whether it steps per batch (else per epoch).
+    """
     if config.schedule == "onecycle":
         total = max(1, config.epochs * steps_per_epoch)
         return torch.optim.lr_scheduler.OneCycleLR(
@@ -211,6 +242,33 @@ def train(model: nn.Module, train_loader, config: TrainConfig | None = None, val
     History: ``train_loss``, ``train_accuracy``, ``lr`` (per epoch, lr at epoch end),
     ``val_accuracy``, ``val_nll``, ``val_ece`` (when ``val_loader``), ``epochs_run``,
     ``stopped_early``, ``best_epoch``, ``device``, ``amp``, ``config``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    train_loader : DataLoader or Dataset
+    config : TrainConfig, dict or None
+        Training settings (epochs, lr, batch size, schedule, seed).
+    val_loader : DataLoader, Dataset or None
+        Validation data (early stopping and per-epoch metrics).
+    augment : callable or None
+        Maps an input batch (on the device) to an augmented one.
+    epoch_callback : callable or None
+        ``epoch_callback(epoch, model, history)``; returning True stops training.
+    step_callback : callable or None
+        ``step_callback(step, model)`` after each optimiser step.
+    loss_fn : callable or None
+        ``loss_fn(logits, labels)``; default cross-entropy.
+
+    Returns
+    -------
+    dict
+        The training history.
+
+    Raises
+    ------
+    QSelectError
+        On invalid settings, or a model that does not fit its inputs (explained).
     """
     config = as_config(config)
     if config.early_stop_patience is not None and val_loader is None:
@@ -326,7 +384,25 @@ def _first_step(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.T
 
 def call_or_explain(fn: Callable, explain: Callable[[str], str]):
     """``fn()``; a RuntimeError/IndexError it raises (a model that does not fit its inputs) becomes one
-    ``QSelectError(explain(first line of torch's message))``."""
+    ``QSelectError(explain(first line of torch's message))``.
+
+    Parameters
+    ----------
+    fn : callable
+        Called without arguments.
+    explain : callable
+        Maps torch's first error line to the one-line explanation.
+
+    Returns
+    -------
+    object
+        What ``fn`` returns.
+
+    Raises
+    ------
+    QSelectError
+        Instead of a RuntimeError/IndexError from ``fn``.
+    """
     try:
         return fn()
     except torch.cuda.OutOfMemoryError:
@@ -336,14 +412,37 @@ def call_or_explain(fn: Callable, explain: Callable[[str], str]):
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of a library error, to quote inside a one-line QSelectError."""
+    """The first line of a library error, to quote inside a one-line QSelectError.
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    str
+    """
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
 @torch.no_grad()
 def predict_proba(model: nn.Module, loader, device=None) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax outputs (N, C) float64 and labels (N,) int64 over ``loader`` (model in eval mode)."""
+    """Softmax outputs (N, C) float64 and labels (N,) int64 over ``loader`` (model in eval mode).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    loader : torch.utils.data.DataLoader
+        Yields (inputs, labels).
+    device : str, torch.device or None
+        Default: the model's device.
+
+    Returns
+    -------
+    probs : numpy.ndarray of float64, shape (N, C)
+    labels : numpy.ndarray of int64, shape (N,)
+    """
     if isinstance(loader, Dataset) and not isinstance(loader, DataLoader):
         from .data import make_loader
 
@@ -367,7 +466,20 @@ def predict_proba(model: nn.Module, loader, device=None) -> tuple[np.ndarray, np
 
 
 def evaluate(model: nn.Module, loader, device=None) -> dict:
-    """``{"accuracy", "nll", "ece"}`` of ``model`` on ``loader`` (ECE with 15 bins)."""
+    """``{"accuracy", "nll", "ece"}`` of ``model`` on ``loader`` (ECE with 15 bins).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    loader : torch.utils.data.DataLoader
+        Yields (inputs, labels).
+    device : str, torch.device or None
+        Default: the model's device.
+
+    Returns
+    -------
+    dict
+    """
     probs, labels = predict_proba(model, loader, device)
     return {"accuracy": _metrics.accuracy(probs, labels), "nll": _metrics.nll(probs, labels),
             "ece": _metrics.ece(probs, labels)}

@@ -45,6 +45,24 @@ def schedule_factor(kind: str, t: float, *, decay: float = 5.0) -> float:
     1 at t=0 and exactly 0 at t>=1 for every kind.  ``exponential`` is
     ``(exp(-decay t) - exp(-decay)) / (1 - exp(-decay))`` (an exponential decay
     shifted so it reaches 0 at the end).
+
+    Parameters
+    ----------
+    kind : {"linear", "cosine", "exponential"}
+    t : float
+        Progress in [0, 1].
+    decay : float
+        Rate of the exponential schedule.
+
+    Returns
+    -------
+    float
+
+    References
+    ----------
+    T. Whitaker, D. Whitley, "Stochastic Subnetwork Annealing: A
+    Regularization Technique for Fine Tuning Pruned Subnetworks",
+    arXiv:2401.08830 (2024).
     """
     if kind not in SCHEDULES:
         raise QSelectError(f"unknown annealing schedule {kind!r}; use one of {', '.join(SCHEDULES)}")
@@ -167,7 +185,17 @@ class StochasticSubnetworkAnnealing:
         return schedule_factor(self.schedule, step / self.duration, decay=self.decay)
 
     def probabilities(self, step: int | None = None) -> dict[str, torch.Tensor]:
-        """Inclusion probabilities at ``step`` (default: now). Target weights are 1."""
+        """Inclusion probabilities at ``step`` (default: now). Target weights are 1.
+
+        Parameters
+        ----------
+        step : int or None
+
+        Returns
+        -------
+        dict of str -> torch.Tensor
+            Parameter name -> probabilities of the parameter's shape.
+        """
         f = self.factor(step)
         return {n: torch.add(t, self._delta[n], alpha=f) if n in self._delta else t.clone()
                 for n, t in self.target.items()}
@@ -300,6 +328,40 @@ def ssa_finetune(
     the remaining epochs train the fixed target subnetwork.  The total epoch
     budget is ``config.epochs``, the same as one-shot pruning with that config.
     Returns ``{"history": train history, "masks": target, "ssa": state}``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    target_masks : dict of str -> torch.Tensor
+        The final subnetwork.
+    train_loader : DataLoader or Dataset
+    config : TrainConfig or dict
+    anneal_epochs : float or None
+    schedule : {"linear", "cosine", "exponential"}
+    initial_prob : float
+        Keep-probability of non-target weights at the start, in (0, 1].
+    init : {"constant", "random"}
+        Every non-target weight starts at ``initial_prob``, or at U(0, initial_prob).
+    decay : float
+        Rate of the exponential schedule.
+    eval_mask : {"expected", "target"}
+        Mask used in eval mode during the anneal.
+    val_loader : DataLoader, Dataset or None
+        Validation data (early stopping and per-epoch metrics).
+    seed : int or None
+        Default ``config.seed``.
+    augment : callable or None
+        Maps an input batch (on the device) to an augmented one.
+
+    Returns
+    -------
+    dict
+
+    References
+    ----------
+    T. Whitaker, D. Whitley, "Stochastic Subnetwork Annealing: A
+    Regularization Technique for Fine Tuning Pruned Subnetworks",
+    arXiv:2401.08830 (2024).
     """
     from qselect.classical.train import train
 

@@ -118,7 +118,17 @@ class PaTConfig:
 
 
 def partition_parts(sparsity: float, parts: int | None = None) -> int:
-    """Siblings per N-way partition: ``parts``, else the N whose 1/N share is closest to 1 - sparsity."""
+    """Siblings per N-way partition: ``parts``, else the N whose 1/N share is closest to 1 - sparsity.
+
+    Parameters
+    ----------
+    sparsity : float
+    parts : int or None
+
+    Returns
+    -------
+    int
+    """
     return int(parts) if parts is not None else max(2, int(round(1.0 / (1.0 - sparsity))))
 
 
@@ -140,7 +150,22 @@ class PaTResult:
         return ([self.parent] if self.config.parent_member else []) + list(self.children)
 
     def evaluate(self, loader, device=None) -> dict:
-        """Ensemble metrics on ``loader`` (see ``evaluate_ensemble``) plus the cost."""
+        """Ensemble metrics on ``loader`` (see ``evaluate_ensemble``) plus the cost.
+
+        Parameters
+        ----------
+        loader : torch.utils.data.DataLoader
+            Yields (inputs, labels).
+        device : str, torch.device or None
+            Default: the model's device.
+
+        Returns
+        -------
+        dict
+            ``accuracy``, ``nll``, ``ece`` of the ensemble, diversity
+            (``disagreement``, ``pairwise_kl``, ``output_correlation``) and the cost in
+            epochs and FLOP-weighted epochs.
+        """
         out = evaluate_ensemble(self.members, loader, device=device)
         out["cost"] = dict(self.cost)
         out["method"] = self.config.method
@@ -157,6 +182,27 @@ def child_masks(parent: nn.Module, method: str, children: int, *, sparsity: floa
     parameter; if the parent is already pruned, they keep only weights the
     parent keeps.  Returns ``(masks, info)``; ``info`` holds per-child details
     (e.g. the qselect summaries and how many children came out identical).
+
+    Parameters
+    ----------
+    parent : torch.nn.Module
+    method : {"random", "magnitude", "antirandom", "partition", "qselect"}
+    children : int
+    sparsity : float
+    seed : int
+    parts : int or None
+        N of an N-way partition.
+    scope : {"layer", "global"}
+    calib_inputs : torch.Tensor or None
+        Calibration pool for ``qselect`` children (each gets its own batch).
+    calib_size : int
+    select_options : dict or None
+        Passed to :func:`qselect.formulate.select_masks` (solver, qubits, ...).
+
+    Returns
+    -------
+    masks : list of dict
+    info : dict
     """
     from qselect.classical.baselines import magnitude_masks, random_masks
     from qselect.classical.masks import get_masks, prunable_parameters
@@ -226,7 +272,19 @@ def _identical_pairs(masks: list[Masks]) -> int:
 
 
 def bagged_dataset(dataset: TensorDataset, fraction: float, seed: int) -> TensorDataset:
-    """A seeded random ``fraction`` of ``dataset`` (without replacement)."""
+    """A seeded random ``fraction`` of ``dataset`` (without replacement).
+
+    Parameters
+    ----------
+    dataset : torch.utils.data.TensorDataset
+    fraction : float
+        In (0, 1].
+    seed : int
+
+    Returns
+    -------
+    torch.utils.data.TensorDataset
+    """
     n = len(dataset)
     k = max(1, int(round(fraction * n)))
     idx = torch.randperm(n, generator=make_generator(seed))[:k].sort().values
@@ -234,7 +292,18 @@ def bagged_dataset(dataset: TensorDataset, fraction: float, seed: int) -> Tensor
 
 
 def tune_config(config: PaTConfig, child: int):
-    """The children's TrainConfig: one-cycle, seeded per child."""
+    """The children's TrainConfig: one-cycle, seeded per child.
+
+    Parameters
+    ----------
+    config : PaTConfig
+    child : int
+        Child index (offsets the seed).
+
+    Returns
+    -------
+    TrainConfig
+    """
     from qselect.classical.train import TrainConfig
 
     base = config.tune if config.tune is not None else TrainConfig(
@@ -256,6 +325,35 @@ def prune_and_tune(parent: nn.Module, train_data: TensorDataset, config: PaTConf
     ``CifarAugment``).  Keyword ``overrides`` replace PaTConfig
     fields (``prune_and_tune(p, data, children=4, method="random")``).
     The parent itself is not modified.
+
+    Parameters
+    ----------
+    parent : torch.nn.Module
+        A trained model (not modified).
+    train_data : torch.utils.data.TensorDataset
+    config : PaTConfig or None
+    parent_epochs : float
+    val_loader : DataLoader or None
+    sample_input : torch.Tensor or None
+        For FLOP counting (default: the first training sample).
+    masks : sequence of dict or None
+    augment : callable or None
+    **overrides
+        PaTConfig fields.
+
+    Returns
+    -------
+    PaTResult
+
+    Raises
+    ------
+    QSelectError
+        On invalid settings.
+
+    References
+    ----------
+    T. Whitaker, D. Whitley, "Prune and Tune Ensembles: Low-Cost Ensemble
+    Learning with Sparse Independent Subnetworks", AAAI 2022 (arXiv:2202.11782).
     """
     from qselect.classical.data import make_loader
     from qselect.classical.masks import apply_masks
@@ -301,7 +399,18 @@ def prune_and_tune(parent: nn.Module, train_data: TensorDataset, config: PaTConf
 
 
 def flop_density(model: nn.Module, sample_input: torch.Tensor) -> float:
-    """Effective / dense FLOPs of ``model`` under its current masks."""
+    """Effective / dense FLOPs of ``model`` under its current masks.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    sample_input : torch.Tensor
+
+    Returns
+    -------
+    float
+        In (0, 1].
+    """
     from qselect.classical.flops import count_flops
     from qselect.classical.masks import get_masks
 
@@ -318,6 +427,18 @@ def evaluate_ensemble(members: Sequence[nn.Module], loader, device=None) -> dict
     ``pairwise_kl``, ``output_correlation`` between members (0 for a single
     member); ``member_mean`` (mean of members' own accuracy/nll/ece) and
     ``members`` (each member's metrics).
+
+    Parameters
+    ----------
+    members : sequence of torch.nn.Module
+    loader : torch.utils.data.DataLoader
+        Yields (inputs, labels).
+    device : str, torch.device or None
+        Default: the model's device.
+
+    Returns
+    -------
+    dict
     """
     from qselect.classical import metrics as M
     from qselect.classical.train import predict_proba

@@ -24,7 +24,19 @@ from ._common import current_mask, effective_weight
 
 
 def round_sparsities(sparsity: float, rounds: int) -> list[float]:
-    """Cumulative sparsity after each of ``rounds`` geometric pruning rounds."""
+    """Cumulative sparsity after each of ``rounds`` geometric pruning rounds.
+
+    Parameters
+    ----------
+    sparsity : float
+        Final sparsity.
+    rounds : int
+
+    Returns
+    -------
+    list of float
+        Increasing, ending at ``sparsity``.
+    """
     check_sparsity(sparsity)
     if int(rounds) != rounds or rounds < 1:
         raise QSelectError(f"rounds must be a positive integer, got {rounds!r}")
@@ -32,7 +44,18 @@ def round_sparsities(sparsity: float, rounds: int) -> list[float]:
 
 
 def split_epochs(epochs: int, rounds: int) -> list[int]:
-    """Split an epoch budget over rounds as evenly as possible (earlier rounds get fewer)."""
+    """Split an epoch budget over rounds as evenly as possible (earlier rounds get fewer).
+
+    Parameters
+    ----------
+    epochs : int
+    rounds : int
+
+    Returns
+    -------
+    list of int
+        Summing to ``epochs``.
+    """
     if epochs < rounds:
         raise QSelectError(f"an epoch budget of {epochs} cannot give {rounds} rounds at least one "
                            "epoch each; use rounds <= epochs")
@@ -48,6 +71,19 @@ def surviving_magnitude_masks(model: nn.Module, sparsity: float, *, scope: str =
     Unlike a plain magnitude ranking of the effective weights, pruned weights
     are ranked below every surviving one explicitly (a surviving weight can be
     exactly zero too).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    sparsity : float
+        Fraction of weights removed, in [0, 1).
+    scope : {"layer", "global"}
+        Rank within each layer, or across all chosen layers together.
+    layers : sequence of str or None
+
+    Returns
+    -------
+    dict of str -> torch.Tensor
     """
     from qselect.classical.masks import prunable_parameters
 
@@ -84,7 +120,25 @@ def _keep_top(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
 
 def one_shot_pruning(model: nn.Module, masks: Mapping[str, torch.Tensor], train_loader, config, *,
                      val_loader=None, augment=None) -> dict:
-    """Apply ``masks`` at once and fine-tune for ``config.epochs``."""
+    """Apply ``masks`` at once and fine-tune for ``config.epochs``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    masks : dict of str -> torch.Tensor
+        Parameter name (``"layers.0.weight"``) -> 0/1 tensor of the parameter's shape.
+    train_loader : DataLoader or Dataset
+    config : TrainConfig or dict
+    val_loader : DataLoader, Dataset or None
+        Validation data (early stopping and per-epoch metrics).
+    augment : callable or None
+        Maps an input batch (on the device) to an augmented one.
+
+    Returns
+    -------
+    dict
+        The training history.
+    """
     from qselect.classical.masks import apply_masks, mask_sparsity
     from qselect.classical.train import train
 
@@ -100,6 +154,29 @@ def iterative_magnitude_pruning(model: nn.Module, train_loader, config, sparsity
 
     Returns ``{"history": [per-round train history], "round_sparsity": [...],
     "sparsity": final, "epochs": total}``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    train_loader : DataLoader or Dataset
+    config : TrainConfig or dict
+        ``config.epochs`` is the whole budget.
+    sparsity : float
+        Fraction of weights removed, in [0, 1).
+    rounds : int
+    scope : {"layer", "global"}
+        Rank within each layer, or across all chosen layers together.
+    layers : sequence of str or None
+    val_loader : DataLoader, Dataset or None
+        Validation data (early stopping and per-epoch metrics).
+    augment : callable or None
+        Maps an input batch (on the device) to an augmented one.
+
+    References
+    ----------
+    S. Han, J. Pool, J. Tran, W. Dally, "Learning both Weights and
+    Connections for Efficient Neural Networks", NeurIPS 2015; M. Zhu,
+    S. Gupta, "To prune, or not to prune", arXiv:1710.01878 (2017).
     """
     from qselect.classical.masks import apply_masks, mask_sparsity
     from qselect.classical.train import train

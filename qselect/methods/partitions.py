@@ -36,6 +36,23 @@ def partition_masks(
     layer, a seeded permutation of the kept positions is cut into ``parts``
     near-equal chunks (sizes differ by at most one; the extra weights go to a
     different child in each layer so no child is systematically larger).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    parts : int
+    seed : int
+    layers : iterable of str or None
+    base_masks : dict of str -> torch.Tensor or None
+
+    Returns
+    -------
+    list of dict
+        ``parts`` disjoint masks whose union is the parent's mask.
+
+    References
+    ----------
+    T. Whitaker, D. Whitley, "Prune and Tune Ensembles", AAAI 2022.
     """
     if int(parts) != parts or parts < 2:
         raise QSelectError(f"parts must be an integer >= 2, got {parts!r}; use parts=2 for anti-random pairs")
@@ -63,7 +80,19 @@ def partition_masks(
 
 
 def anti_random_pair(model: nn.Module, *, seed: int = 0, layers=None, base_masks=None) -> tuple[Masks, Masks]:
-    """A random 50% mask of the parent's kept weights and its exact complement."""
+    """A random 50% mask of the parent's kept weights and its exact complement.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    seed : int
+    layers : iterable of str or None
+    base_masks : dict or None
+
+    Returns
+    -------
+    (dict, dict)
+    """
     a, b = partition_masks(model, 2, seed=seed, layers=layers, base_masks=base_masks)
     return a, b
 
@@ -76,6 +105,19 @@ def partition_children(
     Children ``g*parts .. g*parts+parts-1`` form group ``g`` (partition seeded
     ``seed + g``); a last incomplete group takes the first members of its
     partition.  With ``parts=2`` this is the paper's anti-random pairing.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    children : int
+    parts : int
+    seed : int
+    layers : iterable of str or None
+    base_masks : dict or None
+
+    Returns
+    -------
+    list of dict
     """
     if children < 1:
         raise QSelectError(f"children must be >= 1, got {children}")
@@ -93,6 +135,15 @@ def check_partition(parent_masks: Mapping[str, torch.Tensor], children: list[Map
     Returns ``{"overlap": weights kept by >1 child, "uncovered": parent weights
     kept by no child, "outside": child weights the parent does not keep}``; all
     zero for an exact partition.
+
+    Parameters
+    ----------
+    parent_masks : dict of str -> torch.Tensor
+    children : list of dict of str -> torch.Tensor
+
+    Returns
+    -------
+    dict of str -> int
     """
     overlap = uncovered = outside = 0
     for name, base in parent_masks.items():

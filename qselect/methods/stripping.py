@@ -64,6 +64,15 @@ class SynapticStripping:
         """Sum of each Linear->ReLU unit's ReLU output over one eval pass of ``loader``.
 
         Returns ``{linear_module_name: tensor (out_features,)}``.
+
+        Parameters
+        ----------
+        loader : DataLoader or None
+            Default: the loader given at construction.
+
+        Returns
+        -------
+        dict of str -> torch.Tensor
         """
         loader = loader if loader is not None else self.loader
         if loader is None:
@@ -114,7 +123,16 @@ class SynapticStripping:
         return {n: s.cpu() for n, s in sums.items()}
 
     def dead_units(self, loader=None) -> dict[str, torch.Tensor]:
-        """``{linear_name: bool tensor}``: units whose ReLU output summed to zero."""
+        """``{linear_name: bool tensor}``: units whose ReLU output summed to zero.
+
+        Parameters
+        ----------
+        loader : DataLoader or None
+
+        Returns
+        -------
+        dict of str -> torch.Tensor
+        """
         return {n: s == 0 for n, s in self.relu_activity(loader).items()}
 
     # -- stripping ----------------------------------------------------------------------------
@@ -125,6 +143,21 @@ class SynapticStripping:
         Returns (and appends to ``history``) ``{"epoch", "dead": {layer: count},
         "dead_total", "removed": {layer: count}, "removed_total", "sparsity"}``
         where ``dead`` is counted *before* this round's stripping.
+
+        Parameters
+        ----------
+        loader : DataLoader or None
+        epoch : int or None
+            Recorded in the history.
+
+        Returns
+        -------
+        dict
+
+        References
+        ----------
+        T. Whitaker, D. Whitley, "Synaptic Stripping: How Pruning Can Bring Dead
+        Neurons Back to Life", IJCNN 2023 (arXiv:2302.05818).
         """
         from qselect.classical.masks import apply_masks
 
@@ -169,6 +202,12 @@ class SynapticStripping:
 
         ``epoch`` is taken as 0-based (the first epoch is 0) and stripping runs
         after epochs ``frequency-1, 2*frequency-1, ...``.
+
+        Parameters
+        ----------
+        epoch : int
+        *args, **kwargs
+            Ignored (``train`` passes the model and history).
         """
         if (int(epoch) + 1) % self.frequency == 0:
             self.strip(epoch=int(epoch) + 1)
@@ -211,6 +250,27 @@ def synaptic_stripping(
     "stripping": per-round records, "dead_initial", "dead_final" ({layer: count}),
     "dead_per_epoch": [{"epoch", "dead" (before that round's strip), "removed",
     "sparsity"}], "final_sparsity": float}`` (sparsity over the Linear layers).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    train_loader : DataLoader or Dataset
+    config : TrainConfig or dict
+    eval_loader : DataLoader or None
+    fraction : float
+        Fraction of a dead unit's remaining incoming weights removed per round, in (0, 1].
+    frequency : int
+        Epochs between rounds.
+    val_loader : DataLoader, Dataset or None
+        Validation data (early stopping and per-epoch metrics).
+    layers : sequence of str or None
+    augment : callable or None
+        Maps an input batch (on the device) to an augmented one.
+
+    References
+    ----------
+    T. Whitaker, D. Whitley, "Synaptic Stripping: How Pruning Can Bring Dead
+    Neurons Back to Life", IJCNN 2023 (arXiv:2302.05818).
     """
     from qselect.classical.train import train
 
