@@ -16,8 +16,9 @@ Mechanism: masks go through ``qselect.classical.masks.apply_masks``
 (``torch.nn.utils.prune``), so each layer has ``weight_orig`` and a
 ``weight_mask`` buffer; RigL rewrites that buffer in place at every update.
 The dense gradient is read from the effective weight ``W = W_orig * M``
-(``dL/dW`` is dense even where ``M`` is 0) by a tensor hook installed only on
-the forward pass just before an update step.  Use the ``RigL`` object as the
+(``dL/dW`` is dense even where ``M`` is 0) by a tensor hook installed, from a
+forward pre-hook that runs after the pruning one, only on the forward pass
+just before an update step.  Use the ``RigL`` object as the
 ``step_callback`` of ``qselect.classical.train.train`` (``rigl_train`` does).
 """
 from __future__ import annotations
@@ -176,7 +177,9 @@ class RigL:
         with torch.no_grad():  # inactive weights start at zero, so a regrown weight starts at 0
             for n in names:
                 original_param(model, n).mul_(self._mask(n).to(original_param(model, n).dtype))
-        self._handles = [module_of(model, n)[0].register_forward_hook(self._capture(n)) for n in names]
+        # a pre-hook registered after torch's pruning pre-hook sees the differentiable ``orig * mask``
+        # the forward pass is about to use (other hooks may swap it for a graph-free view afterwards)
+        self._handles = [module_of(model, n)[0].register_forward_pre_hook(self._capture(n)) for n in names]
 
     # -- internals ----------------------------------------------------------------------------
     def _mask(self, name: str) -> torch.Tensor:
@@ -186,7 +189,7 @@ class RigL:
     def _capture(self, name: str):
         attr = name.rpartition(".")[2]
 
-        def hook(module, _inp, _out):
+        def hook(module, _inp):
             nxt = self.step + 1
             if module.training and torch.is_grad_enabled() and nxt % self.delta_t == 0 and nxt <= self.t_end:
                 w = getattr(module, attr)
