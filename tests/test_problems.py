@@ -229,7 +229,7 @@ def test_cardinality_penalty_expansion():
     (lambda: QUBO(np.eye(2)).scaled(np.nan), "scale factor must be finite"),
     (lambda: DiagonalCost(np.ones(4)).scaled(np.inf), "scale factor must be finite"),
     (lambda: QUBO(np.eye(2)).with_cardinality_penalty(1, -1.0), "strength must be ≥ 0"),
-    (lambda: QUBO.random(-1), "integer n ≥ 0"),
+    (lambda: QUBO.random(-1), "n must be an integer ≥ 0"),
 ])
 def test_validation_messages(bad, match):
     with pytest.raises(QSelectError, match=match):

@@ -155,6 +155,24 @@ _BAD = st.one_of(st.none(), st.text(max_size=4), st.floats(allow_nan=True, allow
                  st.lists(st.integers(), max_size=2), st.complex_numbers(allow_nan=False, max_magnitude=10))
 
 
+def _keep_count(n, s):
+    from qselect.formulate.cardinality import keep_count
+
+    return keep_count(n, s)
+
+
+def _get_solver(name):
+    from qselect.solvers import get_solver
+
+    return get_solver(name)
+
+
+def _neuron_masks(model, layer, keep):
+    from qselect.classical.masks import neuron_masks
+
+    return neuron_masks(model, layer, keep)
+
+
 def _constructors():
     from qselect.problems import QUBO, DiagonalCost
     from qselect.solvers import ExactSolver, GreedySolver, MagnitudeSolver, RandomSolver
@@ -184,6 +202,16 @@ def _constructors():
         "sparsity": check_sparsity,
         "magnitude_masks.sparsity": lambda v: magnitude_masks(_mlp(), v),
         "random_masks.seed": lambda v: random_masks(_mlp(), 0.5, seed=v),
+        "magnitude_masks.layers": lambda v: magnitude_masks(_mlp(), 0.5, layers=v),
+        "QUBO.random.n": lambda v: QUBO.random(v),
+        "QUBO.random.density": lambda v: QUBO.random(3, density=v),
+        "QUBO.random.seed": lambda v: QUBO.random(3, seed=v),
+        "QUBO.cost_vector.dtype": lambda v: QUBO(np.eye(2)).cost_vector(v),
+        "QUBO.with_cardinality_penalty.k": lambda v: QUBO(np.eye(2)).with_cardinality_penalty(v, 1.0),
+        "keep_count.n": lambda v: _keep_count(v, 0.5),
+        "get_solver.name": lambda v: _get_solver(v),
+        "neuron_masks.keep": lambda v: _neuron_masks(_mlp(), "0", v),
+        "count_parameters.masks": lambda v: count_parameters(_mlp(), v),
     }
     try:
         from qselect.solvers.qaoa import QAOASolver

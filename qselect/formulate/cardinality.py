@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import QSelectError
 from ..problems import Problem
-from ..validation import check_sparsity
+from ..validation import check_nonnegative_int, check_sparsity
 
 #: λ = MARGIN · min(Δ, U − L) (+ a tiny floor so a zero objective still gets a penalty)
 MARGIN = 1.25
@@ -149,4 +149,5 @@ def keep_count(n: int, sparsity: float) -> int:
     int
         round((1 − sparsity)·n), halves rounded up.
     """
+    n = check_nonnegative_int(n, "n (bits to choose from)")
     return int(np.floor((1.0 - check_sparsity(sparsity)) * n + 0.5))  # half rounds up, not to even

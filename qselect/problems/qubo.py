@@ -5,10 +5,10 @@ from typing import Iterable
 
 import numpy as np
 
-from ..errors import QSelectError
-from ..validation import check_finite_array, check_labels
+from ..errors import ProblemTooLargeError, QSelectError
+from ..validation import check_finite_array, check_fraction, check_labels, check_nonnegative_int, check_seed
 from .base import Problem
-from .memory import check_dense
+from .memory import available_bytes, check_dense
 
 
 def _finite_array(a, what: str, ndim: int) -> np.ndarray:
@@ -17,7 +17,10 @@ def _finite_array(a, what: str, ndim: int) -> np.ndarray:
 
 def _float_dtype(dtype) -> np.dtype:
     """Cost vectors hold real energies: refuse integer/complex dtypes up front."""
-    dt = np.dtype(dtype)
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise QSelectError(f"a cost vector needs a floating dtype (float32/float64), got {dtype!r}") from None
     if dt.kind != "f":
         raise QSelectError(f"a cost vector needs a floating dtype (float32/float64), got {dt}")
     return dt
@@ -247,6 +250,8 @@ class QUBO(Problem):
         -------
         QUBO
         """
+        if k is None:
+            raise QSelectError("with_cardinality_penalty needs the number of kept bits k (an integer), got None")
         k = self._check_k(k)
         strength = float(_finite_array(strength, "cardinality penalty strength", 0))
         if strength < 0:
@@ -433,9 +438,12 @@ class QUBO(Problem):
         -------
         QUBO
         """
-        if not isinstance(n, (int, np.integer)) or n < 0 or not 0.0 <= density <= 1.0:
-            raise QSelectError(f"QUBO.random needs an integer n ≥ 0 and density in [0, 1], got n={n!r}, "
-                               f"density={density!r}")
+        n = check_nonnegative_int(n, "QUBO.random n")
+        density = check_fraction(density, "QUBO.random density")
+        seed = check_seed(seed)
+        if 4 * 8 * n * n > available_bytes():  # a few n×n float64 matrices
+            raise ProblemTooLargeError(f"QUBO.random(n={n}) needs {n}×{n} matrices (~{32 * n * n / 2**30:.3g} GiB), "
+                                       "more than the memory available; use a smaller n")
         rng = np.random.default_rng(seed)
         Q = np.triu(rng.normal(size=(n, n)))
         if density < 1.0:

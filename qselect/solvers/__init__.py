@@ -43,7 +43,7 @@ def solver_class(name: str) -> type:
     QSelectError
         Listing the valid names.
     """
-    if name not in SOLVERS:
+    if not isinstance(name, str) or name not in SOLVERS:
         raise QSelectError(f"unknown solver {name!r}; valid names: {', '.join(sorted(SOLVERS))}")
     entry = SOLVERS[name]
     if isinstance(entry, str):
