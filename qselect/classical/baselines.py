@@ -84,6 +84,26 @@ def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "layer",
     """Remove the ``sparsity`` fraction of smallest-|w| weights, per layer or globally.
 
     ``layers``: weight names (or module names) to prune; default all Linear/Conv2d.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    sparsity : float
+        Fraction of weights removed, in [0, 1).
+    scope : {"layer", "global"}
+        Rank within each layer, or across all chosen layers together.
+    layers : sequence of str or None
+        Weight (or module) names; default every Linear/Conv2d weight.
+
+    Returns
+    -------
+    dict of str -> torch.Tensor
+        Float 0/1 masks; already-pruned weights stay pruned.
+
+    Raises
+    ------
+    QSelectError
+        On a sparsity outside [0, 1), an unknown scope or layer.
     """
     _check(sparsity, scope)
     names = _layers(model, layers)
@@ -97,6 +117,26 @@ def random_masks(model: nn.Module, sparsity: float, scope: str = "layer", seed: 
 
     Per layer: that fraction of each layer; global: of all chosen weights together
     (so layers end up with different sparsities). Global RNG state is untouched.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    sparsity : float
+        Fraction of weights removed, in [0, 1).
+    scope : {"layer", "global"}
+        Rank within each layer, or across all chosen layers together.
+    seed : int
+    layers : sequence of str or None
+        Weight (or module) names; default every Linear/Conv2d weight.
+
+    Returns
+    -------
+    dict of str -> torch.Tensor
+
+    Raises
+    ------
+    QSelectError
+        On a sparsity outside [0, 1), an unknown scope or layer.
     """
     _check(sparsity, scope)
     seed = check_seed(seed, allow_none=False)
@@ -115,13 +155,53 @@ def anti_random_masks(model: nn.Module, sparsity: float = 0.5, seed: int = 0, sc
     Not ``methods.anti_random_pair``: this draws over all weights (an already
     pruned one can land in the complement) at any sparsity and scope; that one
     splits only the weights the parent still keeps, 50/50.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    sparsity : float
+        Fraction of weights removed, in [0, 1).
+    seed : int
+    scope : {"layer", "global"}
+        Rank within each layer, or across all chosen layers together.
+    layers : sequence of str or None
+        Weight (or module) names; default every Linear/Conv2d weight.
+
+    Returns
+    -------
+    (dict, dict)
+        The random mask and its complement.
+
+    References
+    ----------
+    T. Whitaker, D. Whitley, "Prune and Tune Ensembles: Low-Cost Ensemble
+    Learning with Sparse Independent Subnetworks", AAAI 2022.
     """
     a = random_masks(model, sparsity, scope=scope, seed=seed, layers=layers)
     return a, {k: 1.0 - v for k, v in a.items()}
 
 
 def edge_popup(model: nn.Module, train_loader, sparsity: float, **kw) -> Masks:
-    """Edge-popup masks (Ramanujan et al. 2020); see ``qselect.classical.edge_popup.edge_popup``."""
+    """Edge-popup masks (Ramanujan et al. 2020); see ``qselect.classical.edge_popup.edge_popup``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    train_loader : DataLoader or Dataset
+    sparsity : float
+        Fraction of weights removed, in [0, 1).
+    **kw
+        Passed to :func:`qselect.classical.edge_popup.edge_popup`.
+
+    Returns
+    -------
+    dict of str -> torch.Tensor
+
+    References
+    ----------
+    V. Ramanujan, M. Wortsman, A. Kembhavi, A. Farhadi, M. Rastegari, "What's
+    Hidden in a Randomly Weighted Neural Network?", CVPR 2020.
+    """
     from .edge_popup import edge_popup as _ep
 
     return _ep(model, train_loader, sparsity, **kw)

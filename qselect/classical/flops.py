@@ -24,6 +24,16 @@ def count_parameters(model: nn.Module, masks=None) -> dict:
 
     ``masks`` defaults to the model's own (``get_masks``); pass masks to count a
     selection before applying it.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    masks : dict of str -> torch.Tensor or None
+
+    Returns
+    -------
+    dict
+        ``dense`` and ``effective`` counts (int) and ``density`` (float).
     """
     masks = get_masks(model) if masks is None else masks_from_selection(masks)
     tied = tied_parameters(model)  # a tensor shared by several layers counts once
@@ -43,6 +53,18 @@ def count_flops(model: nn.Module, sample_input: torch.Tensor, masks=None) -> dic
 
     ``layers`` maps module name -> ``{"dense", "effective", "density"}``. Runs one
     forward pass on ``sample_input`` (any batch size; counts are divided by it).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    sample_input : torch.Tensor
+        A batch of inputs of any size.
+    masks : dict of str -> torch.Tensor or None
+
+    Returns
+    -------
+    dict
+        FLOPs per sample (a multiply-add counts 2).
     """
     masks = get_masks(model) if masks is None else masks_from_selection(masks)
     batch = sample_input.shape[0] if sample_input.ndim > 0 else 1

@@ -44,6 +44,14 @@ def prunable_parameters(model: nn.Module) -> list[str]:
 
     A weight tied to an earlier layer's (the same ``Parameter``) is listed once,
     under the earlier name (see :func:`tied_parameters`).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    list of str
     """
     tied = tied_parameters(model)
     names = [f"{name}.weight" if name else "weight"
@@ -55,6 +63,14 @@ def tied_parameters(model: nn.Module) -> dict[str, str]:
     """``{alias: first name}`` for every parameter that is the same tensor as an earlier one.
 
     Names are unpruned names in module order; untied parameters do not appear.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    dict of str -> str
     """
     first: dict[int, str] = {}
     out: dict[str, str] = {}
@@ -101,7 +117,16 @@ def _is_pruned(module: nn.Module, pname: str) -> bool:
 
 
 def parameter_shapes(model: nn.Module) -> dict[str, torch.Size]:
-    """Every parameter's shape by its unpruned name (``x.weight_orig`` reported as ``x.weight``)."""
+    """Every parameter's shape by its unpruned name (``x.weight_orig`` reported as ``x.weight``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    dict of str -> torch.Size
+    """
     out: dict[str, torch.Size] = {}
     for mname, module in model.named_modules():
         for pname, p in module.named_parameters(recurse=False):
@@ -118,7 +143,19 @@ def _check_binary(name: str, m: torch.Tensor) -> None:
 
 
 def validate_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
-    """Raise ``QSelectError`` unless every mask names a parameter of ``model`` with its shape and holds 0/1."""
+    """Raise ``QSelectError`` unless every mask names a parameter of ``model`` with its shape and holds 0/1.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    masks : dict of str -> torch.Tensor
+        Parameter name (``"layers.0.weight"``) -> 0/1 tensor of the parameter's shape.
+
+    Raises
+    ------
+    QSelectError
+        Naming the first bad mask.
+    """
     if not isinstance(masks, Mapping):
         raise QSelectError(f"masks must be a dict name -> 0/1 tensor, got {type(masks).__name__}; "
                            "use get_masks(model) or load_masks(path) to obtain one")
@@ -144,6 +181,24 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor] | object, *,
     ``masks`` may also be an object with a ``.masks`` dict (such as the ``Selection`` that ``qselect.formulate.select_masks`` returns).
     A parameter already pruned gets the product of its old and new mask
     (torch's PruningContainer). ``strict=False`` skips names the model lacks.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    masks : dict of str -> torch.Tensor, or an object with ``.masks``
+        Parameter name -> 0/1 tensor of the parameter's shape.
+    strict : bool
+        Refuse names that are not parameters of the model.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` itself.
+
+    Raises
+    ------
+    QSelectError
+        If a mask names no parameter, has the wrong shape or holds values other than 0/1.
     """
     masks = masks_from_selection(masks)
     if not strict:
@@ -182,6 +237,15 @@ def get_masks(model: nn.Module, *, include_dense: bool = False) -> Masks:
     Only pruned parameters appear, unless ``include_dense`` adds an all-ones
     mask for every unpruned prunable weight (handy for sparsity accounting).
     A tied weight appears once, under its first name.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    include_dense : bool
+
+    Returns
+    -------
+    dict of str -> torch.Tensor
     """
     out: Masks = {}
     tied = tied_parameters(model)
@@ -208,6 +272,16 @@ def remove_masks(model: nn.Module, *, make_permanent: bool = True) -> nn.Module:
     The original ``Parameter`` object is kept (zeroed in place), so optimisers
     and tied layers still hold it; a tensor shared by several layers is
     multiplied by its mask once.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    make_permanent : bool
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` itself.
     """
     masked: set[int] = set()
     for module in model.modules():
@@ -237,6 +311,14 @@ def mask_sparsity(model_or_masks: nn.Module | Mapping[str, torch.Tensor]) -> dic
     For a model: over all prunable weights (unpruned ones count as dense) plus any
     other pruned parameter. Returns ``{"overall", "layers": {name: sparsity},
     "kept", "total"}`` (kept/total count entries).
+
+    Parameters
+    ----------
+    model_or_masks : torch.nn.Module or dict of str -> torch.Tensor
+
+    Returns
+    -------
+    dict
     """
     if isinstance(model_or_masks, nn.Module):
         masks = get_masks(model_or_masks, include_dense=True)
@@ -254,7 +336,19 @@ def mask_sparsity(model_or_masks: nn.Module | Mapping[str, torch.Tensor]) -> dic
 
 
 def save_masks(path, masks: Mapping[str, torch.Tensor], meta: dict | None = None) -> Path:
-    """Write masks (with their names and shapes) atomically; loadable with ``load_masks``."""
+    """Write masks (with their names and shapes) atomically; loadable with ``load_masks``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    masks : dict of str -> torch.Tensor
+        Parameter name (``"layers.0.weight"``) -> 0/1 tensor of the parameter's shape.
+    meta : dict or None
+
+    Returns
+    -------
+    pathlib.Path
+    """
     masks = masks_from_selection(masks)
     for name, m in masks.items():  # stored as bool: anything but 0/1 would silently become 1
         _check_binary(name, m)
@@ -271,7 +365,23 @@ def save_masks(path, masks: Mapping[str, torch.Tensor], meta: dict | None = None
 
 
 def load_masks(path, model: nn.Module | None = None) -> Masks:
-    """Read masks written by ``save_masks``; with ``model``, check names and shapes against it."""
+    """Read masks written by ``save_masks``; with ``model``, check names and shapes against it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    model : torch.nn.Module or None
+        Checked against when given.
+
+    Returns
+    -------
+    dict of str -> torch.Tensor
+
+    Raises
+    ------
+    QSelectError
+        If the file is missing, corrupt, or does not fit ``model``.
+    """
     path = Path(path)
     if not path.is_file():
         raise QSelectError(f"mask file {path} does not exist; write one with save_masks(path, masks) "
@@ -295,6 +405,14 @@ def masks_from_selection(selection) -> Masks:
 
     Values become float 0/1 tensors. Duck-typed so ``qselect.formulate`` is not
     imported here.
+
+    Parameters
+    ----------
+    selection : Selection or dict of str -> tensor
+
+    Returns
+    -------
+    dict of str -> torch.Tensor
     """
     masks = getattr(selection, "masks", selection)
     if not isinstance(masks, Mapping):
@@ -310,6 +428,24 @@ def neuron_masks(model: nn.Module, layer: str, keep: Iterable[int] | torch.Tenso
     ``keep`` is a list of unit indices or a 0/1 tensor/array over the layer's outputs
     (rows of a Linear weight, output channels of a Conv2d). The unit's whole
     incoming row (and its bias, when ``bias``) is masked.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    layer : str
+        Module name of a Linear or Conv2d.
+    keep : iterable of int, or 0/1 tensor of shape (out_features,)
+    bias : bool
+        Also mask the bias of removed units.
+
+    Returns
+    -------
+    dict of str -> torch.Tensor
+
+    Raises
+    ------
+    QSelectError
+        If the layer is not a Linear/Conv2d or ``keep`` is out of range.
     """
     try:
         module = model.get_submodule(layer)
