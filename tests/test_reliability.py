@@ -332,3 +332,24 @@ def test_sparsity_that_empties_a_hidden_layer_is_refused_before_any_folder(tmp_p
     err = capsys.readouterr().err
     assert rc == 2 and "would remove all 8 units" in err and "use a sparsity ≤ 0.9375" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("payload", [{"format": "qselect-masks", "version": 1},
+                                     {"format": "qselect-masks", "masks": ["0.weight"]},
+                                     {"format": "qselect-masks", "masks": {"0.weight": "ones"}},
+                                     {"format": "qselect-masks", "masks": {"0.weight": [[1.0]]}}])
+def test_masks_file_without_usable_masks_is_one_line(tmp_path, payload):
+    from qselect.classical.masks import load_masks
+
+    f = tmp_path / "masks.pt"
+    torch.save(payload, f)
+    with pytest.raises(QSelectError, match="has no masks dict"):
+        load_masks(f)
+
+
+def test_missing_masks_file_names_no_flag_that_does_not_exist(tmp_path):
+    from qselect.classical.masks import load_masks
+
+    with pytest.raises(QSelectError) as info:
+        load_masks(tmp_path / "nope.pt")
+    assert "--save-masks" not in str(info.value) and "save_masks" in str(info.value)

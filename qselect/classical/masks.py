@@ -385,7 +385,7 @@ def load_masks(path, model: nn.Module | None = None) -> Masks:
     path = Path(path)
     if not path.is_file():
         raise QSelectError(f"mask file {path} does not exist; write one with save_masks(path, masks) "
-                           "or the CLI's --save-masks")
+                           "or take the masks.pt a 'qselect select' run wrote into its run directory")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a truncated/garbled file
@@ -394,7 +394,12 @@ def load_masks(path, model: nn.Module | None = None) -> Masks:
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise QSelectError(f"{path} is not a qselect masks file (missing format tag "
                            f"{_FORMAT!r}); expected a file written by save_masks")
-    masks = {k: v.float() for k, v in payload["masks"].items()}
+    raw = payload.get("masks")
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                            for k, v in raw.items()):
+        raise QSelectError(f"{path} has no masks dict (parameter name -> 0/1 tensor); expected a file "
+                           "written by save_masks — re-create it")
+    masks = {k: v.float() for k, v in raw.items()}
     if model is not None:
         validate_masks(model, masks)
     return masks
