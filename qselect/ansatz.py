@@ -58,7 +58,23 @@ def check_mixer(mixer, k=None, *, need_k: bool = False) -> str:
 
 
 def split_angles(angles, p: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(γ, β)`` from the flat layout ``[γ_1..γ_p, β_1..β_p]`` (float64, shape ``(p,)`` each)."""
+    """``(γ, β)`` from the flat layout ``[γ_1..γ_p, β_1..β_p]`` (float64, shape ``(p,)`` each).
+
+    Parameters
+    ----------
+    angles : array_like, shape (2p,)
+        ``[γ_1..γ_p, β_1..β_p]`` in radians.
+    p : int
+
+    Returns
+    -------
+    gamma, beta : numpy.ndarray of float64, shape (p,)
+
+    Raises
+    ------
+    QSelectError
+        If there are not 2p finite angles.
+    """
     a = np.asarray(angles, dtype=np.float64).reshape(-1)
     if a.size != 2 * p:
         raise QSelectError(f"QAOA of depth p={p} takes {2 * p} angles [γ_1..γ_p, β_1..β_p], got {a.size}")
@@ -70,6 +86,18 @@ def normalised_terms(problem, max_order: int | None = None) -> tuple[dict, float
 
     Dividing by ``problem.scale()`` makes angles transfer between problems; the
     constant is dropped (a global phase) and added back to reported energies.
+
+    Parameters
+    ----------
+    problem : Problem
+    max_order : int or None
+        Truncate a diagonal cost's terms to this order.
+
+    Returns
+    -------
+    terms : dict
+    scale : float
+    constant : float
     """
     terms, const = (problem.z_terms(max_order) if max_order is not None else problem.z_terms())
     scale = problem.scale()
@@ -82,6 +110,25 @@ def dicke_gates(n: int, k: int) -> list[tuple]:
     Returns ("x", (q,)), ("cx", (c, t)), ("cry", (c, t), θ), ("ccry", (c1, c2, t), θ)
     with O(kn) gates: split-and-cyclic-shift blocks SCS_{l,k} for l = n…k+1 and
     SCS_{l,l-1} for l = k…2, starting from k ones on the last qubits.
+
+    Parameters
+    ----------
+    n : int
+    k : int
+        Number of ones, in [0, n].
+
+    Returns
+    -------
+    list of tuple
+
+    Raises
+    ------
+    QSelectError
+        If ``k`` is outside [0, n].
+
+    References
+    ----------
+    A. Bärtschi, S. Eidenbenz, "Deterministic Preparation of Dicke States", FCT 2019.
     """
     if not 0 <= k <= n:
         raise QSelectError(f"a Dicke state needs 0 ≤ k ≤ n, got k={k} for n={n}")
@@ -107,7 +154,21 @@ def dicke_gates(n: int, k: int) -> list[tuple]:
 
 
 def ring_pairs(n: int) -> list[tuple[int, int]]:
-    """XY-ring pairs ``(i, i+1 mod n)`` in the order the mixer applies them (list of int pairs)."""
+    """XY-ring pairs ``(i, i+1 mod n)`` in the order the mixer applies them (list of int pairs).
+
+    Parameters
+    ----------
+    n : int
+
+    Returns
+    -------
+    list of (int, int)
+
+    References
+    ----------
+    S. Hadfield et al., "From the Quantum Approximate Optimization Algorithm to a Quantum
+    Alternating Operator Ansatz", Algorithms 12(2):34 (2019).
+    """
     if n < 2:
         return []
     if n == 2:
@@ -118,6 +179,12 @@ def ring_pairs(n: int) -> list[tuple[int, int]]:
 def dicke_state(n: int, k: int, dtype=np.complex128) -> np.ndarray:
     """Dicke state: the uniform superposition of the C(n, k) bitstrings with k ones.
 
+    Parameters
+    ----------
+    n : int
+    k : int
+    dtype : numpy complex dtype
+
     Returns
     -------
     numpy.ndarray
@@ -127,6 +194,10 @@ def dicke_state(n: int, k: int, dtype=np.complex128) -> np.ndarray:
     ------
     QSelectError
         ``k`` outside ``[0, n]``.
+
+    References
+    ----------
+    A. Bärtschi, S. Eidenbenz, "Deterministic Preparation of Dicke States", FCT 2019.
     """
     if not 0 <= k <= n:
         raise QSelectError(f"a Dicke state needs 0 ≤ k ≤ n, got k={k} for n={n}")

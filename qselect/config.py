@@ -38,12 +38,39 @@ class OptionSpec:
 
 
 def normalise_key(key: str) -> str:
-    """A config key in canonical form: surrounding spaces removed, dashes turned into underscores."""
+    """A config key in canonical form: surrounding spaces removed, dashes turned into underscores.
+
+    Parameters
+    ----------
+    key : str
+
+    Returns
+    -------
+    str
+    """
     return key.strip().replace("-", "_")
 
 
 def coerce(spec: OptionSpec, value: Any, where: str) -> Any:
-    """Check a TOML value against the option's kind; return it in canonical form."""
+    """Check a TOML value against the option's kind; return it in canonical form.
+
+    Parameters
+    ----------
+    spec : OptionSpec
+    value : object
+        As read from TOML.
+    where : str
+        Location for the message (file and key).
+
+    Returns
+    -------
+    object
+
+    Raises
+    ------
+    QSelectError
+        Naming the key, the expected type and the value.
+    """
     kind = spec.kind
     key = spec.name.replace("_", "-")
 
@@ -93,6 +120,24 @@ def load_config(path, schema: Mapping[str, OptionSpec], command: str,
 
     ``schema`` maps option names to specs for ``command``; ``commands`` lists
     every command name so that ``[other]`` tables are recognised (and skipped).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    schema : mapping of str -> OptionSpec
+    command : str
+    commands : iterable of str
+    known : iterable of str
+        Keys accepted but not used by this command.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    QSelectError
+        On bad TOML, unknown keys (listing the valid ones) or wrong types.
     """
     path = Path(path)
     if path.is_dir():
@@ -141,7 +186,20 @@ def _checked(key, value, schema, where, command):
 
 def resolve(schema: Mapping[str, OptionSpec], config: Mapping | None = None,
             explicit: Mapping | None = None) -> dict:
-    """Defaults, overridden by the config file, overridden by explicit flags."""
+    """Defaults, overridden by the config file, overridden by explicit flags.
+
+    Parameters
+    ----------
+    schema : mapping of str -> OptionSpec
+    config : mapping or None
+        Values from ``--config``.
+    explicit : mapping or None
+        Values given as flags.
+
+    Returns
+    -------
+    dict
+    """
     out = {name: spec.default for name, spec in schema.items()}
     out.update(config or {})
     out.update(explicit or {})
@@ -149,7 +207,18 @@ def resolve(schema: Mapping[str, OptionSpec], config: Mapping | None = None,
 
 
 def to_toml(values: Mapping[str, Any], header: str = "") -> str:
-    """Write a flat mapping as TOML (None values become comments) so it can be reused with --config."""
+    """Write a flat mapping as TOML (None values become comments) so it can be reused with --config.
+
+    Parameters
+    ----------
+    values : mapping of str -> object
+    header : str
+        Comment written first.
+
+    Returns
+    -------
+    str
+    """
     lines = [f"# {line}" for line in header.splitlines()] if header else []
     for key in sorted(values):
         value = values[key]

@@ -65,7 +65,16 @@ def resolve_device(device="auto"):
 
 
 def model_device(model):
-    """The device of a module's first parameter (CPU for a module without parameters)."""
+    """The device of a module's first parameter (CPU for a module without parameters).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    torch.device
+    """
     import torch
 
     p = next(model.parameters(), None)

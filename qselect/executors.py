@@ -48,7 +48,18 @@ class Executor:
     name = "executor"
 
     def map(self, fn: Callable, items: Sequence, progress=False) -> list:
-        """``fn`` over ``items``, results in input order; ``progress`` (bool or a label) shows a bar."""
+        """``fn`` over ``items``, results in input order; ``progress`` (bool or a label) shows a bar.
+
+        Parameters
+        ----------
+        fn : callable
+        items : sequence
+        progress : bool or str
+
+        Returns
+        -------
+        list
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -187,7 +198,21 @@ class DaskExecutor(Executor):
 
 
 def get_executor(spec: Any = None) -> Executor:
-    """None/'inline' → inline; 'process' → process pool; 'tcp://…' or a Client → Dask."""
+    """None/'inline' → inline; 'process' → process pool; 'tcp://…' or a Client → Dask.
+
+    Parameters
+    ----------
+    spec : None, str, Executor or distributed.Client
+
+    Returns
+    -------
+    Executor
+
+    Raises
+    ------
+    QSelectError
+        On an unknown spec or an unreachable Dask scheduler.
+    """
     if spec is None or spec == "inline":
         return InlineExecutor()
     if isinstance(spec, Executor):

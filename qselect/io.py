@@ -95,7 +95,18 @@ def atomic_write_json(path, obj: Any, **kw) -> Path:
 
 
 def atomic_write_with(path, writer: Callable[[str], None]) -> Path:
-    """For libraries that write to a path themselves (torch.save, savefig)."""
+    """For libraries that write to a path themselves (torch.save, savefig).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    writer : callable
+        ``writer(temp_path)`` writes the whole file.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     return _replace_atomically(path, writer)
 
 
@@ -104,6 +115,12 @@ def append_line_durable(path, line: str) -> None:
 
     When the append creates the file, its folder is fsynced too: otherwise a
     power loss could drop the new file's entry although its data was synced.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    line : str
+        Without a newline (one is added).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +161,12 @@ def _replace_atomically(path, writer: Callable[[str], None]) -> Path:
 
 
 def fsync_dir(folder) -> None:
-    """Persist a folder's entries (a rename or a new file) across power loss; best effort."""
+    """Persist a folder's entries (a rename or a new file) across power loss; best effort.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+    """
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -304,6 +326,14 @@ def folder_in_use(folder) -> bool:
 
     A lock file left by a process that is gone does not count: the kernel
     released its lock when it ended.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+
+    Returns
+    -------
+    bool
     """
     folder = Path(folder)
     if _lock_key(folder) in _held:
@@ -331,6 +361,15 @@ def remove_stale_temps(folder, recursive: bool = True) -> list[Path]:
 
     Call it only while holding the folder's lock (no other writer can be
     mid-write then). Returns the removed paths.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+    recursive : bool
+
+    Returns
+    -------
+    list of pathlib.Path
     """
     folder = Path(folder)
     if not folder.is_dir():

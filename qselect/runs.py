@@ -41,7 +41,16 @@ TRACKED_PACKAGES = ("qselect", "numpy", "scipy", "torch", "qiskit", "qiskit-aer"
 
 
 def package_versions(packages=TRACKED_PACKAGES) -> dict[str, str | None]:
-    """Installed versions from package metadata (no imports, so no backend is loaded)."""
+    """Installed versions from package metadata (no imports, so no backend is loaded).
+
+    Parameters
+    ----------
+    packages : sequence of str
+
+    Returns
+    -------
+    dict of str -> str or None
+    """
     out = {}
     for name in packages:
         try:
@@ -74,7 +83,17 @@ def device_info() -> dict[str, Any]:
 
 def check_run_dir(run_dir) -> None:
     """Refuse a folder that already holds a finished run: overwriting file by file would mix
-    two runs' reports. The CLI calls this before any work starts, ``Run.create`` again."""
+    two runs' reports. The CLI calls this before any work starts, ``Run.create`` again.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+
+    Raises
+    ------
+    QSelectError
+        If the folder holds a finished run (``report.json``).
+    """
     if run_dir and (Path(run_dir) / "report.json").exists():
         raise QSelectError(f"run directory {run_dir} already holds a finished run (report.json); "
                            "choose a new --run-dir or remove the old one")
@@ -207,7 +226,16 @@ class Run:
         self.release()
 
     def file(self, name: str) -> Path:
-        """Path of a file inside the run directory."""
+        """Path of a file inside the run directory.
+
+        Parameters
+        ----------
+        name : str
+
+        Returns
+        -------
+        pathlib.Path
+        """
         return self.path / name
 
     def seeds(self) -> dict[str, Any]:
@@ -242,7 +270,13 @@ class Run:
         })
 
     def finish(self, **extra) -> None:
-        """Mark the run ``complete`` (extra fields go into ``run.json``)."""
+        """Mark the run ``complete`` (extra fields go into ``run.json``).
+
+        Parameters
+        ----------
+        **extra
+            Fields merged into ``run.json``.
+        """
         self.write_metadata(status="complete", **extra)
 
     def fail(self, message: str, status: str = "failed") -> None:
@@ -318,6 +352,16 @@ def run_process_alive(run_dir, meta: dict | None = None) -> bool:
     The folder lock answers first (held = alive; a lock file nobody holds =
     the process is gone, whatever pid it had); folders from before locks
     fall back to the recorded pid, host and process start time.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+    meta : dict or None
+        The run's ``run.json`` (read when None).
+
+    Returns
+    -------
+    bool
     """
     run_dir = Path(run_dir)
     if folder_in_use(run_dir):
@@ -391,6 +435,15 @@ def terminate_as_interrupt(signals=("SIGTERM", "SIGHUP")):
 
     Only in the main thread and only for signals still at their default
     action: a handler someone else installed is left alone.
+
+    Parameters
+    ----------
+    signals : sequence of str
+        Signal names.
+
+    Returns
+    -------
+    context manager
     """
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -79,17 +79,64 @@ def check_int(value, name: str, *, minimum: int | None = None, maximum: int | No
 
 
 def check_positive_int(value, name: str, *, maximum: int | None = None, allow_none: bool = False) -> int | None:
-    """An integer ≥ 1 (see :func:`check_int`)."""
+    """An integer ≥ 1 (see :func:`check_int`).
+
+    Parameters
+    ----------
+    value : int
+    name : str
+        The argument's name, quoted in the error message.
+    maximum : int or None
+    allow_none : bool
+
+    Returns
+    -------
+    int or None
+
+    Raises
+    ------
+    QSelectError
+        Naming the argument, with what was wrong.
+    """
     return check_int(value, name, minimum=1, maximum=maximum, allow_none=allow_none)
 
 
 def check_nonnegative_int(value, name: str, *, maximum: int | None = None, allow_none: bool = False) -> int | None:
-    """An integer ≥ 0 (see :func:`check_int`)."""
+    """An integer ≥ 0 (see :func:`check_int`).
+
+    Parameters
+    ----------
+    value : int
+    name : str
+        The argument's name, quoted in the error message.
+    maximum : int or None
+    allow_none : bool
+
+    Returns
+    -------
+    int or None
+
+    Raises
+    ------
+    QSelectError
+        Naming the argument, with what was wrong.
+    """
     return check_int(value, name, minimum=0, maximum=maximum, allow_none=allow_none)
 
 
 def check_seed(value, name: str = "seed", *, allow_none: bool = True) -> int | None:
     """A random seed: an integer in ``[0, MAX_SEED]`` (``None`` = fresh entropy when allowed).
+
+    Parameters
+    ----------
+    value : int or None
+    name : str
+        The argument's name, quoted in the error message.
+    allow_none : bool
+
+    Returns
+    -------
+    int or None
 
     Raises
     ------
@@ -102,6 +149,19 @@ def check_seed(value, name: str = "seed", *, allow_none: bool = True) -> int | N
 def check_float(value, name: str, *, minimum: float | None = None, maximum: float | None = None,
                 low_open: bool = False, high_open: bool = False, allow_none: bool = False) -> float | None:
     """A finite real number within optional bounds (``low_open``/``high_open`` exclude a bound).
+
+    Parameters
+    ----------
+    value : float
+    name : str
+        The argument's name, quoted in the error message.
+    minimum, maximum : float or None
+    low_open, high_open : bool
+    allow_none : bool
+
+    Returns
+    -------
+    float or None
 
     Raises
     ------
@@ -124,7 +184,24 @@ def check_float(value, name: str, *, minimum: float | None = None, maximum: floa
 
 
 def check_fraction(value, name: str, *, low_open: bool = False, high_open: bool = False) -> float:
-    """A number in [0, 1] (either end excluded on request)."""
+    """A number in [0, 1] (either end excluded on request).
+
+    Parameters
+    ----------
+    value : float
+    name : str
+        The argument's name, quoted in the error message.
+    low_open, high_open : bool
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    QSelectError
+        Naming the argument, with what was wrong.
+    """
     return check_float(value, name, minimum=0.0, maximum=1.0, low_open=low_open, high_open=high_open)
 
 
@@ -157,7 +234,16 @@ def check_sparsity(sparsity, name: str = "sparsity", flag: str | None = None) ->
 
 
 def max_sparsity_keeping_one(n: int) -> float:
-    """Largest sparsity at which rounding ``(1 − s)·n`` (half up) still keeps one of ``n``."""
+    """Largest sparsity at which rounding ``(1 − s)·n`` (half up) still keeps one of ``n``.
+
+    Parameters
+    ----------
+    n : int
+
+    Returns
+    -------
+    float
+    """
     if n <= 0:
         return 0.0
     s = 1.0 - 0.5 / n
@@ -207,6 +293,18 @@ def check_keeps_some(n: int, sparsity: float, what: str, *, warn: bool = False) 
 def check_finite_array(a, name: str, *, ndim: int | None = None, allow_complex: bool = False) -> np.ndarray:
     """``a`` as a float64 array (complex128 if allowed) with only finite entries.
 
+    Parameters
+    ----------
+    a : array_like
+    name : str
+        The argument's name, quoted in the error message.
+    ndim : int or None
+    allow_complex : bool
+
+    Returns
+    -------
+    numpy.ndarray
+
     Raises
     ------
     QSelectError
@@ -238,7 +336,22 @@ def check_finite_array(a, name: str, *, ndim: int | None = None, allow_complex: 
 
 
 def check_finite_energy(value: float, what: str = "energy") -> float:
-    """Refuse an energy that overflowed to inf or became NaN (couplings near the float64 limit)."""
+    """Refuse an energy that overflowed to inf or became NaN (couplings near the float64 limit).
+
+    Parameters
+    ----------
+    value : float
+    what : str
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    QSelectError
+        If ``value`` is NaN or infinite.
+    """
     v = float(value)
     if not math.isfinite(v):
         raise QSelectError(f"{what} is {v}: the problem's coefficients overflow float64 arithmetic; "
@@ -250,6 +363,16 @@ def check_labels(labels, n: int, what: str = "problem") -> tuple:
     """Variable labels: ``n`` unique hashable labels (defaults to ``0..n-1``).
 
     NumPy integers become ``int`` so labels survive JSON and round trips.
+
+    Parameters
+    ----------
+    labels : iterable or None
+    n : int
+    what : str
+
+    Returns
+    -------
+    tuple
 
     Raises
     ------
@@ -279,7 +402,24 @@ def check_labels(labels, n: int, what: str = "problem") -> tuple:
 
 
 def check_choice(value, valid, name: str):
-    """``value`` if it is one of ``valid``, else one line listing the choices."""
+    """``value`` if it is one of ``valid``, else one line listing the choices.
+
+    Parameters
+    ----------
+    value : object
+    valid : iterable
+    name : str
+        The argument's name, quoted in the error message.
+
+    Returns
+    -------
+    object
+
+    Raises
+    ------
+    QSelectError
+        Listing the valid choices.
+    """
     valid = tuple(valid)
     try:
         ok = value in valid

@@ -16,7 +16,17 @@ from ..interop.pennylane import hamiltonian  # noqa: E402
 
 
 def dicke_preparation(n: int, k: int) -> None:
-    """Queue the Dicke-state preparation |D^n_k> (exactly k ones) inside a QNode."""
+    """Queue the Dicke-state preparation |D^n_k> (exactly k ones) inside a QNode.
+
+    Parameters
+    ----------
+    n : int
+    k : int
+
+    References
+    ----------
+    A. Bärtschi, S. Eidenbenz, "Deterministic Preparation of Dicke States", FCT 2019.
+    """
     for g in dicke_gates(n, k):
         if g[0] == "x":
             qml.PauliX(g[1][0])
@@ -29,7 +39,15 @@ def dicke_preparation(n: int, k: int) -> None:
 
 
 def cost_layer(terms: dict, gamma) -> None:
-    """exp(-iγ Σ w_S Z_S): one MultiRZ(2γw) per term, any order."""
+    """exp(-iγ Σ w_S Z_S): one MultiRZ(2γw) per term, any order.
+
+    Parameters
+    ----------
+    terms : dict of tuple of int -> float
+        Z-polynomial coefficients (normalised cost).
+    gamma : float
+        Cost angle γ.
+    """
     for qubits, w in terms.items():
         qml.MultiRZ(2 * w * gamma, wires=list(qubits))
 
@@ -69,7 +87,25 @@ def xy_mixer_layer(beta, pairs) -> None:
 
 
 def qaoa_ansatz(n: int, terms: dict, angles, p: int, mixer: str = "x", k: int | None = None) -> None:
-    """Queue the full QAOA circuit (initial state + p layers)."""
+    """Queue the full QAOA circuit (initial state + p layers).
+
+    Parameters
+    ----------
+    n : int
+    terms : dict of tuple of int -> float
+        Z-polynomial coefficients (normalised cost).
+    angles : array_like, shape (2p,)
+        ``[γ_1..γ_p, β_1..β_p]`` in radians.
+    p : int
+    mixer : {"x", "xy"}
+    k : int or None
+        Hamming weight of the XY mixer's Dicke start.
+
+    References
+    ----------
+    E. Farhi, J. Goldstone, S. Gutmann, "A Quantum Approximate Optimization Algorithm",
+    arXiv:1411.4028 (2014).
+    """
 
     if mixer == "xy":
         dicke_preparation(n, k)
@@ -114,7 +150,17 @@ class PennyLaneQAOARunner:
         self._energy, self._probs, self.n = energy, probs, n
 
     def expectation(self, angles) -> float:
-        """⟨C⟩/scale without the constant (the normalised cost the angles act on)."""
+        """⟨C⟩/scale without the constant (the normalised cost the angles act on).
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,)
+            ``[γ_1..γ_p, β_1..β_p]`` in radians.
+
+        Returns
+        -------
+        float
+        """
         return float(self._energy(np.asarray(angles, dtype=float)))
 
     def probabilities(self, angles) -> np.ndarray:

@@ -24,7 +24,26 @@ from ..interop.qiskit import sparse_pauli_op, to_sparse_pauli_op  # noqa: E402
 
 
 def dicke_preparation(n: int, k: int) -> QuantumCircuit:
-    """Circuit preparing the Dicke state |D^n_k> (exactly k ones, uniform) with O(kn) gates."""
+    """Circuit preparing the Dicke state |D^n_k> (exactly k ones, uniform) with O(kn) gates.
+
+    Parameters
+    ----------
+    n : int
+    k : int
+
+    Returns
+    -------
+    qiskit.QuantumCircuit
+
+    Raises
+    ------
+    QSelectError
+        If ``k`` is outside [0, n].
+
+    References
+    ----------
+    A. Bärtschi, S. Eidenbenz, "Deterministic Preparation of Dicke States", FCT 2019.
+    """
     from qiskit.circuit.library import RYGate
 
     qc = QuantumCircuit(n, name=f"Dicke({n},{k})")
@@ -41,7 +60,16 @@ def dicke_preparation(n: int, k: int) -> QuantumCircuit:
 
 
 def cost_layer(qc: QuantumCircuit, terms: dict, gamma) -> None:
-    """Append exp(-iγ Σ w_S Z_S) for Z terms of any order (CNOT ladder beyond order 2)."""
+    """Append exp(-iγ Σ w_S Z_S) for Z terms of any order (CNOT ladder beyond order 2).
+
+    Parameters
+    ----------
+    qc : qiskit.QuantumCircuit
+        Appended to in place.
+    terms : dict of tuple of int -> float
+        Z-polynomial coefficients (normalised cost).
+    gamma : float or qiskit Parameter
+    """
     for qubits, w in terms.items():
         q = list(qubits)
         if len(q) == 1:
@@ -57,13 +85,32 @@ def cost_layer(qc: QuantumCircuit, terms: dict, gamma) -> None:
 
 
 def x_mixer_layer(qc: QuantumCircuit, beta) -> None:
-    """exp(-iβ Σ X_i)."""
+    """exp(-iβ Σ X_i).
+
+    Parameters
+    ----------
+    qc : qiskit.QuantumCircuit
+    beta : float or qiskit Parameter
+    """
     for i in range(qc.num_qubits):
         qc.rx(2 * beta, i)
 
 
 def xy_mixer_layer(qc: QuantumCircuit, beta, pairs) -> None:
-    """exp(-iβ (XX+YY)/2) on each ring pair in order (RXX·RYY commute on one pair)."""
+    """exp(-iβ (XX+YY)/2) on each ring pair in order (RXX·RYY commute on one pair).
+
+    Parameters
+    ----------
+    qc : qiskit.QuantumCircuit
+    beta : float or qiskit Parameter
+    pairs : sequence of (int, int)
+        Normally ``qselect.ansatz.ring_pairs(n)``.
+
+    References
+    ----------
+    S. Hadfield et al., "From the Quantum Approximate Optimization Algorithm to a Quantum
+    Alternating Operator Ansatz", Algorithms 12(2):34 (2019).
+    """
     for i, j in pairs:
         qc.rxx(beta, i, j)
         qc.ryy(beta, i, j)
@@ -77,6 +124,33 @@ def qaoa_circuit(problem, p: int, mixer: str = "x", k: int | None = None, measur
     X mixer from |+>^n: qiskit's ``qaoa_ansatz`` on the normalised cost
     SparsePauliOp. XY-ring mixer: a Dicke start with exactly k ones (k from
     the argument or ``problem.k``) and RXX/RYY pairs.
+
+    Parameters
+    ----------
+    problem : Problem
+    p : int
+        Depth.
+    mixer : {"x", "xy"}
+    k : int or None
+        Hamming weight for the XY mixer (default ``problem.k``).
+    measure : bool
+        Append ``measure_all``.
+    max_order : int or None
+
+    Returns
+    -------
+    qiskit.QuantumCircuit
+        Parameters ``γ[l]``, ``β[l]``.
+
+    Raises
+    ------
+    QSelectError
+        On an invalid mixer/k or depth.
+
+    References
+    ----------
+    E. Farhi, J. Goldstone, S. Gutmann, "A Quantum Approximate Optimization Algorithm",
+    arXiv:1411.4028 (2014).
     """
 
     n = problem.n
@@ -118,7 +192,23 @@ def _custom_ansatz(n, terms, p, mixer, k, pairs=()):
 
 
 def bind_angles(circuit: QuantumCircuit, angles) -> QuantumCircuit:
-    """Assign [γ_1..γ_p, β_1..β_p] by parameter name (β[l], γ[l])."""
+    """Assign [γ_1..γ_p, β_1..β_p] by parameter name (β[l], γ[l]).
+
+    Parameters
+    ----------
+    circuit : qiskit.QuantumCircuit
+    angles : array_like, shape (2p,)
+        ``[γ_1..γ_p, β_1..β_p]`` in radians.
+
+    Returns
+    -------
+    qiskit.QuantumCircuit
+
+    Raises
+    ------
+    QSelectError
+        If the number of angles does not match the circuit's parameters.
+    """
     angles = np.asarray(angles, dtype=float).reshape(-1)
     params = {par.name: par for par in circuit.parameters}
     p = angles.size // 2
@@ -160,7 +250,20 @@ def aer_simulator(method: str = "automatic", seed: int | None = None, device: st
 
 
 def transpile_circuit(circuit: QuantumCircuit, backend=None, seed: int = 0, optimization_level: int = 1):
-    """Transpile once for ``backend`` (default: Aer). Classical bits keep following the original qubits."""
+    """Transpile once for ``backend`` (default: Aer). Classical bits keep following the original qubits.
+
+    Parameters
+    ----------
+    circuit : qiskit.QuantumCircuit
+    backend : qiskit backend or None
+    seed : int
+        Transpiler seed (recorded for reproducibility).
+    optimization_level : {0, 1, 2, 3}
+
+    Returns
+    -------
+    qiskit.QuantumCircuit
+    """
     from qiskit.transpiler import generate_preset_pass_manager
 
     backend = aer_simulator() if backend is None else backend
@@ -170,7 +273,17 @@ def transpile_circuit(circuit: QuantumCircuit, backend=None, seed: int = 0, opti
 
 
 def resource_counts(circuit: QuantumCircuit) -> dict:
-    """Qubits touched, depth and two-qubit gate count (measurements/barriers excluded)."""
+    """Qubits touched, depth and two-qubit gate count (measurements/barriers excluded).
+
+    Parameters
+    ----------
+    circuit : qiskit.QuantumCircuit
+
+    Returns
+    -------
+    dict
+        ``qubits``, ``depth``, ``two_qubit_gates``.
+    """
     skip = {"measure", "barrier", "save_statevector", "save_probabilities"}
     used, two, multi = set(), 0, 0
     for inst in circuit.data:
@@ -188,7 +301,16 @@ def resource_counts(circuit: QuantumCircuit) -> dict:
 
 
 def decompose_logical(circuit: QuantumCircuit) -> QuantumCircuit:
-    """The circuit in a generic {cx, 1-qubit} basis without a device layout (counts 'before transpiling')."""
+    """The circuit in a generic {cx, 1-qubit} basis without a device layout (counts 'before transpiling').
+
+    Parameters
+    ----------
+    circuit : qiskit.QuantumCircuit
+
+    Returns
+    -------
+    qiskit.QuantumCircuit
+    """
     from qiskit import transpile
 
     return transpile(circuit, basis_gates=["cx", "rz", "rx", "ry", "h", "x", "sx", "u", "measure"],
@@ -270,7 +392,22 @@ class AerQAOARunner:
 
 
 def statevector_probabilities(problem, angles, p, mixer="x", k=None, max_order=None) -> np.ndarray:
-    """Exact probabilities from qiskit's reference ``Statevector`` (little-endian)."""
+    """Exact probabilities from qiskit's reference ``Statevector`` (little-endian).
+
+    Parameters
+    ----------
+    problem : Problem
+    angles : array_like, shape (2p,)
+        ``[γ_1..γ_p, β_1..β_p]`` in radians.
+    p : int
+    mixer : {"x", "xy"}
+    k : int or None
+    max_order : int or None
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (2**n,)
+    """
     return StatevectorQAOARunner(problem, p, mixer, k, max_order).probabilities(angles)
 
 
@@ -298,7 +435,29 @@ class StatevectorQAOARunner:
 
 # ---- qiskit-algorithms optimisers (SPSA/COBYLA suit noisy shot estimates) ----
 def qiskit_minimize(name: str, fun, x0, maxiter: int = 100, seed: int | None = 0, jac=None):
-    """Minimise with a qiskit-algorithms optimiser; returns (x, fun, nfev)."""
+    """Minimise with a qiskit-algorithms optimiser; returns (x, fun, nfev).
+
+    Parameters
+    ----------
+    name : str
+        A qiskit-algorithms optimiser (``COBYLA``, ``SPSA``, ...).
+    fun : callable
+    x0 : array_like
+    maxiter : int
+    seed : int or None
+    jac : callable or None
+
+    Returns
+    -------
+    x : numpy.ndarray
+    fun : float
+    nfev : int
+
+    Raises
+    ------
+    QSelectError
+        If the optimiser is unknown.
+    """
     try:
         from qiskit_algorithms import optimizers
         from qiskit_algorithms.utils import algorithm_globals
@@ -322,6 +481,24 @@ def qiskit_algorithms_qaoa(problem, p: int = 1, maxiter: int = 100, shots: int =
 
     Passing ``transpiler=`` is required (without it Aer rejects the 'QAOA'
     instruction). The best measured bitstring is re-scored with the problem.
+
+    Parameters
+    ----------
+    problem : QUBO
+    p : int
+    maxiter : int
+    shots : int
+    seed : int
+
+    Returns
+    -------
+    dict
+        Best bitstring and energy, ⟨C⟩, evaluations, wall time.
+
+    References
+    ----------
+    E. Farhi, J. Goldstone, S. Gutmann, "A Quantum Approximate Optimization Algorithm",
+    arXiv:1411.4028 (2014).
     """
     import time
 

@@ -10,6 +10,21 @@ def qaoa_resources(problem, p: int = 1, mixer: str = "x", k: int | None = None, 
     device layout); 'after' is transpiled for ``backend`` (default: Aer; pass
     e.g. a qiskit-ibm-runtime fake backend to see routing overhead). Each has
     qubits, depth, two_qubit_gates (and multi_qubit_gates).
+
+    Parameters
+    ----------
+    problem : Problem
+    p : int
+    mixer : {"x", "xy"}
+    k : int or None
+    backend : qiskit backend or None
+    optimization_level : int
+    seed : int
+    max_order : int or None
+
+    Returns
+    -------
+    dict
     """
     from .qiskit import decompose_logical, qaoa_circuit, resource_counts, transpile_circuit
 

@@ -338,7 +338,16 @@ class Compiled:
 
 
 def two_qubit_stats(circuit: QuantumCircuit) -> tuple[int, int]:
-    """(two-qubit gate count, two-qubit depth) of a circuit, barriers and measurements excluded."""
+    """(two-qubit gate count, two-qubit depth) of a circuit, barriers and measurements excluded.
+
+    Parameters
+    ----------
+    circuit : qiskit.QuantumCircuit
+
+    Returns
+    -------
+    (int, int)
+    """
     count = sum(1 for inst in circuit.data if len(inst.qubits) == 2 and inst.operation.name not in ("barrier",))
     depth = circuit.depth(lambda inst: len(inst.qubits) == 2 and inst.operation.name != "barrier")
     return int(count), int(depth)

@@ -12,12 +12,31 @@ from ..problems import QUBO
 
 
 def to_bqm(qubo) -> "dimod.BinaryQuadraticModel":
-    """A ``dimod.BinaryQuadraticModel`` (BINARY vartype) with the QUBO's labels, same energies."""
+    """A ``dimod.BinaryQuadraticModel`` (BINARY vartype) with the QUBO's labels, same energies.
+
+    Parameters
+    ----------
+    qubo : QUBO
+
+    Returns
+    -------
+    dimod.BinaryQuadraticModel
+    """
     return qubo_to_bqm(qubo)
 
 
 def from_bqm(bqm, **kw) -> QUBO:
     """A ``QUBO`` from a ``dimod.BinaryQuadraticModel`` (SPIN models are converted; labels kept).
+
+    Parameters
+    ----------
+    bqm : dimod.BinaryQuadraticModel
+    **kw
+        ``k``, ``name``.
+
+    Returns
+    -------
+    QUBO
 
     Raises
     ------
@@ -110,6 +129,24 @@ def sample_qubo(qubo, method: str, **params) -> tuple[np.ndarray, np.ndarray, di
 
     ``params`` go straight to the sampler's ``sample`` (num_reads, seed, ...);
     None values are dropped so the library's defaults apply.
+
+    Parameters
+    ----------
+    qubo : QUBO
+    method : {"sa", "tabu"}
+    **params
+        Sampler arguments.
+
+    Returns
+    -------
+    bits : numpy.ndarray of uint8, shape (m, n)
+    counts : numpy.ndarray of int64, shape (m,)
+    info : dict
+
+    References
+    ----------
+    S. Kirkpatrick, C. D. Gelatt, M. P. Vecchi, "Optimization by Simulated
+    Annealing", Science 220 (1983); F. Glover, "Tabu Search", ORSA J. Comput. 1 (1989).
     """
     from dwave.samplers import SimulatedAnnealingSampler, TabuSampler
 

@@ -26,7 +26,19 @@ def to_hamiltonian(problem, include_offset: bool = True, max_order: int | None =
 
 
 def hamiltonian(terms: dict, constant: float, n: int):
-    """PennyLane Hamiltonian Σ c_S Π Z_i (+ constant·I) on wires 0..n-1."""
+    """PennyLane Hamiltonian Σ c_S Π Z_i (+ constant·I) on wires 0..n-1.
+
+    Parameters
+    ----------
+    terms : dict of tuple of int -> float
+        Z-polynomial coefficients.
+    constant : float
+    n : int
+
+    Returns
+    -------
+    pennylane operator
+    """
     coeffs, ops = [], []
     for qubits, c in terms.items():
         op = qml.Z(qubits[0])

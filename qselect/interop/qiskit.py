@@ -38,6 +38,18 @@ def to_sparse_pauli_op(problem, include_offset: bool = True, max_order: int | No
 def from_sparse_pauli_op(op, offset: float = 0.0, **kw) -> QUBO:
     """A ``QUBO`` from a qiskit ``SparsePauliOp`` of I/Z terms of order ≤ 2 (identity → offset).
 
+    Parameters
+    ----------
+    op : qiskit.quantum_info.SparsePauliOp
+    offset : float
+        Added to the identity coefficient.
+    **kw
+        ``labels``, ``k``, ``name``.
+
+    Returns
+    -------
+    QUBO
+
     Raises
     ------
     QSelectError
@@ -51,19 +63,61 @@ def to_quadratic_program(qubo, name: str = "qselect"):
     """A ``qiskit_optimization.QuadraticProgram`` minimising the QUBO (needs the 'optimization' extra).
 
     Integer labels become variables ``x<i>``; names never collide (see :func:`quadratic_program_names`).
+
+    Parameters
+    ----------
+    qubo : QUBO
+    name : str
+
+    Returns
+    -------
+    qiskit_optimization.QuadraticProgram
+
+    Raises
+    ------
+    BackendUnavailableError
+        If qiskit-optimization is not installed.
     """
     return qubo_to_quadratic_program(qubo, name)
 
 
 def from_quadratic_program(qp, **kw) -> QUBO:
-    """A ``QUBO`` from an unconstrained binary ``QuadraticProgram`` (labels from its variable names)."""
+    """A ``QUBO`` from an unconstrained binary ``QuadraticProgram`` (labels from its variable names).
+
+    Parameters
+    ----------
+    qp : qiskit_optimization.QuadraticProgram
+    **kw
+        ``k``, ``name``.
+
+    Returns
+    -------
+    QUBO
+
+    Raises
+    ------
+    QSelectError
+        If the program has constraints or non-binary variables.
+    """
     quad, lin, offset, labels = quadratic_program_to_arrays(qp)
     kw.setdefault("labels", labels)
     return QUBO(quad, lin, offset, **kw)
 
 
 def sparse_pauli_op(terms: dict, constant: float, n: int) -> SparsePauliOp:
-    """SparsePauliOp Σ c_S Z_S (+ constant·I) on n qubits (qubit i = bit i)."""
+    """SparsePauliOp Σ c_S Z_S (+ constant·I) on n qubits (qubit i = bit i).
+
+    Parameters
+    ----------
+    terms : dict of tuple of int -> float
+        Z-polynomial coefficients.
+    constant : float
+    n : int
+
+    Returns
+    -------
+    qiskit.quantum_info.SparsePauliOp
+    """
     sparse = [("Z" * len(q), list(q), float(c)) for q, c in terms.items()]
     if constant != 0.0 or not sparse:
         sparse.append(("", [], float(constant)))
@@ -71,7 +125,21 @@ def sparse_pauli_op(terms: dict, constant: float, n: int) -> SparsePauliOp:
 
 
 def z_terms_from_sparse_pauli_op(op) -> tuple[dict, float, int]:
-    """({qubits: coeff}, constant, n) from a diagonal (I/Z only) SparsePauliOp."""
+    """({qubits: coeff}, constant, n) from a diagonal (I/Z only) SparsePauliOp.
+
+    Parameters
+    ----------
+    op : qiskit.quantum_info.SparsePauliOp
+
+    Returns
+    -------
+    (dict, float, int)
+
+    Raises
+    ------
+    QSelectError
+        If the operator has X/Y terms or complex coefficients.
+    """
     if not isinstance(op, SparsePauliOp):
         raise QSelectError(f"expected a qiskit SparsePauliOp, got {type(op).__name__}")
     coeffs = np.asarray(op.coeffs)
@@ -141,6 +209,14 @@ def quadratic_program_names(labels) -> list[str]:
     A name already taken (``[0, "x0"]``) gets ``_<position>`` appended, so two
     variables never share a name; all-integer labels come back as integers
     through :func:`labels_from_names`.
+
+    Parameters
+    ----------
+    labels : sequence
+
+    Returns
+    -------
+    list of str
     """
     names, used = [], set()
     for pos, lbl in enumerate(labels):
@@ -154,7 +230,16 @@ def quadratic_program_names(labels) -> list[str]:
 
 
 def labels_from_names(names) -> list:
-    """Inverse of :func:`quadratic_program_names` where it is one: all ``x<int>`` names -> ints."""
+    """Inverse of :func:`quadratic_program_names` where it is one: all ``x<int>`` names -> ints.
+
+    Parameters
+    ----------
+    names : sequence of str
+
+    Returns
+    -------
+    list
+    """
     matches = [_INT_NAME.fullmatch(nm) for nm in names]
     if names and all(matches):
         ints = [int(m.group(1)) for m in matches]

@@ -34,7 +34,25 @@ def _figure(ncols=1, width=6.0, height=4.0):
 def accuracy_vs_sparsity(rows: Sequence[dict], path, metrics=(("accuracy_pruned", "one-shot (no fine-tune)"),
                                                              ("accuracy_finetuned", "fine-tuned")),
                          chance: float | None = None, dense: float | None = None) -> Path | None:
-    """Accuracy vs sparsity per method: mean over seeds, shaded min–max spread."""
+    """Accuracy vs sparsity per method: mean over seeds, shaded min–max spread.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        One per method × sparsity × seed.
+    path : str or os.PathLike
+        PNG file.
+    metrics : sequence of (key, label)
+    chance : float or None
+        Chance accuracy, drawn as a line.
+    dense : float or None
+        Dense accuracy, drawn as a line.
+
+    Returns
+    -------
+    pathlib.Path or None
+        None when there is nothing to plot.
+    """
     metrics = [(k, t) for k, t in metrics if any(r.get(k) is not None for r in rows)]
     if not metrics:
         return None
@@ -67,7 +85,19 @@ def accuracy_vs_sparsity(rows: Sequence[dict], path, metrics=(("accuracy_pruned"
 
 def accuracy_by_method(rows: Sequence[dict], path, chance: float | None = None,
                        dense: float | None = None) -> Path | None:
-    """One sparsity: bars per method, pruned vs fine-tuned (mean over seeds, min–max whiskers)."""
+    """One sparsity: bars per method, pruned vs fine-tuned (mean over seeds, min–max whiskers).
+
+    Parameters
+    ----------
+    rows : sequence of dict
+    path : str or os.PathLike
+    chance : float or None
+    dense : float or None
+
+    Returns
+    -------
+    pathlib.Path or None
+    """
     keys = [(k, t) for k, t in (("accuracy_pruned", "pruned"), ("accuracy_finetuned", "fine-tuned"))
             if any(r.get(k) is not None for r in rows)]
     if not keys:
@@ -101,6 +131,18 @@ def energy_gap(solver_rows: Sequence[dict], path, solvers: Sequence[str] | None 
     Gaps are divided by each problem's scale (max |Z coefficient|) so problems of
     different layers share an axis. Up to ``max_bars`` problems: grouped bars;
     more: one box of gaps per solver.
+
+    Parameters
+    ----------
+    solver_rows : sequence of dict
+        One per local problem and solver.
+    path : str or os.PathLike
+    solvers : sequence of str or None
+    max_bars : int
+
+    Returns
+    -------
+    pathlib.Path or None
     """
     rows = [r for r in solver_rows if r.get("gap") is not None]
     name = lambda r: r.get("method") or r["solver"]  # noqa: E731
@@ -146,7 +188,17 @@ def energy_gap(solver_rows: Sequence[dict], path, solvers: Sequence[str] | None 
 
 
 def solver_time(solver_rows: Sequence[dict], path) -> Path | None:
-    """Total wall time per solver over all local problems (log scale)."""
+    """Total wall time per solver over all local problems (log scale).
+
+    Parameters
+    ----------
+    solver_rows : sequence of dict
+    path : str or os.PathLike
+
+    Returns
+    -------
+    pathlib.Path or None
+    """
     tot: dict[str, float] = defaultdict(float)
     for r in solver_rows:
         if r.get("wall_time") is not None:

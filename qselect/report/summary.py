@@ -99,7 +99,31 @@ def write_run_report(run, cfg: dict, parent_info: dict, rows: Sequence[dict], *,
                      ensembles: Sequence[dict] | None = None, con=None, title: str = "qselect",
                      extra: dict | None = None, notes: Sequence[str] = (),
                      sections: Sequence[tuple[str, str]] = ()) -> dict:
-    """Write every report file of ``run`` and mark the run complete; returns {name: path}."""
+    """Write every report file of ``run`` and mark the run complete; returns {name: path}.
+
+    Parameters
+    ----------
+    run : Run
+    cfg : dict
+        The resolved settings.
+    parent_info : dict
+    rows : sequence of dict
+        Result rows (``results.csv``).
+    problem_rows_ : sequence of dict or None
+        ``problems.csv`` rows.
+    solver_table : sequence of dict or None
+    ensembles : sequence of dict or None
+    con : Console or None
+    title : str
+    extra : dict or None
+    notes : sequence of str
+    sections : sequence or None
+        Extra Markdown sections for ``summary.md``.
+
+    Returns
+    -------
+    dict of str -> pathlib.Path
+    """
     problem_rows_ = list(problem_rows_ or [])
     chance = 1.0 / parent_info["num_classes"] if parent_info.get("num_classes") else None
     dense = (parent_info.get("test") or {}).get("accuracy")

@@ -6,7 +6,17 @@ from typing import Any, Sequence
 
 
 def fmt(value: Any, digits: int = 4) -> str:
-    """Compact, stable formatting: floats to ``digits`` significant places, None as '-'."""
+    """Compact, stable formatting: floats to ``digits`` significant places, None as '-'.
+
+    Parameters
+    ----------
+    value : object
+    digits : int
+
+    Returns
+    -------
+    str
+    """
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -30,7 +40,18 @@ def _cells(rows: Sequence[dict], columns: Sequence, digits: int):
 
 
 def format_table(rows: Sequence[dict], columns: Sequence, digits: int = 4) -> str:
-    """Aligned text table; ``columns`` are keys or (key, heading) pairs."""
+    """Aligned text table; ``columns`` are keys or (key, heading) pairs.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+    columns : sequence of str or (key, heading)
+    digits : int
+
+    Returns
+    -------
+    str
+    """
     heads, body = _cells(rows, columns, digits)
     widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(heads)]
 

@@ -16,7 +16,17 @@ from ..io import atomic_write_json, atomic_write_text
 
 
 def csv_text(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
-    """CSV with a stable column order (given, else first-seen order over all rows)."""
+    """CSV with a stable column order (given, else first-seen order over all rows).
+
+    Parameters
+    ----------
+    rows : sequence of dict
+    columns : sequence of str or None
+
+    Returns
+    -------
+    str
+    """
     if columns is None:
         columns = []
         for r in rows:
@@ -62,6 +72,21 @@ def write_report(run_dir, report: dict, *, tables: Mapping[str, Sequence[dict]] 
     ``tables`` maps CSV file names to rows; ``plots`` maps PNG file names to
     functions that draw into a given path (see ``qselect.report.plots``);
     ``files`` names other files of the run (already written) that the report lists.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+    report : dict
+        Written last, as ``report.json``.
+    tables : mapping or None
+    plots : mapping or None
+    summary : str or None
+        ``summary.md`` text.
+    files : sequence of str
+
+    Returns
+    -------
+    dict of str -> pathlib.Path
     """
     run_dir = Path(run_dir)
     written: dict[str, Path] = {}
