@@ -353,3 +353,32 @@ def test_missing_masks_file_names_no_flag_that_does_not_exist(tmp_path):
     with pytest.raises(QSelectError) as info:
         load_masks(tmp_path / "nope.pt")
     assert "--save-masks" not in str(info.value) and "save_masks" in str(info.value)
+
+
+# ---- checkpoints that are not what they claim ------------------------------------
+@pytest.mark.parametrize("payload, msg", [
+    ({"format": "qselect-checkpoint", "version": 1, "state_dict": {}, "masks": ["a"]}, "'masks' is a list"),
+    ({"format": "qselect-checkpoint", "version": 1, "state_dict": {}, "meta": "mlp"}, "'meta' is a str"),
+    ({"format": "qselect-checkpoint", "version": 1, "state_dict": {"w": "x"}}, "'w' is not a tensor"),
+    ({"weight": torch.zeros(2, 2), "bias": torch.zeros(2)}, "plain state_dict"),
+])
+def test_malformed_checkpoints_are_one_line(tmp_path, payload, msg):
+    from qselect.classical.checkpoint import _FORMAT, load_checkpoint
+
+    if "format" in payload:
+        payload["format"] = _FORMAT
+    f = tmp_path / "model.pt"
+    torch.save(payload, f)
+    with pytest.raises(QSelectError, match=msg):
+        load_checkpoint(f)
+
+
+def test_whole_module_pickle_gets_the_state_dict_steps(tmp_path):
+    from qselect.classical.checkpoint import load_checkpoint
+
+    f = tmp_path / "model.pt"
+    torch.save(_mlp(), f)  # the whole module, pickled
+    with pytest.raises(QSelectError) as info:
+        load_checkpoint(f)
+    msg = str(info.value)
+    assert "pickled" in msg and "state_dict" in msg and "corrupt" not in msg and "\n" not in msg

@@ -107,11 +107,31 @@ def load_checkpoint(path, model: nn.Module | None = None, *, map_location="cpu")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, garbage bytes, unpickling refusal, ...
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            # a readable file that holds pickled objects (torch.save(model)): never unpickled here
+            raise QSelectError(f"{path} holds a pickled Python object (e.g. torch.save(model)), which qselect does "
+                               "not load (unpickling can run code); save the weights instead: "
+                               "torch.save(model.state_dict(), 'weights.pt'), or "
+                               "qselect.classical.checkpoint.save_checkpoint(path, model, meta={'model': ...})") from None
         raise QSelectError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}); "
                            "delete it and re-run training to re-create it") from None
+    if isinstance(payload, dict) and payload and "format" not in payload \
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload.items()):
+        raise QSelectError(f"{path} is a plain state_dict (weights without an architecture); load it into the "
+                           "model it came from with model.load_state_dict(torch.load(path)), or save it with "
+                           "save_checkpoint(path, model, meta={'model': NAME, 'model_kwargs': {...}})")
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise QSelectError(f"{path} is not a qselect checkpoint (no {_FORMAT!r} tag); expected a "
                            "file written by save_checkpoint")
+    for key, kind in (("state_dict", dict), ("masks", dict), ("meta", dict)):
+        if key in payload and not isinstance(payload[key], kind):
+            raise QSelectError(f"checkpoint {path} is malformed: its {key!r} is a {type(payload[key]).__name__}, "
+                               "not a dict; re-create it with save_checkpoint")
+    tensors = {**payload.get("masks", {}), **payload.get("state_dict", {})}
+    bad = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise QSelectError(f"checkpoint {path} is malformed: {bad[0]!r} is not a tensor; re-create it with "
+                           "save_checkpoint")
     payload["masks"] = {k: v.float() for k, v in payload.get("masks", {}).items()}
     if model is not None:
         _load_into(model, payload, path)
