@@ -382,3 +382,16 @@ def test_whole_module_pickle_gets_the_state_dict_steps(tmp_path):
         load_checkpoint(f)
     msg = str(info.value)
     assert "pickled" in msg and "state_dict" in msg and "corrupt" not in msg and "\n" not in msg
+
+
+def test_evaluate_without_model_is_refused_not_run_on_a_fresh_parent(tmp_path, capsys):
+    from qselect.classical.masks import save_masks
+    from qselect.cli import main
+
+    masks = tmp_path / "masks.pt"
+    save_masks(masks, {"layers.0.weight": torch.ones(8, 64)})
+    out = tmp_path / "run"
+    rc = main(["evaluate", "--masks", str(masks), "--run-dir", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "needs the model the masks were selected on" in err and "--model" in err
+    assert not out.exists()

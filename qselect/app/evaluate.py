@@ -13,7 +13,7 @@ from .settings import set_threads, validate_common
 HELP = "evaluate a masks file on a model (pruned, then fine-tuned)"
 
 
-def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
+def run(cfg: dict, *, argv=None, given=None, extra=None) -> int:
     """``qselect evaluate``: a masks file on a model — accuracy, NLL and ECE pruned, then after fine-tuning.
 
     Parameters
@@ -24,8 +24,10 @@ def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
         ``--config`` and defaults.
     argv : list of str or None
         The command line, recorded in the run's ``run.json``.
-    given : iterable of str
-        Options set explicitly (by flag or config) rather than by default.
+    given : iterable of str or None
+        Options set explicitly (by flag or config) rather than by default; the
+        command line passes them and then ``model`` must be among them
+        (``None``, from a notebook: ``cfg["model"]`` is taken as meant).
     extra : list of str or None
         Arguments after ``--`` (passed on where the command supports it).
 
@@ -44,6 +46,11 @@ def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
         raise QSelectError("no masks file given; pass --masks FILE (e.g. the masks.pt of a 'qselect select' run)")
     if not Path(cfg["masks"]).is_file():
         raise QSelectError(f"masks file {cfg['masks']} does not exist; check the path given to --masks")
+    if given is not None and "model" not in given:
+        # masks only mean something on the weights they were selected on: a freshly trained parent
+        # would be evaluated silently (and badly) instead
+        raise QSelectError("evaluate needs the model the masks were selected on; pass --model "
+                           "<run directory>/model.pt (written by 'qselect select')")
     validate_common(cfg, solver_needed=False)
     pl.validate_experiment(cfg)
     con = Console(cfg["quiet"], cfg["verbose"])
