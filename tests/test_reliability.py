@@ -395,3 +395,10 @@ def test_evaluate_without_model_is_refused_not_run_on_a_fresh_parent(tmp_path, c
     err = capsys.readouterr().err
     assert rc == 2 and "needs the model the masks were selected on" in err and "--model" in err
     assert not out.exists()
+
+
+def test_digits_with_data_root_explains_digits_needs_no_files(tmp_path):
+    from qselect.app.settings import check_dataset
+
+    with pytest.raises(QSelectError, match="digits dataset ships with scikit-learn"):
+        check_dataset("digits", str(tmp_path))
