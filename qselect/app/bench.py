@@ -52,7 +52,17 @@ def _quick_flag(script: Path) -> list[str]:
 
 
 def ratios(obj, prefix="") -> dict:
-    """Every numeric entry whose key mentions 'ratio', searched through nested dicts."""
+    """Every numeric entry whose key mentions 'ratio', searched through nested dicts.
+
+    Parameters
+    ----------
+    obj : dict
+    prefix : str
+
+    Returns
+    -------
+    dict of str -> float
+    """
     out = {}
     if isinstance(obj, dict):
         for k, v in obj.items():

@@ -21,12 +21,24 @@ class Console:
         return not self.quiet and (self.verbose or sys.stderr.isatty())
 
     def print(self, *args, **kw) -> None:
-        """Print a result to stdout (or the console's stream) unless quiet."""
+        """Print a result to stdout (or the console's stream) unless quiet.
+
+        Parameters
+        ----------
+        *args, **kw
+            As for ``print``.
+        """
         if not self.quiet:
             self._write(args, kw)
 
     def result(self, *args) -> None:
-        """Always printed (the report location), even with --quiet."""
+        """Always printed (the report location), even with --quiet.
+
+        Parameters
+        ----------
+        *args
+            As for ``print``.
+        """
         self._write(args, {})
 
     def _write(self, args, kw) -> None:
@@ -44,7 +56,14 @@ class Console:
             _silence_stdout(stream)
 
     def info(self, msg: str, *args) -> None:
-        """Log a progress message on stderr (``qselect: ...``), hidden by ``--quiet``."""
+        """Log a progress message on stderr (``qselect: ...``), hidden by ``--quiet``.
+
+        Parameters
+        ----------
+        msg : str
+            ``%``-format string.
+        *args
+        """
         log.info(msg, *args)
 
 

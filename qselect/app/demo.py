@@ -66,7 +66,16 @@ FIXED = dict(model="mlp", dataset="digits", data_root=None, formulation="neuron"
 
 
 def preset_text(key: str) -> str:
-    """The preset values of one setting, for help texts: ``"20,20 (default), 12,12 (small)"``."""
+    """The preset values of one setting, for help texts: ``"20,20 (default), 12,12 (small)"``.
+
+    Parameters
+    ----------
+    key : str
+
+    Returns
+    -------
+    str
+    """
     def show(v):
         return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
@@ -74,7 +83,19 @@ def preset_text(key: str) -> str:
 
 
 def resolve(cfg: dict, given: set) -> dict:
-    """Fill the demo's settings: fixed ones, then the ``--size`` preset where no flag was given."""
+    """Fill the demo's settings: fixed ones, then the ``--size`` preset where no flag was given.
+
+    Parameters
+    ----------
+    cfg : dict
+        The command's resolved settings.
+    given : set of str
+        Options set by flag or config.
+
+    Returns
+    -------
+    dict
+    """
     for key, value in FIXED.items():
         cfg.setdefault(key, value)
     if cfg["size"] not in SIZES:

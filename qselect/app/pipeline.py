@@ -29,7 +29,17 @@ IMAGE_MODELS = ("lenet5", "resnet18", "vit")
 
 
 def validate_experiment(cfg: dict) -> dict:
-    """Check the training and selection sizes a command has (only keys present); raises ``QSelectError``."""
+    """Check the training and selection sizes a command has (only keys present); raises ``QSelectError``.
+
+    Parameters
+    ----------
+    cfg : dict
+        The command's resolved settings.
+
+    Returns
+    -------
+    dict
+    """
     for key, low in (("epochs", 0), ("finetune_epochs", 0), ("batch_size", 1), ("p", 1)):
         if key in cfg:
             flag = key.replace("_", "-")
@@ -121,7 +131,20 @@ def _checkpoint_meta(path) -> dict:
 
 
 def train_config(cfg: dict, epochs: int, seed: int, progress: bool):
-    """A :class:`~qselect.classical.train.TrainConfig` from the command's ``lr`` and ``batch_size`` (device ``auto``)."""
+    """A :class:`~qselect.classical.train.TrainConfig` from the command's ``lr`` and ``batch_size`` (device ``auto``).
+
+    Parameters
+    ----------
+    cfg : dict
+        The command's resolved settings.
+    epochs : int
+    seed : int
+    progress : bool
+
+    Returns
+    -------
+    TrainConfig
+    """
     from ..classical.train import TrainConfig
 
     return TrainConfig(epochs=epochs, lr=cfg["lr"], batch_size=cfg["batch_size"], seed=seed,
@@ -129,7 +152,25 @@ def train_config(cfg: dict, epochs: int, seed: int, progress: bool):
 
 
 def prepare_parent(cfg: dict, data, progress: bool = False):
-    """Build and train a built-in model, or load a checkpoint; returns (model, info)."""
+    """Build and train a built-in model, or load a checkpoint; returns (model, info).
+
+    Parameters
+    ----------
+    cfg : dict
+        The command's resolved settings.
+    data : DataSplits
+    progress : bool
+
+    Returns
+    -------
+    model : torch.nn.Module
+    info : dict
+
+    Raises
+    ------
+    QSelectError
+        On a bad checkpoint or NaN weights.
+    """
     from ..classical.checkpoint import load_checkpoint
     from ..classical.data import make_loader
     from ..classical.models import build_model
@@ -169,7 +210,18 @@ def prepare_parent(cfg: dict, data, progress: bool = False):
 
 
 def checkpoint_meta(parent_info: dict, cfg: dict) -> dict:
-    """What a saved model.pt / masks file records, so 'qselect evaluate' can rebuild the model."""
+    """What a saved model.pt / masks file records, so 'qselect evaluate' can rebuild the model.
+
+    Parameters
+    ----------
+    parent_info : dict
+    cfg : dict
+        The command's resolved settings.
+
+    Returns
+    -------
+    dict
+    """
     return {"model": parent_info["model"], "model_kwargs": parent_info["model_kwargs"],
             "input_shape": parent_info["input_shape"], "num_classes": parent_info["num_classes"],
             "dataset": cfg["dataset"], "epochs": parent_info.get("trained_epochs"), "seed": cfg["seed"]}
@@ -180,7 +232,18 @@ def _last(x):
 
 
 def check_finite(model, where: str = "the model") -> None:
-    """NaN/inf weights make every local problem meaningless: refuse them up front."""
+    """NaN/inf weights make every local problem meaningless: refuse them up front.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    where : str
+
+    Raises
+    ------
+    QSelectError
+        Naming the parameter with NaN/inf.
+    """
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):
         if t.is_floating_point() and not bool(t.isfinite().all()):
             bad = int((~t.isfinite()).sum())
@@ -189,7 +252,18 @@ def check_finite(model, where: str = "the model") -> None:
 
 
 def calibration_inputs(data, size: int, seed: int):
-    """The first ``size`` inputs of a seeded permutation of the training split."""
+    """The first ``size`` inputs of a seeded permutation of the training split.
+
+    Parameters
+    ----------
+    data : DataSplits
+    size : int
+    seed : int
+
+    Returns
+    -------
+    torch.Tensor
+    """
     import torch
 
     n = len(data.train)
@@ -202,7 +276,17 @@ def calibration_inputs(data, size: int, seed: int):
 
 
 def hidden_layers(model, layers=None) -> list[str]:
-    """Module names of the layers to prune: given, or every prunable layer but the output one."""
+    """Module names of the layers to prune: given, or every prunable layer but the output one.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    layers : list of str or None
+
+    Returns
+    -------
+    list of str
+    """
     from ..classical.masks import prunable_parameters
 
     names = [p.rsplit(".", 1)[0] for p in prunable_parameters(model)]
@@ -220,7 +304,18 @@ def hidden_layers(model, layers=None) -> list[str]:
 # --------------------------------------------------------------------------- executors and solvers
 
 def make_executor(spec: str, formulation: str):
-    """'auto': in-process for the few problems of neuron selection, a process pool otherwise."""
+    """'auto': in-process for the few problems of neuron selection, a process pool otherwise.
+
+    Parameters
+    ----------
+    spec : str
+        ``auto``, ``inline``, ``process`` or a Dask address.
+    formulation : str
+
+    Returns
+    -------
+    Executor or None
+    """
     from ..executors import get_executor
 
     if spec == "auto":
@@ -231,7 +326,12 @@ def make_executor(spec: str, formulation: str):
 
 
 def close_executor(executor) -> None:
-    """Close an executor opened by :func:`make_executor` (``None`` is allowed)."""
+    """Close an executor opened by :func:`make_executor` (``None`` is allowed).
+
+    Parameters
+    ----------
+    executor : Executor or None
+    """
     if executor is not None:
         executor.close()
 
@@ -239,7 +339,17 @@ def close_executor(executor) -> None:
 @contextlib.contextmanager
 def executor_for(spec: str, formulation: str):
     """``make_executor`` closed on exit. Enter it before creating the run directory: an
-    unreachable Dask scheduler is bad input and must leave no folder behind."""
+    unreachable Dask scheduler is bad input and must leave no folder behind.
+
+    Parameters
+    ----------
+    spec : str
+    formulation : str
+
+    Returns
+    -------
+    context manager yielding Executor or None
+    """
     executor = make_executor(spec, formulation)
     try:
         yield executor
@@ -248,7 +358,21 @@ def executor_for(spec: str, formulation: str):
 
 
 def make_solver(name: str, *, seed: int, backend: str = "native", p: int = 1):
-    """A registry solver with the run's seed (and QAOA backend/depth) where it takes them."""
+    """A registry solver with the run's seed (and QAOA backend/depth) where it takes them.
+
+    Parameters
+    ----------
+    name : str
+    seed : int
+    backend : str
+        QAOA simulator backend.
+    p : int
+        QAOA depth.
+
+    Returns
+    -------
+    Solver
+    """
     from ..solvers import get_solver, solver_class
 
     cls = solver_class(name)
@@ -273,7 +397,18 @@ WHOLE = 1 << 20
 
 def block_size(solver: str, cfg: dict) -> int:
     """Largest block a solver gets: the qubit budget for QAOA, whole problems for classical
-    heuristics, and blocks of ``exact_limit`` bits for exact search (its cost is 2^n)."""
+    heuristics, and blocks of ``exact_limit`` bits for exact search (its cost is 2^n).
+
+    Parameters
+    ----------
+    solver : str
+    cfg : dict
+        The command's resolved settings.
+
+    Returns
+    -------
+    int
+    """
     if solver in QUANTUM_SOLVERS:
         return int(cfg["qubits"])
     if solver == "exact":
@@ -304,7 +439,27 @@ class MethodResult:
 
 def select(method: str, model, calib, cfg: dict, *, sparsity: float, seed: int, layers: list[str],
            executor=None, progress: bool = False, qubits: int | None = None) -> MethodResult:
-    """Masks from a classical baseline (magnitude/random) or from local problems solved by ``method``."""
+    """Masks from a classical baseline (magnitude/random) or from local problems solved by ``method``.
+
+    Parameters
+    ----------
+    method : str
+        ``magnitude``/``random`` (unstructured baselines), a solver name, or ``q:<solver>``.
+    model : torch.nn.Module
+    calib : torch.Tensor
+    cfg : dict
+        The command's resolved settings.
+    sparsity : float
+    seed : int
+    layers : list of str
+    executor : Executor or None
+    progress : bool
+    qubits : int or None
+
+    Returns
+    -------
+    MethodResult
+    """
     t0 = time.perf_counter()
     if method in CLASSICAL_METHODS:
         from ..classical import baselines
@@ -334,6 +489,22 @@ def evaluate_masks(parent, masks: dict, data, cfg: dict, *, seed: int, finetune_
     """Metrics of the pruned parent, then of the pruned child after a short fine-tune.
 
     Returns (metrics, fine-tuned child). The parent is never modified.
+
+    Parameters
+    ----------
+    parent : torch.nn.Module
+    masks : dict of str -> torch.Tensor
+    data : DataSplits
+    cfg : dict
+        The command's resolved settings.
+    seed : int
+    finetune_epochs : int
+    progress : bool
+
+    Returns
+    -------
+    metrics : dict
+    child : torch.nn.Module
     """
     from ..classical.data import make_loader
     from ..classical.masks import apply_masks, mask_sparsity
@@ -358,7 +529,16 @@ def evaluate_masks(parent, masks: dict, data, cfg: dict, *, seed: int, finetune_
 
 
 def weight_sparsity(masks: dict) -> float:
-    """Fraction of the masked *weight* entries removed (biases not counted)."""
+    """Fraction of the masked *weight* entries removed (biases not counted).
+
+    Parameters
+    ----------
+    masks : dict of str -> torch.Tensor
+
+    Returns
+    -------
+    float
+    """
     kept = total = 0
     for name, m in masks.items():
         if name.endswith("weight"):
@@ -368,7 +548,17 @@ def weight_sparsity(masks: dict) -> float:
 
 
 def problem_rows(selection, *, method: str | None = None) -> list[dict]:
-    """One row per local problem of a Selection: where it lives, its size and the solver's answer."""
+    """One row per local problem of a Selection: where it lives, its size and the solver's answer.
+
+    Parameters
+    ----------
+    selection : Selection
+    method : str or None
+
+    Returns
+    -------
+    list of dict
+    """
     from ..solvers.controls import control_fields
 
     if selection is None:

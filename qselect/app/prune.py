@@ -38,6 +38,10 @@ LOCAL_OPTIONS = ("qubits", "penalty", "max_sweeps", "K", "nk_rest", "activation"
 def parse_method(method: str) -> tuple[str, str | None, str | None]:
     """``("classical", None, None)`` or ``("local", formulation, solver)`` for a method name.
 
+    Parameters
+    ----------
+    method : str
+
     Raises
     ------
     QSelectError

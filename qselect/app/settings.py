@@ -86,6 +86,15 @@ def check_sparsity(value: float, flag: str = "--sparsity") -> float:
     """Return ``value`` as a float in [0, 1): the toolkit's one sparsity rule
     (``qselect.validation.check_sparsity``).
 
+    Parameters
+    ----------
+    value : float
+    flag : str
+
+    Returns
+    -------
+    float
+
     Raises
     ------
     QSelectError
@@ -96,6 +105,17 @@ def check_sparsity(value: float, flag: str = "--sparsity") -> float:
 
 def check_positive(value: int, name: str, flag: str, minimum: int = 1) -> int:
     """Return ``value`` as an int of at least ``minimum``.
+
+    Parameters
+    ----------
+    value : int
+    name : str
+    flag : str
+    minimum : int
+
+    Returns
+    -------
+    int
 
     Raises
     ------
@@ -109,7 +129,23 @@ def check_positive(value: int, name: str, flag: str, minimum: int = 1) -> int:
 
 def check_qubits(qubits: int, solver: str, backend: str) -> int:
     """The qubit budget must fit the backend and this machine's memory (QAOA only: classical
-    solvers are not held to a qubit budget)."""
+    solvers are not held to a qubit budget).
+
+    Parameters
+    ----------
+    qubits : int
+    solver : str
+    backend : str
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    QSelectError
+        If the budget does not fit (saying how many qubits fit).
+    """
     from ..problems import check_dense
 
     check_positive(qubits, "the qubit budget", "--qubits")
@@ -137,7 +173,21 @@ def _solver_cap(solver: str):
 
 
 def check_model(model: str) -> str:
-    """A built-in model name, or an existing checkpoint file."""
+    """A built-in model name, or an existing checkpoint file.
+
+    Parameters
+    ----------
+    model : str
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    QSelectError
+        Listing the built-in names when neither.
+    """
     if model in valid_models():
         return model
     p = Path(model)
@@ -188,6 +238,14 @@ def check_dataset(dataset: str, data_root: str | None) -> str:
 def check_scheduler(spec: str) -> str:
     """Return ``spec`` if it is ``auto``, ``inline``, ``process`` or a Dask address (``tcp://host:port``).
 
+    Parameters
+    ----------
+    spec : str
+
+    Returns
+    -------
+    str
+
     Raises
     ------
     QSelectError
@@ -204,6 +262,16 @@ def validate_common(cfg: dict, *, solver_needed: bool = True) -> dict:
 
     Only keys present in ``cfg`` are checked: a command that does not take an
     option does not have it in its settings.
+
+    Parameters
+    ----------
+    cfg : dict
+        The command's resolved settings.
+    solver_needed : bool
+
+    Returns
+    -------
+    dict
     """
     if "sparsity" in cfg:
         check_sparsity(cfg["sparsity"])
@@ -228,7 +296,17 @@ def validate_common(cfg: dict, *, solver_needed: bool = True) -> dict:
 
 
 def set_threads(cfg: dict) -> int:
-    """Apply --threads; returns the count in use (recorded in run.json)."""
+    """Apply --threads; returns the count in use (recorded in run.json).
+
+    Parameters
+    ----------
+    cfg : dict
+        The command's resolved settings.
+
+    Returns
+    -------
+    int
+    """
     import torch
 
     n = int(cfg.get("threads") or 0)

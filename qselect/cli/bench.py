@@ -15,7 +15,16 @@ from .common import (add_finetune_options, add_model_options, add_option, add_ou
 
 
 def register(subparsers):
-    """Add the ``bench`` command, with only the option groups it uses, to ``subparsers``."""
+    """Add the ``bench`` command, with only the option groups it uses, to ``subparsers``.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     p = subparsers.add_parser("bench", help=app.HELP, description=__doc__.split("\n\n", 1)[1])
     add_option(p, "--only", kind="strs", default=list(app.BENCHMARKS), metavar="NAME,NAME",
                help=f"benchmarks to run ({', '.join(app.BENCHMARKS)})")

@@ -30,7 +30,20 @@ _CONVERTERS = {"str": str, "int": int, "float": float, "floats": _csv(float),
 
 def add_option(parser: argparse.ArgumentParser, *flags: str, kind: str, default: Any = None,
                help: str = "", choices: Sequence | None = None, metavar: str | None = None):
-    """Add one option; its kind/default are remembered for config files."""
+    """Add one option; its kind/default are remembered for config files.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        Or an argument group.
+    *flags : str
+    kind : str
+        ``str``, ``int``, ``float``, ``bool``, ``ints``, ``floats`` or ``strs``.
+    default : object
+    help : str
+    choices : sequence or None
+    metavar : str or None
+    """
     if kind == "bool":
         action = parser.add_argument(*flags, action="store_true", default=argparse.SUPPRESS, help=help)
     else:
@@ -54,6 +67,14 @@ def option_specs(parser: argparse.ArgumentParser) -> dict[str, OptionSpec]:
     Options added by other modules with plain ``add_argument`` get a kind
     inferred from their action, and their defaults are moved out of argparse
     so that config files can set them too.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+
+    Returns
+    -------
+    dict of str -> OptionSpec
     """
     specs: dict[str, OptionSpec] = {}
     for action in parser._actions:  # argparse has no public accessor for this
@@ -85,7 +106,12 @@ def _infer_spec(action: argparse.Action) -> OptionSpec:
 # Each command attaches only the groups it uses: a command accepts only what it uses.
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
-    """``--config``, ``--quiet``, ``--verbose``, ``--debug`` (every command)."""
+    """``--config``, ``--quiet``, ``--verbose``, ``--debug`` (every command).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    """
     g = parser.add_argument_group("output")
     g.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                    help="TOML file with any of this command's options (flags given here win)")
@@ -96,7 +122,15 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
 
 def add_run_options(parser: argparse.ArgumentParser, *, seed: bool = True, threads: bool = True,
                     scheduler: bool = False, run_dir_help: str | None = None) -> None:
-    """Where a run writes and how it computes: ``--run-dir``, ``--seed``, ``--threads``, ``--scheduler``."""
+    """Where a run writes and how it computes: ``--run-dir``, ``--seed``, ``--threads``, ``--scheduler``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    seed, threads, scheduler : bool
+        Which of those options the command takes.
+    run_dir_help : str or None
+    """
     g = parser.add_argument_group("run")
     add_option(g, "--run-dir", kind="str", default=None, metavar="DIR",
                help=run_dir_help or "output folder (default: a new folder under ./runs/)")
@@ -114,7 +148,14 @@ def add_run_options(parser: argparse.ArgumentParser, *, seed: bool = True, threa
 
 def add_model_options(parser: argparse.ArgumentParser, *, epochs: int = 20, hidden=(32, 32),
                       batch_size: int = 64, lr: float = 0.1) -> None:
-    """The parent model and its data: ``--model --dataset --data-root --epochs --hidden --batch-size --lr``."""
+    """The parent model and its data: ``--model --dataset --data-root --epochs --hidden --batch-size --lr``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    epochs, hidden, batch_size, lr
+        The command's defaults.
+    """
     g = parser.add_argument_group("model and data")
     add_option(g, "--model", kind="str", default="mlp", metavar="NAME|CHECKPOINT",
                help=f"built-in model ({', '.join(_HELP_MODELS)}) or a checkpoint file saved by qselect")
@@ -133,7 +174,16 @@ def add_model_options(parser: argparse.ArgumentParser, *, epochs: int = 20, hidd
 def add_selection_options(parser: argparse.ArgumentParser, *, solver: bool = True, sparsity: bool = True,
                           simulator: bool = True, calib_size: int = 256, p: int = 1) -> None:
     """The local problems and their solver: ``--formulation --solver --backend --sparsity --qubits --p
-    --layers --calib-size``."""
+    --layers --calib-size``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    solver, sparsity, simulator : bool
+        Whether the command takes ``--solver``, ``--sparsity``, ``--backend``.
+    calib_size, p : int
+        Defaults.
+    """
     g = parser.add_argument_group("selection")
     add_option(g, "--formulation", kind="str", default="neuron", metavar="KIND",
                help=f"local problem formulation ({', '.join(FORMULATIONS)})")
@@ -158,7 +208,14 @@ def add_selection_options(parser: argparse.ArgumentParser, *, solver: bool = Tru
 
 
 def add_finetune_options(parser: argparse.ArgumentParser, *, finetune_epochs: int = 3) -> None:
-    """``--finetune-epochs``: the short fine-tune after pruning."""
+    """``--finetune-epochs``: the short fine-tune after pruning.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    finetune_epochs : int
+        Default.
+    """
     g = parser.add_argument_group("fine-tuning")
     add_option(g, "--finetune-epochs", kind="int", default=finetune_epochs, metavar="N",
                help="fine-tuning epochs after pruning (0 = no fine-tune)")

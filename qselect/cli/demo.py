@@ -23,7 +23,16 @@ from .common import (add_finetune_options, add_model_options, add_option, add_ou
 
 
 def register(subparsers):
-    """Add the ``demo`` command, with only the option groups it uses, to ``subparsers``."""
+    """Add the ``demo`` command, with only the option groups it uses, to ``subparsers``.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     p = subparsers.add_parser("demo", help=app.HELP, description=__doc__.split("\n\n", 1)[1] if __doc__ else app.HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("demo (defaults come from the --size preset; a flag overrides its preset value)")

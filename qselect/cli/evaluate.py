@@ -8,7 +8,16 @@ from .common import (add_finetune_options, add_model_options, add_option, add_ou
 
 
 def register(subparsers):
-    """Add the ``evaluate`` command, with only the option groups it uses, to ``subparsers``."""
+    """Add the ``evaluate`` command, with only the option groups it uses, to ``subparsers``.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     p = subparsers.add_parser("evaluate", help=app.HELP, description=app.HELP + ". --model is usually the model.pt "
                               "written by 'qselect select' next to its masks.pt.")
     add_model_options(p)

@@ -16,7 +16,16 @@ from .common import (add_finetune_options, add_model_options, add_option, add_ou
 
 
 def register(subparsers):
-    """``qselect hardware {submit,status,fetch,cancel}``."""
+    """``qselect hardware {submit,status,fetch,cancel}``.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     hw = subparsers.add_parser("hardware", help="QAOA on IBM Quantum devices (or fake_<device>) with a job ledger",
                                description=__doc__.split("\n\n", 1)[1])
     verbs = hw.add_subparsers(dest="verb", metavar="VERB", parser_class=type(hw))

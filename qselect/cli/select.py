@@ -9,7 +9,16 @@ from .common import (add_finetune_options, add_model_options, add_option, add_ou
 
 
 def register(subparsers):
-    """Add the ``select`` command, with only the option groups it uses, to ``subparsers``."""
+    """Add the ``select`` command, with only the option groups it uses, to ``subparsers``.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     p = subparsers.add_parser("select", help=app.HELP, description=app.HELP + ". Writes masks.pt (load with "
                               "qselect.classical.masks.load_masks), model.pt for built-in models, "
                               "problems.csv and a report into the run directory.")

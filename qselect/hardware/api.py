@@ -27,7 +27,32 @@ def _service_for(run_dir, plan: dict, service: Service | None) -> Service:
 def submit(problems: dict[str, Problem], backend: str, run_dir, config: HardwareConfig | None = None,
            meta: dict[str, dict] | None = None, service: Service | None = None, wait: bool = True,
            timeout: float | None = None, **kw) -> dict | None:
-    """Plan and run ``problems`` on ``backend``; returns the report (None with ``wait=False``)."""
+    """Plan and run ``problems`` on ``backend``; returns the report (None with ``wait=False``).
+
+    Parameters
+    ----------
+    problems : dict of str -> Problem
+    backend : str
+        ``fake_<device>``, an IBM device name, or ``least_busy``.
+    run_dir : str or os.PathLike
+    config : HardwareConfig or None
+    meta : dict of str -> dict or None
+        Per-problem metadata for the report.
+    service : Service or None
+        Default: from ``backend``.
+    wait : bool
+    timeout : float or None
+        Seconds all waiting may take.
+
+    Returns
+    -------
+    dict or None
+
+    Raises
+    ------
+    QSelectError
+        On bad input, no account, or a run directory that holds another run.
+    """
     config = replace(config, backend=backend) if config else HardwareConfig(backend=backend)
     if service is None:
         from .runtime import get_service
@@ -43,6 +68,26 @@ def fetch(run_dir, service: Service | None = None, *, job_id: str | None = None,
     """Resume a run: fetch every job by id (submitting only what never reached the service); the report.
 
     With ``job_id``: fetch just that job of the run into the result cache and return its payload.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+    service : Service or None
+    job_id : str or None
+    timeout : float or None
+    resubmit_failed : bool
+    **kw
+        Runner options.
+
+    Returns
+    -------
+    dict
+        The report (or the one job's payload).
+
+    Raises
+    ------
+    HardwareError
+        If a job failed (resubmit with ``resubmit_failed``) or the timeout expired.
     """
     run_dir = Path(run_dir)
     plan = read_plan(run_dir)
@@ -59,7 +104,19 @@ def fetch(run_dir, service: Service | None = None, *, job_id: str | None = None,
 
 
 def status(run_dir, service: Service | None = None, refresh: bool = True) -> list[dict]:
-    """One row per job: key, job id, backend, problems, shots, state, submitted, cached."""
+    """One row per job: key, job id, backend, problems, shots, state, submitted, cached.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+    service : Service or None
+    refresh : bool
+        Ask the service (else the ledger only).
+
+    Returns
+    -------
+    list of dict
+    """
     run_dir = Path(run_dir)
     plan = read_plan(run_dir)
     ledger = Ledger(run_dir)
@@ -76,7 +133,17 @@ def status(run_dir, service: Service | None = None, refresh: bool = True) -> lis
 
 
 def cancel(run_dir, service: Service | None = None) -> list[str]:
-    """Cancel the run's unfinished jobs; returns their ids."""
+    """Cancel the run's unfinished jobs; returns their ids.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+    service : Service or None
+
+    Returns
+    -------
+    list of str
+    """
     run_dir = Path(run_dir)
     plan = read_plan(run_dir)
     return JobRunner(_service_for(run_dir, plan, service), Ledger(run_dir), plan["run_id"]).cancel_all()

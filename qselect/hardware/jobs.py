@@ -89,7 +89,17 @@ class JobRunner:
     def pubs_per_job(self, shots: int, circuit_bytes: int | None = None) -> int:
         """Most PUBs one job may carry: executions (circuits x shots, IBM: 10 million), the input size
         (IBM: 50 MB, from ``circuit_bytes`` of the largest circuit with a 2x margin for encoding) and any
-        PUB limit the service declares (IBM enforces none)."""
+        PUB limit the service declares (IBM enforces none).
+
+        Parameters
+        ----------
+        shots : int
+        circuit_bytes : int or None
+
+        Returns
+        -------
+        int
+        """
         limits = [int(self.service.max_pubs_per_job), int(self.service.max_executions_per_job) // max(int(shots), 1)]
         if circuit_bytes:
             limits.append(int(getattr(self.service, "max_job_bytes", 50_000_000)) // (2 * int(circuit_bytes)))
@@ -97,18 +107,52 @@ class JobRunner:
 
     def pack(self, pubs: list[Pub], shots: int) -> list[list[Pub]]:
         """Consecutive chunks; the size is frozen in the plan (``pack_size``) so a resumed run,
-        even under changed backend limits, rebuilds exactly the job units its ledger holds."""
+        even under changed backend limits, rebuilds exactly the job units its ledger holds.
+
+        Parameters
+        ----------
+        pubs : list of Pub
+        shots : int
+
+        Returns
+        -------
+        list of list of Pub
+        """
         per_job = self.pack_size or self.pubs_per_job(shots)
         return [pubs[i:i + per_job] for i in range(0, len(pubs), per_job)]
 
     def tag_for(self, key: str, attempt: int = 0) -> str:
-        """The job tag of unit ``key`` (``qselect-<run id>-<key>``, with ``-r<attempt>`` for resubmissions of failed jobs)."""
+        """The job tag of unit ``key`` (``qselect-<run id>-<key>``, with ``-r<attempt>`` for resubmissions of failed jobs).
+
+        Parameters
+        ----------
+        key : str
+        attempt : int
+
+        Returns
+        -------
+        str
+        """
         base = f"qselect-{self.run_id}-{key}"
         return base if attempt == 0 else f"{base}-r{attempt}"
 
     # -- the primitive -----------------------------------------------------
     def run_stage(self, stage: str, pubs: list[Pub], shots: int, wait: bool = True) -> dict[str, dict] | None:
-        """Run ``pubs`` (submitting only what the ledger lacks); counts by problem id."""
+        """Run ``pubs`` (submitting only what the ledger lacks); counts by problem id.
+
+        Parameters
+        ----------
+        stage : str
+            Name of the stage (part of the unit keys).
+        pubs : list of Pub
+        shots : int
+        wait : bool
+
+        Returns
+        -------
+        dict of str -> dict or None
+            Counts by problem id (None when not waiting).
+        """
         units = []
         for b, batch in enumerate(self.pack(pubs, shots)):
             units.append((self.ensure_submitted(f"{stage}-b{b:03d}", batch, shots), batch))
@@ -233,7 +277,16 @@ class JobRunner:
 
     # -- waiting and fetching ------------------------------------------------
     def fetch(self, rec: JobRecord) -> dict:
-        """The cached counts of a job, waiting for and fetching it by id if needed."""
+        """The cached counts of a job, waiting for and fetching it by id if needed.
+
+        Parameters
+        ----------
+        rec : JobRecord
+
+        Returns
+        -------
+        dict
+        """
         if rec.job_id is None:
             raise QSelectError(f"job unit {rec.key} was never submitted; run `qselect fetch --run-dir DIR` to resume it")
         cached = self.ledger.load_result(rec.job_id)
@@ -375,6 +428,14 @@ def circuit_hash(circuit) -> str:
 
     Duck-typed on QuantumCircuit's public attributes so qiskit stays imported
     only in ``qselect/circuits/qiskit.py``.
+
+    Parameters
+    ----------
+    circuit : qiskit.QuantumCircuit
+
+    Returns
+    -------
+    str
     """
     h = hashlib.sha256()
     if hasattr(circuit, "data") and hasattr(circuit, "find_bit"):

@@ -43,7 +43,16 @@ def now() -> str:
 
 
 def seconds_since(stamp: str) -> float:
-    """Seconds elapsed since an ISO-8601 timestamp written by :func:`now`."""
+    """Seconds elapsed since an ISO-8601 timestamp written by :func:`now`.
+
+    Parameters
+    ----------
+    stamp : str
+
+    Returns
+    -------
+    float
+    """
     return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
 
 
@@ -185,7 +194,16 @@ class Ledger:
         return recs
 
     def record_for_job(self, job_id: str) -> JobRecord | None:
-        """The record of the unit whose job id is ``job_id``, or ``None``."""
+        """The record of the unit whose job id is ``job_id``, or ``None``.
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        JobRecord or None
+        """
         for rec in self.records().values():
             if rec.job_id == job_id:
                 return rec
@@ -193,7 +211,16 @@ class Ledger:
 
     # -- result cache -----------------------------------------------------
     def result_path(self, job_id: str) -> Path:
-        """Where the counts of ``job_id`` are cached: ``results/<job id>.json`` in the run directory."""
+        """Where the counts of ``job_id`` are cached: ``results/<job id>.json`` in the run directory.
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        pathlib.Path
+        """
         return self.run_dir / RESULTS_DIR / f"{_safe_name(job_id)}.json"
 
     def save_result(self, job_id: str, payload: dict) -> str:
@@ -215,7 +242,16 @@ class Ledger:
         return str(path.relative_to(self.run_dir))
 
     def load_result(self, job_id: str) -> dict | None:
-        """The cached counts of ``job_id``, or ``None`` when absent or unreadable (then they are fetched again)."""
+        """The cached counts of ``job_id``, or ``None`` when absent or unreadable (then they are fetched again).
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        dict or None
+        """
         path = self.result_path(job_id)
         if not path.exists():
             return None

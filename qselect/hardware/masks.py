@@ -21,6 +21,16 @@ def local_problems(selection, qubits: int) -> tuple[dict, dict]:
     A local problem larger than the budget is split into consecutive blocks,
     each with the other bits fixed at the classical solution (one block
     coordinate step from it), so every hardware problem fits the budget.
+
+    Parameters
+    ----------
+    selection : Selection
+    qubits : int
+
+    Returns
+    -------
+    problems : dict of str -> Problem
+    meta : dict of str -> dict
     """
     problems, meta = {}, {}
     for i, (lp, res) in enumerate(zip(selection.problems, selection.results)):
@@ -53,7 +63,17 @@ MODEL_FILE = "model.pt"
 
 def save_selection_context(run_dir, parent, parent_info, cfg, sel, layers) -> None:
     """What `fetch` needs to turn device answers into masks later, without the original process:
-    the parent (model.pt), every local problem, where its bits land, and its classical answer."""
+    the parent (model.pt), every local problem, where its bits land, and its classical answer.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+    parent : torch.nn.Module
+    parent_info : dict
+    cfg : dict
+    sel : Selection
+    layers : list of str
+    """
     from ..classical.checkpoint import save_checkpoint
     from .runner import save_problems
     from ..io import atomic_write_json
@@ -78,6 +98,18 @@ def assemble_local_bits(problem, classical_bits, rows) -> tuple[np.ndarray, dict
     as blocks (each solved with the rest fixed at the classical answer) takes
     each block's device bits in turn when that does not raise the full
     problem's energy: a block-coordinate step from the classical answer.
+
+    Parameters
+    ----------
+    problem : Problem
+    classical_bits : numpy.ndarray of uint8, shape (n,)
+    rows : list of dict
+        The report rows of the problem's hardware runs.
+
+    Returns
+    -------
+    bits : numpy.ndarray of uint8, shape (n,)
+    info : dict
     """
     bits = np.array([int(c) for c in classical_bits], dtype=np.uint8)
     e_classical = float(problem.energy(bits))
@@ -96,7 +128,19 @@ def assemble_local_bits(problem, classical_bits, rows) -> tuple[np.ndarray, dict
 
 
 def write_hardware_masks(run_dir, report, con=None):
-    """masks.pt from the device's answers (classical answers where a problem was not sent)."""
+    """masks.pt from the device's answers (classical answers where a problem was not sent).
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+    report : dict
+    con : Console or None
+
+    Returns
+    -------
+    pathlib.Path or None
+        ``masks.pt``, or None when the run has no selection context.
+    """
     from ..classical.checkpoint import load_checkpoint
     from ..classical.masks import mask_sparsity, save_masks
     from ..classical.models import build_model

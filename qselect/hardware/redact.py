@@ -24,7 +24,12 @@ class HardwareError(QSelectError):
 
 
 def register_secret(value: str | None) -> None:
-    """Treat ``value`` (e.g. a token read from a saved account) as a secret from now on."""
+    """Treat ``value`` (e.g. a token read from a saved account) as a secret from now on.
+
+    Parameters
+    ----------
+    value : str or None
+    """
     if value and len(value) >= 4:
         _extra_secrets.add(str(value))
 
@@ -85,6 +90,16 @@ def sanitised_errors(what: str):
 
     BaseExceptions that are not Exceptions (KeyboardInterrupt, SystemExit) pass
     untouched: an interrupted run must stay interrupted so it can resume.
+
+    Parameters
+    ----------
+    what : str
+        What was being done (for the message).
+
+    Raises
+    ------
+    HardwareError
+        Instead of any other exception, message redacted.
     """
     try:
         yield

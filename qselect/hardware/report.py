@@ -14,7 +14,18 @@ _TOL = 1e-9
 
 
 def build_report(run, hw_counts: dict[str, list[dict]], final_angles: dict[str, list]) -> dict:
-    """``hw_counts``: every counts dict measured for each problem (scored with the problem itself)."""
+    """``hw_counts``: every counts dict measured for each problem (scored with the problem itself).
+
+    Parameters
+    ----------
+    run : HardwareRun
+    hw_counts : dict of str -> list of dict
+    final_angles : dict of str -> list of float
+
+    Returns
+    -------
+    dict
+    """
     from .runner import exact_optimum, score_counts
 
     recs = Ledger(run.run_dir).records().values()

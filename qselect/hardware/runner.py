@@ -94,7 +94,16 @@ class HardwareConfig:
 
     @classmethod
     def from_plan(cls, config: dict) -> "HardwareConfig":
-        """The config stored in plan.json; keys a plan predates take the values that planned it."""
+        """The config stored in plan.json; keys a plan predates take the values that planned it.
+
+        Parameters
+        ----------
+        config : dict
+
+        Returns
+        -------
+        HardwareConfig
+        """
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(config) - known)
         if unknown:
@@ -171,7 +180,13 @@ class HardwareConfig:
 # --------------------------------------------------------------------------- problems on disk
 
 def save_problems(path, problems: dict[str, Problem]) -> None:
-    """Problems as arrays (npz): a QUBO by its canonical matrices, a DiagonalCost by its cost vector."""
+    """Problems as arrays (npz): a QUBO by its canonical matrices, a DiagonalCost by its cost vector.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    problems : dict of str -> Problem
+    """
     arrays: dict[str, np.ndarray] = {}
     for pid, pr in problems.items():
         k = -1 if pr.k is None else int(pr.k)
@@ -245,7 +260,17 @@ class QAOACircuits:
 
     @classmethod
     def for_config(cls, backend, config: "HardwareConfig") -> "QAOACircuits":
-        """Circuit builder for a backend with the depth, mixer, seed, optimisation level and compile method of ``config``."""
+        """Circuit builder for a backend with the depth, mixer, seed, optimisation level and compile method of ``config``.
+
+        Parameters
+        ----------
+        backend : qiskit backend
+        config : HardwareConfig
+
+        Returns
+        -------
+        QAOACircuits
+        """
         return cls(backend, config.p, config.mixer, config.seed, config.optimization_level,
                    method=config.compile, seeds=config.transpile_seeds, fractional=config.fractional_gates)
 
@@ -268,11 +293,31 @@ class QAOACircuits:
                             target=self.target if self.fractional else None, angles=angles)
 
     def template(self, pid: str, problem: Problem):
-        """The compiled circuit of ``pid`` (parameters free; with fractional gates: bound at its ``angles_hint``)."""
+        """The compiled circuit of ``pid`` (parameters free; with fractional gates: bound at its ``angles_hint``).
+
+        Parameters
+        ----------
+        pid : str
+        problem : Problem
+
+        Returns
+        -------
+        qiskit.QuantumCircuit
+        """
         return self.compiled(pid, problem).circuit
 
     def compiled(self, pid: str, problem: Problem):
-        """The ``Compiled`` record of ``pid``: circuit, method, seed, counts, every attempt."""
+        """The ``Compiled`` record of ``pid``: circuit, method, seed, counts, every attempt.
+
+        Parameters
+        ----------
+        pid : str
+        problem : Problem
+
+        Returns
+        -------
+        Compiled
+        """
         if pid not in self._templates:
             angles = None
             if self.fractional:
@@ -281,11 +326,31 @@ class QAOACircuits:
         return self._templates[pid]
 
     def resources(self, pid: str, problem: Problem) -> dict:
-        """Compiled resources: method, seed, 2-qubit gates and depth, estimated fidelity, layout, attempts."""
+        """Compiled resources: method, seed, 2-qubit gates and depth, estimated fidelity, layout, attempts.
+
+        Parameters
+        ----------
+        pid : str
+        problem : Problem
+
+        Returns
+        -------
+        dict
+        """
         return dict(self.compiled(pid, problem).resources())
 
     def baseline(self, pid: str, problem: Problem) -> dict:
-        """Resources of the plain compilation (one level-1 pass, one seed): the "before" of a report."""
+        """Resources of the plain compilation (one level-1 pass, one seed): the "before" of a report.
+
+        Parameters
+        ----------
+        pid : str
+        problem : Problem
+
+        Returns
+        -------
+        dict
+        """
         from ..circuits.routing import compile_qaoa
 
         k = problem.k if self.mixer == "xy" else None
@@ -295,7 +360,17 @@ class QAOACircuits:
                 "estimated_fidelity": c.fidelity}
 
     def circuit_bytes(self, pid: str, problem: Problem) -> int:
-        """Size of the compiled circuit serialised with QPY (what a job's input grows by per PUB)."""
+        """Size of the compiled circuit serialised with QPY (what a job's input grows by per PUB).
+
+        Parameters
+        ----------
+        pid : str
+        problem : Problem
+
+        Returns
+        -------
+        int
+        """
         import io
 
         from qiskit import qpy
@@ -305,7 +380,17 @@ class QAOACircuits:
         return len(buf.getvalue())
 
     def duration(self, pid: str, problem: Problem) -> float | None:
-        """Estimated duration of one shot of the compiled circuit (seconds), from the Target's gate times."""
+        """Estimated duration of one shot of the compiled circuit (seconds), from the Target's gate times.
+
+        Parameters
+        ----------
+        pid : str
+        problem : Problem
+
+        Returns
+        -------
+        float or None
+        """
         try:
             circ = self.template(pid, problem)
             if circ.parameters:
@@ -353,7 +438,18 @@ class QAOACircuits:
 # --------------------------------------------------------------------------- scoring
 
 def counts_to_bits(counts: dict[str, int], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """{bitstring: count} (qiskit order, clbit 0 last) -> (m, n) uint8 bits (bit i = variable i), counts."""
+    """{bitstring: count} (qiskit order, clbit 0 last) -> (m, n) uint8 bits (bit i = variable i), counts.
+
+    Parameters
+    ----------
+    counts : dict of str -> int
+    n : int
+
+    Returns
+    -------
+    bits : numpy.ndarray of uint8, shape (m, n)
+    counts : numpy.ndarray of int64, shape (m,)
+    """
     keys = list(counts)
     bits = np.zeros((len(keys), n), dtype=np.uint8)
     for r, key in enumerate(keys):
@@ -365,7 +461,17 @@ def counts_to_bits(counts: dict[str, int], n: int) -> tuple[np.ndarray, np.ndarr
 
 
 def score_counts(problem: Problem, counts: dict[str, int]) -> dict:
-    """Best bitstring, its energy, and the sampled mean energy — all from the problem itself."""
+    """Best bitstring, its energy, and the sampled mean energy — all from the problem itself.
+
+    Parameters
+    ----------
+    problem : Problem
+    counts : dict of str -> int
+
+    Returns
+    -------
+    dict
+    """
     bits, cnt = counts_to_bits(counts, problem.n)
     samples, energies, tot = summarise_samples(problem, bits, cnt)
     return {"bits": "".join(map(str, samples[0])), "energy": float(energies[0]),
@@ -421,7 +527,28 @@ class HardwareRun:
     @classmethod
     def create(cls, run_dir, service: Service, config: HardwareConfig, problems: dict[str, Problem],
                meta: dict[str, dict] | None = None, circuits=None, **kw) -> "HardwareRun":
-        """Plan a new run (simulator angles, circuit resources) and write it to ``run_dir``."""
+        """Plan a new run (simulator angles, circuit resources) and write it to ``run_dir``.
+
+        Parameters
+        ----------
+        run_dir : str or os.PathLike
+        service : Service
+        config : HardwareConfig
+        problems : dict of str -> Problem
+        meta : dict or None
+        circuits : QAOACircuits or None
+        **kw
+            Runner options.
+
+        Returns
+        -------
+        HardwareRun
+
+        Raises
+        ------
+        QSelectError
+            If the folder already holds a hardware run or a problem exceeds the device.
+        """
         config.validate()
         run_dir = Path(run_dir)
         if (run_dir / PLAN_FILE).exists():
@@ -588,7 +715,16 @@ class HardwareRun:
         return Pub(pub_id, lambda: self.circuits.bound(pid, problem, angles))
 
     def execute(self, wait: bool = True) -> dict | None:
-        """Submit what the ledger lacks, wait, fetch, score; returns the report (None if not waiting)."""
+        """Submit what the ledger lacks, wait, fetch, score; returns the report (None if not waiting).
+
+        Parameters
+        ----------
+        wait : bool
+
+        Returns
+        -------
+        dict or None
+        """
         jobs = self.runner()
         self._open_mode()
         try:
@@ -731,7 +867,16 @@ def estimate_usage(durations: dict[str, float | None], config: HardwareConfig, p
 
 
 def ramp_angles(p: int) -> list[float]:
-    """Linear-ramp (annealing-like) start: γ rises, β falls over the p layers."""
+    """Linear-ramp (annealing-like) start: γ rises, β falls over the p layers.
+
+    Parameters
+    ----------
+    p : int
+
+    Returns
+    -------
+    list of float, length 2p
+    """
     from ..solvers.qaoa.angles import linear_ramp
 
     return [float(x) for x in linear_ramp(p)]

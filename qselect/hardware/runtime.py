@@ -57,6 +57,19 @@ def sampler_class(primitive: str = "executor"):
     ``twirling``, ``max_execution_time``, ``environment.job_tags``,
     ``simulator.seed_simulator``) and return the same ``PrimitiveResult``.
     The legacy class emits its own DeprecationWarning (not silenced).
+
+    Parameters
+    ----------
+    primitive : {"executor", "legacy"}
+
+    Returns
+    -------
+    type
+
+    Raises
+    ------
+    QSelectError
+        On an unknown primitive.
     """
     rt = _runtime()
     if primitive == "executor":
@@ -77,7 +90,17 @@ def _sampler(mode, options: dict, primitive: str = "executor"):
 
 
 def job_options(sampler_options: dict, tag: str) -> dict:
-    """The sampler options of one job: the run's options plus its tag (a deep copy)."""
+    """The sampler options of one job: the run's options plus its tag (a deep copy).
+
+    Parameters
+    ----------
+    sampler_options : dict
+    tag : str
+
+    Returns
+    -------
+    dict
+    """
     opts = json.loads(json.dumps(sampler_options or {}))
     opts.setdefault("environment", {})["job_tags"] = [tag]
     return opts
@@ -103,7 +126,22 @@ def _counts(pub_result) -> dict[str, int]:
 
 
 def fake_backend(name: str):
-    """A ``fake_<device>`` backend from qiskit_ibm_runtime.fake_provider."""
+    """A ``fake_<device>`` backend from qiskit_ibm_runtime.fake_provider.
+
+    Parameters
+    ----------
+    name : str
+        ``fake_manila``, ``fake_sherbrooke``, ...
+
+    Returns
+    -------
+    qiskit backend
+
+    Raises
+    ------
+    QSelectError
+        Listing the available fake devices when ``name`` is unknown.
+    """
     from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
 
     with warnings.catch_warnings():
@@ -155,7 +193,21 @@ class LocalService(Service):
         return self._backend
 
     def submit(self, circuits, shots, tag):
-        """Submit one job (one PUB per circuit) tagged ``tag``; returns its job id (see :meth:`Service.submit`)."""
+        """Submit one job (one PUB per circuit) tagged ``tag``; returns its job id (see :meth:`Service.submit`).
+
+        Parameters
+        ----------
+        circuits : list of qiskit.QuantumCircuit
+            ISA circuits, one PUB each.
+        shots : int
+        tag : str
+            Client tag, also sent as the IBM job tag.
+
+        Returns
+        -------
+        str
+            The job id.
+        """
         # Local jobs run to completion here, and the outcome is stored (with its
         # tag) before the id is returned: like a real service, it outlives the client.
         # seed + 1: the local runtime drops a seed of 0 (it tests the value's truthiness)
@@ -181,7 +233,17 @@ class LocalService(Service):
         return to_native_basis(circuit, self._backend)
 
     def usage(self, job_id):
-        """Quantum seconds charged for a finished job, if reported (see :meth:`Service.usage`)."""
+        """Quantum seconds charged for a finished job, if reported (see :meth:`Service.usage`).
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        float or None
+            Seconds.
+        """
         return self._get(job_id).get("usage")
 
     def _put(self, record):
@@ -208,18 +270,46 @@ class LocalService(Service):
                            f"directory's {LOCAL_JOBS}/ folder")
 
     def status(self, job_id):
-        """The job's normalised state, one of ``STATES`` (see :meth:`Service.status`)."""
+        """The job's normalised state, one of ``STATES`` (see :meth:`Service.status`).
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        str
+        """
         return self._get(job_id)["status"]
 
     def result(self, job_id):
-        """Counts per PUB of a finished job, bit 0 first as measured (see :meth:`Service.result`)."""
+        """Counts per PUB of a finished job, bit 0 first as measured (see :meth:`Service.result`).
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        list of dict of str -> int
+            Counts per PUB.
+        """
         rec = self._get(job_id)
         if rec["status"] != "DONE":
             raise QSelectError(f"local job {job_id} is {rec['status']}")
         return rec["counts"]
 
     def find_jobs(self, tag):
-        """Ids of the jobs tagged ``tag``, oldest first: the crash-recovery lookup (see :meth:`Service.find_jobs`)."""
+        """Ids of the jobs tagged ``tag``, oldest first: the crash-recovery lookup (see :meth:`Service.find_jobs`).
+
+        Parameters
+        ----------
+        tag : str
+
+        Returns
+        -------
+        list of str
+        """
         if self.store is None or not self.store.exists():
             return [j for j, r in self._memory.items() if r["tag"] == tag]
         found = []
@@ -233,7 +323,12 @@ class LocalService(Service):
         return found
 
     def cancel(self, job_id):
-        """Ask for the job to be cancelled (see :meth:`Service.cancel`)."""
+        """Ask for the job to be cancelled (see :meth:`Service.cancel`).
+
+        Parameters
+        ----------
+        job_id : str
+        """
         return None  # local jobs finish inside submit
 
     def two_qubit_error(self):
@@ -305,7 +400,13 @@ class RuntimeService(Service):
 
     def open_session(self, max_time: int | None = None) -> None:
         """Use a Session for the following submissions (iterative SPSA: the device stays reserved
-        between iterations; not available on the Open Plan)."""
+        between iterations; not available on the Open Plan).
+
+        Parameters
+        ----------
+        max_time : int or None
+            Session time limit, seconds.
+        """
         self.use_session, self.session_max_time = True, max_time
 
     def mode_age(self) -> float | None:
@@ -315,7 +416,21 @@ class RuntimeService(Service):
         return None if self._opened_at is None else time.monotonic() - self._opened_at
 
     def submit(self, circuits, shots, tag):
-        """Submit one job (one PUB per circuit) tagged ``tag``; returns its job id (see :meth:`Service.submit`)."""
+        """Submit one job (one PUB per circuit) tagged ``tag``; returns its job id (see :meth:`Service.submit`).
+
+        Parameters
+        ----------
+        circuits : list of qiskit.QuantumCircuit
+            ISA circuits, one PUB each.
+        shots : int
+        tag : str
+            Client tag, also sent as the IBM job tag.
+
+        Returns
+        -------
+        str
+            The job id.
+        """
         import time
 
         if (self.use_session or self.use_batch) and self._batch is None:
@@ -337,7 +452,17 @@ class RuntimeService(Service):
         return job_id
 
     def usage(self, job_id):
-        """Quantum seconds charged for a finished job, if reported (see :meth:`Service.usage`)."""
+        """Quantum seconds charged for a finished job, if reported (see :meth:`Service.usage`).
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        float or None
+            Seconds.
+        """
         return _job_usage(self._job(job_id))
 
     def _job(self, job_id):
@@ -347,28 +472,70 @@ class RuntimeService(Service):
         return self._jobs[job_id]
 
     def status(self, job_id):
-        """The job's normalised state, one of ``STATES`` (see :meth:`Service.status`)."""
+        """The job's normalised state, one of ``STATES`` (see :meth:`Service.status`).
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        str
+        """
         with sanitised_errors(f"asking the status of job {job_id}"):
             return normalise_status(self._job(job_id).status())
 
     def result(self, job_id):
-        """Counts per PUB of a finished job, bit 0 first as measured (see :meth:`Service.result`)."""
+        """Counts per PUB of a finished job, bit 0 first as measured (see :meth:`Service.result`).
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        list of dict of str -> int
+            Counts per PUB.
+        """
         with sanitised_errors(f"fetching the result of job {job_id}"):
             return [_counts(r) for r in self._job(job_id).result()]
 
     def find_jobs(self, tag):
-        """Ids of the jobs tagged ``tag``, oldest first: the crash-recovery lookup (see :meth:`Service.find_jobs`)."""
+        """Ids of the jobs tagged ``tag``, oldest first: the crash-recovery lookup (see :meth:`Service.find_jobs`).
+
+        Parameters
+        ----------
+        tag : str
+
+        Returns
+        -------
+        list of str
+        """
         with sanitised_errors(f"looking up jobs tagged {tag}"):
             jobs = self.client.jobs(job_tags=[tag], limit=20, descending=False)
         return [j.job_id() for j in jobs]
 
     def cancel(self, job_id):
-        """Ask for the job to be cancelled (see :meth:`Service.cancel`)."""
+        """Ask for the job to be cancelled (see :meth:`Service.cancel`).
+
+        Parameters
+        ----------
+        job_id : str
+        """
         with sanitised_errors(f"cancelling job {job_id}"):
             self._job(job_id).cancel()
 
     def error_message(self, job_id):
-        """The service's (redacted) error message for a failed job, if any."""
+        """The service's (redacted) error message for a failed job, if any.
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        str or None
+        """
         try:
             return redact(self._job(job_id).error_message() or "")
         except Exception:  # noqa: BLE001
@@ -389,7 +556,30 @@ class RuntimeService(Service):
 
 def get_service(name: str, run_dir=None, *, min_qubits: int = 1, seed: int = 0,
                 account_file: str | None = None, fractional_gates: bool = False) -> Service:
-    """The service for ``--backend NAME``: ``fake_<device>``, an IBM device name, or ``least_busy``."""
+    """The service for ``--backend NAME``: ``fake_<device>``, an IBM device name, or ``least_busy``.
+
+    Parameters
+    ----------
+    name : str
+        ``fake_<device>``, an IBM device name, or ``least_busy``.
+    run_dir : str, os.PathLike or None
+        Where a local fake service keeps its jobs (so they outlive the process).
+    min_qubits : int
+        For ``least_busy``.
+    seed : int
+        Simulator seed of fake devices.
+    account_file : str or None
+    fractional_gates : bool
+
+    Returns
+    -------
+    Service
+
+    Raises
+    ------
+    QSelectError
+        With no IBM account (saying how to save one, and that fake devices need none).
+    """
     if not name:
         raise QSelectError("no backend given; use --backend with an IBM device name, least_busy, "
                            "or fake_<device> (e.g. fake_manila) to run locally without an account")

@@ -32,7 +32,17 @@ _ALIASES = {
 
 
 def normalise_status(status) -> str:
-    """'DONE' / JobStatus.DONE / 'Completed' -> 'DONE' (see ``STATES``)."""
+    """'DONE' / JobStatus.DONE / 'Completed' -> 'DONE' (see ``STATES``).
+
+    Parameters
+    ----------
+    status : str or JobStatus
+
+    Returns
+    -------
+    str
+        One of ``STATES``.
+    """
     name = getattr(status, "name", None) or str(status)
     name = name.split(".")[-1].strip().upper()
     return _ALIASES.get(name, "QUEUED")
@@ -68,26 +78,82 @@ class Service(ABC):
 
     @abstractmethod
     def submit(self, circuits: list, shots: int, tag: str) -> str:
-        """Submit one job running ``circuits`` (one PUB each); returns its job id."""
+        """Submit one job running ``circuits`` (one PUB each); returns its job id.
+
+        Parameters
+        ----------
+        circuits : list of qiskit.QuantumCircuit
+            ISA circuits, one PUB each.
+        shots : int
+        tag : str
+            Client tag, also sent as the IBM job tag.
+
+        Returns
+        -------
+        str
+            The job id.
+        """
 
     @abstractmethod
     def status(self, job_id: str) -> str:
-        """One of ``STATES`` (normalised)."""
+        """One of ``STATES`` (normalised).
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        str
+        """
 
     @abstractmethod
     def result(self, job_id: str) -> list[dict[str, int]]:
-        """Counts per PUB of a finished job (blocks until it finishes)."""
+        """Counts per PUB of a finished job (blocks until it finishes).
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        list of dict of str -> int
+            Counts per PUB.
+        """
 
     @abstractmethod
     def find_jobs(self, tag: str) -> list[str]:
-        """Ids of jobs carrying ``tag`` (oldest first): the crash-recovery lookup."""
+        """Ids of jobs carrying ``tag`` (oldest first): the crash-recovery lookup.
+
+        Parameters
+        ----------
+        tag : str
+
+        Returns
+        -------
+        list of str
+        """
 
     @abstractmethod
     def cancel(self, job_id: str) -> None:
-        """Ask the service to cancel a job."""
+        """Ask the service to cancel a job.
+
+        Parameters
+        ----------
+        job_id : str
+        """
 
     def error_message(self, job_id: str) -> str | None:
-        """The service's error message for a failed job, if it gives one (``None`` by default)."""
+        """The service's error message for a failed job, if it gives one (``None`` by default).
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        str or None
+        """
         return None
 
     def two_qubit_error(self) -> float | None:
@@ -98,7 +164,13 @@ class Service(ABC):
         """Run the following jobs in Batch mode, where the service has one."""
 
     def open_session(self, max_time: int | None = None) -> None:
-        """Run the following jobs in a Session (iterative loops; not on the Open Plan), where the service has one."""
+        """Run the following jobs in a Session (iterative loops; not on the Open Plan), where the service has one.
+
+        Parameters
+        ----------
+        max_time : int or None
+            Session time limit, seconds.
+        """
         self.open_batch()
 
     def mode_age(self) -> float | None:
@@ -110,7 +182,13 @@ class Service(ABC):
 
     def configure(self, *, sampler_options: dict | None = None, primitive: str | None = None) -> None:
         """Options every following job's sampler gets (dynamical decoupling, twirling, time cap) and
-        which sampler implementation submits them ("executor" or "legacy")."""
+        which sampler implementation submits them ("executor" or "legacy").
+
+        Parameters
+        ----------
+        sampler_options : dict or None
+        primitive : {"executor", "legacy"} or None
+        """
         if sampler_options is not None:
             self.sampler_options = dict(sampler_options)
         if primitive is not None:
@@ -122,7 +200,17 @@ class Service(ABC):
     primitive: str = "executor"
 
     def usage(self, job_id: str) -> float | None:
-        """Quantum seconds the service charged for a finished job, if it reports them."""
+        """Quantum seconds the service charged for a finished job, if it reports them.
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        float or None
+            Seconds.
+        """
         return None
 
 
@@ -148,7 +236,18 @@ class _FakeJob:
 
 
 def uniform_counts(circuit, shots: int, rng: np.random.Generator) -> dict[str, int]:
-    """Default fake sampler: uniform bitstrings over the circuit's classical bits."""
+    """Default fake sampler: uniform bitstrings over the circuit's classical bits.
+
+    Parameters
+    ----------
+    circuit : qiskit.QuantumCircuit
+    shots : int
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    dict of str -> int
+    """
     width = int(getattr(circuit, "num_clbits", 0) or getattr(circuit, "width", 0) or 1)
     draws = rng.integers(0, 2, size=(shots, width), dtype=np.uint8)
     keys = ["".join(map(str, row[::-1])) for row in draws]
@@ -216,7 +315,21 @@ class FakeService(Service):
 
     # -- protocol -------------------------------------------------------------
     def submit(self, circuits, shots, tag):
-        """Submit one job (one PUB per circuit) tagged ``tag``; returns its job id (see :meth:`Service.submit`)."""
+        """Submit one job (one PUB per circuit) tagged ``tag``; returns its job id (see :meth:`Service.submit`).
+
+        Parameters
+        ----------
+        circuits : list of qiskit.QuantumCircuit
+            ISA circuits, one PUB each.
+        shots : int
+        tag : str
+            Client tag, also sent as the IBM job tag.
+
+        Returns
+        -------
+        str
+            The job id.
+        """
         self._tick("submit", "before")
         job_id = f"job-{next(self._ids):04d}"
         job = _FakeJob(job_id, tag, list(circuits), int(shots), self.polls_to_finish, created=time.monotonic())
@@ -247,7 +360,16 @@ class FakeService(Service):
         job.status = "DONE"
 
     def status(self, job_id):
-        """The job's normalised state, one of ``STATES`` (see :meth:`Service.status`)."""
+        """The job's normalised state, one of ``STATES`` (see :meth:`Service.status`).
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        str
+        """
         self._tick("status", "before")
         job = self._job(job_id)
         self._advance(job)
@@ -255,7 +377,17 @@ class FakeService(Service):
         return job.status
 
     def result(self, job_id):
-        """Counts per PUB of a finished job, bit 0 first as measured (see :meth:`Service.result`)."""
+        """Counts per PUB of a finished job, bit 0 first as measured (see :meth:`Service.result`).
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        list of dict of str -> int
+            Counts per PUB.
+        """
         self._tick("result", "before")
         job = self._job(job_id)
         if job.status not in ("DONE", "ERROR", "CANCELLED"):
@@ -267,7 +399,16 @@ class FakeService(Service):
         return counts
 
     def find_jobs(self, tag):
-        """Ids of the jobs tagged ``tag``, oldest first: the crash-recovery lookup (see :meth:`Service.find_jobs`)."""
+        """Ids of the jobs tagged ``tag``, oldest first: the crash-recovery lookup (see :meth:`Service.find_jobs`).
+
+        Parameters
+        ----------
+        tag : str
+
+        Returns
+        -------
+        list of str
+        """
         self._tick("find_jobs", "before")
         delay = self.listing_lag if self.listing_delay is None else self.listing_delay
         listed_before = time.monotonic() - delay
@@ -276,7 +417,12 @@ class FakeService(Service):
         return found
 
     def cancel(self, job_id):
-        """Ask for the job to be cancelled (see :meth:`Service.cancel`)."""
+        """Ask for the job to be cancelled (see :meth:`Service.cancel`).
+
+        Parameters
+        ----------
+        job_id : str
+        """
         self._tick("cancel", "before")
         job = self._job(job_id)
         if job.status in ("DONE", "ERROR", "CANCELLED") and self.conflict_on_finished:
@@ -287,11 +433,30 @@ class FakeService(Service):
         self._tick("cancel", "after")
 
     def usage(self, job_id):
-        """Quantum seconds charged for a finished job, if reported (see :meth:`Service.usage`)."""
+        """Quantum seconds charged for a finished job, if reported (see :meth:`Service.usage`).
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        float or None
+            Seconds.
+        """
         return self.usage_per_job if self._job(job_id).status == "DONE" else None
 
     def error_message(self, job_id):
-        """The service's (redacted) error message for a failed job, if any."""
+        """The service's (redacted) error message for a failed job, if any.
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        str or None
+        """
         return self._job(job_id).error
 
     def _job(self, job_id):
