@@ -131,7 +131,7 @@ def test_user_errors_are_one_clear_line(digits):
         (lambda: train(m, torch.utils.data.TensorDataset(torch.zeros(0, 64), torch.zeros(0, dtype=torch.long)),
                        one), "dataset is empty"),
         (lambda: train(build_model("mlp", (32,), 10), digits.train, one), r"inputs \(128, 64\).*input_shape"),
-        (lambda: train(build_model("mlp", (64,), 5), digits.train, one), "labels up to 9.*num_classes"),
+        (lambda: train(build_model("mlp", (64,), 5), digits.train, one), r"labels run from 0 to 9 .*num_classes=10"),
         (lambda: train(m, digits.train, TrainConfig(epochs=1, early_stop_patience=1)), "pass val_loader"),
     ]
     for fn, match in cases:

@@ -402,3 +402,13 @@ def test_digits_with_data_root_explains_digits_needs_no_files(tmp_path):
 
     with pytest.raises(QSelectError, match="digits dataset ships with scikit-learn"):
         check_dataset("digits", str(tmp_path))
+
+
+def test_out_of_range_labels_blame_the_labels():
+    from qselect.classical.train import TrainConfig, train
+
+    x, y = torch.randn(16, 8), torch.arange(16) % 5 + 10  # labels 10..14 for a 3-class model
+    loader = torch.utils.data.DataLoader(TensorDataset(x, y), batch_size=8)
+    with pytest.raises(QSelectError, match=r"labels run from 10 to 14 but must lie in 0\.\.2") as info:
+        train(_mlp(), loader, TrainConfig(epochs=1, device="cpu"))
+    assert "check the dataset's labels" in str(info.value)

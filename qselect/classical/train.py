@@ -68,6 +68,15 @@ class TrainConfig:
     def replace(self, **changes) -> "TrainConfig":
         """A copy with some fields changed, validated again (``dataclasses.replace``).
 
+        Parameters
+        ----------
+        **changes
+            Field name -> new value.
+
+        Returns
+        -------
+        TrainConfig
+
         Raises
         ------
         QSelectError
@@ -373,13 +382,16 @@ def train(model: nn.Module, train_loader, config: TrainConfig | None = None, val
 
 def _first_step(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.Tensor):
     """The first forward + loss: a model that does not fit the data fails here, said in one line."""
-    def step():
-        logits = model(x)
-        return logits, loss_fn(logits, y)
-
-    return call_or_explain(step, lambda why: f"{type(model).__name__} cannot train on batches of inputs "
-                           f"{tuple(x.shape)} with labels up to {int(y.max())} ({why}); build the model "
-                           "with the data's input_shape and num_classes")
+    logits = call_or_explain(lambda: model(x), lambda why: f"{type(model).__name__} cannot run on batches of "
+                             f"inputs {tuple(x.shape)} ({why}); build the model with the data's input_shape")
+    classes = logits.shape[-1] if logits.ndim >= 2 else None
+    if classes is not None and y.dtype in (torch.int64, torch.int32) and y.numel() \
+            and (int(y.min()) < 0 or int(y.max()) >= classes):
+        raise QSelectError(f"labels run from {int(y.min())} to {int(y.max())} but must lie in 0..{classes - 1} "
+                           f"for the model's {classes} outputs; check the dataset's labels (or, if they are "
+                           f"right, build the model with num_classes={int(y.max()) + 1})")
+    return logits, call_or_explain(lambda: loss_fn(logits, y), lambda why: f"the loss cannot use labels of "
+                                   f"shape {tuple(y.shape)} for outputs {tuple(logits.shape)} ({why})")
 
 
 def call_or_explain(fn: Callable, explain: Callable[[str], str]):
