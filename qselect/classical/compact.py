@@ -55,12 +55,31 @@ _MIXING = (nn.LayerNorm, nn.GroupNorm)
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of scalar parameters of ``model``."""
+    """Number of scalar parameters of ``model``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    int
+    """
     return int(sum(p.numel() for p in model.parameters()))
 
 
 def example_input(model: nn.Module, example_inputs=None) -> torch.Tensor:
-    """One input sample for tracing: ``example_inputs[:1]``, else from the model's own input shape."""
+    """One input sample for tracing: ``example_inputs[:1]``, else from the model's own input shape.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    example_inputs : torch.Tensor or None
+
+    Returns
+    -------
+    torch.Tensor, shape (1, ...)
+    """
     if example_inputs is not None:
         x = example_inputs[0] if isinstance(example_inputs, (list, tuple)) else example_inputs
         if not isinstance(x, torch.Tensor) or x.ndim == 0 or x.shape[0] == 0:

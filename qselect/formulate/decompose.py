@@ -259,7 +259,18 @@ class BlockSolver(Solver):
         descents of all problems advance in lock-step and each round's blocks go to the inner
         solver as one batch. Every problem still sees its blocks in its own order (Gauss–Seidel),
         so the answers are those of solving the problems one by one with that inner solver's
-        batch results."""
+        batch results.
+
+        Parameters
+        ----------
+        problems : sequence of Problem
+        executor : Executor, str or None
+        progress : bool or str
+
+        Returns
+        -------
+        list of SolveResult
+        """
         problems = list(problems)
         batch = getattr(self.inner, "solve_batch", None)
         ready = getattr(self.inner, "batchable", lambda: True)

@@ -38,7 +38,17 @@ class WidthReduce(nn.Module):
         self.register_buffer("index", idx)
 
     def unit_target(self, u: int) -> int | None:
-        """Teacher unit that wide unit u is trained towards (None: dropped by the reduction)."""
+        """Teacher unit that wide unit u is trained towards (None: dropped by the reduction).
+
+        Parameters
+        ----------
+        u : int
+            Unit of the wide layer.
+
+        Returns
+        -------
+        int or None
+        """
         if self.mode == "pool":
             return u // (self.wide // self.narrow)
         hits = (self.index == u).nonzero()

@@ -75,7 +75,21 @@ def weight_memory(layer: nn.Module, inputs_shape, neurons: int | None = None) ->
 
 
 def check_memory(name: str, need: float, what: str) -> None:
-    """Refuse before building when ``need`` bytes exceed the usable share of available memory."""
+    """Refuse before building when ``need`` bytes exceed the usable share of available memory.
+
+    Parameters
+    ----------
+    name : str
+        Layer name (for the message).
+    need : float
+        Bytes required.
+    what : str
+
+    Raises
+    ------
+    ProblemTooLargeError
+        Saying how much memory is needed and available.
+    """
     avail = memory.available_bytes() * USABLE
     if need > avail:
         raise ProblemTooLargeError(

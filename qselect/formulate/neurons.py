@@ -106,6 +106,14 @@ def attention_parts(module: nn.Module):
     The module must own ``qkv`` (Linear dim → 3·heads·head_dim, rows ordered
     q, k, v, each head-major), ``proj`` (Linear heads·head_dim → dim) and int
     attributes ``heads`` and ``head_dim`` (as :class:`qselect.classical.models.Attention`).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    tuple or None
     """
     qkv, proj, heads = getattr(module, "qkv", None), getattr(module, "proj", None), getattr(module, "heads", None)
     hd = getattr(module, "head_dim", None)
@@ -183,7 +191,17 @@ def _pooled_qubo(label: str, unit: np.ndarray, A: torch.Tensor, V: torch.Tensor,
 
 
 def split_attention(model: nn.Module, layers) -> tuple[list[str], list[str]]:
-    """Split requested layer names into (ordinary layers, attention modules whose heads are selected)."""
+    """Split requested layer names into (ordinary layers, attention modules whose heads are selected).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    layers : iterable of str
+
+    Returns
+    -------
+    (list of str, list of str)
+    """
     names = [layers] if isinstance(layers, str) else list(layers)
     mods = dict(model.named_modules())
     heads = [n for n in names if n in mods and attention_parts(mods[n]) is not None]

@@ -107,7 +107,16 @@ class RefitCost(Problem):
 
     # ---- exact values ------------------------------------------------------
     def objective(self, bits) -> np.ndarray:
-        """f(S) for a batch of masks (m, n) (no cardinality penalty), by direct batched solves."""
+        """f(S) for a batch of masks (m, n) (no cardinality penalty), by direct batched solves.
+
+        Parameters
+        ----------
+        bits : array_like of {0, 1}, shape (m, n)
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (m,)
+        """
         x = np.atleast_2d(self._check_bits(bits))
         out = np.empty(len(x))
         sizes = x.sum(axis=1)
@@ -174,7 +183,21 @@ class RefitCost(Problem):
         return (base + self.lam * (m * w2).sum(dim=1) - (r * u).sum(dim=1)).numpy()
 
     def fix(self, assignment: dict[int, int]) -> DiagonalCost:
-        """The ``DiagonalCost`` over the free bits (penalty included), built by one batched solve."""
+        """The ``DiagonalCost`` over the free bits (penalty included), built by one batched solve.
+
+        Parameters
+        ----------
+        assignment : dict of int -> {0, 1}
+
+        Returns
+        -------
+        DiagonalCost
+
+        Raises
+        ------
+        ProblemTooLargeError
+            If the free bits' table would not fit in memory.
+        """
         fixed, free = self._check_assignment(assignment)
         if not free:
             raise QSelectError("cannot fix every variable of a refit cost")
@@ -200,16 +223,48 @@ class RefitCost(Problem):
         return out
 
     def cost_vector(self, dtype=np.float64) -> np.ndarray:
-        """All 2^n energies (tabulates the cost; small n only)."""
+        """All 2^n energies (tabulates the cost; small n only).
+
+        Parameters
+        ----------
+        dtype : numpy floating dtype
+
+        Returns
+        -------
+        numpy.ndarray, shape (2**n,)
+        """
         return self.table().cost_vector(dtype)
 
     def z_terms(self, max_order: int | None = None, tol: float = 0.0):
-        """The Z-polynomial of the tabulated cost (see :meth:`DiagonalCost.z_terms`)."""
+        """The Z-polynomial of the tabulated cost (see :meth:`DiagonalCost.z_terms`).
+
+        Parameters
+        ----------
+        max_order : int or None
+        tol : float
+
+        Returns
+        -------
+        (dict, float)
+        """
         return self.table().z_terms(max_order, tol)
 
     # ---- moves -------------------------------------------------------------
     def swap_deltas(self, x, on, off) -> np.ndarray:
-        """E(x − on[a] + off[b]) − E(x) for all pairs, by rank-one updates of M_SS⁻¹ (exact)."""
+        """E(x − on[a] + off[b]) − E(x) for all pairs, by rank-one updates of M_SS⁻¹ (exact).
+
+        Parameters
+        ----------
+        x : array_like of {0, 1}, shape (n,)
+        on : array_like of int, shape (a,)
+            Set bits to clear.
+        off : array_like of int, shape (b,)
+            Unset bits to set.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (a, b)
+        """
         x = self._check_bits(x)
         on, off = np.asarray(on, dtype=np.int64), np.asarray(off, dtype=np.int64)
         S = np.flatnonzero(x)

@@ -43,6 +43,15 @@ _MIXING_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2
 def norm_companions(modules: dict[str, nn.Module], between: list[str]) -> list[str]:
     """The BatchNorm modules among ``between`` (names in call order), each with γ and β.
 
+    Parameters
+    ----------
+    modules : dict of str -> torch.nn.Module
+    between : list of str
+
+    Returns
+    -------
+    list of str
+
     Raises
     ------
     QSelectError
@@ -99,6 +108,10 @@ class DependencyCheck:
     def tied(self, name: str) -> dict[str, list[str]]:
         """What the output channels of layer ``name`` are tied to.
 
+        Parameters
+        ----------
+        name : str
+
         Returns
         -------
         dict
@@ -133,7 +146,15 @@ class DependencyCheck:
         return out
 
     def check(self, name: str, reader: str) -> None:
-        """Raise ``QSelectError`` (one line, naming the layer) unless ``name``'s units reach only ``reader``."""
+        """Raise ``QSelectError`` (one line, naming the layer) unless ``name``'s units reach only ``reader``.
+
+        Parameters
+        ----------
+        name : str
+            The layer whose units are selected.
+        reader : str
+            The one layer allowed to read them.
+        """
         t = self.tied(name)
         if t["writers"]:
             raise QSelectError(
@@ -158,7 +179,17 @@ class DependencyCheck:
 
 
 def dependency_check(model: nn.Module, calib_inputs) -> DependencyCheck:
-    """A :class:`DependencyCheck` on the first sample of ``calib_inputs`` (tensor or batches)."""
+    """A :class:`DependencyCheck` on the first sample of ``calib_inputs`` (tensor or batches).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    calib_inputs : torch.Tensor or iterable
+
+    Returns
+    -------
+    DependencyCheck
+    """
     from ..devices import model_device
     from .activations import _batches
 
@@ -167,6 +198,18 @@ def dependency_check(model: nn.Module, calib_inputs) -> DependencyCheck:
 
 
 def between(order: list[str], name: str, reader: str) -> list[str]:
-    """Leaf modules the forward pass calls after ``name`` and before ``reader`` (call order)."""
+    """Leaf modules the forward pass calls after ``name`` and before ``reader`` (call order).
+
+    Parameters
+    ----------
+    order : list of str
+        Leaf modules in call order.
+    name : str
+    reader : str
+
+    Returns
+    -------
+    list of str
+    """
     i = order.index(name)
     return order[i + 1:order.index(reader, i + 1)]

@@ -84,7 +84,16 @@ def linear_cka(x, y) -> float:
 
 
 def default_layers(model: nn.Module) -> list[str]:
-    """Names of the model's ``nn.ReLU`` modules (post-activation representations), in module order."""
+    """Names of the model's ``nn.ReLU`` modules (post-activation representations), in module order.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    list of str
+    """
     names = [n for n, m in model.named_modules() if isinstance(m, nn.ReLU)]
     if not names:
         raise QSelectError(f"{type(model).__name__} has no nn.ReLU modules; pass layers= with module names")
@@ -211,6 +220,15 @@ def _unit_value(out: torch.Tensor, unit: int) -> torch.Tensor:
 def top_activating(model: nn.Module, layer: str, unit: int, inputs: torch.Tensor, k: int = 4) -> dict:
     """The ``k`` inputs (of ``inputs``) that activate ``unit`` of ``layer`` most.
 
+    Parameters
+    ----------
+    model : torch.nn.Module
+    layer : str
+        Name of a ReLU module.
+    unit : int
+    inputs : torch.Tensor
+    k : int
+
     Returns
     -------
     dict
@@ -317,7 +335,16 @@ def activation_maximisation(model: nn.Module, layer: str, unit: int, input_shape
 
 
 def image_shape(input_shape) -> tuple[int, int, int]:
-    """(C, H, W) for an image input shape, or (1, s, s) for a flat square one (digits' (64,))."""
+    """(C, H, W) for an image input shape, or (1, s, s) for a flat square one (digits' (64,)).
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+
+    Returns
+    -------
+    (int, int, int)
+    """
     shape = tuple(int(v) for v in input_shape)
     if len(shape) == 3:
         return shape

@@ -79,6 +79,15 @@ class PaTConfig:
     def replace(self, **changes) -> "PaTConfig":
         """A copy with some fields changed, validated again (``dataclasses.replace``).
 
+        Parameters
+        ----------
+        **changes
+            Field name -> new value.
+
+        Returns
+        -------
+        PaTConfig
+
         Raises
         ------
         QSelectError

@@ -155,6 +155,15 @@ class SparseMutation:
         """Draw a mutation (positions and Gaussian values) from ``seed`` without applying it.
 
         ``model`` (default: none) supplies the layer standard deviations when ``relative``.
+
+        Parameters
+        ----------
+        seed : int
+        model : torch.nn.Module or None
+
+        Returns
+        -------
+        MutationRecord
         """
         gen = make_generator(seed)
         pick = torch.randperm(self.size, generator=gen)[: self.per_mutation].sort().values
@@ -176,7 +185,20 @@ class SparseMutation:
 
     @torch.no_grad()
     def apply(self, model: nn.Module, record: MutationRecord, *, sign: float = 1.0) -> nn.Module:
-        """Add ``sign * record`` to ``model``'s trainable tensors in place (``weight_orig`` when pruned)."""
+        """Add ``sign * record`` to ``model``'s trainable tensors in place (``weight_orig`` when pruned).
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+        record : MutationRecord
+        sign : float
+            -1 undoes a mutation.
+
+        Returns
+        -------
+        torch.nn.Module
+            ``model`` itself.
+        """
         for n, idx in record.indices.items():
             p = original_param(model, n)
             flat = p.data.view(-1)
@@ -229,7 +251,17 @@ class EvolutionResult:
         return list(self.children)
 
     def evaluate(self, loader, device=None) -> dict:
-        """Ensemble metrics on ``loader`` (``evaluate_ensemble``) plus the cost."""
+        """Ensemble metrics on ``loader`` (``evaluate_ensemble``) plus the cost.
+
+        Parameters
+        ----------
+        loader : DataLoader
+        device : str, torch.device or None
+
+        Returns
+        -------
+        dict
+        """
         from .ensembles import evaluate_ensemble
 
         out = evaluate_ensemble(self.members, loader, device=device)
@@ -353,6 +385,29 @@ def mutated_children(parent: nn.Module, val_loader, *, children: int = 4, popula
     selected). ``subspace`` is "random" or a masks dict (e.g. qselect's
     selected weights). See ``SparseMutation`` and ``evolve`` for the rest.
 
+    Parameters
+    ----------
+    parent : torch.nn.Module
+    val_loader : DataLoader
+        Fitness data.
+    children : int
+    population : int or None
+    generations : int
+    seed : int
+    subspace : "random" or dict of str -> torch.Tensor
+    fraction, count : float or int or None
+        Size of each mutation.
+    scale : float
+        Standard deviation of the Gaussian values.
+    relative : bool
+        Scale by each layer's weight standard deviation.
+    layers : sequence of str or None
+    fitness : {"nll", "accuracy"}
+    parent_epochs : float
+        Cost of the parent, for the budget.
+    train_size : int or None
+        Training-set size, to express the evaluations in training-epoch FLOPs.
+
     Returns
     -------
     EvolutionResult
@@ -371,7 +426,16 @@ def mutated_children(parent: nn.Module, val_loader, *, children: int = 4, popula
 
 
 def complement_masks(masks: Mapping[str, torch.Tensor]) -> Masks:
-    """1 - masks: the weights a selection removed (a natural mutation subspace: explore what was dropped)."""
+    """1 - masks: the weights a selection removed (a natural mutation subspace: explore what was dropped).
+
+    Parameters
+    ----------
+    masks : dict of str -> torch.Tensor
+
+    Returns
+    -------
+    dict of str -> torch.Tensor
+    """
     from qselect.classical.masks import masks_from_selection
 
     return {k: 1.0 - v for k, v in masks_from_selection(masks).items()}

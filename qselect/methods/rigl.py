@@ -40,6 +40,18 @@ DISTRIBUTIONS = ("uniform", "erk")
 def rigl_fraction(step: int, t_end: int, alpha: float) -> float:
     """Update fraction ``alpha / 2 * (1 + cos(pi * step / t_end))`` (0 after ``t_end``).
 
+    Parameters
+    ----------
+    step : int
+    t_end : int
+        Step after which the topology is frozen.
+    alpha : float
+        Initial update fraction.
+
+    Returns
+    -------
+    float
+
     References
     ----------
     U. Evci, T. Gale, J. Menick, P. S. Castro, E. Elsen, "Rigging the Lottery:
@@ -58,6 +70,16 @@ def layer_densities(shapes: Mapping[str, Sequence[int]], sparsity: float, distri
     ``(n_in + n_out + k_h + k_w) / (n_in n_out k_h k_w)`` (``(n_in + n_out) / (n_in n_out)``
     for Linear), scaled so the total kept count matches; layers that would exceed
     density 1 are dense and the rest re-scaled.
+
+    Parameters
+    ----------
+    shapes : mapping of str -> sequence of int
+    sparsity : float
+    distribution : {"uniform", "erk"}
+
+    Returns
+    -------
+    dict of str -> float
 
     Raises
     ------

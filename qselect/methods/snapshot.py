@@ -39,6 +39,15 @@ def _check_cycles(cycles) -> int:
 def cycle_length(total_steps: int, cycles: int) -> int:
     """Steps per cycle, ``ceil(total_steps / cycles)`` (Huang et al. eq. 2).
 
+    Parameters
+    ----------
+    total_steps : int
+    cycles : int
+
+    Returns
+    -------
+    int
+
     Raises
     ------
     QSelectError
@@ -80,7 +89,17 @@ def snapshot_lr(step: int, total_steps: int, cycles: int, lr: float) -> float:
 
 
 def snapshot_steps(total_steps: int, cycles: int) -> list[int]:
-    """1-based step counts after which a snapshot is taken: each cycle's last step (and the run's last)."""
+    """1-based step counts after which a snapshot is taken: each cycle's last step (and the run's last).
+
+    Parameters
+    ----------
+    total_steps : int
+    cycles : int
+
+    Returns
+    -------
+    list of int
+    """
     length = cycle_length(total_steps, cycles)
     return sorted({min(length * (c + 1), int(total_steps)) for c in range(cycles)})
 
@@ -114,7 +133,17 @@ class SnapshotResult:
         return list(self.snapshots[-self.keep_last:]) if self.keep_last else list(self.snapshots)
 
     def evaluate(self, loader, device=None) -> dict:
-        """Ensemble metrics on ``loader`` (``evaluate_ensemble``) plus the cost."""
+        """Ensemble metrics on ``loader`` (``evaluate_ensemble``) plus the cost.
+
+        Parameters
+        ----------
+        loader : DataLoader
+        device : str, torch.device or None
+
+        Returns
+        -------
+        dict
+        """
         from .ensembles import evaluate_ensemble
 
         out = evaluate_ensemble(self.members, loader, device=device)

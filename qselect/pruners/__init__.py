@@ -42,7 +42,17 @@ _LAYER_FNS = {"magnitude": magnitude_layer, "random": random_layer, "wanda": wan
 
 
 def fixed_masks_fn(masks: dict):
-    """A layer function that returns the given masks (original weights): for refitting any mask."""
+    """A layer function that returns the given masks (original weights): for refitting any mask.
+
+    Parameters
+    ----------
+    masks : dict of str -> torch.Tensor
+
+    Returns
+    -------
+    callable
+        A ``LayerFn``.
+    """
     def fn(task: LayerTask):
         key = f"{task.name}.weight" if task.name else "weight"
         if key not in masks:

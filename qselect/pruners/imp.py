@@ -29,7 +29,17 @@ from .layerwise import PruneResult, keep_per_row, layer_order, topk_mask
 
 
 def split_budget(epochs: int, runs: int) -> list[int]:
-    """``epochs`` over ``runs`` training runs, later runs first to get the remainder."""
+    """``epochs`` over ``runs`` training runs, later runs first to get the remainder.
+
+    Parameters
+    ----------
+    epochs : int
+    runs : int
+
+    Returns
+    -------
+    list of int
+    """
     if int(epochs) < runs:
         raise QSelectError(f"imp: an epoch budget of {epochs} cannot give {runs} training runs one epoch each; "
                            "raise epochs= or lower rounds=")

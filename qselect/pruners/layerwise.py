@@ -35,12 +35,30 @@ def keep_per_row(cols: int, sparsity: float) -> int:
 
     The same count the local formulations keep per output neuron, so every
     method of a comparison lands on the same real sparsity.
+
+    Parameters
+    ----------
+    cols : int
+    sparsity : float
+
+    Returns
+    -------
+    int
     """
     return int(np.floor((1.0 - check_sparsity(sparsity)) * int(cols) + 0.5))
 
 
 def calib_batches(calib_inputs) -> list[torch.Tensor]:
-    """The calibration inputs as a list of tensors (a tensor, or batches / (x, y) pairs)."""
+    """The calibration inputs as a list of tensors (a tensor, or batches / (x, y) pairs).
+
+    Parameters
+    ----------
+    calib_inputs : torch.Tensor or iterable
+
+    Returns
+    -------
+    list of torch.Tensor
+    """
     if isinstance(calib_inputs, torch.Tensor):
         out = [calib_inputs]
     elif hasattr(calib_inputs, "__iter__") and not isinstance(calib_inputs, (str, bytes)):
@@ -58,7 +76,16 @@ def calib_batches(calib_inputs) -> list[torch.Tensor]:
 
 
 def calib_labels(calib_inputs) -> torch.Tensor | None:
-    """Labels of (x, y) calibration batches, concatenated; None for plain tensors."""
+    """Labels of (x, y) calibration batches, concatenated; None for plain tensors.
+
+    Parameters
+    ----------
+    calib_inputs : torch.Tensor or iterable
+
+    Returns
+    -------
+    torch.Tensor or None
+    """
     if isinstance(calib_inputs, torch.Tensor):
         return None
     ys = [b[1] for b in calib_inputs if isinstance(b, (tuple, list)) and len(b) > 1]
@@ -99,13 +126,31 @@ def unfold_inputs(layer: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
 
 
 def weight_matrix(layer: nn.Module) -> torch.Tensor:
-    """The layer's weights as a float64 (out × cols) copy."""
+    """The layer's weights as a float64 (out × cols) copy.
+
+    Parameters
+    ----------
+    layer : torch.nn.Linear or torch.nn.Conv2d
+
+    Returns
+    -------
+    torch.Tensor, float64, shape (out, cols)
+    """
     w = layer.weight.detach().to(torch.float64)
     return w.reshape(w.shape[0], -1).clone()
 
 
 def gram(X: torch.Tensor) -> torch.Tensor:
-    """H = XᵀX (cols × cols), float64."""
+    """H = XᵀX (cols × cols), float64.
+
+    Parameters
+    ----------
+    X : torch.Tensor, shape (rows, cols)
+
+    Returns
+    -------
+    torch.Tensor, shape (cols, cols)
+    """
     return X.T @ X
 
 
@@ -113,6 +158,19 @@ def damped(H: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, float]:
     """H + λI with λ = percdamp · mean(diag H) (SparseGPT's dampening); returns (H_λ, λ).
 
     An all-zero H (no signal at all) gets λ = 1 so the factorisations exist.
+
+    Parameters
+    ----------
+    H : torch.Tensor, shape (cols, cols)
+    percdamp : float
+
+    Returns
+    -------
+    (torch.Tensor, float)
+
+    References
+    ----------
+    E. Frantar, D. Alistarh, "SparseGPT", ICML 2023.
     """
     if not np.isfinite(percdamp) or percdamp < 0:
         raise QSelectError(f"damping must be a finite number ≥ 0 (fraction of mean diag(XᵀX)), got {percdamp!r}")
@@ -123,7 +181,17 @@ def damped(H: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, float]:
 
 
 def topk_mask(scores: torch.Tensor, keep: int) -> torch.Tensor:
-    """0/1 mask keeping the ``keep`` highest scores of each row (ties to the lower column)."""
+    """0/1 mask keeping the ``keep`` highest scores of each row (ties to the lower column).
+
+    Parameters
+    ----------
+    scores : torch.Tensor, shape (out, cols)
+    keep : int
+
+    Returns
+    -------
+    torch.Tensor, shape (out, cols)
+    """
     mask = torch.zeros_like(scores, dtype=torch.float64)
     if keep > 0:
         idx = torch.argsort(-scores, dim=1, stable=True)[:, :keep]
@@ -247,7 +315,18 @@ def _modules(model: nn.Module) -> dict[str, nn.Module]:
 
 @torch.no_grad()
 def layer_order(model: nn.Module, batch: torch.Tensor, layers=None) -> list[str]:
-    """Linear/Conv2d module names in the order one forward pass calls them (optionally only ``layers``)."""
+    """Linear/Conv2d module names in the order one forward pass calls them (optionally only ``layers``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    batch : torch.Tensor
+    layers : iterable of str or None
+
+    Returns
+    -------
+    list of str
+    """
     modules = _modules(model)
     names = [n for n, m in modules.items() if isinstance(m, PRUNABLE_TYPES)]
     if layers is not None:
@@ -281,7 +360,18 @@ def layer_order(model: nn.Module, batch: torch.Tensor, layers=None) -> list[str]
 
 @torch.no_grad()
 def capture_inputs(model: nn.Module, batches: list[torch.Tensor], names: list[str]) -> dict[str, torch.Tensor]:
-    """What each named layer receives on ``batches`` (concatenated over batches), in eval mode."""
+    """What each named layer receives on ``batches`` (concatenated over batches), in eval mode.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    batches : list of torch.Tensor
+    names : list of str
+
+    Returns
+    -------
+    dict of str -> torch.Tensor
+    """
     modules = _modules(model)
     store: dict[str, list] = {n: [] for n in names}
     handles = [modules[n].register_forward_hook(lambda mod, a, o, n=n: store[n].append(a[0].detach()))
@@ -305,7 +395,16 @@ def capture_inputs(model: nn.Module, batches: list[torch.Tensor], names: list[st
 
 
 def working_copy(model: nn.Module) -> nn.Module:
-    """A deep copy with any torch pruning made permanent (effective weights as plain parameters)."""
+    """A deep copy with any torch pruning made permanent (effective weights as plain parameters).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    torch.nn.Module
+    """
     work = copy.deepcopy(model)
     remove_masks(work, make_permanent=True)
     return work

@@ -92,5 +92,24 @@ def obc_prune(W: torch.Tensor, H: torch.Tensor, keep: int, *, percdamp: float = 
 
 
 def obc_layer(task: LayerTask, percdamp: float = 0.01, max_cols: int = MAX_COLS, **_) -> tuple:
-    """:data:`~qselect.pruners.layerwise.LayerFn` for OBC."""
+    """:data:`~qselect.pruners.layerwise.LayerFn` for OBC.
+
+    Parameters
+    ----------
+    task : LayerTask
+        The layer, its calibration inputs and ``keep`` per row.
+    percdamp : float
+    max_cols : int
+        Largest row length handled exactly.
+    **_
+        Other pruner options, ignored.
+
+    Returns
+    -------
+    (mask, weights)
+
+    References
+    ----------
+    E. Frantar, S. P. Singh, D. Alistarh, "Optimal Brain Compression", NeurIPS 2022.
+    """
     return obc_prune(task.weight, task.H, task.keep, percdamp=percdamp, max_cols=max_cols, name=task.name)

@@ -77,6 +77,24 @@ def snip_prune(model: nn.Module, inputs, sparsity: float, *, labels=None, layers
 
     ``scope``: "row" (keep the per-row count of every other method), "layer"
     or "global" (the paper). Returns a :class:`PruneResult`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    inputs : torch.Tensor or iterable
+    sparsity : float
+    labels : torch.Tensor or None
+    layers : iterable of str or None
+    scope : {"row", "layer", "global"}
+
+    Returns
+    -------
+    PruneResult
+
+    References
+    ----------
+    N. Lee, T. Ajanthan, P. Torr, "SNIP: Single-shot Network Pruning based on
+    Connection Sensitivity", ICLR 2019.
     """
     sparsity = check_sparsity(sparsity)
     if scope not in SCOPES:

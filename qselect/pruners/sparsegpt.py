@@ -79,5 +79,24 @@ def sparsegpt_prune(W: torch.Tensor, H: torch.Tensor, keep: int, *, blocksize: i
 
 
 def sparsegpt_layer(task: LayerTask, blocksize: int = 128, percdamp: float = 0.01, **_) -> tuple:
-    """:data:`~qselect.pruners.layerwise.LayerFn` for SparseGPT."""
+    """:data:`~qselect.pruners.layerwise.LayerFn` for SparseGPT.
+
+    Parameters
+    ----------
+    task : LayerTask
+        The layer, its calibration inputs and ``keep`` per row.
+    blocksize : int
+    percdamp : float
+    **_
+        Other pruner options, ignored.
+
+    Returns
+    -------
+    (mask, weights)
+
+    References
+    ----------
+    E. Frantar, D. Alistarh, "SparseGPT: Massive Language Models Can Be Accurately
+    Pruned in One-Shot", ICML 2023.
+    """
     return sparsegpt_prune(task.weight, task.H, task.keep, blocksize=blocksize, percdamp=percdamp)

@@ -36,17 +36,59 @@ def wanda_mask(W: torch.Tensor, H: torch.Tensor, keep: int) -> torch.Tensor:
 
 
 def wanda_layer(task: LayerTask, **_) -> tuple:
-    """:data:`~qselect.pruners.layerwise.LayerFn` for Wanda (original weights kept)."""
+    """:data:`~qselect.pruners.layerwise.LayerFn` for Wanda (original weights kept).
+
+    Parameters
+    ----------
+    task : LayerTask
+        The layer, its calibration inputs and ``keep`` per row.
+    **_
+        Other pruner options, ignored.
+
+    Returns
+    -------
+    (mask, weights)
+
+    References
+    ----------
+    M. Sun, Z. Liu, A. Bair, J. Z. Kolter, "A Simple and Effective Pruning Approach
+    for Large Language Models", ICLR 2024.
+    """
     return wanda_mask(task.weight, task.H, task.keep), None
 
 
 def magnitude_layer(task: LayerTask, **_) -> tuple:
-    """Per-row magnitude pruning: keep the ``keep`` largest |W_ij| of each row."""
+    """Per-row magnitude pruning: keep the ``keep`` largest |W_ij| of each row.
+
+    Parameters
+    ----------
+    task : LayerTask
+        The layer, its calibration inputs and ``keep`` per row.
+    **_
+        Other pruner options, ignored.
+
+    Returns
+    -------
+    (mask, weights)
+    """
     return topk_mask(task.weight.abs(), task.keep), None
 
 
 def random_layer(task: LayerTask, seed: int = 0, **_) -> tuple:
-    """A uniformly random ``keep``-subset of each row, seeded by ``seed`` and the layer name."""
+    """A uniformly random ``keep``-subset of each row, seeded by ``seed`` and the layer name.
+
+    Parameters
+    ----------
+    task : LayerTask
+        The layer, its calibration inputs and ``keep`` per row.
+    seed : int
+    **_
+        Other pruner options, ignored.
+
+    Returns
+    -------
+    (mask, weights)
+    """
     import zlib
 
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + zlib.crc32(task.name.encode()))

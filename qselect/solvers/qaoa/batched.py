@@ -197,14 +197,38 @@ class BatchedNumpyQAOA:
         return psi
 
     def probabilities(self, angles, rows=None) -> np.ndarray:
-        """|ψ_r|² per row, shape (b, 2^n), in the engine's real dtype."""
+        """|ψ_r|² per row, shape (b, 2^n), in the engine's real dtype.
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,) or (B, 2p)
+            ``[γ_1..γ_p, β_1..β_p]`` per problem.
+        rows : array_like of int or None
+            Problems of the batch to evaluate (default all).
+
+        Returns
+        -------
+        numpy.ndarray, shape (b, 2**n)
+        """
         rows = self._rows(rows)
         with single_thread_blas():
             psi = self._state(angles, rows)[0]
         return abs2(psi)
 
     def expectation(self, angles, rows=None) -> np.ndarray:
-        """⟨C_r⟩ per row, shape (b,), float64."""
+        """⟨C_r⟩ per row, shape (b,), float64.
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,) or (B, 2p)
+            ``[γ_1..γ_p, β_1..β_p]`` per problem.
+        rows : array_like of int or None
+            Problems of the batch to evaluate (default all).
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (b,)
+        """
         rows = self._rows(rows)
         with single_thread_blas():
             psi, costs, _, _ = self._state(angles, rows)
@@ -214,6 +238,18 @@ class BatchedNumpyQAOA:
         """⟨C_r⟩ (b,) and the exact gradients (b, 2p) by the adjoint method, all rows at once.
 
         Memory: three (b, 2^n) complex arrays (state, adjoint state, scratch).
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,) or (B, 2p)
+            ``[γ_1..γ_p, β_1..β_p]`` per problem.
+        rows : array_like of int or None
+            Problems of the batch to evaluate (default all).
+
+        Returns
+        -------
+        values : numpy.ndarray, shape (b,)
+        grads : numpy.ndarray, shape (b, 2p)
         """
         rows = self._rows(rows)
         with single_thread_blas():

@@ -79,7 +79,16 @@ def single_thread_blas():
 
 
 def real_dtype(dtype) -> np.dtype:
-    """The real dtype matching a complex state dtype: float32 for complex64, else float64."""
+    """The real dtype matching a complex state dtype: float32 for complex64, else float64.
+
+    Parameters
+    ----------
+    dtype : numpy complex dtype
+
+    Returns
+    -------
+    numpy.dtype
+    """
     return np.dtype(np.float32) if np.dtype(dtype) == np.complex64 else np.dtype(np.float64)
 
 
@@ -88,7 +97,23 @@ def check_memory(n: int, dtype=np.complex128, gradient: bool = True, what: str =
     """Refuse before allocating: state (+ adjoint state) + the engine's real cost vector, plus the
     problem's cost vector where it is built in another precision and its half-size build scratch.
     ``batch`` problems simulated together (``batched.BatchedNumpyQAOA``) need all of it per problem,
-    plus one more state each (the batched adjoint's scratch)."""
+    plus one more state each (the batched adjoint's scratch).
+
+    Parameters
+    ----------
+    n : int
+    dtype : numpy complex dtype
+    gradient : bool
+        Count the adjoint state too.
+    what : str
+    cost_dtype : numpy floating dtype
+    batch : int
+
+    Raises
+    ------
+    ProblemTooLargeError
+        Saying how many qubits fit.
+    """
     c = np.dtype(dtype).itemsize
     r = real_dtype(dtype).itemsize
     b = np.dtype(cost_dtype).itemsize
@@ -102,7 +127,18 @@ def check_memory(n: int, dtype=np.complex128, gradient: bool = True, what: str =
 def cost_dtype_for(n: int, dtype, exact_final_qubits: int) -> np.dtype:
     """Precision to build the cost vector in: float64 where the final state is re-evaluated in
     double precision (small n) or the engine runs in complex128, else the engine's float32,
-    which saves the transient 8-byte copy (what lets n = 30 fit in 24 GB)."""
+    which saves the transient 8-byte copy (what lets n = 30 fit in 24 GB).
+
+    Parameters
+    ----------
+    n : int
+    dtype : numpy complex dtype
+    exact_final_qubits : int
+
+    Returns
+    -------
+    numpy.dtype
+    """
     if np.dtype(dtype) == np.complex128 or n <= exact_final_qubits:
         return np.dtype(np.float64)
     return real_dtype(dtype)
@@ -114,6 +150,16 @@ def abs2(z: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | Non
     Plain elementwise arithmetic (einsum over the re/im pair is ~20× slower on small
     inner axes), identical for a single state and for the rows of a batch, so the
     batched engine reproduces this one bit for bit.
+
+    Parameters
+    ----------
+    z : numpy.ndarray, complex
+    out : numpy.ndarray or None
+    scratch : numpy.ndarray or None
+
+    Returns
+    -------
+    numpy.ndarray, real
     """
     f = z.view(z.real.dtype)
     re, im = f[..., 0::2], f[..., 1::2]

@@ -103,7 +103,16 @@ class TorchQAOA:
         self._pairs = ring_pairs(n)
 
     def subset(self, rows) -> "TorchQAOA":
-        """The same engine restricted to the problems ``rows`` (a batch view sharing everything else)."""
+        """The same engine restricted to the problems ``rows`` (a batch view sharing everything else).
+
+        Parameters
+        ----------
+        rows : array_like of int
+
+        Returns
+        -------
+        TorchQAOA
+        """
         import copy
 
         idx = torch.as_tensor(np.asarray(rows, dtype=np.int64).reshape(-1), device=self.device)
@@ -237,19 +246,50 @@ class TorchQAOA:
     # ---- public API -----------------------------------------------------------------
     @torch.no_grad()
     def state(self, angles) -> torch.Tensor:
-        """The QAOA state(s) on the engine's device: (2^n,) for one problem, else (B, 2^n)."""
+        """The QAOA state(s) on the engine's device: (2^n,) for one problem, else (B, 2^n).
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,) or (B, 2p)
+            ``[γ_1..γ_p, β_1..β_p]`` per problem.
+
+        Returns
+        -------
+        torch.Tensor, complex
+        """
         psi = self._forward(self._angles(angles))
         return psi[0] if self.single else psi
 
     @torch.no_grad()
     def probabilities(self, angles) -> np.ndarray:
-        """|ψ|² as float64 NumPy (moved to the CPU): (2^n,) or (B, 2^n)."""
+        """|ψ|² as float64 NumPy (moved to the CPU): (2^n,) or (B, 2^n).
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,) or (B, 2p)
+            ``[γ_1..γ_p, β_1..β_p]`` per problem.
+
+        Returns
+        -------
+        numpy.ndarray of float64
+        """
         psi = self._forward(self._angles(angles))
         return self._out((psi.real.square() + psi.imag.square()).double())
 
     @torch.no_grad()
     def expectation(self, angles, weights=None):
-        """⟨W⟩ (default: the cost): a float for one problem, else a (B,) float64 array."""
+        """⟨W⟩ (default: the cost): a float for one problem, else a (B,) float64 array.
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,) or (B, 2p)
+            ``[γ_1..γ_p, β_1..β_p]`` per problem.
+        weights : array_like or None
+
+        Returns
+        -------
+        float or numpy.ndarray
+        """
         psi = self._forward(self._angles(angles))
         v = self._expect(psi, self._weights(weights))
         return float(v[0]) if self.single else v.cpu().numpy()
@@ -259,6 +299,12 @@ class TorchQAOA:
         """⟨W⟩ and its exact gradient by the adjoint method: two states in memory, any p.
 
         Returns (float, (2p,)) for one problem, else ((B,), (B, 2p)) float64 NumPy arrays.
+
+        Parameters
+        ----------
+        angles : array_like, shape (2p,) or (B, 2p)
+            ``[γ_1..γ_p, β_1..β_p]`` per problem.
+        weights : array_like or None
         """
         a = self._angles(angles)
         w = self._weights(weights)

@@ -41,6 +41,22 @@ def cvar_weights(costs: np.ndarray, order: np.ndarray, probs: np.ndarray, alpha:
     ``order`` sorts ``costs`` ascending. CVaR = (1/α) Σ_tail c_x q_x + boundary
     part; its derivative w.r.t. q_x is (c_x − c_b)/α in the tail (c_b = cost at
     the α-quantile) and 0 beyond.
+
+    Parameters
+    ----------
+    costs : numpy.ndarray, shape (2**n,)
+    order : numpy.ndarray of int
+    probs : numpy.ndarray, shape (2**n,)
+    alpha : float
+
+    Returns
+    -------
+    (float, numpy.ndarray)
+
+    References
+    ----------
+    P. Kl. Barkoutsos et al., "Improving Variational Quantum Optimization using
+    CVaR", Quantum 4, 256 (2020).
     """
     q = probs[order]
     cum = np.cumsum(q)

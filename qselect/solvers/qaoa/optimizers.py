@@ -64,7 +64,16 @@ def normalise_name(name: str) -> str:
 
 
 def uses_gradient(name: str) -> bool:
-    """True when the optimizer uses exact gradients (so the native engine's adjoint gradients are computed)."""
+    """True when the optimizer uses exact gradients (so the native engine's adjoint gradients are computed).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    bool
+    """
     return normalise_name(name) in GRADIENT_METHODS
 
 

@@ -144,7 +144,18 @@ class QAOASolver(Solver):
 
     def solve_many(self, problems, executor=None, progress=False) -> list:
         """Solve independent problems; without an executor, same-size problems run as one batch
-        (:meth:`solve_batch`) where :meth:`batchable`, else one by one as ``Solver.solve_many``."""
+        (:meth:`solve_batch`) where :meth:`batchable`, else one by one as ``Solver.solve_many``.
+
+        Parameters
+        ----------
+        problems : sequence of Problem
+        executor : Executor, str or None
+        progress : bool or str
+
+        Returns
+        -------
+        list of QAOAResult
+        """
         problems = list(problems)
         if executor is None and len(problems) > 1 and self.batchable():
             return self.solve_batch(problems)
