@@ -412,3 +412,22 @@ def test_out_of_range_labels_blame_the_labels():
     with pytest.raises(QSelectError, match=r"labels run from 10 to 14 but must lie in 0\.\.2") as info:
         train(_mlp(), loader, TrainConfig(epochs=1, device="cpu"))
     assert "check the dataset's labels" in str(info.value)
+
+
+def test_training_options_with_a_checkpoint_are_refused_and_not_recorded(tmp_path, capsys):
+    from qselect.app.pipeline import drop_unused_model_options
+    from qselect.classical.checkpoint import save_checkpoint
+    from qselect.classical.models import build_model
+    from qselect.cli import main
+
+    ckpt = tmp_path / "model.pt"
+    save_checkpoint(ckpt, build_model("mlp", (64,), 10, hidden=(8,)),
+                    meta={"model": "mlp", "model_kwargs": {"hidden": [8]}, "input_shape": [64], "num_classes": 10})
+    out = tmp_path / "run"
+    rc = main(["select", "--model", str(ckpt), "--hidden", "8,8", "--epochs", "50", "--run-dir", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--hidden and --epochs do not apply here" in err and not out.exists()
+    cfg = drop_unused_model_options({"model": str(ckpt), "hidden": [32, 32], "epochs": 20, "lr": 0.1}, given={"model"})
+    assert cfg == {"model": str(ckpt), "lr": 0.1}  # defaults that were not used are not recorded
+    assert drop_unused_model_options({"model": "lenet5", "hidden": [32], "epochs": 3}, given=()) == \
+        {"model": "lenet5", "epochs": 3}

@@ -151,6 +151,40 @@ def train_config(cfg: dict, epochs: int, seed: int, progress: bool):
                        device="auto", progress=progress)
 
 
+def drop_unused_model_options(cfg: dict, given) -> dict:
+    """A checkpoint brings its own architecture and training: refuse ``--hidden``/``--epochs`` given
+    with one, and leave the defaults out of ``cfg`` (so config.toml records only what was used).
+
+    Parameters
+    ----------
+    cfg : dict
+        Resolved settings (changed in place and returned).
+    given : iterable of str or None
+        Options set by flag or config file (``None``: do not refuse, only drop).
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    QSelectError
+        When an option that cannot apply was set explicitly.
+    """
+    name = str(cfg.get("model", "mlp"))
+    checkpoint = name not in IMAGE_MODELS + ("mlp",)
+    unused = [k for k in ("hidden", "epochs") if k in cfg and (checkpoint or (k == "hidden" and name != "mlp"))]
+    set_ = [k for k in unused if given is not None and k in set(given)]
+    if set_:
+        flags = " and ".join(f"--{k}" for k in set_)
+        why = f"the checkpoint {name} holds its architecture and training" if checkpoint \
+            else f"--hidden sets the widths of the built-in mlp, not of {name}"
+        raise QSelectError(f"{flags} do{'es' if len(set_) == 1 else ''} not apply here: {why}; drop {flags}")
+    for k in unused:
+        cfg.pop(k)
+    return cfg
+
+
 def prepare_parent(cfg: dict, data, progress: bool = False):
     """Build and train a built-in model, or load a checkpoint; returns (model, info).
 

@@ -63,7 +63,7 @@ def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
     Writes ``masks.pt``, ``problems.csv``, the report and (for built-in
     models) ``model.pt`` into the run directory.
     """
-    cfg = validate(dict(cfg))
+    cfg = pl.drop_unused_model_options(validate(dict(cfg)), given)
     set_threads(cfg)
     con = Console(cfg["quiet"], cfg["verbose"])
     # Everything that can fail on bad input happens before the run directory exists.
