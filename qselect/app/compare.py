@@ -48,12 +48,13 @@ def validate(cfg: dict) -> dict:
     ------
     QSelectError
         Naming the first bad value and its option.
+
     """
     if not cfg["methods"]:
         raise QSelectError("no methods given; e.g. --methods magnitude,random,sa,qaoa")
     solvers = valid_solvers()
-    valid = list(pl.CLASSICAL_METHODS) + [s for s in solvers if s not in pl.CLASSICAL_METHODS] + \
-        [f"q:{s}" for s in pl.CLASSICAL_METHODS]
+    valid = list(pl.CLASSICAL_METHODS) + list(pl.PRUNER_METHODS) + \
+        [s for s in solvers if s not in pl.CLASSICAL_METHODS] + [f"q:{s}" for s in pl.CLASSICAL_METHODS]
     for m in cfg["methods"]:
         if m not in valid:
             raise QSelectError(f"unknown method {m!r}; valid methods: {', '.join(valid)} (set them with --methods)")
@@ -71,7 +72,7 @@ def validate(cfg: dict) -> dict:
         raise QSelectError(f"exact-limit {cfg['exact_limit']} is beyond exact search's limit of {MAX_EXACT_BITS} "
                            f"bits (2^n energies); use --exact-limit {MAX_EXACT_BITS} or less (0 = no exact "
                            "reference, gaps to the best energy found)")
-    qs = [m for m in cfg["methods"] if m not in pl.CLASSICAL_METHODS]
+    qs = [m for m in cfg["methods"] if m not in pl.CLASSICAL_METHODS and m not in pl.PRUNER_METHODS]
     cfg["solver"] = qs[0].removeprefix("q:") if qs else "exact"
     if "qaoa" in qs:
         cfg["solver"] = "qaoa"  # the qubit budget is checked against the most demanding solver
@@ -109,6 +110,7 @@ def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
     -----
     Writes ``results.csv`` (one row per method × sparsity × seed),
     ``problems.csv``, plots, ``summary.md`` and ``report.json`` into the run directory.
+
     """
     cfg = validate(dict(cfg))
     con = Console(cfg["quiet"], cfg["verbose"])
@@ -178,11 +180,15 @@ def _one(cfg, con, data, parent, calib, layers, seed, sparsity, executor):
     for method in cfg["methods"]:
         con.info("seed %d, sparsity %.2f: %s", seed, sparsity, method)
         res = pl.select(method, parent, calib, cfg, sparsity=sparsity, seed=seed, layers=layers,
-                        executor=executor, progress=con.progress)
+                        executor=executor, progress=con.progress, data=data)
+        if cfg.get("refit"):  # least-squares refit of every method's kept weights
+            res = pl.refit_weights(res, parent, calib, sparsity)
+        weights = {**res.info.get("other", {}), **res.info.get("weights", {})}
         metrics, _ = pl.evaluate_masks(parent, res.masks, data, cfg, seed=seed,
-                                       finetune_epochs=cfg["finetune_epochs"])
+                                       finetune_epochs=cfg["finetune_epochs"], weights=weights)
         rows.append({"method": method, "sparsity": sparsity, "seed": seed, "select_seconds": res.seconds,
-                     **metrics})
+                     "refit": bool(cfg.get("refit")),
+                     "layer_error": pl.held_out_layer_error(parent, res.masks, data, weights), **metrics})
         for r in pl.problem_rows(res.selection, method=method):
             r.update(sparsity=sparsity, seed=seed)
             problem_rows.append(r)
@@ -193,7 +199,8 @@ def _one(cfg, con, data, parent, calib, layers, seed, sparsity, executor):
 
 def _add_references(cfg, problem_rows, selections):
     """Gap of every solver's energy to the exact optimum of the very problem it solved (up to
-    --exact-limit bits; identical problems are searched once), else to the best energy found."""
+    --exact-limit bits; identical problems are searched once), else to the best energy found.
+    """
     if not problem_rows:
         return
     from ..formulate.select import reference_energies
@@ -231,6 +238,7 @@ def aggregate(rows) -> list[dict]:
     list of dict
         ``method``, ``sparsity``, ``runs``, and ``<key>`` / ``<key>_std`` for each measured key
         (sample standard deviation; 0 for a single seed).
+
     """
     groups: dict[tuple, list[dict]] = {}
     for r in rows:

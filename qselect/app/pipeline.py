@@ -1,5 +1,5 @@
-"""The experiment steps the commands share: data, parent model, calibration batch,
-selection by any method, evaluation before and after fine-tuning.
+"""The experiment steps the commands share:
+data, parent model, calibration batch, selection by any method, evaluation before and after fine-tuning.
 
 Kept free of argparse so that tests (and notebooks) can call the same steps the
 CLI runs. Every step takes its seed explicitly: on CPU the same config gives
@@ -25,6 +25,9 @@ log = logging.getLogger("qselect")
 
 #: selection methods that do not go through local problems (unstructured classical baselines)
 CLASSICAL_METHODS = ("magnitude", "random")
+#: one-shot pruners of qselect.pruners: per output row, layer after layer on the calibration batch
+#: (each layer on the already-pruned network's activations); sparsegpt/obc also update the weights
+PRUNER_METHODS = ("wanda", "sparsegpt", "obc", "snip", "imp")
 IMAGE_MODELS = ("lenet5", "resnet18", "vit")
 
 
@@ -39,6 +42,7 @@ def validate_experiment(cfg: dict) -> dict:
     Returns
     -------
     dict
+
     """
     for key, low in (("epochs", 0), ("finetune_epochs", 0), ("batch_size", 1), ("p", 1)):
         if key in cfg:
@@ -60,7 +64,8 @@ def validate_experiment(cfg: dict) -> dict:
 def _check_hidden_keep_units(cfg: dict) -> None:
     """For the built-in MLP (widths known before it is built), refuse a sparsity at which a pruned
     hidden layer would keep no unit (neuron) or no input per unit (weight/nk); the selection itself
-    checks every other model once it is loaded."""
+    checks every other model once it is loaded.
+    """
     from ..validation import check_keeps_some
 
     if cfg.get("model", "mlp") != "mlp" or cfg.get("layers"):
@@ -80,7 +85,8 @@ _MAX_INPUT_FEATURES = 3072
 
 def _check_mlp_fits(cfg: dict) -> None:
     """Refuse MLP widths whose weights (with gradients, optimiser state and copies) cannot fit
-    in memory, before anything is created (the allocation itself would fail mid-run)."""
+    in memory, before anything is created (the allocation itself would fail mid-run).
+    """
     from ..problems.memory import available_bytes
 
     widths = [_MAX_INPUT_FEATURES, *map(int, cfg["hidden"]), 100]
@@ -111,6 +117,7 @@ def load_data(cfg: dict):
     ------
     QSelectError
         If the dataset files are missing or malformed.
+
     """
     from ..classical.data import load_dataset
 
@@ -144,6 +151,7 @@ def train_config(cfg: dict, epochs: int, seed: int, progress: bool):
     Returns
     -------
     TrainConfig
+
     """
     from ..classical.train import TrainConfig
 
@@ -152,8 +160,9 @@ def train_config(cfg: dict, epochs: int, seed: int, progress: bool):
 
 
 def drop_unused_model_options(cfg: dict, given) -> dict:
-    """A checkpoint brings its own architecture and training: refuse ``--hidden``/``--epochs`` given
-    with one, and leave the defaults out of ``cfg`` (so config.toml records only what was used).
+    """A checkpoint brings its own architecture and training:
+    refuse ``--hidden``/``--epochs`` given with one, and leave the defaults out of ``cfg`` (so config.toml records
+    only what was used).
 
     Parameters
     ----------
@@ -170,6 +179,7 @@ def drop_unused_model_options(cfg: dict, given) -> dict:
     ------
     QSelectError
         When an option that cannot apply was set explicitly.
+
     """
     name = str(cfg.get("model", "mlp"))
     checkpoint = name not in IMAGE_MODELS + ("mlp",)
@@ -204,6 +214,7 @@ def prepare_parent(cfg: dict, data, progress: bool = False):
     ------
     QSelectError
         On a bad checkpoint or NaN weights.
+
     """
     from ..classical.checkpoint import load_checkpoint
     from ..classical.data import make_loader
@@ -255,6 +266,7 @@ def checkpoint_meta(parent_info: dict, cfg: dict) -> dict:
     Returns
     -------
     dict
+
     """
     return {"model": parent_info["model"], "model_kwargs": parent_info["model_kwargs"],
             "input_shape": parent_info["input_shape"], "num_classes": parent_info["num_classes"],
@@ -277,6 +289,7 @@ def check_finite(model, where: str = "the model") -> None:
     ------
     QSelectError
         Naming the parameter with NaN/inf.
+
     """
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):
         if t.is_floating_point() and not bool(t.isfinite().all()):
@@ -297,6 +310,7 @@ def calibration_inputs(data, size: int, seed: int):
     Returns
     -------
     torch.Tensor
+
     """
     import torch
 
@@ -320,6 +334,7 @@ def hidden_layers(model, layers=None) -> list[str]:
     Returns
     -------
     list of str
+
     """
     from ..classical.masks import prunable_parameters
 
@@ -349,6 +364,7 @@ def make_executor(spec: str, formulation: str):
     Returns
     -------
     Executor or None
+
     """
     from ..executors import get_executor
 
@@ -365,6 +381,7 @@ def close_executor(executor) -> None:
     Parameters
     ----------
     executor : Executor or None
+
     """
     if executor is not None:
         executor.close()
@@ -372,8 +389,10 @@ def close_executor(executor) -> None:
 
 @contextlib.contextmanager
 def executor_for(spec: str, formulation: str):
-    """``make_executor`` closed on exit. Enter it before creating the run directory: an
-    unreachable Dask scheduler is bad input and must leave no folder behind.
+    """``make_executor`` closed on exit.
+
+    Enter it before creating the run directory: an unreachable Dask scheduler is bad input and must leave no folder
+    behind.
 
     Parameters
     ----------
@@ -383,6 +402,7 @@ def executor_for(spec: str, formulation: str):
     Returns
     -------
     context manager yielding Executor or None
+
     """
     executor = make_executor(spec, formulation)
     try:
@@ -406,6 +426,7 @@ def make_solver(name: str, *, seed: int, backend: str = "native", p: int = 1):
     Returns
     -------
     Solver
+
     """
     from ..solvers import get_solver, solver_class
 
@@ -430,8 +451,9 @@ WHOLE = 1 << 20
 
 
 def block_size(solver: str, cfg: dict) -> int:
-    """Largest block a solver gets: the qubit budget for QAOA, whole problems for classical
-    heuristics, and blocks of ``exact_limit`` bits for exact search (its cost is 2^n).
+    """Largest block a solver gets:
+    the qubit budget for QAOA, whole problems for classical heuristics, and blocks of ``exact_limit`` bits for exact
+    search (its cost is 2^n).
 
     Parameters
     ----------
@@ -442,6 +464,7 @@ def block_size(solver: str, cfg: dict) -> int:
     Returns
     -------
     int
+
     """
     if solver in QUANTUM_SOLVERS:
         return int(cfg["qubits"])
@@ -463,7 +486,9 @@ class MethodResult:
     selection : Selection or None
         The local problems and their answers, for local-problem methods.
     info : dict
+
     """
+
     method: str
     masks: dict
     seconds: float
@@ -472,7 +497,7 @@ class MethodResult:
 
 
 def select(method: str, model, calib, cfg: dict, *, sparsity: float, seed: int, layers: list[str],
-           executor=None, progress: bool = False, qubits: int | None = None) -> MethodResult:
+           executor=None, progress: bool = False, qubits: int | None = None, data=None) -> MethodResult:
     """Masks from a classical baseline (magnitude/random) or from local problems solved by ``method``.
 
     Parameters
@@ -493,8 +518,23 @@ def select(method: str, model, calib, cfg: dict, *, sparsity: float, seed: int, 
     Returns
     -------
     MethodResult
+
     """
     t0 = time.perf_counter()
+    if method in PRUNER_METHODS:
+        from .prune import prune
+
+        opts = {}
+        if method == "imp":  # a fixed budget: 2 pruning rounds with rewinding in 3 epochs
+            if data is None:
+                raise QSelectError("imp trains the network; it needs the training data (data=...)")
+            from ..classical.data import make_loader
+
+            opts = dict(train_loader=make_loader(data.train, cfg["batch_size"], shuffle=True, seed=seed),
+                        epochs=3, rounds=2, config=train_config(cfg, 1, seed, False))
+        res = prune(model, calib, method, sparsity, layers=layers, seed=seed, **opts)
+        return MethodResult(method, dict(res.masks), time.perf_counter() - t0,
+                            info={"weights": res.weights, "other": res.other})
     if method in CLASSICAL_METHODS:
         from ..classical import baselines
 
@@ -519,7 +559,7 @@ def select(method: str, model, calib, cfg: dict, *, sparsity: float, seed: int, 
 # --------------------------------------------------------------------------- evaluation
 
 def evaluate_masks(parent, masks: dict, data, cfg: dict, *, seed: int, finetune_epochs: int,
-                   progress: bool = False) -> tuple[dict, Any]:
+                   progress: bool = False, weights: dict | None = None) -> tuple[dict, Any]:
     """Metrics of the pruned parent, then of the pruned child after a short fine-tune.
 
     Returns (metrics, fine-tuned child). The parent is never modified.
@@ -539,13 +579,19 @@ def evaluate_masks(parent, masks: dict, data, cfg: dict, *, seed: int, finetune_
     -------
     metrics : dict
     child : torch.nn.Module
+
     """
     from ..classical.data import make_loader
     from ..classical.masks import apply_masks, mask_sparsity
     from ..classical.train import evaluate, train
 
     child = copy.deepcopy(parent)
-    apply_masks(child, masks)
+    if weights:  # methods that change weights (sparsegpt, obc, imp, --refit): load them, then mask
+        from ..pruners import PruneResult
+
+        PruneResult(masks, weights).apply(child)
+    else:
+        apply_masks(child, masks)
     test = make_loader(data.test, 512)
     sp = mask_sparsity(masks)
     out = {"sparsity_actual": sp["overall"], "kept_weights": sp["kept"], "masked_weights_total": sp["total"]}
@@ -562,6 +608,60 @@ def evaluate_masks(parent, masks: dict, data, cfg: dict, *, seed: int, finetune_
     return out, child
 
 
+def refit_weights(res: MethodResult, model, calib, sparsity: float, damping: float = 0.01) -> MethodResult:
+    """Follow ``res``'s masks by the damped least-squares refit of every row's kept weights.
+
+    Layer after layer on the already-refitted network's calibration activations
+    (``qselect.pruners.refit_rows``); the weights land in ``res.info["weights"]``.
+
+    Parameters
+    ----------
+    res : MethodResult
+    model : torch.nn.Module
+        The dense parent (not changed).
+    calib : torch.Tensor
+    sparsity : float
+    damping : float
+
+    Returns
+    -------
+    MethodResult
+        ``res``, with ``info["weights"]`` and its seconds increased by the refit's.
+
+    """
+    from ..pruners import fixed_masks_fn, prune_layers
+
+    t0 = time.perf_counter()
+    layers = [k[:-len(".weight")] for k in res.masks if k.endswith(".weight")]
+    out = prune_layers(model, calib, fixed_masks_fn(res.masks), sparsity, layers=layers, refit=True,
+                       damping=damping)
+    res.info["weights"] = out.weights
+    res.info.pop("other", None)
+    res.seconds += time.perf_counter() - t0
+    return res
+
+
+def held_out_layer_error(parent, masks: dict, data, weights: dict | None = None) -> float:
+    """Mean over the pruned layers of ‖Y_pruned − Y_dense‖² / ‖Y_dense‖² on the test inputs.
+
+    Parameters
+    ----------
+    parent : torch.nn.Module
+    masks : dict of str -> torch.Tensor
+    data : DataSplits
+    weights : dict or None
+        Weights after pruning (None: the parent's, masked).
+
+    Returns
+    -------
+    float
+
+    """
+    from ..pruners import PruneResult, layer_error
+
+    return layer_error(parent, PruneResult(masks, dict(weights or {})), data.test.tensors[0])["mean"]
+
+
 def weight_sparsity(masks: dict) -> float:
     """Fraction of the masked *weight* entries removed (biases not counted).
 
@@ -572,6 +672,7 @@ def weight_sparsity(masks: dict) -> float:
     Returns
     -------
     float
+
     """
     kept = total = 0
     for name, m in masks.items():
@@ -592,6 +693,7 @@ def problem_rows(selection, *, method: str | None = None) -> list[dict]:
     Returns
     -------
     list of dict
+
     """
     from ..solvers.controls import control_fields
 

@@ -155,6 +155,9 @@ def _local_layer_fn(formulation: str, solver: str, sparsity: float, seed: int, d
                                 "max_bits": max((p.n for p in sel.problems), default=0),
                                 "solve_seconds": float(sum(r.wall_time for r in sel.results)),
                                 "seconds": time.perf_counter() - t0}
+        controls = [r.info["uniform_baseline"] for r in sel.results if "uniform_baseline" in r.info]
+        if controls:  # QAOA's answers beside uniform random strings with the same shots
+            stats["layers"][key]["uniform_baseline"] = controls
         return mask, None, extra
 
     return fn, stats

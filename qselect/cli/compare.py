@@ -30,9 +30,12 @@ def register(subparsers):
     add_selection_options(p, solver=False, sparsity=False)
     add_finetune_options(p, finetune_epochs=2)
     add_option(p, "--methods", kind="strs", default=["magnitude", "random", "sa", "qaoa"], metavar="M,M",
-               help="selectors: magnitude, random (classical, unstructured), or a solver name for the local "
+               help="selectors: magnitude, random (classical, unstructured), one-shot pruners (wanda, "
+                    "sparsegpt, obc, snip, imp; per row, layer by layer), or a solver name for the local "
                     "problems (exact, sa, tabu, greedy, qaoa; q:magnitude / q:random for the solver-level "
                     "baselines)")
+    add_option(p, "--refit", kind="bool", default=False,
+               help="follow every method's mask by the damped least-squares refit of each row's kept weights")
     add_option(p, "--sparsities", kind="floats", default=[0.3, 0.5, 0.7], metavar="S,S",
                help="target sparsities")
     add_option(p, "--seeds", kind="ints", default=[0, 1], metavar="N,N", help="seeds (one parent per seed)")
