@@ -53,6 +53,7 @@ def run(cfg: dict, *, argv=None, given=None, extra=None) -> int:
                            "<run directory>/model.pt (written by 'qselect select')")
     validate_common(cfg, solver_needed=False)
     pl.validate_experiment(cfg)
+    pl.drop_unused_model_options(cfg, given)
     con = Console(cfg["quiet"], cfg["verbose"])
     set_threads(cfg)
 
