@@ -90,3 +90,25 @@ def test_apply_gives_the_pruned_network(net):
             dict(manual.named_parameters())[k].copy_(w)
     torch.testing.assert_close(pruned(x), manual(x))
     assert res.real_sparsity() == pytest.approx(0.5)
+
+
+def test_compare_cli_runs_pruners_with_layer_error(tmp_path):
+    import csv
+
+    from qselect.cli import main
+
+    run = tmp_path / "run"
+    code = main(["compare", "--methods", "magnitude,wanda,sparsegpt,obc", "--sparsities", "0.7", "--seeds", "0",
+                 "--epochs", "3", "--hidden", "16,16", "--finetune-epochs", "0", "--threads", "1",
+                 "--run-dir", str(run)])
+    assert code == 0
+    rows = {r["method"]: r for r in csv.DictReader(open(run / "results.csv"))}
+    err = {m: float(r["layer_error"]) for m, r in rows.items()}
+    assert err["obc"] <= err["wanda"] and err["sparsegpt"] <= err["magnitude"]
+    code = main(["compare", "--methods", "wanda,obc", "--refit", "--sparsities", "0.7", "--seeds", "0",
+                 "--epochs", "3", "--hidden", "16,16", "--finetune-epochs", "0", "--threads", "1",
+                 "--run-dir", str(tmp_path / "refit")])
+    assert code == 0
+    refit = {r["method"]: r for r in csv.DictReader(open(tmp_path / "refit" / "results.csv"))}
+    assert float(refit["wanda"]["layer_error"]) <= err["wanda"]  # the refit only lowers a mask's error
+    assert refit["wanda"]["refit"] == "True"
