@@ -12,6 +12,7 @@ from qselect.classical.models import build_model
 from qselect.cli import main
 
 FAST = ["--epochs", "1", "--hidden", "8,8", "--calib-size", "32"]
+FAST_CKPT = ["--calib-size", "32"]  # a checkpoint brings its own widths and training
 FAST_EVAL = ["--epochs", "1", "--hidden", "8,8"]  # evaluate builds no local problems: no --calib-size
 
 
@@ -121,7 +122,7 @@ def test_named_dataset_needs_a_directory(capsys, tmp_path):
 def test_corrupt_checkpoint(capsys, tmp_path):
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"PK\x03\x04 this is not a checkpoint")
-    msg = fail(["select", "--model", str(bad)] + FAST, capsys, tmp_path)
+    msg = fail(["select", "--model", str(bad)] + FAST_CKPT, capsys, tmp_path)
     assert "corrupt" in msg and str(bad) in msg
 
 
@@ -186,7 +187,7 @@ def test_empty_calibration_set(capsys, tmp_path):
 
 def test_nan_weights(capsys, tmp_path):
     ckpt(tmp_path / "model.pt", nan=True)
-    msg = fail(["select", "--model", str(tmp_path / "model.pt")] + FAST, capsys, tmp_path)
+    msg = fail(["select", "--model", str(tmp_path / "model.pt")] + FAST_CKPT, capsys, tmp_path)
     assert "layers.0.weight" in msg and "NaN" in msg
 
 
