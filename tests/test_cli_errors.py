@@ -13,7 +13,7 @@ from qselect.cli import main
 
 FAST = ["--epochs", "1", "--hidden", "8,8", "--calib-size", "32"]
 FAST_CKPT = ["--calib-size", "32"]  # a checkpoint brings its own widths and training
-FAST_EVAL = ["--epochs", "1", "--hidden", "8,8"]  # evaluate builds no local problems: no --calib-size
+FAST_EVAL = []  # evaluate takes the checkpoint as it is: --epochs/--hidden would be refused
 
 
 def fail(argv, capsys, tmp_path, *, run_dir=True):
