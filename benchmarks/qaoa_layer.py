@@ -38,6 +38,7 @@ from qselect.formulate.weights import weight_problems  # noqa: E402
 from qselect.io import atomic_write_json  # noqa: E402
 from qselect.solvers.exact import ExactSolver  # noqa: E402
 from qselect.solvers.qaoa import QAOASolver  # noqa: E402
+from qselect.solvers.qaoa import batched, optimizers  # noqa: E402,F401  (loaded up front, not mid-run)
 
 LAYER = "layers.2"  # second hidden Linear: 64 neurons x 64 inputs
 

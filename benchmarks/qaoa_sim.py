@@ -7,6 +7,13 @@ n=12 solve by qselect vs the stock qiskit-algorithms QAOA (Aer SamplerV2 + trans
 Every figure is measured in this run on this machine; the JSON holds all of
 them plus the headline ratios ``ratio_eval_n20_native_vs_aer`` and
 ``ratio_solve_n12_vs_qiskit_algorithms``.
+
+QOKit's C simulator is a peer when built first (``bash benchmarks/build_qokit.sh``,
+``--qokit-lib`` to point elsewhere): it, the native complex64 and the native
+complex128 engine take turns on the same costs and angles, with QOKit's OpenMP
+pinned to the native engine's thread count (``OMP_WAIT_POLICY=PASSIVE``);
+``ratio_qokit_vs_native_c64`` / ``_c128`` per n and the ⟨C⟩ agreement are in
+the JSON, and ``qokit`` says which build was measured (or why it is absent).
 """
 from __future__ import annotations
 
@@ -25,6 +32,78 @@ from qselect.io import atomic_write_json  # noqa: E402
 from qselect.problems import QUBO, max_qubits  # noqa: E402
 
 ANGLES = np.array([0.41, 0.23, 0.37, 0.19])  # p = 2: γ1 γ2 β1 β2
+QOKIT_DEFAULT = os.path.join(os.environ.get("TMPDIR", "/tmp"), "qokit-csim", "libcsim.so")
+
+
+class QOKitC:
+    """QOKit's C simulator (``apply_qaoa_furx``, compiled by benchmarks/build_qokit.sh) through ctypes.
+
+    QOKit's layer is exp(-i β ΣX) exp(-i (γ_q/2) C): γ_q = 2γ in qselect's convention (checked
+    against the native engine to 1e-14 in every run: ``qokit_c_value`` vs ``native_numpy_c128_value``).
+    ⟨C⟩ = Σ|ψ|²c is part of the timed call, as in QOKit's own objective.
+    """
+
+    def __init__(self, lib_path):
+        import ctypes
+
+        from numpy.ctypeslib import ndpointer
+
+        self.lib = ctypes.cdll.LoadLibrary(lib_path)
+        f = self.lib.apply_qaoa_furx
+        f.restype = None
+        d = ndpointer(ctypes.c_double, flags="C_CONTIGUOUS")
+        f.argtypes = [d, d, d, d, d, ctypes.c_uint, ctypes.c_size_t, ctypes.c_size_t]
+        self.f = f
+
+    def expectation(self, costs, angles):
+        N = costs.size
+        p = angles.size // 2
+        re = np.full(N, 1 / np.sqrt(N))
+        im = np.zeros(N)
+        self.f(re, im, np.ascontiguousarray(2 * angles[:p]), np.ascontiguousarray(angles[p:]), costs,
+               N.bit_length() - 1, N, p)
+        re *= re
+        im *= im
+        re += im
+        return float(re @ costs)
+
+
+def load_qokit(path):
+    """(QOKitC or None, facts for the JSON)."""
+    info = {"lib": path, "build": None}
+    if not path or not os.path.exists(path):
+        info["available"] = False
+        info["reason"] = (f"no compiled QOKit C simulator at {path!r}: run `bash benchmarks/build_qokit.sh` "
+                          "(pip download of the qokit 0.1.4 sdist + gcc -O3 -fopenmp); the qokit wheel is not "
+                          "used because it silently falls back to its pure-Python simulator")
+        return None, info
+    flags = os.path.join(os.path.dirname(path), "libcsim.flags")
+    info["build"] = open(flags).read().strip() if os.path.exists(flags) else "unknown flags"
+    try:
+        sim = QOKitC(path)
+    except OSError as exc:
+        info["available"] = False
+        info["reason"] = f"could not load {path}: {exc}"
+        return None, info
+    info["available"] = True
+    info["source"] = "qokit 0.1.4 sdist, qokit/fur/c/csim/src (apply_qaoa_furx), headers declared by build_qokit.sh"
+    return sim, info
+
+
+def _interleaved(fns: dict, reps: int, budget: float) -> dict:
+    """{name: (best time, value)}: the candidates take turns, so load swings hit them alike."""
+    best, vals, spent = {}, {}, 0.0
+    for r in range(reps):
+        for name, fn in fns.items():
+            if r and spent > budget:
+                continue
+            t = time.perf_counter()
+            v = fn()
+            dt = time.perf_counter() - t
+            spent += dt
+            vals.setdefault(name, v)
+            best[name] = min(best.get(name, float("inf")), dt)
+    return {k: (best[k], vals[k]) for k in fns}
 
 
 def _timeit(fn, reps: int, budget: float):
@@ -53,7 +132,7 @@ def _costs(q, dtype=np.float64):
     return c
 
 
-def eval_timings(sizes, native_max, reps, budget, slow_cap):
+def eval_timings(sizes, native_max, reps, budget, slow_cap, qokit=None):
     from qselect.circuits.pennylane import PennyLaneQAOARunner
     from qselect.circuits.qiskit import AerQAOARunner
     from qselect.solvers.qaoa.native import NumpyQAOA, check_memory
@@ -76,7 +155,22 @@ def eval_timings(sizes, native_max, reps, budget, slow_cap):
         c = _costs(q, np.float32)
         row["cost_vector_s"] = time.perf_counter() - t
         eng = NumpyQAOA(c, 2, dtype=np.complex64)
-        row["native_numpy_s"], row["native_numpy_value"] = _timeit(lambda: eng.expectation(ANGLES), reps, budget)
+        if n <= max(sizes) + 2:  # native complex64 / complex128 and QOKit's C simulator, interleaved
+            c64 = c.astype(np.float64)
+            eng128 = NumpyQAOA(c64, 2, dtype=np.complex128)
+            fns = {"native_numpy": lambda: eng.expectation(ANGLES),
+                   "native_numpy_c128": lambda: eng128.expectation(ANGLES)}
+            if qokit is not None:
+                fns["qokit_c"] = lambda: qokit.expectation(c64, ANGLES)
+            for name, (t_, v_) in _interleaved(fns, reps, 3 * budget).items():
+                row[name + "_s"], row[name + "_value"] = t_, v_
+            if qokit is not None:
+                row["qokit_value_abs_diff_vs_native_c128"] = abs(row["qokit_c_value"] - row["native_numpy_c128_value"])
+                row["ratio_qokit_vs_native_c64"] = row["qokit_c_s"] / row["native_numpy_s"]
+                row["ratio_qokit_vs_native_c128"] = row["qokit_c_s"] / row["native_numpy_c128_s"]
+            del eng128, c64
+        else:
+            row["native_numpy_s"], row["native_numpy_value"] = _timeit(lambda: eng.expectation(ANGLES), reps, budget)
         if n <= 24:  # the adjoint keeps a second state: skip it where memory is tight
             t = time.perf_counter()
             eng.value_and_grad(ANGLES)
@@ -136,7 +230,8 @@ def solve_comparison(n=12, p=2, maxiter=100, seed=0):
     }
 
 
-_COLUMNS = [("native_numpy_s", "native NumPy"), ("native_numpy_value_and_grad_s", "native ⟨C⟩+gradient"),
+_COLUMNS = [("native_numpy_s", "native NumPy"), ("native_numpy_c128_s", "native NumPy c128"),
+            ("qokit_c_s", "QOKit C (-O3, OpenMP)"), ("native_numpy_value_and_grad_s", "native ⟨C⟩+gradient"),
             ("native_torch_cpu_s", "native torch (CPU)"), ("aer_statevector_s", "Aer statevector"),
             ("pennylane_lightning_s", "PennyLane lightning")]
 
@@ -162,13 +257,23 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="reduced run: n ≤ 16, native up to 20")
     ap.add_argument("--native-max", type=int, default=None,
                     help="largest n for the native engine (default 30, capped by available memory)")
+    ap.add_argument("--qokit-lib", default=os.environ.get("QSELECT_QOKIT_LIB", QOKIT_DEFAULT),
+                    help="QOKit's compiled C simulator (built by benchmarks/build_qokit.sh)")
     args = ap.parse_args(argv)
+    from qselect.solvers.qaoa.native import _threads
+
+    # the same threads for QOKit's OpenMP as the native engine uses; passive waits on a shared machine
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads()))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    qokit, qokit_info = load_qokit(args.qokit_lib)
+    qokit_info.update(omp_num_threads=os.environ["OMP_NUM_THREADS"], omp_wait_policy=os.environ["OMP_WAIT_POLICY"],
+                      native_threads=_threads())
     sizes = [8, 12, 16] if args.quick else [8, 12, 16, 20, 22, 24]
     native_max = args.native_max or (20 if args.quick else 30)
     native_max = min(native_max, max_qubits(8 + 4 + 2))  # complex64 state + float32 costs + build scratch
     t0 = time.perf_counter()
     load0 = list(os.getloadavg())
-    rows = eval_timings(sizes, native_max, reps=3 if args.quick else 5, budget=10.0, slow_cap=60.0)
+    rows = eval_timings(sizes, native_max, reps=3 if args.quick else 5, budget=10.0, slow_cap=60.0, qokit=qokit)
     solve = solve_comparison()
     by_n = {r["n"]: r for r in rows}
     r20 = by_n.get(20, {})
@@ -183,6 +288,11 @@ def main(argv=None):
         "solve_n12_expectation_qselect": solve["qselect"]["expectation"],
         "solve_n12_expectation_qiskit_algorithms": solve["qiskit_algorithms"]["expectation"],
         "largest_native_n": largest,
+        "qokit": qokit_info,
+        "ratio_qokit_vs_native_c64": {r["n"]: r["ratio_qokit_vs_native_c64"] for r in rows
+                                      if "ratio_qokit_vs_native_c64" in r},
+        "ratio_qokit_vs_native_c128": {r["n"]: r["ratio_qokit_vs_native_c128"] for r in rows
+                                       if "ratio_qokit_vs_native_c128" in r},
         "eval": rows,
         "solve": solve,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
@@ -197,6 +307,9 @@ def main(argv=None):
     print(f"ratio_solve_n12_vs_qiskit_algorithms = {ratio_solve:.1f} "
           f"(energy qselect {solve['qselect']['energy']:.6g} vs qiskit-algorithms "
           f"{solve['qiskit_algorithms']['energy']:.6g}; optimum {solve['optimum_energy']:.6g})")
+    print(f"QOKit: {qokit_info.get('build') or qokit_info.get('reason')}")
+    print(f"ratio QOKit / native complex64 per n: {out['ratio_qokit_vs_native_c64']}")
+    print(f"ratio QOKit / native complex128 per n: {out['ratio_qokit_vs_native_c128']}")
     print(f"largest native n = {largest}; wrote {args.out}")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from ...ansatz import check_mixer, ring_pairs
 from ...errors import QSelectError
 from ...problems.bits import popcounts
-from .native import (NumpyQAOA, abs2, _group_generator, _groups, _hamming_cached, _rotation_signs, real_dtype,
+from .native import (NumpyQAOA, abs2, phase_into, _group_generator, _groups, _hamming_cached, _rotation_signs, real_dtype,
                      single_thread_blas)
 
 
@@ -103,8 +103,7 @@ class BatchedNumpyQAOA:
         f = np.empty(costs.shape, self.rdtype)
         np.multiply(costs, -gamma[:, None], out=f)
         h = np.empty(costs.shape, self.dtype)
-        np.cos(f, out=h.real)
-        np.sin(f, out=h.imag)
+        phase_into(f, h)
         for s in states:
             s *= h
 

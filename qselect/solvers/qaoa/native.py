@@ -63,9 +63,11 @@ _limited = threading.local()
 
 @contextmanager
 def single_thread_blas():
-    """Context pinning BLAS to one thread: the mixer issues many small matmuls, and
-    multi-threaded BLAS on them is up to 40× slower on a busy (shared) machine.
-    Re-entering is free (the solver holds it around the whole optimisation)."""
+    """Pin BLAS to one thread while the mixer runs.
+
+    Context pinning BLAS to one thread: the mixer issues many small matmuls, and multi-threaded BLAS on them is up to
+    40× slower on a busy (shared) machine. Re-entering is free (the solver holds it around the whole optimisation).
+    """
     c = _controller()
     if c is None or getattr(_limited, "on", False):
         yield
@@ -94,10 +96,11 @@ def real_dtype(dtype) -> np.dtype:
 
 def check_memory(n: int, dtype=np.complex128, gradient: bool = True, what: str = "the QAOA statevector",
                  cost_dtype=np.float64, batch: int = 1) -> None:
-    """Refuse before allocating: state (+ adjoint state) + the engine's real cost vector, plus the
-    problem's cost vector where it is built in another precision and its half-size build scratch.
-    ``batch`` problems simulated together (``batched.BatchedNumpyQAOA``) need all of it per problem,
-    plus one more state each (the batched adjoint's scratch).
+    """Refuse a QAOA simulation that would not fit in memory, before allocating.
+
+    Refuse before allocating: state (+ adjoint state) + the engine's real cost vector, plus the problem's cost vector
+    where it is built in another precision and its half-size build scratch. ``batch`` problems simulated together
+    (``batched.BatchedNumpyQAOA``) need all of it per problem, plus one more state each (the batched adjoint's scratch).
 
     Parameters
     ----------
@@ -125,9 +128,13 @@ def check_memory(n: int, dtype=np.complex128, gradient: bool = True, what: str =
 
 
 def cost_dtype_for(n: int, dtype, exact_final_qubits: int) -> np.dtype:
-    """Precision to build the cost vector in: float64 where the final state is re-evaluated in
-    double precision (small n) or the engine runs in complex128, else the engine's float32,
-    which saves the transient 8-byte copy (what lets n = 30 fit in 24 GB).
+    """Precision to build the cost vector in.
+
+    Precision to build the cost vector in.
+
+    Precision to build the cost vector in: float64 where the final state is re-evaluated in double precision (small n)
+    or the engine runs in complex128, else the engine's float32, which saves the transient 8-byte copy (what lets n = 30
+    fit in 24 GB).
 
     Parameters
     ----------
@@ -168,6 +175,41 @@ def abs2(z: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | Non
     return out
 
 
+def phase_into(f: np.ndarray, h: np.ndarray) -> None:
+    """Write the phase cos f + i sin f into ``h`` elementwise.
+
+    h = cos f + i sin f elementwise (f real, h complex of f's shape).
+
+    float64 goes through torch's vectorised (SLEEF) kernels, on one thread: NumPy's float64
+    sin/cos are scalar libm calls on CPUs without AVX-512, which made the cost phase the
+    main loss of the complex128 path (measured ~4× slower than torch's for 2^17 entries;
+    float32 is vectorised in NumPy). Every engine calls this one function, so batched and
+    single states keep the same bits.
+
+    Parameters
+    ----------
+    f : numpy.ndarray, real
+    h : numpy.ndarray, complex
+        Written in place.
+    """
+    if f.dtype == np.float64 and f.size >= 4096:
+        import torch
+
+        tf = torch.from_numpy(f)
+        threads = torch.get_num_threads()
+        if threads != 1:  # the engine's own threads split the state; torch's pool would only spin
+            torch.set_num_threads(1)
+        try:
+            torch.cos(tf, out=torch.from_numpy(h.real))
+            torch.sin(tf, out=torch.from_numpy(h.imag))
+        finally:
+            if threads != 1:
+                torch.set_num_threads(threads)
+        return
+    np.cos(f, out=h.real)
+    np.sin(f, out=h.imag)
+
+
 def _groups(n: int, m: int | None = None) -> list[tuple[int, int]]:
     m = m or _GROUP
     return [(q, min(m, n - q)) for q in range(0, n, m)]
@@ -180,13 +222,15 @@ def _hamming(m: int) -> np.ndarray:
 
 
 def _group_view(row: np.ndarray, q0: int, m: int) -> np.ndarray:
-    """row as (A, 2^m, 2^q0): axis 1 indexes qubits q0..q0+m-1 (a view, never a copy)."""
+    """View a state row as (A, 2^m, 2^q0): axis 1 indexes qubits q0..q0+m-1 (a view, never a copy)."""
     return row.reshape(-1, 1 << m, 1 << q0)
 
 
 def _apply_real(M: np.ndarray, MkT, blk: np.ndarray, buf: np.ndarray) -> np.ndarray:
     """Real M acting on axis 1 of a float block (ca, 2^m, 2B) of interleaved complex numbers.
-    Lowest group (last axis = re/im pair): one (rows × 2^{m+1}) @ kron(M, I2)ᵀ gemm."""
+
+    Lowest group (last axis = re/im pair): one (rows × 2^{m+1}) @ kron(M, I2)ᵀ gemm.
+    """
     if blk.shape[2] == 2:
         b2 = blk.reshape(blk.shape[0], -1)
         return np.matmul(b2, MkT, out=buf[:b2.size].reshape(b2.shape)).reshape(blk.shape)
@@ -224,7 +268,7 @@ def _kron_eye2_T(M: np.ndarray) -> np.ndarray:
 
 
 def _kron_at(a: np.ndarray, t: int, m: int) -> np.ndarray:
-    """a acting on factor t of an m-fold tensor product (identity elsewhere)."""
+    """Kronecker product with ``a`` on factor t of an m-fold tensor product (identity elsewhere)."""
     out = np.ones((1, 1))
     for i in range(m):
         out = np.kron(out, a if i == t else np.eye(2))
@@ -329,7 +373,7 @@ class NumpyQAOA:
         return [x for f in futs for x in f.result()]
 
     def _phase(self, rows, gamma: float, weights=None):
-        """rows *= exp(-iγ c) chunk by chunk (weights defaults to the cost)."""
+        """Multiply the rows by exp(-iγ c) chunk by chunk (weights default to the cost)."""
         c = self.costs if weights is None else weights
 
         def step(c0, buf, fbuf):
@@ -337,17 +381,19 @@ class NumpyQAOA:
             f = fbuf[:cs.size]
             np.multiply(cs, -gamma, out=f)
             h = buf[:cs.size]
-            np.cos(f, out=h.real)
-            np.sin(f, out=h.imag)
+            phase_into(f, h)
             for r in rows:
                 r[c0:c0 + _CHUNK] *= h
 
         self._chunked(step)
 
     def _run_blocks(self, q0: int, m: int, fn, float_view: bool = False) -> list:
-        """fn(idx, scratch) for every block of a qubit group; blocks are disjoint, so large
-        states are split across threads (numpy releases the GIL in matmul). With
-        ``float_view`` the row is the interleaved real view (2N floats, q0 shifted by one)."""
+        """Apply ``fn(idx, scratch)`` to every block of a qubit group, threads sharing large states.
+
+        fn(idx, scratch) for every block of a qubit group; blocks are disjoint, so large states are split across threads
+        (numpy releases the GIL in matmul). With ``float_view`` the row is the interleaved real view (2N floats, q0
+        shifted by one).
+        """
         key = (q0, m, float_view)
         if key not in self._block_cache:
             size, ch = (2 * self.N, 2 * self._chunk) if float_view else (self.N, self._chunk)
@@ -361,8 +407,11 @@ class NumpyQAOA:
         return [x for f in futs for x in f.result()]
 
     def _rotation(self, m: int, beta: float, low: bool):
-        """(⊗^m [[c, s], [-s, c]], its kron(·, I2)ᵀ for the lowest group), cached per β:
-        the backward sweep needs β's inverse, which is just the transpose."""
+        """The real mixer matrix of a qubit group at β, cached.
+
+        (⊗^m [[c, s], [-s, c]], its kron(·, I2)ᵀ for the lowest group), cached per β: the backward sweep needs β's
+        inverse, which is just the transpose.
+        """
         key = (m, float(abs(beta)), low)
         hit = self._rot_cache.get(key)
         if hit is None:
@@ -405,8 +454,11 @@ class NumpyQAOA:
         return v[:, 0, :, 1, :], v[:, 1, :, 0, :]  # (x_hi, x_lo) = (0,1) and (1,0)
 
     def _pair_blocks(self, i, j) -> list:
-        """(index, scratch, scratch) per block of ≤ _CHUNK/2 entries of a pair view (A, M, L), cached;
-        the two scratches are disjoint halves of self._buf shaped like the block."""
+        """Block indices and scratch buffers of a pair view, cached.
+
+        (index, scratch, scratch) per block of ≤ _CHUNK/2 entries of a pair view (A, M, L), cached; the two scratches
+        are disjoint halves of self._buf shaped like the block.
+        """
         key = ("xy", i, j)
         if key not in self._block_cache:
             lo, hi = min(i, j), max(i, j)
@@ -420,8 +472,11 @@ class NumpyQAOA:
         return self._block_cache[key]
 
     def _xy_pair(self, rows, i, j, beta):
-        """exp(-iβ(XX+YY)/2) on pair (i, j): a rotation of the |01>, |10> amplitudes, in place
-        block by block through cache-sized scratch (no quarter-state temporaries)."""
+        """Apply exp(-iβ(XX+YY)/2) to one qubit pair in place.
+
+        exp(-iβ(XX+YY)/2) on pair (i, j): a rotation of the |01>, |10> amplitudes, in place block by block through
+        cache-sized scratch (no quarter-state temporaries).
+        """
         c, s = np.cos(beta), -1j * np.sin(beta)
         for r in rows:
             a, b = self._pair_views(r, i, j)
