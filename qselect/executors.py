@@ -45,6 +45,7 @@ class Executor:
     :class:`ProcessExecutor` (a local process pool), :class:`DaskExecutor`
     (a Dask cluster). The same items give the same results on any of them.
     """
+
     name = "executor"
 
     def map(self, fn: Callable, items: Sequence, progress=False) -> list:
@@ -68,6 +69,7 @@ class Executor:
 
 class InlineExecutor(Executor):
     """Run every item in this process, one after another (no start-up cost)."""
+
     name = "inline"
 
     def map(self, fn, items, progress=False):
@@ -98,6 +100,7 @@ class ProcessExecutor(Executor):
         Number of processes; default the CPU count. With one worker or one
         item it runs inline.
     """
+
     name = "process"
 
     def __init__(self, workers: int | None = None):
@@ -149,6 +152,7 @@ class DaskExecutor(Executor):
     QSelectError
         If the scheduler cannot be reached within ``timeout``.
     """
+
     name = "dask"
 
     def __init__(self, client_or_address: Any, timeout: float | None = None):

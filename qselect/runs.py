@@ -82,8 +82,9 @@ def device_info() -> dict[str, Any]:
 
 
 def check_run_dir(run_dir) -> None:
-    """Refuse a folder that already holds a finished run: overwriting file by file would mix
-    two runs' reports. The CLI calls this before any work starts, ``Run.create`` again.
+    """Refuse a folder that already holds a finished run: overwriting file by file would mix two runs' reports.
+
+    The CLI calls this before any work starts, ``Run.create`` again.
 
     Parameters
     ----------

@@ -48,7 +48,6 @@ def validate(cfg: dict) -> dict:
     ------
     QSelectError
         Naming the first bad value and its option.
-
     """
     if not cfg["methods"]:
         raise QSelectError("no methods given; e.g. --methods magnitude,random,sa,qaoa")
@@ -110,7 +109,6 @@ def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
     -----
     Writes ``results.csv`` (one row per method × sparsity × seed),
     ``problems.csv``, plots, ``summary.md`` and ``report.json`` into the run directory.
-
     """
     cfg = validate(dict(cfg))
     con = Console(cfg["quiet"], cfg["verbose"])
@@ -198,8 +196,10 @@ def _one(cfg, con, data, parent, calib, layers, seed, sparsity, executor):
 
 
 def _add_references(cfg, problem_rows, selections):
-    """Gap of every solver's energy to the exact optimum of the very problem it solved (up to
-    --exact-limit bits; identical problems are searched once), else to the best energy found.
+    """Energy gap of every solver to the exact optimum of the problem it solved.
+
+    Up to --exact-limit bits (identical problems are searched once); larger problems are compared with the best energy
+    found.
     """
     if not problem_rows:
         return
@@ -238,7 +238,6 @@ def aggregate(rows) -> list[dict]:
     list of dict
         ``method``, ``sparsity``, ``runs``, and ``<key>`` / ``<key>_std`` for each measured key
         (sample standard deviation; 0 for a single seed).
-
     """
     groups: dict[tuple, list[dict]] = {}
     for r in rows:

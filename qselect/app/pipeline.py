@@ -1,5 +1,6 @@
-"""The experiment steps the commands share:
-data, parent model, calibration batch, selection by any method, evaluation before and after fine-tuning.
+"""The experiment steps the commands share.
+
+Data, parent model, calibration batch, selection by any method, evaluation before and after fine-tuning.
 
 Kept free of argparse so that tests (and notebooks) can call the same steps the
 CLI runs. Every step takes its seed explicitly: on CPU the same config gives
@@ -42,7 +43,6 @@ def validate_experiment(cfg: dict) -> dict:
     Returns
     -------
     dict
-
     """
     for key, low in (("epochs", 0), ("finetune_epochs", 0), ("batch_size", 1), ("p", 1)):
         if key in cfg:
@@ -62,9 +62,10 @@ def validate_experiment(cfg: dict) -> dict:
 
 
 def _check_hidden_keep_units(cfg: dict) -> None:
-    """For the built-in MLP (widths known before it is built), refuse a sparsity at which a pruned
-    hidden layer would keep no unit (neuron) or no input per unit (weight/nk); the selection itself
-    checks every other model once it is loaded.
+    """Refuse a sparsity at which a hidden layer of the built-in MLP would keep nothing.
+
+    For the built-in MLP (widths known before it is built), refuse a sparsity at which a pruned hidden layer would keep
+    no unit (neuron) or no input per unit (weight/nk); the selection itself checks every other model once it is loaded.
     """
     from ..validation import check_keeps_some
 
@@ -84,8 +85,10 @@ _MAX_INPUT_FEATURES = 3072
 
 
 def _check_mlp_fits(cfg: dict) -> None:
-    """Refuse MLP widths whose weights (with gradients, optimiser state and copies) cannot fit
-    in memory, before anything is created (the allocation itself would fail mid-run).
+    """Refuse MLP widths whose training state cannot fit in memory.
+
+    Refuse MLP widths whose weights (with gradients, optimiser state and copies) cannot fit in memory, before anything
+    is created (the allocation itself would fail mid-run).
     """
     from ..problems.memory import available_bytes
 
@@ -117,7 +120,6 @@ def load_data(cfg: dict):
     ------
     QSelectError
         If the dataset files are missing or malformed.
-
     """
     from ..classical.data import load_dataset
 
@@ -151,7 +153,6 @@ def train_config(cfg: dict, epochs: int, seed: int, progress: bool):
     Returns
     -------
     TrainConfig
-
     """
     from ..classical.train import TrainConfig
 
@@ -160,9 +161,10 @@ def train_config(cfg: dict, epochs: int, seed: int, progress: bool):
 
 
 def drop_unused_model_options(cfg: dict, given) -> dict:
-    """A checkpoint brings its own architecture and training:
-    refuse ``--hidden``/``--epochs`` given with one, and leave the defaults out of ``cfg`` (so config.toml records
-    only what was used).
+    """Check the options that a checkpoint fixes.
+
+    A checkpoint brings its own architecture and training: refuse ``--hidden``/``--epochs`` given with one, and leave
+    the defaults out of ``cfg`` (so config.toml records only what was used).
 
     Parameters
     ----------
@@ -179,7 +181,6 @@ def drop_unused_model_options(cfg: dict, given) -> dict:
     ------
     QSelectError
         When an option that cannot apply was set explicitly.
-
     """
     name = str(cfg.get("model", "mlp"))
     checkpoint = name not in IMAGE_MODELS + ("mlp",)
@@ -214,7 +215,6 @@ def prepare_parent(cfg: dict, data, progress: bool = False):
     ------
     QSelectError
         On a bad checkpoint or NaN weights.
-
     """
     from ..classical.checkpoint import load_checkpoint
     from ..classical.data import make_loader
@@ -266,7 +266,6 @@ def checkpoint_meta(parent_info: dict, cfg: dict) -> dict:
     Returns
     -------
     dict
-
     """
     return {"model": parent_info["model"], "model_kwargs": parent_info["model_kwargs"],
             "input_shape": parent_info["input_shape"], "num_classes": parent_info["num_classes"],
@@ -289,7 +288,6 @@ def check_finite(model, where: str = "the model") -> None:
     ------
     QSelectError
         Naming the parameter with NaN/inf.
-
     """
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):
         if t.is_floating_point() and not bool(t.isfinite().all()):
@@ -310,7 +308,6 @@ def calibration_inputs(data, size: int, seed: int):
     Returns
     -------
     torch.Tensor
-
     """
     import torch
 
@@ -334,7 +331,6 @@ def hidden_layers(model, layers=None) -> list[str]:
     Returns
     -------
     list of str
-
     """
     from ..classical.masks import prunable_parameters
 
@@ -364,7 +360,6 @@ def make_executor(spec: str, formulation: str):
     Returns
     -------
     Executor or None
-
     """
     from ..executors import get_executor
 
@@ -381,7 +376,6 @@ def close_executor(executor) -> None:
     Parameters
     ----------
     executor : Executor or None
-
     """
     if executor is not None:
         executor.close()
@@ -402,7 +396,6 @@ def executor_for(spec: str, formulation: str):
     Returns
     -------
     context manager yielding Executor or None
-
     """
     executor = make_executor(spec, formulation)
     try:
@@ -426,7 +419,6 @@ def make_solver(name: str, *, seed: int, backend: str = "native", p: int = 1):
     Returns
     -------
     Solver
-
     """
     from ..solvers import get_solver, solver_class
 
@@ -451,8 +443,9 @@ WHOLE = 1 << 20
 
 
 def block_size(solver: str, cfg: dict) -> int:
-    """Largest block a solver gets:
-    the qubit budget for QAOA, whole problems for classical heuristics, and blocks of ``exact_limit`` bits for exact
+    """Largest block a solver gets.
+
+    The qubit budget for QAOA, whole problems for classical heuristics, and blocks of ``exact_limit`` bits for exact
     search (its cost is 2^n).
 
     Parameters
@@ -464,7 +457,6 @@ def block_size(solver: str, cfg: dict) -> int:
     Returns
     -------
     int
-
     """
     if solver in QUANTUM_SOLVERS:
         return int(cfg["qubits"])
@@ -486,7 +478,6 @@ class MethodResult:
     selection : Selection or None
         The local problems and their answers, for local-problem methods.
     info : dict
-
     """
 
     method: str
@@ -518,7 +509,6 @@ def select(method: str, model, calib, cfg: dict, *, sparsity: float, seed: int, 
     Returns
     -------
     MethodResult
-
     """
     t0 = time.perf_counter()
     if method in PRUNER_METHODS:
@@ -579,7 +569,6 @@ def evaluate_masks(parent, masks: dict, data, cfg: dict, *, seed: int, finetune_
     -------
     metrics : dict
     child : torch.nn.Module
-
     """
     from ..classical.data import make_loader
     from ..classical.masks import apply_masks, mask_sparsity
@@ -627,7 +616,6 @@ def refit_weights(res: MethodResult, model, calib, sparsity: float, damping: flo
     -------
     MethodResult
         ``res``, with ``info["weights"]`` and its seconds increased by the refit's.
-
     """
     from ..pruners import fixed_masks_fn, prune_layers
 
@@ -655,7 +643,6 @@ def held_out_layer_error(parent, masks: dict, data, weights: dict | None = None)
     Returns
     -------
     float
-
     """
     from ..pruners import PruneResult, layer_error
 
@@ -672,7 +659,6 @@ def weight_sparsity(masks: dict) -> float:
     Returns
     -------
     float
-
     """
     kept = total = 0
     for name, m in masks.items():
@@ -693,7 +679,6 @@ def problem_rows(selection, *, method: str | None = None) -> list[dict]:
     Returns
     -------
     list of dict
-
     """
     from ..solvers.controls import control_fields
 

@@ -83,8 +83,7 @@ def check_choice(value: str, valid: Iterable[str], what: str, flag: str) -> str:
 
 
 def check_sparsity(value: float, flag: str = "--sparsity") -> float:
-    """Return ``value`` as a float in [0, 1): the toolkit's one sparsity rule
-    (``qselect.validation.check_sparsity``).
+    """Return ``value`` as a float in [0, 1): the toolkit's one sparsity rule (``qselect.validation.check_sparsity``).
 
     Parameters
     ----------
@@ -128,8 +127,9 @@ def check_positive(value: int, name: str, flag: str, minimum: int = 1) -> int:
 
 
 def check_qubits(qubits: int, solver: str, backend: str) -> int:
-    """The qubit budget must fit the backend and this machine's memory (QAOA only: classical
-    solvers are not held to a qubit budget).
+    """Check that the qubit budget fits the backend and this machine's memory.
+
+    QAOA only: classical solvers are not held to a qubit budget.
 
     Parameters
     ----------

@@ -106,7 +106,6 @@ def qaoa_ansatz(n: int, terms: dict, angles, p: int, mixer: str = "x", k: int | 
     E. Farhi, J. Goldstone, S. Gutmann, "A Quantum Approximate Optimization Algorithm",
     arXiv:1411.4028 (2014).
     """
-
     if mixer == "xy":
         dicke_preparation(n, k)
     else:

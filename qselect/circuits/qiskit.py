@@ -152,7 +152,6 @@ def qaoa_circuit(problem, p: int, mixer: str = "x", k: int | None = None, measur
     E. Farhi, J. Goldstone, S. Gutmann, "A Quantum Approximate Optimization Algorithm",
     arXiv:1411.4028 (2014).
     """
-
     n = problem.n
     terms, _, _ = normalised_terms(problem, max_order)
     if mixer == "x":  # k is ignored: the X mixer starts from |+>^n

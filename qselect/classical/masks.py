@@ -89,8 +89,11 @@ def tied_parameters(model: nn.Module) -> dict[str, str]:
 
 
 def _merge_tied(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> tuple[Masks, dict[str, list[str]]]:
-    """Masks keyed by first names, and {first name: [every name sharing it]}; refuses two
-    different masks for one shared tensor."""
+    """Masks keyed by first names, and the names that share each tied tensor.
+
+    Masks keyed by first names, and {first name: [every name sharing it]}; refuses two different masks for one shared
+    tensor.
+    """
     tied = tied_parameters(model)
     groups: dict[str, list[str]] = {}
     for alias, first in tied.items():

@@ -121,6 +121,7 @@ class BasicBlock(nn.Module):
     K. He, X. Zhang, S. Ren, J. Sun, "Deep Residual Learning for Image
     Recognition", CVPR 2016.
     """
+
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
@@ -205,6 +206,7 @@ class Attention(nn.Module):
     ----------
     A. Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
     """
+
     def __init__(self, dim: int, heads: int):
         super().__init__()
         if dim % heads:

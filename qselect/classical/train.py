@@ -395,7 +395,9 @@ def _first_step(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: torch.T
 
 
 def call_or_explain(fn: Callable, explain: Callable[[str], str]):
-    """``fn()``; a RuntimeError/IndexError it raises (a model that does not fit its inputs) becomes one
+    """Call ``fn()``, turning a shape error into one explained line.
+
+    ``fn()``; a RuntimeError/IndexError it raises (a model that does not fit its inputs) becomes one
     ``QSelectError(explain(first line of torch's message))``.
 
     Parameters

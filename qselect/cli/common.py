@@ -173,8 +173,9 @@ def add_model_options(parser: argparse.ArgumentParser, *, epochs: int = 20, hidd
 
 def add_selection_options(parser: argparse.ArgumentParser, *, solver: bool = True, sparsity: bool = True,
                           simulator: bool = True, calib_size: int = 256, p: int = 1) -> None:
-    """The local problems and their solver: ``--formulation --solver --backend --sparsity --qubits --p
-    --layers --calib-size``.
+    """Add the options of the local problems and their solver.
+
+    ``--formulation --solver --backend --sparsity --qubits --p --layers --calib-size``.
 
     Parameters
     ----------

@@ -1,5 +1,4 @@
-"""``qselect evaluate``: accuracy of a model under a masks file, before and after fine-tuning.
-"""
+"""``qselect evaluate``: accuracy of a model under a masks file, before and after fine-tuning."""
 from __future__ import annotations
 
 from ..app import evaluate as app

@@ -1,5 +1,6 @@
-"""``qselect select``: model + data + formulation + solver + sparsity + qubit budget
-→ masks file and per-problem results in a run directory.
+"""``qselect select``: masks for a model's layers from its solved local problems.
+
+Model + data + formulation + solver + sparsity + qubit budget → masks file and per-problem results in a run directory.
 """
 from __future__ import annotations
 

@@ -73,10 +73,11 @@ def _batches(inputs):
 @torch.no_grad()
 def collect_activations(model: nn.Module, inputs, layers: Iterable[str] | None = None
                         ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Run ``model`` on ``inputs`` (a tensor, or an iterable of batches / (x, y) pairs)
-    and return ``{layer: (inputs_to_layer, outputs)}`` for the named layers
-    (default every Linear/Conv2d), concatenated over batches, detached, on the
-    model's device. The model runs in eval mode and is restored afterwards.
+    """Each named layer's inputs and outputs on a calibration batch.
+
+    Run ``model`` on ``inputs`` (a tensor, or an iterable of batches / (x, y) pairs) and return ``{layer:
+    (inputs_to_layer, outputs)}`` for the named layers (default every Linear/Conv2d), concatenated over batches,
+    detached, on the model's device. The model runs in eval mode and is restored afterwards.
 
     Parameters
     ----------

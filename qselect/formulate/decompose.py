@@ -142,8 +142,9 @@ def partition(kind: str, problem: Problem, x: np.ndarray, qubits: int,
 
 
 def seeded_copy(inner: Solver, *parts: int) -> Solver:
-    """``inner`` with its own seed mixed with ``parts`` (sweep, block): independent draws per
-    block instead of one stream replayed in every block. Unseeded solvers pass through.
+    """A copy of ``inner`` whose seed is mixed with ``parts`` (sweep, block).
+
+    Independent draws per block instead of one stream replayed in every block. Unseeded solvers pass through.
 
     Parameters
     ----------
@@ -254,12 +255,13 @@ class BlockSolver(Solver):
                 return done.value
 
     def solve_many(self, problems, executor=None, progress=False) -> list[SolveResult]:
-        """Solve independent problems; with an inner solver that solves many problems at once
-        (a ``solve_batch(problems, seeds)`` method, e.g. native QAOA) and no executor, the block
-        descents of all problems advance in lock-step and each round's blocks go to the inner
-        solver as one batch. Every problem still sees its blocks in its own order (Gauss–Seidel),
-        so the answers are those of solving the problems one by one with that inner solver's
-        batch results.
+        """Solve independent problems, the blocks of all of them batched together where possible.
+
+        Solve independent problems; with an inner solver that solves many problems at once (a ``solve_batch(problems,
+        seeds)`` method, e.g. native QAOA) and no executor, the block descents of all problems advance in lock-step and
+        each round's blocks go to the inner solver as one batch. Every problem still sees its blocks in its own order
+        (Gauss–Seidel), so the answers are those of solving the problems one by one with that inner solver's batch
+        results.
 
         Parameters
         ----------
@@ -305,8 +307,10 @@ class BlockSolver(Solver):
         return out
 
     def _descent(self, problem: Problem):
-        """The block descent as a coroutine: yields (solver, block problem), receives its result,
-        returns the final SolveResult."""
+        """Run the block descent as a coroutine.
+
+        Yields (solver, block problem), receives its result, and returns the final SolveResult.
+        """
         if problem.n <= self.qubits:
             res = keep_k(problem, (yield self.inner, problem))
             res.info.setdefault("sweeps", 0)

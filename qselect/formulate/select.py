@@ -326,8 +326,11 @@ def _next_layers(model: nn.Module, names: list[str], order: list[str], strict: b
 
 
 def _check_layers_keep_units(modules, names, formulation: str, sparsity: float, K, nk_rest: str) -> None:
-    """Refuse, before any solving, a sparsity at which a layer would keep no unit (or no input of
-    any unit): the network would be cut there and fall to chance accuracy."""
+    """Refuse a sparsity at which a layer would keep no unit, before any solving.
+
+    Refuse, before any solving, a sparsity at which a layer would keep no unit (or no input of any unit): the network
+    would be cut there and fall to chance accuracy.
+    """
     for name in names:
         w = getattr(modules[name], "weight", None)
         if w is None or w.ndim < 2:

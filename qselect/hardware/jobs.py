@@ -70,6 +70,7 @@ class JobRunner:
     pack_size : int or None
         Largest number of PUBs per job.
     """
+
     def __init__(self, service: Service, ledger: Ledger, run_id: str, *, timeout: float | None = None,
                  poll_interval: float | None = None, resubmit_failed: bool = False,
                  crash_hook: Callable[[str], None] | None = None, pack_size: int | None = None):
@@ -87,9 +88,11 @@ class JobRunner:
 
     # -- packing -----------------------------------------------------------
     def pubs_per_job(self, shots: int, circuit_bytes: int | None = None) -> int:
-        """Most PUBs one job may carry: executions (circuits x shots, IBM: 10 million), the input size
-        (IBM: 50 MB, from ``circuit_bytes`` of the largest circuit with a 2x margin for encoding) and any
-        PUB limit the service declares (IBM enforces none).
+        """Most PUBs one job may carry.
+
+        Most PUBs one job may carry: executions (circuits x shots, IBM: 10 million), the input size (IBM: 50 MB, from
+        ``circuit_bytes`` of the largest circuit with a 2x margin for encoding) and any PUB limit the service declares
+        (IBM enforces none).
 
         Parameters
         ----------
@@ -106,8 +109,10 @@ class JobRunner:
         return max(1, min(limits))
 
     def pack(self, pubs: list[Pub], shots: int) -> list[list[Pub]]:
-        """Consecutive chunks; the size is frozen in the plan (``pack_size``) so a resumed run,
-        even under changed backend limits, rebuilds exactly the job units its ledger holds.
+        """Pack PUBs into jobs of consecutive chunks.
+
+        The size is frozen in the plan (``pack_size``) so a resumed run, even under changed backend limits, rebuilds
+        exactly the job units its ledger holds.
 
         Parameters
         ----------
@@ -230,8 +235,11 @@ class JobRunner:
         return self._submit(key, batch, shots, 0)
 
     def _find_by_tag(self, rec: JobRecord) -> list[str]:
-        """Jobs carrying ``rec``'s tag; an empty answer counts only once the listing has caught
-        up with the last submit attempt (``Service.listing_lag``), so it is asked twice if need be."""
+        """Job ids carrying ``rec``'s tag, asking twice while the listing may lag.
+
+        Jobs carrying ``rec``'s tag; an empty answer counts only once the listing has caught up with the last submit
+        attempt (``Service.listing_lag``), so it is asked twice if need be.
+        """
         with sanitised_errors(f"looking up job tag {rec.tag}"):
             found = list(self.service.find_jobs(rec.tag))
         self._hook("after_lookup")

@@ -62,8 +62,10 @@ MODEL_FILE = "model.pt"
 
 
 def save_selection_context(run_dir, parent, parent_info, cfg, sel, layers) -> None:
-    """What `fetch` needs to turn device answers into masks later, without the original process:
-    the parent (model.pt), every local problem, where its bits land, and its classical answer.
+    """Save what ``fetch`` needs to turn device answers into masks later.
+
+    Without the original process: the parent (model.pt), every local problem, where its bits land, and its classical
+    answer.
 
     Parameters
     ----------

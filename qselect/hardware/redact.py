@@ -73,8 +73,11 @@ def redact(text) -> str:
 
 @contextlib.contextmanager
 def redacted_errors():
-    """Let exceptions through untouched unless their text holds a secret; those become a
-    redacted one-line ``HardwareError`` (the raw one is not chained, so no traceback shows it)."""
+    """Redact exceptions whose text holds a secret.
+
+    Let exceptions through untouched unless their text holds a secret; those become a redacted one-line
+    ``HardwareError`` (the raw one is not chained, so no traceback shows it).
+    """
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - any type may carry a client's message

@@ -662,8 +662,11 @@ class HardwareRun:
             self.angles[pid] = ramp_angles(cfg.p) if cfg.strategy == "spsa" else [float(a) for a in res.angles]
 
     def _check_resources(self) -> None:
-        """Compiled resources per problem ("before": one level-1 pass, as a reference), the device
-        limit of 2-qubit gates per circuit, and a warning where the estimated fidelity is low."""
+        """Compiled resources per problem, with the device limits and fidelity warnings.
+
+        Compiled resources per problem ("before": one level-1 pass, as a reference), the device limit of 2-qubit gates
+        per circuit, and a warning where the estimated fidelity is low.
+        """
         e2q = self.service.two_qubit_error() or 1e-2
         if hasattr(self.circuits, "angles_hint"):
             self.circuits.angles_hint = dict(self.angles)
@@ -686,9 +689,12 @@ class HardwareRun:
                             pid, r.get("two_qubit_gates", 0), r.get("depth", 0), self.service.backend_name, fid)
 
     def _estimate_usage(self) -> None:
-        """Quantum seconds the run will use, from circuit durations × shots (plus the repetition delay
-        and a per-job overhead), before anything is submitted; enforces ``max_execution_time`` and,
-        on the Open Plan, warns above its 10 minutes per 28 days."""
+        """Estimate the quantum seconds the run will use, before submitting anything.
+
+        Quantum seconds the run will use, from circuit durations × shots (plus the repetition delay and a per-job
+        overhead), before anything is submitted; enforces ``max_execution_time`` and, on the Open Plan, warns above its
+        10 minutes per 28 days.
+        """
         cfg = self.config
         durations = {pid: self.circuits.duration(pid, pr) if hasattr(self.circuits, "duration") else None
                      for pid, pr in self.problems.items()}
@@ -749,8 +755,11 @@ class HardwareRun:
         return report
 
     def _open_mode(self) -> None:
-        """Batch for several independent jobs; a Session for the SPSA loop when asked (not on the Open
-        Plan, which cannot open Sessions); plain job mode for a single job or when asked."""
+        """Choose the execution mode: Batch, Session or plain jobs.
+
+        Batch for several independent jobs; a Session for the SPSA loop when asked (not on the Open Plan, which cannot
+        open Sessions); plain job mode for a single job or when asked.
+        """
         cfg = self.config
         mode = cfg.execution_mode
         several = cfg.strategy == "spsa" or len(self.problems) > (self.pack_size or 1)
@@ -765,8 +774,11 @@ class HardwareRun:
                         float(self.usage_estimate.get("total_s", 0.0)))
 
     def _renew_batch(self, stage_s: float) -> None:
-        """Open Plan: close the current Batch and let the next job open a fresh one when the next stage
-        would end after the Batch's 10 minutes (a stage longer than that alone cannot be run)."""
+        """Renew the Batch before a stage that would outlast it (Open Plan).
+
+        Open Plan: close the current Batch and let the next job open a fresh one when the next stage would end after the
+        Batch's 10 minutes (a stage longer than that alone cannot be run).
+        """
         if not self.config.open_plan:
             return
         if stage_s > OPEN_PLAN_BATCH_S:
@@ -784,7 +796,8 @@ class HardwareRun:
 
         Not qiskit-algorithms' SPSA: its ``minimize`` owns the loop (no ask/tell), draws from
         the global ``algorithm_globals.random`` and evaluates extra points, so it cannot run
-        many problems in lockstep at one job per iteration (see README, Strategies)."""
+        many problems in lockstep at one job per iteration (see README, Strategies).
+        """
         cfg = self.config
         ids = list(self.problems)
         theta = {pid: np.asarray(self.angles[pid], dtype=float) for pid in ids}

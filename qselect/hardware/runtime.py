@@ -223,8 +223,11 @@ class LocalService(Service):
         return record["job_id"]
 
     def _native(self, circuit):
-        """Fractional RZZ/RX gates rewritten in the device's native basis: the fake device's noise
-        model knows only its reported gates, so it cannot show the gain fractional gates bring."""
+        """Rewrite fractional RZZ/RX gates in the device's native basis.
+
+        Fractional RZZ/RX gates rewritten in the device's native basis: the fake device's noise model knows only its
+        reported gates, so it cannot show the gain fractional gates bring.
+        """
         names = set(self._backend.target.operation_names)
         if all(inst.operation.name in names or inst.operation.name == "barrier" for inst in circuit.data):
             return circuit
@@ -394,13 +397,17 @@ class RuntimeService(Service):
         return self._backend
 
     def open_batch(self) -> None:
-        """Use Batch mode for the following submissions (created at the first one, so a
-        resumed run with nothing left to submit opens none; ``close()`` ends it)."""
+        """Use Batch mode for the following submissions.
+
+        Use Batch mode for the following submissions (created at the first one, so a resumed run with nothing left to
+        submit opens none; ``close()`` ends it).
+        """
         self.use_batch = True
 
     def open_session(self, max_time: int | None = None) -> None:
-        """Use a Session for the following submissions (iterative SPSA: the device stays reserved
-        between iterations; not available on the Open Plan).
+        """Use a Session for the following submissions.
+
+        Iterative SPSA: the device stays reserved between iterations; not available on the Open Plan.
 
         Parameters
         ----------

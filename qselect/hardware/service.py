@@ -181,8 +181,10 @@ class Service(ABC):
         """Release client-side resources (e.g. close a Batch); jobs keep running."""
 
     def configure(self, *, sampler_options: dict | None = None, primitive: str | None = None) -> None:
-        """Options every following job's sampler gets (dynamical decoupling, twirling, time cap) and
-        which sampler implementation submits them ("executor" or "legacy").
+        """Set the sampler options and implementation of the following jobs.
+
+        Options every following job's sampler gets (dynamical decoupling, twirling, time cap) and which sampler
+        implementation submits them ("executor" or "legacy").
 
         Parameters
         ----------

@@ -1,6 +1,7 @@
-"""The seed methods: Prune and Tune ensembles, Stochastic Subnetwork Annealing,
-Synaptic Stripping, Snapshot Ensembles, Sparse Mutation Decompositions, RigL,
-representation-level diversity, and the pruning baselines they are compared against.
+"""The seed methods and the pruning baselines they are compared against.
+
+Prune and Tune ensembles, Stochastic Subnetwork Annealing, Synaptic Stripping, Snapshot Ensembles, Sparse Mutation
+Decompositions, RigL, representation-level diversity.
 
 Every mask goes through ``qselect.classical.masks.apply_masks``
 (``torch.nn.utils.prune``), like the rest of the toolkit.

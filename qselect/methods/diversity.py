@@ -370,8 +370,9 @@ def _to_rgb(img: torch.Tensor, mean=None, std=None) -> np.ndarray:
 def feature_grid(members: Mapping[str, nn.Module], layer: str, units: Sequence[int], inputs: torch.Tensor,
                  path, *, top_k: int = 3, input_shape=None, steps: int = 150, seed: int = 0,
                  title: str | None = None, mean=None, std=None, value_range=None) -> dict:
-    """Draw one labelled PNG for ``layer``: a row per member; per unit, its
-    activation-maximising image then its ``top_k`` top-activating real inputs.
+    """Draw one labelled PNG for ``layer``, a row per member.
+
+    Per unit: its activation-maximising image, then its ``top_k`` top-activating real inputs.
 
     Parameters
     ----------

@@ -157,7 +157,9 @@ class GramQUBO(Problem):
         return (self._G @ full)[self._idx]
 
     def field(self, x) -> np.ndarray:
-        """f = G_S (w∘x), (n,): the quantity every closed-form change reads.
+        """The field f = G_S (w∘x) that every closed-form change reads.
+
+        f = G_S (w∘x), (n,): the quantity every closed-form change reads.
 
         Parameters
         ----------
@@ -272,8 +274,9 @@ class GramQUBO(Problem):
             + self.w * self.w * self.gram_diagonal() + self.penalty
 
     def swap_deltas(self, x, on, off, field=None) -> np.ndarray:
-        """(len(on), len(off)) changes of clearing on[a] and setting off[b]:
-        ``d_i + d_j − 2 w_i w_j G_ij − 2λ`` (d the flip changes).
+        """Energy changes of every 1-in/1-out swap.
+
+        Entry (a, b) clears on[a] and sets off[b]: ``d_i + d_j − 2 w_i w_j G_ij − 2λ`` (d the flip changes).
 
         Parameters
         ----------

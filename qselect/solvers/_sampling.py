@@ -23,8 +23,11 @@ def qubo_surrogate(problem: Problem) -> tuple[QUBO, str | None]:
 
 
 def best_with_k(problem: Problem, samples: np.ndarray, k: int) -> tuple[np.ndarray, dict]:
-    """The lowest-energy k-bit answer from the samples (sorted by energy) and the magnitude mask,
-    each polished by exact-cost swaps; returns (bits, info)."""
+    """The best k-bit answer: samples and the magnitude mask, each swap-polished.
+
+    The lowest-energy k-bit answer from the samples (sorted by energy) and the magnitude mask, each polished by
+    exact-cost swaps; returns (bits, info).
+    """
     from .baselines import MagnitudeSolver, swap_descent
 
     starts = []

@@ -13,7 +13,9 @@ BETA_SCHEDULES = ("geometric", "linear")
 
 
 def sampler_seed(seed: int | None) -> int | None:
-    """dwave's SA takes seeds below 2^31 only; larger ones (up to MAX_SEED) map there by a hash.
+    """Map a seed into dwave-samplers' range.
+
+    dwave's SA takes seeds below 2^31 only; larger ones (up to MAX_SEED) map there by a hash.
 
     Parameters
     ----------

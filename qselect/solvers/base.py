@@ -56,7 +56,7 @@ class SolveResult:
         return self.kept / max(self.num_variables, 1)
 
     def gap_to(self, optimum: float) -> float:
-        """energy − optimum (≥ 0 when ``optimum`` is the true minimum).
+        """Energy above ``optimum``: energy − optimum (≥ 0 when it is the true minimum).
 
         Parameters
         ----------

@@ -1,5 +1,8 @@
-"""QAOA: native statevector engines (NumPy, torch), qiskit Aer/Statevector and PennyLane backends,
-angle schedules, objectives, optimisers and angle transfer across a layer."""
+"""QAOA solvers and engines.
+
+QAOA: native statevector engines (NumPy, torch), qiskit Aer/Statevector and PennyLane backends, angle schedules,
+objectives, optimisers and angle transfer across a layer.
+"""
 from .angles import initial_angles, interpolate, linear_ramp, random_angles
 from .solver import BACKENDS, QAOAResult, QAOASolver
 from .transfer import LayerQAOAResult, solve_layer

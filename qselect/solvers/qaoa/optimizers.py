@@ -1,5 +1,8 @@
-"""Angle optimisers: scipy methods (L-BFGS-B uses exact gradients when the engine has them)
-and qiskit-algorithms' SPSA/COBYLA (names 'SPSA' or 'qiskit:NAME'), which suit noisy shot estimates."""
+"""Angle optimisers for QAOA.
+
+Angle optimisers: scipy methods (L-BFGS-B uses exact gradients when the engine has them) and qiskit-algorithms'
+SPSA/COBYLA (names 'SPSA' or 'qiskit:NAME'), which suit noisy shot estimates.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,6 +32,7 @@ class Outcome:
     message : str
         The optimiser's termination message.
     """
+
     x: np.ndarray
     fun: float
     evaluations: int  # objective evaluations (a value+gradient call counts once)
@@ -79,8 +83,9 @@ def uses_gradient(name: str) -> bool:
 
 def minimize(value, x0, method: str = "L-BFGS-B", maxiter: int = 100, value_and_grad=None,
              seed=0, tol: float | None = None) -> Outcome:
-    """Minimise ``value(x)``; gradient methods use ``value_and_grad(x) -> (f, g)`` when given
-    (otherwise scipy's finite differences).
+    """Minimise ``value(x)``.
+
+    Gradient methods use ``value_and_grad(x) -> (f, g)`` when given (otherwise scipy's finite differences).
 
     Parameters
     ----------

@@ -137,14 +137,19 @@ class QAOASolver(Solver):
 
     # ---- many problems at once -------------------------------------------------
     def batchable(self) -> bool:
-        """True when :meth:`solve_batch` simulates problems together (native engine, NumPy or torch,
-        exact ⟨C⟩ objective, L-BFGS-B) rather than one after another; ``batch=False`` turns it off."""
+        """Whether :meth:`solve_batch` simulates problems together.
+
+        True when :meth:`solve_batch` simulates problems together (native engine, NumPy or torch, exact ⟨C⟩ objective,
+        L-BFGS-B) rather than one after another; ``batch=False`` turns it off.
+        """
         return (self.batch is not False and self.backend == "native" and self.objective == "expectation"
                 and self._optimizer_name() == "L-BFGS-B")
 
     def solve_many(self, problems, executor=None, progress=False) -> list:
-        """Solve independent problems; without an executor, same-size problems run as one batch
-        (:meth:`solve_batch`) where :meth:`batchable`, else one by one as ``Solver.solve_many``.
+        """Solve independent problems, same-size ones as one batch.
+
+        Without an executor, same-size problems run as one batch (:meth:`solve_batch`) where :meth:`batchable`, else one
+        by one as ``Solver.solve_many``.
 
         Parameters
         ----------
@@ -162,10 +167,12 @@ class QAOASolver(Solver):
         return super().solve_many(problems, executor=executor, progress=progress)
 
     def solve_batch(self, problems, seeds=None) -> list:
-        """Solve many problems together: each group of equal size simulated as one ``(batch, 2^n)``
-        state (``BatchedNumpyQAOA``) and optimised by a batched L-BFGS in which every problem keeps
-        its own line search and stopping test (``minimize_batch``); the answer of each problem
-        (samples, ⟨C⟩, bookkeeping) is then built exactly as in :meth:`solve`.
+        """Solve many problems together, each size group as one batched simulation.
+
+        Solve many problems together: each group of equal size simulated as one ``(batch, 2^n)`` state
+        (``BatchedNumpyQAOA``) and optimised by a batched L-BFGS in which every problem keeps its own line search and
+        stopping test (``minimize_batch``); the answer of each problem (samples, ⟨C⟩, bookkeeping) is then built exactly
+        as in :meth:`solve`.
 
         Parameters
         ----------

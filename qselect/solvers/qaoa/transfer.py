@@ -43,6 +43,7 @@ class LayerQAOAResult:
     independent : list of QAOAResult or None
         The cold solves (``compare=True`` only).
     """
+
     results: list  # one QAOAResult per problem, input order
     angles: np.ndarray  # the transferred angles
     mode: str
