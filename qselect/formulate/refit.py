@@ -155,8 +155,7 @@ class RefitCost(Problem):
         return float(e[0]) if x.ndim == 1 else e
 
     def _table(self, fixed_on: np.ndarray, free: np.ndarray) -> np.ndarray:
-        """Tabulate f over every mask of the ``free`` bits with ``fixed_on`` kept (little-endian over ``free``).
-        """
+        """Tabulate f over every mask of the ``free`` bits with ``fixed_on`` kept (little-endian over ``free``)."""
         q = free.size
         F = torch.as_tensor(fixed_on, dtype=torch.long)
         B = torch.as_tensor(free, dtype=torch.long)
