@@ -431,3 +431,18 @@ def test_training_options_with_a_checkpoint_are_refused_and_not_recorded(tmp_pat
     assert cfg == {"model": str(ckpt), "lr": 0.1}  # defaults that were not used are not recorded
     assert drop_unused_model_options({"model": "lenet5", "hidden": [32], "epochs": 3}, given=()) == \
         {"model": "lenet5", "epochs": 3}
+
+
+# ---- what the user sees --------------------------------------------------------
+def test_energy_gap_plot_keeps_a_reference_method_that_missed_the_optimum(tmp_path):
+    from qselect.report.plots import energy_gap
+
+    rows = [dict(problem=f"layers.0#{i}", method="exact", gap=0.5 if i == 1 else 0.0, scale=1.0,
+                 reference="best-found") for i in range(3)]
+    assert energy_gap(rows, tmp_path / "gap.png") is not None  # exact on blocks missed one optimum: shown
+    assert (tmp_path / "gap.png").stat().st_size > 0
+    for r in rows:
+        r["gap"] = 0.0
+    assert energy_gap(rows, tmp_path / "none.png") is None  # the reference alone, all zero: nothing to show
+    zero = [dict(problem=f"p{i}", method=m, gap=0.0, scale=1.0) for i in range(3) for m in ("sa", "qaoa")]
+    assert energy_gap(zero, tmp_path / "zero.png") is not None

@@ -31,6 +31,15 @@ def _figure(ncols=1, width=6.0, height=4.0):
     return fig, axes
 
 
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+_LINESTYLES = ("-", "--", "-.", ":")
+
+
+def _legend_outside(ax) -> None:
+    """Legend to the right of the axes, never over the data."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+
+
 def accuracy_vs_sparsity(rows: Sequence[dict], path, metrics=(("accuracy_pruned", "one-shot (no fine-tune)"),
                                                              ("accuracy_finetuned", "fine-tuned")),
                          chance: float | None = None, dense: float | None = None) -> Path | None:
@@ -62,15 +71,20 @@ def accuracy_vs_sparsity(rows: Sequence[dict], path, metrics=(("accuracy_pruned"
         for r in rows:
             if r.get(key) is not None:
                 by_method[r["method"]][float(r["sparsity"])].append(float(r[key]))
-        for method, pts in by_method.items():
+        spacing = min(np.diff(sorted({x for pts in by_method.values() for x in pts})), default=0.1)
+        step = 0.12 * spacing / max(len(by_method), 1)  # methods with identical results stay visible side by side
+        for i, (method, pts) in enumerate(by_method.items()):
             xs = sorted(pts)
             vals = [np.asarray(pts[x]) for x in xs]
             mean = np.array([v.mean() for v in vals])
             lo = np.array([v.min() for v in vals])
             hi = np.array([v.max() for v in vals])
-            (line,) = ax.plot(xs, mean, marker="o", label=method)
+            xd = np.asarray(xs) + (i - (len(by_method) - 1) / 2) * step
+            (line,) = ax.plot(xd, mean, marker=_MARKERS[i % len(_MARKERS)],
+                              linestyle=_LINESTYLES[(i // len(_MARKERS)) % len(_LINESTYLES)],
+                              markerfacecolor="none" if i % 2 else None, label=method)
             if any(len(v) > 1 for v in vals):
-                ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+                ax.fill_between(xd, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
         if dense is not None:
             ax.axhline(dense, color="black", linestyle="--", linewidth=1, label="dense")
         if chance is not None:
@@ -79,7 +93,7 @@ def accuracy_vs_sparsity(rows: Sequence[dict], path, metrics=(("accuracy_pruned"
         ax.set_ylabel("test accuracy")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    _legend_outside(axes[-1])
     return _save(fig, path)
 
 
@@ -111,7 +125,9 @@ def accuracy_by_method(rows: Sequence[dict], path, chance: float | None = None,
         mean = np.array([v.mean() if v.size else np.nan for v in vals])
         lo = np.array([v.min() if v.size else np.nan for v in vals])
         hi = np.array([v.max() if v.size else np.nan for v in vals])
-        ax.bar(x + i * width - 0.4 + width / 2, mean, width, yerr=[mean - lo, hi - mean], label=title, capsize=2)
+        bars = ax.bar(x + i * width - 0.4 + width / 2, mean, width, yerr=[mean - lo, hi - mean], label=title,
+                      capsize=2)
+        ax.bar_label(bars, labels=[f"{m:.3f}" if np.isfinite(m) else "" for m in mean], fontsize=6, padding=2)
     if dense is not None:
         ax.axhline(dense, color="black", linestyle="--", linewidth=1, label="dense")
     if chance is not None:
@@ -120,7 +136,7 @@ def accuracy_by_method(rows: Sequence[dict], path, chance: float | None = None,
     ax.set_ylabel("test accuracy")
     ax.set_title(f"Accuracy at sparsity {rows[0]['sparsity']}")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     return _save(fig, path)
 
 
@@ -146,7 +162,11 @@ def energy_gap(solver_rows: Sequence[dict], path, solvers: Sequence[str] | None 
     """
     rows = [r for r in solver_rows if r.get("gap") is not None]
     name = lambda r: r.get("method") or r["solver"]  # noqa: E731
-    rows = [r for r in rows if name(r) not in ("exact", "qselect-exact")]  # the reference itself
+    # the reference itself is left out only while it is the reference (all its gaps 0);
+    # exact search on blocks can miss the optimum, and then its gap is worth seeing
+    exact_gapless = {n for n in ("exact", "qselect-exact")
+                     if all(float(r["gap"]) == 0 for r in rows if name(r) == n)}
+    rows = [r for r in rows if name(r) not in exact_gapless]
     if solvers is not None:
         rows = [r for r in rows if name(r) in solvers]
     if not rows:
@@ -172,17 +192,31 @@ def energy_gap(solver_rows: Sequence[dict], path, solvers: Sequence[str] | None 
         x = np.arange(len(problems))
         for i, s in enumerate(names):
             g = {key(r): gap(r) for r in rows if name(r) == s}
-            ax.bar(x + i * width - 0.4 + width / 2, [g.get(p, np.nan) for p in problems], width, label=s)
+            xs = x + i * width - 0.4 + width / 2
+            ys = np.array([g.get(p, np.nan) for p in problems])
+            bars = ax.bar(xs, ys, width, label=s)
+            zero = ys == 0  # a zero-height bar is invisible: mark optimal answers on the axis
+            ax.plot(xs[zero], ys[zero], linestyle="none", marker="o", markersize=4, clip_on=False,
+                    color=bars.patches[0].get_facecolor() if bars.patches else None)
         ax.set_xticks(x, problems, rotation=40, ha="right", fontsize=7)
-        ax.legend(fontsize=8)
+        _legend_outside(ax)
     else:
         fig, (ax,) = _figure(width=max(6.0, 0.9 * len(names)))
         ax.boxplot([[gap(r) for r in rows if name(r) == s] for s in names], showfliers=True)
         ax.set_xticks(np.arange(1, len(names) + 1), names, rotation=30, ha="right", fontsize=8)
     # symlog: exact zeros stay visible next to gaps that differ by orders of magnitude
+    gaps = np.array([gap(r) for r in rows])
     ax.set_yscale("symlog", linthresh=1e-3)
-    ax.set_ylabel(f"(energy − {ref} optimum) / problem scale")
-    ax.set_title(f"Energy gap to the {ref} optimum per local problem (0 = optimal)")
+    top = float(gaps.max()) if gaps.size else 0.0
+    bottom = float(min(gaps.min(), 0.0)) if gaps.size else 0.0
+    ax.set_ylim(bottom * 1.5 if bottom < 0 else 0.0, max(top * 1.5, 1e-2))  # no negative axis without a negative gap
+    if gaps.size and not np.any(gaps):
+        ax.text(0.5, 0.6, f"every gap is 0:\neach solver reached the {ref} optimum on every problem",
+                transform=ax.transAxes, ha="center", va="center", fontsize=9, wrap=True)
+    elif bottom < 0:
+        ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel(f"gap to {ref} optimum\n(÷ problem scale)", fontsize=9)
+    ax.set_title(f"Energy gap to the {ref} optimum per local problem\n(0 = optimal)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
