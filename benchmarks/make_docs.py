@@ -185,7 +185,8 @@ def section(path: Path, scripts: Path) -> str:
         return f"## {name}\n\nCould not be read: {type(exc).__name__}: {exc}.\n"
     parts = [f"## {path.stem}\n", f"File: `benchmarks/results/{name}`.\n"]
     cmd = find_command(name, data, scripts)
-    parts.append(f"Reproduce:\n\n```\n{cmd}\n```\n" if cmd else "Reproduce: the command was not recorded in the file.\n")
+    parts.append(f"Reproduce:\n\n```\n{cmd}\n```\n" if cmd
+                 else "Reproduce: the command was not recorded in the file.\n")
     m = machine_line(data)
     if m:
         parts.append(f"Machine: {m}.\n")
