@@ -130,3 +130,16 @@ def test_bad_lean_flag():
     layer, x = _layers()[0]
     with pytest.raises(QSelectError, match="lean"):
         weight_problems("l", layer, x, sparsity=0.5, lean="yes")
+
+
+def test_swap_descent_on_a_dense_qubo_matches_generic_swap_descent_quality():
+    from qselect.solvers.baselines import MagnitudeSolver
+
+    q = QUBO.random(40, seed=2).with_cardinality_penalty(15, 0.0)
+    q.scores = np.arange(40, dtype=float)
+    r = SwapDescentSolver(candidates=2).solve(q)
+    assert r.kept == 15 and r.energy == pytest.approx(q.energy(r.bits))
+    on, off = np.flatnonzero(r.bits), np.flatnonzero(r.bits == 0)
+    assert swap_deltas(q, r.bits, on, off).min() >= -1e-9  # a 1-swap local minimum
+    start = MagnitudeSolver().solve(q).bits
+    assert r.energy <= q.energy(start) + 1e-12

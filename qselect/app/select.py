@@ -73,6 +73,10 @@ def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
     con.info("preparing the model (%s)", cfg["model"])
     parent, parent_info = pl.prepare_parent(cfg, data, progress=con.progress)
     layers = pl.hidden_layers(parent, cfg["layers"])
+    if cfg["formulation"] == "neuron" and not cfg["layers"]:
+        from ..formulate.select import neuron_layers  # units that vanish when removed (BN, no residual sums)
+
+        layers = neuron_layers(parent, calib)
 
     from ..runs import Run
 

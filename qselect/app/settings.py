@@ -27,7 +27,7 @@ SCHEDULERS = ("auto", "inline", "process")
 
 # Help texts use these static lists: building the parser must not import torch
 # (qselect --help stays instant); validation asks the real registries.
-_HELP_SOLVERS = ("exact", "sa", "tabu", "greedy", "magnitude", "random", "qaoa")
+_HELP_SOLVERS = ("exact", "sa", "tabu", "greedy", "magnitude", "random", "qaoa", "swap")
 
 _HELP_MODELS = ("mlp", "lenet5", "resnet18", "vit")
 

@@ -342,6 +342,28 @@ def _check_layers_keep_units(modules, names, formulation: str, sparsity: float, 
             check_keeps_some(fan_in, sparsity, f"inputs of every unit of layer {name!r}")
 
 
+def neuron_layers(model: nn.Module, calib_inputs) -> list[str]:
+    """The layers neuron selection accepts on ``model``, in call order.
+
+    Those whose units reach exactly one next layer as exact zeros when removed
+    (through ReLU-like activations, pooling and BatchNorm, not through residual
+    sums or LayerNorm): what ``select_masks(..., formulation="neuron")`` picks
+    when ``layers`` is None.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    calib_inputs : torch.Tensor or iterable of batches
+
+    Returns
+    -------
+    list of str
+    """
+    order = call_order(model, calib_inputs)
+    return list(_next_layers(model, _prunable_call_order(model, order)[:-1], order, strict=False,
+                             deps=dependency_check(model, calib_inputs)))
+
+
 def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight", sparsity: float = 0.5,
                  solver=None, qubits: int = 12, layers=None, seed: int = 0, executor=None, penalty=None,
                  progress: bool = False, K: int | None = None, max_sweeps: int = 10,

@@ -24,6 +24,7 @@ SOLVERS: dict[str, type | str] = {
     "random": RandomSolver,
     "magnitude": MagnitudeSolver,
     "qaoa": "qselect.solvers.qaoa:QAOASolver",
+    "swap": "qselect.solvers.swap:SwapDescentSolver",
 }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..problems import Problem
+from ..problems import QUBO, Problem
 from ..problems.gram import GramQUBO
 from .base import Solver, SolveResult, int_setting, make_result
 from .baselines import MagnitudeSolver, flip_deltas, swap_descent
@@ -49,6 +49,13 @@ class SwapDescentSolver(Solver):
 
     def _solve(self, problem: Problem) -> SolveResult:
         x = MagnitudeSolver().solve(problem).bits.copy()
+        if isinstance(problem, QUBO) and problem.n > 1:
+            # a dense QUBO is a GramQUBO with w = 1 and G = the symmetric couplings / 2 (zero diagonal)
+            quad = problem.quadratic
+            view = GramQUBO((quad + quad.T) / 2.0, np.ones(problem.n), problem.linear, problem.offset,
+                            k=problem.k, name=problem.name)
+            r = self._gram(view, x)
+            return make_result(problem, r.bits, self.name, info=r.info)
         if not isinstance(problem, GramQUBO):
             if problem.k is not None:
                 x, _, steps = swap_descent(problem, x, self.max_steps)
