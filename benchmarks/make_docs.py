@@ -218,8 +218,9 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--check", action="store_true", help="exit 1 if --out differs from what would be written")
+    ap.add_argument("--scripts", default=None, help="folder of the benchmark scripts (default: the results' parent)")
     args = ap.parse_args(argv)
-    text = render(Path(args.results))
+    text = render(Path(args.results), Path(args.scripts) if args.scripts else None)
     out = Path(args.out)
     if args.check:
         same = out.exists() and out.read_text(encoding="utf-8") == text
