@@ -1,4 +1,4 @@
-"""The ``qselect`` command line: demo, select, compare, evaluate, bench, hardware.
+"""The ``qselect`` command line: demo, select, compare, evaluate, bench, hardware, ensemble.
 
 ``main(argv)`` parses the command, merges ``--config`` TOML values (flag >
 config > default), and runs it. Any ``QSelectError`` becomes one line on
@@ -20,7 +20,7 @@ from .common import option_specs
 
 #: qselect.cli modules that each provide register(subparsers); the parser of a
 #: command holds only the option groups that command uses
-COMMAND_MODULES = ("demo", "select", "compare", "evaluate", "bench", "hardware")
+COMMAND_MODULES = ("demo", "select", "compare", "evaluate", "bench", "hardware", "ensemble")
 
 log = logging.getLogger("qselect")
 
