@@ -442,8 +442,9 @@ class QUBO(Problem):
         density = check_fraction(density, "QUBO.random density")
         seed = check_seed(seed)
         if 4 * 8 * n * n > available_bytes():  # a few n×n float64 matrices
-            raise ProblemTooLargeError(f"QUBO.random(n={n}) needs {n}×{n} matrices (~{32 * n * n / 2**30:.3g} GiB), "
-                                       "more than the memory available; use a smaller n")
+            raise ProblemTooLargeError(f"QUBO.random(n={n}) needs {n}×{n} matrices (about 2^"
+                                       f"{(32 * n * n).bit_length() - 1} bytes), more than the memory available; "
+                                       "use a smaller n")
         rng = np.random.default_rng(seed)
         Q = np.triu(rng.normal(size=(n, n)))
         if density < 1.0:
