@@ -97,9 +97,10 @@ def _check_mlp_fits(cfg: dict) -> None:
     need = params * 4 * 6  # float32 weights, gradients, momentum, best-state and child copies
     avail = available_bytes()
     if need > avail:
-        raise QSelectError(f"--hidden {','.join(map(str, cfg['hidden']))} gives an MLP of about {params:.3g} "
-                           f"parameters, needing ~{need / 2**30:.3g} GiB with training state, more than the "
-                           f"{avail / 2**30:.3g} GiB available; use narrower layers (e.g. --hidden 32,32)")
+        size = f"~{need / 2**30:.3g} GiB" if need < 2**100 else f"about 2^{need.bit_length() - 1} bytes"
+        raise QSelectError(f"--hidden {','.join(map(str, cfg['hidden']))} gives an MLP of about 2^"
+                           f"{params.bit_length() - 1} parameters, needing {size} with training state, more than "
+                           f"the {avail / 2**30:.3g} GiB available; use narrower layers (e.g. --hidden 32,32)")
 
 
 # --------------------------------------------------------------------------- data and models
