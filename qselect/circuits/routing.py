@@ -142,10 +142,13 @@ def best_line(backend, n: int, beam: int = 256) -> list[int]:
     for _ in range(n - 1):
         grown = {}
         for cost, path in paths:
-            for nb, c in adj[path[-1]]:
+            # grow at both ends: a path is kept once per (qubits, ends), in either direction
+            ends = [(nb, c, path + (nb,)) for nb, c in adj[path[-1]]]
+            if len(path) > 1:
+                ends += [(nb, c, (nb,) + path) for nb, c in adj[path[0]]]
+            for nb, c, new in ends:
                 if nb in path:
                     continue
-                new = path + (nb,)
                 key = (frozenset(new), min(new[0], new[-1]), max(new[0], new[-1]))
                 total = cost + c + ro(nb)
                 if key not in grown or total < grown[key][0]:

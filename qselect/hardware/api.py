@@ -21,7 +21,8 @@ def _service_for(run_dir, plan: dict, service: Service | None) -> Service:
     from .runtime import get_service
 
     cfg = plan["config"]
-    return get_service(cfg["backend"], run_dir=run_dir, seed=cfg.get("seed", 0))
+    return get_service(cfg["backend"], run_dir=run_dir, seed=cfg.get("seed", 0),
+                       fractional_gates=bool(cfg.get("fractional_gates", False)))
 
 
 def submit(problems: dict[str, Problem], backend: str, run_dir, config: HardwareConfig | None = None,
@@ -144,9 +145,12 @@ def cancel(run_dir, service: Service | None = None) -> list[str]:
     -------
     list of str
     """
+    from ..io import lock_folder
+
     run_dir = Path(run_dir)
     plan = read_plan(run_dir)
-    return JobRunner(_service_for(run_dir, plan, service), Ledger(run_dir), plan["run_id"]).cancel_all()
+    with lock_folder(run_dir, "hardware run directory", owner="qselect hardware cancel"):
+        return JobRunner(_service_for(run_dir, plan, service), Ledger(run_dir), plan["run_id"]).cancel_all()
 
 
 def format_status(rows: list[dict]) -> str:

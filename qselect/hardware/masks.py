@@ -129,6 +129,70 @@ def assemble_local_bits(problem, classical_bits, rows) -> tuple[np.ndarray, dict
                   "blocks": len(rows), "accepted": accepted}
 
 
+_CONTEXT_KEYS = {"layer", "kind", "index", "param", "k", "positions", "zero", "classical_bits"}
+
+
+def check_selection_context(run_dir, report) -> tuple[dict, dict] | None:
+    """The saved selection context (``local_problems.json``, ``model.pt``) or one line saying what is wrong.
+
+    Checked before anything is written: a run whose problems came from a model
+    (its rows carry ``local_index``) but whose context is missing (a submit
+    killed between ``plan.json`` and ``local_problems.json``) or damaged
+    (unparsable or wrong-shaped JSON, a truncated ``model.pt``) raises instead
+    of silently producing no ``masks.pt``.
+
+    Parameters
+    ----------
+    run_dir : pathlib.Path
+    report : dict
+
+    Returns
+    -------
+    (dict, dict) or None
+        The context and the checkpoint payload; None for a run planned without a model.
+
+    Raises
+    ------
+    QSelectError
+        Missing or damaged context, with the file named.
+    """
+    from ..classical.checkpoint import load_checkpoint
+    from ..errors import QSelectError
+
+    path = run_dir / CONTEXT_JSON
+    from_model = any("local_index" in row for row in report.get("problems", []))
+    if not path.exists():
+        if from_model:
+            raise QSelectError(f"{path} is missing although the run's problems came from a model (the submit was "
+                               "interrupted before saving it), so masks.pt cannot be built; the device results are "
+                               "in report.json: run `qselect hardware submit` again in a new --run-dir for masks")
+        return None
+    try:
+        ctx = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise QSelectError(f"{path} is damaged (not valid JSON: {exc}); masks.pt was not written: restore it or "
+                           "submit again in a new --run-dir") from None
+    rows = ctx.get("problems") if isinstance(ctx, dict) else None
+    bad = (not isinstance(rows, list) or not isinstance(ctx.get("layers"), list)
+           or any(not isinstance(r, dict) or not _CONTEXT_KEYS <= set(r) for r in rows))
+    top = max((int(r["local_index"]) for r in report.get("problems", []) if "local_index" in r), default=-1)
+    if bad or top >= len(rows):
+        raise QSelectError(f"{path} has the wrong shape (expected 'layers' and 'problems' with "
+                           f"{sorted(_CONTEXT_KEYS)} for each of the run's local problems); masks.pt was not "
+                           "written: restore it or submit again in a new --run-dir")
+    try:
+        payload = load_checkpoint(run_dir / MODEL_FILE)
+    except QSelectError as exc:
+        raise QSelectError(f"{run_dir / MODEL_FILE} cannot be read ({exc}); masks.pt was not written") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a truncated file
+        raise QSelectError(f"{run_dir / MODEL_FILE} is damaged ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); masks.pt was not written: "
+                           "restore it or submit again in a new --run-dir") from None
+    if not isinstance(payload, dict) or "meta" not in payload:
+        raise QSelectError(f"{run_dir / MODEL_FILE} holds no model metadata; masks.pt was not written")
+    return ctx, payload
+
+
 def write_hardware_masks(run_dir, report, con=None):
     """masks.pt from the device's answers (classical answers where a problem was not sent).
 
@@ -152,10 +216,10 @@ def write_hardware_masks(run_dir, report, con=None):
     from ..solvers.base import make_result
 
     run_dir = Path(run_dir)
-    if not (run_dir / CONTEXT_JSON).exists():
+    checked = check_selection_context(run_dir, report)
+    if checked is None:
         return None  # a run planned from the library API: no model to mask
-    ctx = json.loads((run_dir / CONTEXT_JSON).read_text(encoding="utf-8"))
-    payload = load_checkpoint(run_dir / MODEL_FILE)
+    ctx, payload = checked
     meta = payload["meta"]
     model = build_model(meta["model"], tuple(meta["input_shape"]), meta["num_classes"], seed=meta.get("seed", 0),
                         **meta.get("model_kwargs", {}))

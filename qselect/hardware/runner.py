@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -84,8 +85,6 @@ class HardwareConfig:
     max_execution_time: int | None = None
     #: Open Plan account: no Sessions, Batches live 10 minutes, 10 quantum minutes per 28 days
     open_plan: bool = False
-    #: mitigate readout errors of the reported statistics with mthree (when installed)
-    readout_mitigation: bool = False
     spsa_iterations: int = 20
     spsa_shots: int = 256
     spsa_step: float = 0.2
@@ -220,7 +219,24 @@ def load_problems(path, ids: list[str]) -> dict[str, Problem]:
     -------
     dict of str -> Problem
         ``QUBO`` or ``DiagonalCost`` as saved, with ``k``.
+
+    Raises
+    ------
+    QSelectError
+        The file is missing, damaged (e.g. truncated) or lacks a problem: one line, nothing rewritten.
     """
+    try:
+        return _load_problems(path, ids)
+    except FileNotFoundError:
+        raise QSelectError(f"{path} is missing; the run directory is incomplete (the submit that planned it "
+                           "was interrupted): start the run again in a new --run-dir") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        what = f"problem {exc.args[0]!r} is missing" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise QSelectError(f"{path} is damaged ({what}); nothing was changed: restore it from a copy or start "
+                           "the run again in a new --run-dir") from None
+
+
+def _load_problems(path, ids: list[str]) -> dict[str, Problem]:
     out: dict[str, Problem] = {}
     with np.load(path) as z:
         for pid in ids:
@@ -228,9 +244,11 @@ def load_problems(path, ids: list[str]) -> dict[str, Problem]:
                 off, k = z[f"{pid}/qubo_offset_k"]
                 out[pid] = QUBO(z[f"{pid}/qubo_quadratic"], z[f"{pid}/qubo_linear"], float(off),
                                 k=None if k < 0 else int(k), name=pid)
-            else:
+            elif f"{pid}/diag_costs" in z:
                 k = z[f"{pid}/diag_k"][0]
                 out[pid] = DiagonalCost(z[f"{pid}/diag_costs"], k=None if k < 0 else int(k), name=pid)
+            else:
+                raise KeyError(pid)
     return out
 
 
@@ -550,6 +568,13 @@ class HardwareRun:
             If the folder already holds a hardware run or a problem exceeds the device.
         """
         config.validate()
+        from ..io import lock_folder
+
+        with lock_folder(Path(run_dir), "hardware run directory", owner="qselect hardware submit"):
+            return cls._create(run_dir, service, config, problems, meta, circuits, **kw)
+
+    @classmethod
+    def _create(cls, run_dir, service, config, problems, meta, circuits, **kw) -> "HardwareRun":
         run_dir = Path(run_dir)
         if (run_dir / PLAN_FILE).exists():
             raise QSelectError(f"{run_dir} already holds a hardware run; resume it with `qselect fetch --run-dir "
@@ -664,6 +689,8 @@ class HardwareRun:
     def _check_resources(self) -> None:
         """Compiled resources per problem, with the device limits and fidelity warnings.
 
+        Compiled resources per problem, with the device limits and fidelity warnings.
+
         Compiled resources per problem ("before": one level-1 pass, as a reference), the device limit of 2-qubit gates
         per circuit, and a warning where the estimated fidelity is low.
         """
@@ -723,6 +750,10 @@ class HardwareRun:
     def execute(self, wait: bool = True) -> dict | None:
         """Submit what the ledger lacks, wait, fetch, score; returns the report (None if not waiting).
 
+        Holds the run directory's exclusive lock throughout, so two processes resuming the
+        same run (two ``fetch``) can never both find a job unit unsubmitted and submit it twice:
+        the second is refused at once with the first one's pid and command.
+
         Parameters
         ----------
         wait : bool
@@ -731,6 +762,12 @@ class HardwareRun:
         -------
         dict or None
         """
+        from ..io import lock_folder
+
+        with lock_folder(self.run_dir, "hardware run directory", owner="qselect hardware (submit/fetch)"):
+            return self._execute(wait)
+
+    def _execute(self, wait: bool) -> dict | None:
         jobs = self.runner()
         self._open_mode()
         try:
