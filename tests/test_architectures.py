@@ -231,3 +231,23 @@ def test_synaptic_stripping_on_the_vit_mlp_units(image_digits):
                              fraction=0.2, layers=["blocks.0.mlp.0", "blocks.1.mlp.0"])
     assert set(out["dead_initial"]) == {"blocks.0.mlp.0", "blocks.1.mlp.0"}
     assert 0.0 <= out["final_sparsity"] < 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_cli_select_neuron_on_a_resnet18_checkpoint(tmp_path):
+    from qselect.classical.checkpoint import save_checkpoint
+    from qselect.classical.masks import load_masks
+    from qselect.cli import main
+
+    model = build_model("resnet18", (1, 8, 8), 10, seed=0, width=4)
+    ckpt = tmp_path / "rn.pt"
+    save_checkpoint(ckpt, model, meta={"model": "resnet18", "model_kwargs": {"width": 4},
+                                       "input_shape": [1, 8, 8], "num_classes": 10})
+    run = tmp_path / "run"
+    argv = ["select", "--model", str(ckpt), "--formulation", "neuron", "--sparsity", "0.5",
+            "--calib-size", "16", "--run-dir", str(run), "-q", "--solver", "exact"]
+    assert main(argv) == 0
+    masks = load_masks(run / "masks.pt")
+    assert {"layer2.1.conv1.weight", "layer2.1.bn1.weight", "layer2.1.bn1.bias"} <= set(masks)
+    assert not any(k.startswith("layer2.0.conv2") for k in masks)  # residual convs left out
