@@ -446,3 +446,26 @@ def test_energy_gap_plot_keeps_a_reference_method_that_missed_the_optimum(tmp_pa
     assert energy_gap(rows, tmp_path / "none.png") is None  # the reference alone, all zero: nothing to show
     zero = [dict(problem=f"p{i}", method=m, gap=0.0, scale=1.0) for i in range(3) for m in ("sa", "qaoa")]
     assert energy_gap(zero, tmp_path / "zero.png") is not None
+
+
+def test_evaluate_save_writes_the_pruned_fine_tuned_model(tmp_path):
+    from qselect.classical.checkpoint import load_checkpoint, save_checkpoint
+    from qselect.classical.masks import get_masks, save_masks
+    from qselect.classical.models import build_model
+    from qselect.cli import main
+
+    parent = build_model("mlp", (64,), 10, hidden=(8,), seed=0)
+    ckpt = tmp_path / "model.pt"
+    save_checkpoint(ckpt, parent, meta={"model": "mlp", "model_kwargs": {"hidden": [8]}, "input_shape": [64],
+                                        "num_classes": 10})
+    m = torch.ones(8, 64)
+    m[:, ::2] = 0
+    save_masks(tmp_path / "masks.pt", {"layers.0.weight": m})
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--model", str(ckpt), "--masks", str(tmp_path / "masks.pt"), "--finetune-epochs", "1",
+                 "--save", "--run-dir", str(out), "-q"]) == 0
+    child = build_model("mlp", (64,), 10, hidden=(8,), seed=1)
+    payload = load_checkpoint(out / "model-pruned.pt", child)
+    assert torch.equal(get_masks(child)["layers.0.weight"], m)  # pruned ...
+    assert not torch.equal(child.layers[0].weight_orig.detach() * m, parent.layers[0].weight.detach() * m)  # ... tuned
+    assert payload["meta"]["model"] == "mlp" and payload["meta"]["finetune_epochs"] == 1

@@ -66,8 +66,16 @@ def run(cfg: dict, *, argv=None, given=None, extra=None) -> int:
 
     run_ = Run.create("evaluate", cfg, cfg["run_dir"], argv=argv)
     with run_.guard():
-        metrics, _ = pl.evaluate_masks(parent, masks, data, cfg, seed=cfg["seed"],
-                                       finetune_epochs=cfg["finetune_epochs"], progress=con.progress)
+        metrics, child = pl.evaluate_masks(parent, masks, data, cfg, seed=cfg["seed"],
+                                           finetune_epochs=cfg["finetune_epochs"], progress=con.progress)
+        if cfg.get("save"):
+            from ..classical.checkpoint import save_checkpoint
+
+            meta = {**pl.checkpoint_meta(parent_info, cfg), "masks": Path(cfg["masks"]).name,
+                    "finetune_epochs": cfg["finetune_epochs"]}
+            save_checkpoint(run_.file("model-pruned.pt"), child, meta=meta)
+            con.print(f"pruned{' and fine-tuned' if cfg['finetune_epochs'] else ''} model: "
+                      f"{run_.file('model-pruned.pt')}")
         row = {"method": Path(cfg["masks"]).name, "sparsity": round(mask_sparsity(masks)["overall"], 6),
                "seed": cfg["seed"], **metrics}
         con.print(f"parent {parent_info['test']['accuracy']:.4f}; masked {metrics['accuracy_pruned']:.4f}"

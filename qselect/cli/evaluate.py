@@ -22,6 +22,9 @@ def register(subparsers):
     add_model_options(p)
     add_finetune_options(p, finetune_epochs=3)
     add_option(p, "--masks", kind="str", default=None, metavar="FILE", help="masks file (masks.pt)")
+    add_option(p, "--save", kind="bool", default=False,
+               help="also write the pruned (and fine-tuned) model as model-pruned.pt in the run directory "
+                    "(a checkpoint with its masks: reuse it with --model, or load_checkpoint in Python)")
     add_run_options(p)
     add_output_options(p)
     p.set_defaults(func=app.run)
