@@ -19,7 +19,7 @@ log = logging.getLogger("qselect")
 
 # Names the CLI offers; the libraries behind them validate too, but the CLI
 # checks first so a typo fails before any training or solving starts.
-FORMULATIONS = ("neuron", "weight", "nk")
+FORMULATIONS = ("neuron", "weight", "nk", "refit")
 
 QAOA_BACKENDS = ("native", "aer", "statevector", "pennylane")
 

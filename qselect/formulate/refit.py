@@ -41,6 +41,9 @@ from .weights import layer_groups
 
 #: largest row a RefitCost tabulates in full (cost_vector / z_terms); blocks are far smaller
 MAX_TABLE_BITS = 20
+#: select_masks caps the refit formulation's block size (its qubit budget) here: a block of q
+#: bits costs 2^q batched q × q solves
+REFIT_BLOCK_BITS = 12
 
 
 def _chol_solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -248,6 +251,18 @@ class RefitCost(Problem):
         (dict, float)
         """
         return self.table().z_terms(max_order, tol)
+
+    def scale(self) -> float:
+        """Largest |Z coefficient| of the tabulated row, or for rows too long to tabulate the dense
+        output energy wᵀGw (the refit loss lies in [0, wᵀGw + λ‖w‖²]).
+
+        Returns
+        -------
+        float
+        """
+        if self.n <= MAX_TABLE_BITS:
+            return self.table().scale()
+        return self.E0 if self.E0 > 0 else 1.0
 
     # ---- moves -------------------------------------------------------------
     def swap_deltas(self, x, on, off) -> np.ndarray:

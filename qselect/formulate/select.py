@@ -22,7 +22,7 @@ from .local import LocalProblem
 from .neurons import head_problem, neuron_problem, split_attention, units_of_columns
 from .nk import NK_DEFAULT_K, nk_plan, nk_problems
 from ..solvers.controls import aggregate_baselines, control_fields
-from .refit import refit_problems
+from .refit import REFIT_BLOCK_BITS, refit_problems
 from .structure import NORM_COMPANIONS, between, dependency_check, norm_companions
 from .weights import weight_problems
 
@@ -445,6 +445,8 @@ def select_masks(model: nn.Module, calib_inputs, *, formulation: str = "weight",
     if formulation not in FORMULATIONS:
         raise QSelectError(f"unknown formulation {formulation!r}; use one of {', '.join(FORMULATIONS)}")
     qubits = int_setting("qubit budget (qubits)", qubits, 1)
+    if formulation == "refit":  # every block is tabulated by 2^q small solves: blocks of at most 12 bits
+        qubits = min(qubits, REFIT_BLOCK_BITS)
     keep_count(1, sparsity)  # validates sparsity before any forward pass
     if formulation == "nk":
         K = int_setting("K (weights each NK unit decides)", NK_DEFAULT_K if K is None else K, 1)
