@@ -230,3 +230,16 @@ def test_solver_batch_with_the_torch_engine():
     for a, b in zip(seq, bat):
         assert b.info["backend"] == "native-torch" and b.info["batch"] == 3
         assert abs(a.expectation - b.expectation) <= 1e-5 * max(1.0, abs(a.expectation))
+
+
+def test_torch_engine_at_zero_mixer_angle_is_finite():
+    """β = 0 makes the mixer the identity; complex 0**0 must not turn the group matrix into NaN."""
+    import torch
+
+    from qselect.solvers.qaoa.native_torch import TorchQAOA
+
+    c = _mixed_costs(6, 1, seed=8)[0]
+    a = np.array([0.3, 0.0])
+    v, g = TorchQAOA(c, 1, dtype=torch.complex128, device="cpu").value_and_grad(a)
+    vs, gs = NumpyQAOA(c, 1, dtype=np.complex128).value_and_grad(a)
+    assert abs(v - vs) < 1e-12 and np.abs(g - gs).max() < 1e-10

@@ -151,10 +151,15 @@ class TorchQAOA:
 
     def _group_matrix(self, m: int, beta) -> torch.Tensor:
         """⊗^m exp(-iβ_r X) per row: (B, 2^m, 2^m), entry c^(m-d) (-i s)^d with d the Hamming distance."""
-        c = torch.cos(beta).to(self.dtype).reshape(-1, 1, 1)
-        s = (-1j * torch.sin(beta)).to(self.dtype).reshape(-1, 1, 1)
-        d = self._ham[m]
-        return c ** (m - d) * s ** d
+        c = torch.cos(beta).to(self.dtype).reshape(-1, 1)
+        s = (-1j * torch.sin(beta)).to(self.dtype).reshape(-1, 1)
+        one = torch.ones_like(c)
+        cp, sp = [one], [one]  # powers by products: no complex pow (0^0 at β = 0 stays 1)
+        for _ in range(m):
+            cp.append(cp[-1] * c)
+            sp.append(sp[-1] * s)
+        table = torch.cat([cp[m - j] * sp[j] for j in range(m + 1)], dim=1)  # (B, m+1): c^(m-j) s^j
+        return table[:, self._ham[m]]
 
     def _apply_groups(self, states, mats):
         """states[i] ← (⊗ groups M_g) states[i] in place; mats[g]: (B, K, K) per group."""
