@@ -469,3 +469,69 @@ def test_evaluate_save_writes_the_pruned_fine_tuned_model(tmp_path):
     assert torch.equal(get_masks(child)["layers.0.weight"], m)  # pruned ...
     assert not torch.equal(child.layers[0].weight_orig.detach() * m, parent.layers[0].weight.detach() * m)  # ... tuned
     assert payload["meta"]["model"] == "mlp" and payload["meta"]["finetune_epochs"] == 1
+
+
+# ---- a user's own architecture and weights through select and evaluate -------------
+USER_MODULE = '''
+from torch import nn
+
+
+def small(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0], 8), nn.ReLU(), nn.Linear(8, num_classes))
+
+
+def not_a_model():
+    return 42
+'''
+
+
+def test_user_factory_and_state_dict_run_through_select_and_evaluate(tmp_path, monkeypatch, capsys):
+    import importlib
+    import sys
+
+    from qselect.classical.checkpoint import load_checkpoint
+    from qselect.classical.masks import get_masks, load_masks
+    from qselect.cli import main
+
+    pkg = tmp_path / "userpkg"
+    pkg.mkdir()
+    (pkg / "qsel_user_models.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(pkg))
+    importlib.invalidate_caches()
+    mod = importlib.import_module("qsel_user_models")
+    torch.manual_seed(3)
+    trained = mod.small((64,), 10)
+    weights = tmp_path / "weights.pt"
+    torch.save(trained.state_dict(), weights)
+
+    sel = tmp_path / "sel"
+    assert main(["select", "--model", "qsel_user_models:small", "--weights", str(weights), "--solver", "exact",
+                 "--calib-size", "32", "--qubits", "8", "--run-dir", str(sel), "-q"]) == 0
+    masks = load_masks(sel / "masks.pt", mod.small((64,), 10))
+    assert set(masks) == {"1.weight", "1.bias"}  # the user's layer names
+    ev = tmp_path / "ev"
+    assert main(["evaluate", "--model", "qsel_user_models:small", "--weights", str(weights), "--masks",
+                 str(sel / "masks.pt"), "--finetune-epochs", "1", "--save", "--run-dir", str(ev), "-q"]) == 0
+    fresh = mod.small((64,), 10)
+    payload = load_checkpoint(ev / "model-pruned.pt", fresh)
+    assert payload["meta"]["model"] == "qsel_user_models:small"
+    assert torch.equal(get_masks(fresh)["1.weight"], masks["1.weight"])
+    capsys.readouterr()
+
+    def refused(argv):
+        out = tmp_path / "bad"
+        rc = main(argv + ["--run-dir", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 2 and not out.exists(), err
+        return err
+
+    assert "has no callable 'nosuch'" in refused(["select", "--model", "qsel_user_models:nosuch", "--weights",
+                                                   str(weights)])
+    assert "cannot import 'no_such_pkg_xyz'" in refused(["select", "--model", "no_such_pkg_xyz:make"])
+    assert "--epochs does not apply here" in refused(["select", "--model", "qsel_user_models:small", "--weights",
+                                                        str(weights), "--epochs", "5"])
+    pickled = tmp_path / "whole.pt"
+    torch.save(trained, pickled)
+    assert "torch.save(model.state_dict()" in refused(["select", "--model", "qsel_user_models:small", "--weights",
+                                                       str(pickled), "--solver", "exact", "--calib-size", "32"])
+    sys.modules.pop("qsel_user_models", None)

@@ -124,7 +124,8 @@ def load_data(cfg: dict):
     """
     from ..classical.data import load_dataset
 
-    image = cfg["model"] in IMAGE_MODELS or _checkpoint_wants_image(cfg["model"])
+    image = cfg["model"] in IMAGE_MODELS or _checkpoint_wants_image(cfg["model"]) \
+        or (is_factory_spec(cfg["model"]) and bool(getattr(_factory(cfg["model"]), "image", False)))
     return load_dataset(cfg["dataset"], root=cfg.get("data_root"), seed=cfg["seed"], image=image)
 
 
@@ -184,17 +185,145 @@ def drop_unused_model_options(cfg: dict, given) -> dict:
         When an option that cannot apply was set explicitly.
     """
     name = str(cfg.get("model", "mlp"))
-    checkpoint = name not in IMAGE_MODELS + ("mlp",)
-    unused = [k for k in ("hidden", "epochs") if k in cfg and (checkpoint or (k == "hidden" and name != "mlp"))]
+    checkpoint = name not in IMAGE_MODELS + ("mlp",) and not is_factory_spec(name)
+    trained_here = not checkpoint and not cfg.get("weights")
+    unused = [k for k in ("hidden", "epochs") if k in cfg
+              and ((k == "epochs" and not trained_here) or (k == "hidden" and name != "mlp"))]
     set_ = [k for k in unused if given is not None and k in set(given)]
     if set_:
         flags = " and ".join(f"--{k}" for k in set_)
-        why = f"the checkpoint {name} holds its architecture and training" if checkpoint \
-            else f"--hidden sets the widths of the built-in mlp, not of {name}"
+        why = (f"the checkpoint {name} holds its architecture and training" if checkpoint
+               else "--weights brings trained weights" if "epochs" in set_ and cfg.get("weights")
+               else f"--hidden sets the widths of the built-in mlp, not of {name}")
         raise QSelectError(f"{flags} do{'es' if len(set_) == 1 else ''} not apply here: {why}; drop {flags}")
     for k in unused:
         cfg.pop(k)
     return cfg
+
+
+def is_factory_spec(name: str) -> bool:
+    """Whether ``--model`` names a user architecture ``package.module:factory`` (not a file)."""
+    name = str(name)
+    module, sep, attr = name.partition(":")
+    return bool(sep) and not Path(name).exists() and attr.isidentifier() \
+        and all(part.isidentifier() for part in module.split("."))
+
+
+def _factory(spec: str):
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except Exception as exc:  # ImportError, or whatever the user's module raises on import
+        raise QSelectError(f"cannot import {module!r} for --model {spec} ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:200]}); make it importable (pip install -e your "
+                           "package, or add its folder to PYTHONPATH)") from None
+    factory = getattr(mod, attr, None)
+    if not callable(factory):
+        raise QSelectError(f"{module} has no callable {attr!r} for --model {spec}; name a function that "
+                           "returns a torch.nn.Module")
+    return factory
+
+
+def user_model(spec: str, input_shape, num_classes: int, seed: int):
+    """Build a user architecture from ``package.module:factory`` (the convention of PyTorch CLIs).
+
+    The factory is called with ``input_shape`` and ``num_classes`` keywords when it accepts them
+    (else without arguments), under ``torch.manual_seed(seed)``. Inputs are flat vectors unless
+    the factory has an attribute ``image = True`` (then ``(C, H, W)`` images).
+
+    Parameters
+    ----------
+    spec : str
+        ``package.module:factory``.
+    input_shape : tuple of int
+    num_classes : int
+    seed : int
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Raises
+    ------
+    QSelectError
+        The module cannot be imported, the factory is missing, fails or returns no ``nn.Module``.
+    """
+    import inspect
+
+    import torch
+    from torch import nn
+
+    factory = _factory(spec)
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    kw = {k: v for k, v in (("input_shape", tuple(input_shape)), ("num_classes", int(num_classes))) if k in params}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        try:
+            model = factory(**kw)
+        except Exception as exc:
+            raise QSelectError(f"--model {spec}: the factory failed ({type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(model, nn.Module):
+        raise QSelectError(f"--model {spec} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _architecture(name: str, shape, classes: int, seed: int, kwargs: dict):
+    from ..classical.models import build_model
+
+    if is_factory_spec(name):
+        return user_model(name, shape, classes, seed)
+    return build_model(name, shape, classes, seed=seed, **kwargs)
+
+
+def load_weights(model, path) -> None:
+    """Load ``--weights``: a ``state_dict`` (``torch.save(model.state_dict(), path)``) or a qselect checkpoint.
+
+    Loading stays ``weights_only`` (no code runs from the file).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Loaded in place.
+    path : str or os.PathLike
+
+    Raises
+    ------
+    QSelectError
+        Missing or unreadable file, a pickled whole module, or weights of another architecture.
+    """
+    import torch
+
+    from ..classical.checkpoint import _FORMAT, load_checkpoint
+
+    path = Path(path)
+    if not path.is_file():
+        raise QSelectError(f"weights file {path} does not exist; check the path given to --weights")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            raise QSelectError(f"{path} holds a pickled Python object (torch.save(model)); save the weights "
+                               "with torch.save(model.state_dict(), path) and pass that file") from None
+        raise QSelectError(f"weights file {path} is unreadable ({type(exc).__name__}); expected "
+                           "torch.save(model.state_dict(), path)") from None
+    if isinstance(sd, dict) and sd.get("format") == _FORMAT:
+        load_checkpoint(path, model)
+        return
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise QSelectError(f"{path} is not a state_dict (parameter name -> tensor); save one with "
+                           "torch.save(model.state_dict(), path)")
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as exc:
+        detail = " ".join(line.strip() for line in str(exc).strip().splitlines()[:3])
+        raise QSelectError(f"the weights in {path} do not fit --model ({detail[:300]}); pass the "
+                           "architecture they were saved from") from None
 
 
 def prepare_parent(cfg: dict, data, progress: bool = False):
@@ -219,11 +348,14 @@ def prepare_parent(cfg: dict, data, progress: bool = False):
     """
     from ..classical.checkpoint import load_checkpoint
     from ..classical.data import make_loader
-    from ..classical.models import build_model
     from ..classical.train import evaluate, train
 
     name = cfg["model"]
+    weights = cfg.get("weights")
     if Path(name).is_file() and name not in IMAGE_MODELS + ("mlp",):
+        if weights:
+            raise QSelectError(f"--weights goes with a built-in model or package.module:factory; the checkpoint "
+                               f"{name} holds its own weights: drop --weights")
         payload = load_checkpoint(name)
         meta = payload.get("meta") or {}
         if "model" not in meta:
@@ -234,20 +366,24 @@ def prepare_parent(cfg: dict, data, progress: bool = False):
             raise QSelectError(f"checkpoint {name} was trained for inputs {tuple(shape)} with {classes} classes, "
                                f"but dataset {cfg['dataset']!r} has {tuple(data.input_shape)} and "
                                f"{data.num_classes}; use the dataset it was trained on")
-        model = build_model(meta["model"], shape, classes, seed=cfg["seed"], **meta.get("model_kwargs", {}))
+        model = _architecture(meta["model"], shape, classes, cfg["seed"], meta.get("model_kwargs", {}))
         load_checkpoint(name, model)
         info = {"source": str(name), "model": meta["model"], "model_kwargs": meta.get("model_kwargs", {}),
                 "trained_epochs": meta.get("epochs")}
     else:
         kwargs = {"hidden": tuple(cfg["hidden"])} if name == "mlp" else {}
-        model = build_model(name, data.input_shape, data.num_classes, seed=cfg["seed"], **kwargs)
-        t0 = time.perf_counter()
-        history = train(model, make_loader(data.train, cfg["batch_size"], shuffle=True, seed=cfg["seed"]),
-                        train_config(cfg, cfg["epochs"], cfg["seed"], progress))
-        info = {"source": "built-in", "model": name, "model_kwargs": {k: list(v) if isinstance(v, tuple) else v
-                                                                      for k, v in kwargs.items()},
-                "trained_epochs": cfg["epochs"], "train_seconds": time.perf_counter() - t0,
-                "final_train_loss": _last(history.get("train_loss"))}
+        model = _architecture(name, data.input_shape, data.num_classes, cfg["seed"], kwargs)
+        plain_kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+        if weights:  # the user's trained weights: nothing to train
+            load_weights(model, weights)
+            info = {"source": str(weights), "model": name, "model_kwargs": plain_kwargs, "trained_epochs": None}
+        else:
+            t0 = time.perf_counter()
+            history = train(model, make_loader(data.train, cfg["batch_size"], shuffle=True, seed=cfg["seed"]),
+                            train_config(cfg, cfg["epochs"], cfg["seed"], progress))
+            info = {"source": "factory" if is_factory_spec(name) else "built-in", "model": name,
+                    "model_kwargs": plain_kwargs, "trained_epochs": cfg["epochs"],
+                    "train_seconds": time.perf_counter() - t0, "final_train_loss": _last(history.get("train_loss"))}
     check_finite(model, cfg["model"])
     model.eval()
     info["test"] = evaluate(model, make_loader(data.test, 512))

@@ -190,6 +190,11 @@ def check_model(model: str) -> str:
     """
     if model in valid_models():
         return model
+    from .pipeline import _factory, is_factory_spec
+
+    if is_factory_spec(model):
+        _factory(model)  # importable, and names a callable: checked before anything runs
+        return model
     p = Path(model)
     if p.suffix or os.sep in model or p.exists():
         if not p.exists():
@@ -287,6 +292,8 @@ def validate_common(cfg: dict, *, solver_needed: bool = True) -> dict:
         check_seed(cfg["seed"], "seed (--seed)", allow_none=False)
     if "model" in cfg:
         check_model(cfg["model"])
+    if cfg.get("weights") and not Path(cfg["weights"]).is_file():
+        raise QSelectError(f"weights file {cfg['weights']} does not exist; check the path given to --weights")
     if "dataset" in cfg:
         cfg["dataset"] = check_dataset(cfg["dataset"], cfg.get("data_root"))
     if "scheduler" in cfg:

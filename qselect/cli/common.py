@@ -157,8 +157,12 @@ def add_model_options(parser: argparse.ArgumentParser, *, epochs: int = 20, hidd
         The command's defaults.
     """
     g = parser.add_argument_group("model and data")
-    add_option(g, "--model", kind="str", default="mlp", metavar="NAME|CHECKPOINT",
-               help=f"built-in model ({', '.join(_HELP_MODELS)}) or a checkpoint file saved by qselect")
+    add_option(g, "--model", kind="str", default="mlp", metavar="NAME|CHECKPOINT|MODULE:FACTORY",
+               help=f"built-in model ({', '.join(_HELP_MODELS)}), a checkpoint file saved by qselect, or your "
+                    "own architecture as package.module:factory (a function returning a torch.nn.Module)")
+    add_option(g, "--weights", kind="str", default=None, metavar="FILE",
+               help="trained weights for --model (a state_dict: torch.save(model.state_dict(), FILE)); "
+                    "without it a built-in or factory model is trained first")
     add_option(g, "--dataset", kind="str", default="digits", metavar="NAME",
                help=f"dataset ({', '.join(_HELP_DATASETS)})")
     add_option(g, "--data-root", kind="str", default=None, metavar="DIR",
