@@ -47,9 +47,22 @@ from qselect.classical.models import build_model
 from qselect.classical.train import TrainConfig, evaluate, train
 from qselect.devices import resolve_device
 from qselect.io import atomic_write_json, atomic_write_with
-from qselect.methods import (PaTConfig, SparseMutation, cka_matrices, evaluate_ensemble, evolve, feature_grid,
-                             iterative_magnitude_pruning, layer_activations, mutated_children, one_shot_pruning,
-                             prune_and_tune, rigl_train, snapshot_ensemble, ssa_finetune)
+from qselect.methods import (
+    PaTConfig,
+    SparseMutation,
+    cka_matrices,
+    evaluate_ensemble,
+    evolve,
+    feature_grid,
+    iterative_magnitude_pruning,
+    layer_activations,
+    mutated_children,
+    one_shot_pruning,
+    prune_and_tune,
+    rigl_train,
+    snapshot_ensemble,
+    ssa_finetune,
+)
 
 DEVICE = "auto"
 AUGMENT = None
@@ -174,9 +187,10 @@ def run_ensembles(s, name, kw, data, seed, parent, pstats, test, cka_x):
     pat = {}
     for method in ["antirandom"] + (["qselect"] if s["qselect"] is not None else []):
         t = time.time()
+        opts = qselect_options(s, parent) if method == "qselect" else None
         pcfg = PaTConfig(children=M, method=method, sparsity=0.5, tune_epochs=s["tune_epochs"],
-                         lr=tune_lr(s, name), batch_size=s["batch"], seed=seed,
-                         calib_size=s["calib"], select_options=qselect_options(s, parent) if method == "qselect" else None)
+                         lr=tune_lr(s, name), batch_size=s["batch"], seed=seed, calib_size=s["calib"],
+                         select_options=opts)
         pcfg.tune = cfg(s, s["tune_epochs"], seed, lr=pcfg.lr)
         res = prune_and_tune(parent, data.train, pcfg, parent_epochs=P, augment=AUGMENT)
         pat[method] = res

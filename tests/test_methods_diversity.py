@@ -7,8 +7,14 @@ import torch
 
 from qselect.classical.models import build_model
 from qselect.errors import QSelectError
-from qselect.methods import (activation_maximisation, cka_matrices, feature_grid, layer_activations, linear_cka,
-                             top_activating)
+from qselect.methods import (
+    activation_maximisation,
+    cka_matrices,
+    feature_grid,
+    layer_activations,
+    linear_cka,
+    top_activating,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

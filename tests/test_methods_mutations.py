@@ -7,7 +7,6 @@ import torch
 from qselect.classical.baselines import magnitude_masks
 from qselect.classical.data import make_loader
 from qselect.classical.masks import apply_masks, get_masks
-from qselect.classical.models import build_model
 from qselect.classical.train import TrainConfig, evaluate
 from qselect.errors import QSelectError
 from qselect.methods import SparseMutation, complement_masks, evolve, mutated_children

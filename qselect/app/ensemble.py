@@ -137,8 +137,7 @@ def _ensemble(method: str, cfg: dict, data, parent, con):
     from ..classical.data import make_loader
     from ..classical.models import build_model
     from ..classical.train import train
-    from ..methods import (cka_matrices, evaluate_ensemble, mutated_children, prune_and_tune,
-                           snapshot_ensemble)
+    from ..methods import cka_matrices, evaluate_ensemble, mutated_children, prune_and_tune, snapshot_ensemble
 
     test = make_loader(data.test, 512)
     M, P, T, seed = cfg["children"], cfg["epochs"], cfg["tune_epochs"], cfg["seed"]

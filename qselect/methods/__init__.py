@@ -81,18 +81,38 @@ diversity
     image_shape(input_shape)
 """
 from .annealing import SCHEDULES, StochasticSubnetworkAnnealing, schedule_factor, ssa_finetune
-from .ensembles import (CHILD_METHODS, PaTConfig, PaTResult, bagged_dataset, child_masks,
-                        evaluate_ensemble, flop_density, prune_and_tune)
-from .iterative import (iterative_magnitude_pruning, one_shot_pruning, round_sparsities,
-                        split_epochs, surviving_magnitude_masks)
+from .diversity import (
+    activation_maximisation,
+    cka_matrices,
+    default_layers,
+    feature_grid,
+    image_shape,
+    layer_activations,
+    linear_cka,
+    top_activating,
+)
+from .ensembles import (
+    CHILD_METHODS,
+    PaTConfig,
+    PaTResult,
+    bagged_dataset,
+    child_masks,
+    evaluate_ensemble,
+    flop_density,
+    prune_and_tune,
+)
+from .iterative import (
+    iterative_magnitude_pruning,
+    one_shot_pruning,
+    round_sparsities,
+    split_epochs,
+    surviving_magnitude_masks,
+)
+from .mutations import EvolutionResult, MutationRecord, SparseMutation, complement_masks, evolve, mutated_children
 from .partitions import anti_random_pair, check_partition, partition_children, partition_masks
-from .stripping import SynapticStripping, synaptic_stripping
-from .snapshot import SnapshotResult, cycle_length, snapshot_ensemble, snapshot_lr, snapshot_steps
-from .mutations import (EvolutionResult, MutationRecord, SparseMutation, complement_masks, evolve,
-                        mutated_children)
 from .rigl import DISTRIBUTIONS, RigL, layer_densities, rigl_fraction, rigl_train
-from .diversity import (activation_maximisation, cka_matrices, default_layers, feature_grid, image_shape,
-                        layer_activations, linear_cka, top_activating)
+from .snapshot import SnapshotResult, cycle_length, snapshot_ensemble, snapshot_lr, snapshot_steps
+from .stripping import SynapticStripping, synaptic_stripping
 
 __all__ = [
     "SCHEDULES", "StochasticSubnetworkAnnealing", "schedule_factor", "ssa_finetune",

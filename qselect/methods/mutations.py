@@ -359,8 +359,9 @@ def evolve(parent: nn.Module, val_loader, mutation: SparseMutation | None = None
             pool += elite
         pool.sort(key=lambda t: t[0])
         elite = pool[: int(children)]
+        before = parent_fit if g == 0 else history[-1]["elite_best"]
         history.append({"generation": g, "best": float(min(fits)), "mean": float(np.mean(fits)),
-                        "worst": float(max(fits)), "parent_fitness": float(parent_fit if g == 0 else history[-1]["elite_best"]),
+                        "worst": float(max(fits)), "parent_fitness": float(before),
                         "elite_best": float(elite[0][0])})
     n_val = len(val_loader.dataset) if hasattr(val_loader, "dataset") else None
     eval_epochs = (evaluations * n_val / train_size / 3.0) if (n_val and train_size) else None

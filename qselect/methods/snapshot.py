@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -191,8 +192,7 @@ def snapshot_ensemble(model: nn.Module, train_loader, config=None, *, cycles: in
     ----------
     G. Huang et al., "Snapshot Ensembles: Train 1, get M for free", ICLR 2017.
     """
-    from qselect.classical.train import (_as_loader, as_config, make_optimizer, resolve_device,
-                                         seed_everything)
+    from qselect.classical.train import _as_loader, as_config, make_optimizer, resolve_device, seed_everything
 
     cycles = _check_cycles(cycles)
     if keep_last is not None and (int(keep_last) != keep_last or not 1 <= keep_last <= cycles):
