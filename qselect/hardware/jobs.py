@@ -90,8 +90,6 @@ class JobRunner:
     def pubs_per_job(self, shots: int, circuit_bytes: int | None = None) -> int:
         """Most PUBs one job may carry.
 
-        Most PUBs one job may carry.
-
         Most PUBs one job may carry: executions (circuits x shots, IBM: 10 million), the input size (IBM: 50 MB, from
         ``circuit_bytes`` of the largest circuit with a 2x margin for encoding) and any PUB limit the service declares
         (IBM enforces none).

@@ -689,8 +689,6 @@ class HardwareRun:
     def _check_resources(self) -> None:
         """Compiled resources per problem, with the device limits and fidelity warnings.
 
-        Compiled resources per problem, with the device limits and fidelity warnings.
-
         Compiled resources per problem ("before": one level-1 pass, as a reference), the device limit of 2-qubit gates
         per circuit, and a warning where the estimated fidelity is low.
         """

@@ -399,8 +399,6 @@ class RuntimeService(Service):
     def open_batch(self) -> None:
         """Use Batch mode for the following submissions.
 
-        Use Batch mode for the following submissions.
-
         Use Batch mode for the following submissions (created at the first one, so a resumed run with nothing left to
         submit opens none; ``close()`` ends it).
         """
@@ -408,8 +406,6 @@ class RuntimeService(Service):
 
     def open_session(self, max_time: int | None = None) -> None:
         """Use a Session for the following submissions.
-
-        Iterative SPSA: the device stays reserved between iterations; not available on the Open Plan.
 
         Iterative SPSA: the device stays reserved between iterations; not available on the Open Plan.
 

@@ -130,10 +130,6 @@ def check_memory(n: int, dtype=np.complex128, gradient: bool = True, what: str =
 def cost_dtype_for(n: int, dtype, exact_final_qubits: int) -> np.dtype:
     """Precision to build the cost vector in.
 
-    Precision to build the cost vector in.
-
-    Precision to build the cost vector in.
-
     Precision to build the cost vector in: float64 where the final state is re-evaluated in double precision (small n)
     or the engine runs in complex128, else the engine's float32, which saves the transient 8-byte copy (what lets n = 30
     fit in 24 GB).
