@@ -253,8 +253,10 @@ class RefitCost(Problem):
         return self.table().z_terms(max_order, tol)
 
     def scale(self) -> float:
-        """Largest |Z coefficient| of the tabulated row, or for rows too long to tabulate the dense
-        output energy wᵀGw (the refit loss lies in [0, wᵀGw + λ‖w‖²]).
+        """Scale of the cost, for normalising QAOA angles.
+
+        Largest |Z coefficient| of the tabulated row, or for rows too long to tabulate the dense output energy wᵀGw (the
+        refit loss lies in [0, wᵀGw + λ‖w‖²]).
 
         Returns
         -------
