@@ -156,7 +156,16 @@ def record_tables(data, path=()) -> list[tuple[str, str]]:
     out = []
     if isinstance(data, list):
         if data and all(_flat(r) for r in data):
-            out.append((".".join(path) or "rows", table(data)))
+            nested = [k for k in dict.fromkeys(k for r in data for k, v in r.items() if _flat(v))]
+            if nested:  # long format: one row per record × nested variant
+                long = []
+                for r in data:
+                    ids = {k: v for k, v in r.items() if _is_scalar(v)}
+                    long += [{**ids, "variant": k, **{f: x for f, x in r[k].items() if _is_scalar(x)}}
+                             for k in nested if _flat(r.get(k))]
+                out.append((".".join(path) or "rows", table(long)))
+            else:
+                out.append((".".join(path) or "rows", table(data)))
         return out
     if not isinstance(data, dict):
         return out

@@ -44,3 +44,14 @@ def test_check_flags_a_stale_page(tmp_path):
     assert md.main(["--results", str(res), "--out", str(out), "--check"]) == 0
     (res / "x.json").write_text(json.dumps({"ratio_a": 3.0}))
     assert md.main(["--results", str(res), "--out", str(out), "--check"]) == 1
+
+
+def test_records_with_nested_variants_become_long_tables(tmp_path):
+    md = _make_docs()
+    res = tmp_path / "results"
+    res.mkdir()
+    (res / "compile.json").write_text(json.dumps({"cases": [
+        {"device": "d1", "n": 8, "plain": {"gates": 10, "depth": 5}, "routed": {"gates": 7, "depth": 4}}]}))
+    text = md.render(res)
+    assert "| device | n | variant | gates | depth |" in text
+    assert "| d1 | 8 | plain | 10 | 5 |" in text and "| d1 | 8 | routed | 7 | 4 |" in text
