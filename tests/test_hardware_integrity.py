@@ -82,9 +82,16 @@ def model_rows(n=2):
 
 
 def test_missing_selection_context_of_a_model_run_is_an_error_not_a_silent_skip(tmp_path):
-    with pytest.raises(QSelectError, match="local_problems.json is missing.*interrupted"):
+    assert check_selection_context(tmp_path, model_rows()) is None  # planned without a model: nothing to mask
+    (tmp_path / "plan.json").write_text(json.dumps({"selection_context": True}))
+    with pytest.raises(QSelectError, match="local_problems.json is missing"):
         check_selection_context(tmp_path, model_rows())
-    assert check_selection_context(tmp_path, {"problems": [{"problem": "a"}]}) is None  # planned without a model
+
+
+def test_plan_records_a_context_saved_before_it(tmp_path):
+    (tmp_path / CONTEXT_JSON).write_text("{}")
+    svc, _ = planned_run(tmp_path)
+    assert json.loads((tmp_path / "plan.json").read_text())["selection_context"] is True
 
 
 def test_wrong_shaped_context_and_truncated_model_are_named(tmp_path):

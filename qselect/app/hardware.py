@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import QSelectError
 from ..solvers.exact import EXACT_SEARCH_BITS
-from ..hardware.masks import local_problems, save_selection_context, write_hardware_masks
+from ..hardware.masks import local_problems, save_selection_context
 from . import pipeline as pl
 from . import settings as cm
 from .console import Console
@@ -60,7 +60,14 @@ def _config(cfg):
 
     return HardwareConfig(backend=cfg["device"], strategy=cfg["strategy"], p=int(cfg["p"]), shots=int(cfg["shots"]),
                           angles=cfg["angles"], seed=int(cfg["seed"]), optimization_level=int(cfg["optimization_level"]),
-                          spsa_iterations=int(cfg["spsa_iterations"]), spsa_shots=int(cfg["spsa_shots"])).validate()
+                          spsa_iterations=int(cfg["spsa_iterations"]), spsa_shots=int(cfg["spsa_shots"]),
+                          compile=cfg["compile"], transpile_seeds=int(cfg["transpile_seeds"]),
+                          fractional_gates=bool(cfg["fractional_gates"]),
+                          dynamical_decoupling=cfg["dynamical_decoupling"],
+                          twirl_gates=not cfg["no_twirl_gates"], twirl_measure=bool(cfg["twirl_measure"]),
+                          primitive=cfg["primitive"], execution_mode=cfg["execution_mode"],
+                          max_execution_time=int(cfg["max_execution_time"]) or None,
+                          open_plan=bool(cfg["open_plan"])).validate()
 
 
 def validate_submit(cfg: dict) -> dict:
@@ -139,7 +146,8 @@ def run_submit(cfg: dict, *, argv=None, given=(), extra=None) -> int:
     from ..hardware.runtime import get_service
 
     # Account/backend problems surface before any training starts.
-    service = get_service(cfg["device"], run_dir=run_dir, min_qubits=int(cfg["qubits"]), seed=cfg["seed"])
+    service = get_service(cfg["device"], run_dir=run_dir, min_qubits=int(cfg["qubits"]), seed=cfg["seed"],
+                          fractional_gates=hw_config.fractional_gates)
     data = pl.load_data(cfg)
     calib = pl.calibration_inputs(data, cfg["calib_size"], cfg["seed"])
     con.info("preparing the model (%s)", cfg["model"])
@@ -163,9 +171,10 @@ def run_submit(cfg: dict, *, argv=None, given=(), extra=None) -> int:
 
     run_ = Run.create("submit", cfg, run_dir, argv=argv)
     with run_.guard(), redacted_errors():  # run.json records the error already redacted
-        hw_run = HardwareRun.create(run_dir, service, hw_config, problems, meta=meta,
-                                    timeout=cfg["timeout"] or None)
+        # the context first: a submit killed after plan.json must still be able to build masks.pt
         save_selection_context(run_dir, parent, parent_info, cfg, sel, layers)
+        hw_run = HardwareRun.create(run_dir, service, hw_config, problems, meta=meta,
+                                    timeout=cfg["timeout"] or None, console=con)
         _print_resources(con, hw_run)  # before anything is submitted
         report = hw_run.execute(wait=not cfg["no_wait"])
     if report is None:
@@ -173,24 +182,33 @@ def run_submit(cfg: dict, *, argv=None, given=(), extra=None) -> int:
         con.result(f"submitted; collect the results with: qselect hardware fetch --run-dir {run_dir}")
         return 0
     run_.finish(hardware=report["summary"])
-    _print_report(con, report, run_dir)
-    write_hardware_masks(run_dir, report, con)
+    _print_report(con, report, run_dir)  # masks.pt was written by the run, before report.json
     return 0
 
 
 def _print_resources(con, hw_run):
     """Per-problem circuit size on the device, printed before submitting."""
-    con.print(f"{'problem':<12} {'qubits':>6} {'depth':>6} {'2q gates':>8} {'est. fidelity':>13}")
+    con.print(f"{'problem':<12} {'qubits':>6} {'depth':>6} {'2q gates':>8} {'(1 pass)':>8} {'2q depth':>8} "
+              f"{'method':>8} {'est. fidelity':>13}")
     for pid, r in hw_run.resources.items():
+        before = (r.get("before") or {}).get("two_qubit_gates", "-")
         con.print(f"{pid:<12} {r.get('qubits', 0):>6} {r.get('depth', 0):>6} {r.get('two_qubit_gates', 0):>8} "
+                  f"{before:>8} {r.get('two_qubit_depth', '-'):>8} {r.get('method', '-'):>8} "
                   f"{r.get('estimated_fidelity', 0.0):>13.2g}")
+    est = getattr(hw_run, "usage_estimate", None) or {}
+    if est:
+        con.print(f"estimated quantum time: {est['total_s']:.1f} s in {est['jobs']} jobs")
 
 
 def _print_report(con, report, run_dir):
     s = report["summary"]
-    con.print(f"{s['problems']} problems on {s['backend']} in {s['jobs']} jobs: device best = exact optimum on "
-              f"{s['hardware_optimal']}/{s['with_exact']}, noiseless simulator on {s['simulator_optimal']}/"
-              f"{s['with_exact']}")
+    m, r = s.get("mean_p_optimum") or {}, s.get("mean_ratio") or {}
+    fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+    con.print(f"{s['problems']} problems on {s['backend']} in {s['jobs']} jobs: P(optimum) per shot device "
+              f"{fmt(m.get('hardware'))}, noiseless simulator {fmt(m.get('simulator'))}, uniform sampling "
+              f"{fmt(m.get('uniform'))}; approximation ratio device {fmt(r.get('hardware'))}, simulator "
+              f"{fmt(r.get('simulator'))}, uniform {fmt(r.get('uniform'))}; device beats uniform on "
+              f"{s.get('hardware_beats_uniform', 0)}/{s.get('with_baselines', 0)}")
     con.result(f"report: {run_dir}/report.md")
 
 
@@ -278,9 +296,15 @@ def run_fetch(cfg: dict, *, argv=None, given=(), extra=None) -> int:
         con.result(f"job {payload['job_id']}: {len(payload['counts'])} results cached for problems "
                    + ", ".join(payload["problem_ids"]))
         return 0
-    report = api.fetch(run_dir, timeout=timeout, resubmit_failed=cfg["resubmit_failed"])
-    _print_report(con, report, run_dir)
-    write_hardware_masks(run_dir, report, con)
+    from ..runs import Run
+
+    if not (Path(run_dir) / "run.json").exists():  # a run planned from the library API: no run.json to update
+        report = api.fetch(run_dir, timeout=timeout, resubmit_failed=cfg["resubmit_failed"], console=con)
+    else:
+        with Run.open(run_dir, owner="qselect hardware fetch") as run_, run_.guard():
+            report = api.fetch(run_dir, timeout=timeout, resubmit_failed=cfg["resubmit_failed"], console=con)
+            run_.finish(hardware=report["summary"])  # run.json: status finished, the summary
+    _print_report(con, report, run_dir)  # masks.pt was written by the run, before report.json
     return 0
 
 

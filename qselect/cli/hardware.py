@@ -46,7 +46,28 @@ def register(subparsers):
                help="each: optimise angles per problem; transfer: one problem per layer donates its angles")
     add_option(g, "--spsa-iterations", kind="int", default=20, metavar="N", help="SPSA iterations (strategy spsa)")
     add_option(g, "--spsa-shots", kind="int", default=256, metavar="N", help="shots per SPSA evaluation")
-    add_option(g, "--optimization-level", kind="int", default=1, metavar="L", help="transpiler optimisation level")
+    add_option(g, "--optimization-level", kind="int", default=3, metavar="L", help="transpiler optimisation level")
+    c = p.add_argument_group("compilation and error suppression")
+    add_option(c, "--compile", kind="str", default="auto", metavar="M", choices=("auto", "swap", "generic", "single"),
+               help="auto: keep the better of a swap strategy on the best line of the device and generic routing; "
+                    "swap; generic; single (one pass, one seed)")
+    add_option(c, "--transpile-seeds", kind="int", default=5, metavar="N",
+               help="transpiler seeds tried per circuit (the best by estimated fidelity is kept)")
+    add_option(c, "--fractional-gates", kind="bool", default=False,
+               help="use Heron fractional RZZ/RX gates (angles bound before transpiling; needs --no-twirl-gates)")
+    add_option(c, "--dynamical-decoupling", kind="str", default="XY4", metavar="SEQ",
+               choices=("none", "XX", "XpXm", "XY4"), help="dynamical decoupling sequence: XY4, XpXm, XX or none")
+    add_option(c, "--no-twirl-gates", kind="bool", default=False, help="turn off Pauli twirling of 2-qubit gates")
+    add_option(c, "--twirl-measure", kind="bool", default=False, help="twirl measurements too")
+    add_option(c, "--primitive", kind="str", default="executor", metavar="P", choices=("executor", "legacy"),
+               help="executor: client-side sampler (qiskit-ibm-runtime >= 0.50); legacy: server-side SamplerV2")
+    add_option(c, "--execution-mode", kind="str", default="auto", metavar="M",
+               choices=("auto", "batch", "session", "job"),
+               help="auto: Batch for several jobs; session: a Session for --strategy spsa (not on the Open Plan)")
+    add_option(c, "--max-execution-time", kind="int", default=0, metavar="SEC",
+               help="cap on each job's quantum seconds (checked against the estimate before submitting; 0 = none)")
+    add_option(c, "--open-plan", kind="bool", default=False,
+               help="Open Plan account: no Sessions, Batches split so none outlives 10 minutes, budget warning")
     add_option(g, "--max-problems", kind="int", default=0, metavar="N",
                help="send only the first N local problems to the device (0 = all)")
     add_option(g, "--no-wait", kind="bool", default=False,

@@ -136,8 +136,8 @@ def check_selection_context(run_dir, report) -> tuple[dict, dict] | None:
     """The saved selection context (``local_problems.json``, ``model.pt``) or one line saying what is wrong.
 
     Checked before anything is written: a run whose problems came from a model
-    (its rows carry ``local_index``) but whose context is missing (a submit
-    killed between ``plan.json`` and ``local_problems.json``) or damaged
+    (``plan.json`` records ``selection_context``: the context is saved before
+    the plan) but whose context is now missing or damaged
     (unparsable or wrong-shaped JSON, a truncated ``model.pt``) raises instead
     of silently producing no ``masks.pt``.
 
@@ -156,16 +156,18 @@ def check_selection_context(run_dir, report) -> tuple[dict, dict] | None:
     QSelectError
         Missing or damaged context, with the file named.
     """
-    from ..classical.checkpoint import load_checkpoint
     from ..errors import QSelectError
 
     path = run_dir / CONTEXT_JSON
-    from_model = any("local_index" in row for row in report.get("problems", []))
+    try:  # plan.json records whether the context was saved before the run was planned
+        from_model = bool(json.loads((run_dir / "plan.json").read_text(encoding="utf-8")).get("selection_context"))
+    except (OSError, ValueError, AttributeError):
+        from_model = False
     if not path.exists():
         if from_model:
-            raise QSelectError(f"{path} is missing although the run's problems came from a model (the submit was "
-                               "interrupted before saving it), so masks.pt cannot be built; the device results are "
-                               "in report.json: run `qselect hardware submit` again in a new --run-dir for masks")
+            raise QSelectError(f"{path} is missing although the run was planned from a model, so masks.pt cannot "
+                               "be built; the device results are in report.json: restore the file or run "
+                               "`qselect hardware submit` again in a new --run-dir for masks")
         return None
     try:
         ctx = json.loads(path.read_text(encoding="utf-8"))
@@ -180,6 +182,8 @@ def check_selection_context(run_dir, report) -> tuple[dict, dict] | None:
         raise QSelectError(f"{path} has the wrong shape (expected 'layers' and 'problems' with "
                            f"{sorted(_CONTEXT_KEYS)} for each of the run's local problems); masks.pt was not "
                            "written: restore it or submit again in a new --run-dir")
+    from ..classical.checkpoint import load_checkpoint  # torch: only for runs planned from a model
+
     try:
         payload = load_checkpoint(run_dir / MODEL_FILE)
     except QSelectError as exc:
@@ -207,6 +211,10 @@ def write_hardware_masks(run_dir, report, con=None):
     pathlib.Path or None
         ``masks.pt``, or None when the run has no selection context.
     """
+    run_dir = Path(run_dir)
+    checked = check_selection_context(run_dir, report)
+    if checked is None:
+        return None  # a run planned from the library API: no model to mask
     from ..classical.checkpoint import load_checkpoint
     from ..classical.masks import mask_sparsity, save_masks
     from ..classical.models import build_model
@@ -215,10 +223,6 @@ def write_hardware_masks(run_dir, report, con=None):
     from ..io import atomic_write_json
     from ..solvers.base import make_result
 
-    run_dir = Path(run_dir)
-    checked = check_selection_context(run_dir, report)
-    if checked is None:
-        return None  # a run planned from the library API: no model to mask
     ctx, payload = checked
     meta = payload["meta"]
     model = build_model(meta["model"], tuple(meta["input_shape"]), meta["num_classes"], seed=meta.get("seed", 0),

@@ -540,6 +540,7 @@ class HardwareRun:
     timeout: float | None = None
     resubmit_failed: bool = False
     usage_estimate: dict = field(default_factory=dict)
+    console: Any = None  # where masks.pt's one-line summary is printed (a qselect.app Console), if anywhere
 
     # -- creation / loading ---------------------------------------------------
     @classmethod
@@ -653,7 +654,9 @@ class HardwareRun:
             "run_id": self.run_id, "config": asdict(self.config), "backend": self.service.backend_name,
             "problem_ids": list(self.problems), "meta": self.meta, "angles": self.angles,
             "reference": self.reference, "resources": self.resources, "pack_size": self.pack_size,
-            "sampler_options": self.config.sampler_options(), "usage_estimate": self.usage_estimate})
+            "sampler_options": self.config.sampler_options(), "usage_estimate": self.usage_estimate,
+            # saved before the plan by a submit from a model: masks.pt must then be built from it
+            "selection_context": (self.run_dir / "local_problems.json").exists()})
 
     def _simulate(self) -> None:
         """Noiseless reference (native simulator) per problem; its angles for strategy 1.
@@ -783,9 +786,13 @@ class HardwareRun:
                 hw, final_angles = self._spsa(jobs)
         finally:
             self.service.close()
+        from .masks import write_hardware_masks
         from .report import build_report, write_report
 
         report = build_report(self, hw, final_angles)
+        # masks.pt (for runs planned from a model) before report.json: report.json is written last,
+        # so its presence means every output of the run is complete
+        write_hardware_masks(self.run_dir, report, self.console)
         write_report(self.run_dir, report)
         return report
 
