@@ -19,6 +19,8 @@ A ResNet-18 ``layer4`` conv (512 neurons × 4608 inputs) needs ≈ 87 GB dense a
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from torch import nn
@@ -32,6 +34,8 @@ from .weights import layer_groups, target_rows
 
 #: usable fraction of the available memory for a layer's weight problems
 USABLE = 0.6
+
+log = logging.getLogger("qselect")
 
 
 def _rows_cols(layer: nn.Module, inputs_shape) -> tuple[int, int, int]:
@@ -140,6 +144,8 @@ def lean_weight_problems(name: str, layer: nn.Module, inputs: torch.Tensor, *, s
     """
     wanted = None if neurons is None else sorted({int(j) for j in neurons})
     mem = weight_memory(layer, tuple(inputs.shape), None if wanted is None else len(wanted))
+    log.info("layer %s: %d weight problems of %d bits need %s as dense QUBOs, %s lean (stated before "
+             "building)", name, mem["neurons"], mem["n"], memory._fmt(mem["dense"]), memory._fmt(mem["lean"]))
     check_memory(name, mem["lean"], f"{mem['neurons']} lean weight problems of {mem['n']} bits (one shared G)")
     bias = None if layer.bias is None else layer.bias.detach().to("cpu", torch.float64)
     wshape = tuple(layer.weight.shape)
