@@ -247,3 +247,19 @@ def test_plans_written_before_the_new_keys_resume_with_their_old_circuits():
     assert cfg.sampler_options()["dynamical_decoupling"] == {"enable": False}
     with pytest.raises(QSelectError, match="newer"):
         HardwareConfig.from_plan({**old, "warp_drive": True})
+
+
+def test_cli_offers_and_validates_the_compilation_and_suppression_options(tmp_path, capsys):
+    from qselect.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["hardware", "submit", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--dynamical-decoupling", "--no-twirl-gates", "--twirl-measure", "--fractional-gates", "--compile",
+                 "--transpile-seeds", "--primitive", "--execution-mode", "--max-execution-time", "--open-plan"):
+        assert flag in text
+    assert main(["hardware", "submit", "--device", "fake_manila", "--run-dir", str(tmp_path / "r"),
+                 "--fractional-gates"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "gate twirling" in err and "--no-twirl-gates" in err
+    assert not (tmp_path / "r").exists()
