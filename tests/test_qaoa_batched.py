@@ -192,7 +192,7 @@ def test_block_solver_lockstep_batch_equals_one_by_one_with_batch_answers():
 
 
 @pytest.mark.parametrize("mixer,k", [("x", None), ("xy", 3)])
-@pytest.mark.parametrize("chunk", [1 << 24, 16])
+@pytest.mark.parametrize("chunk", [1 << 24, 64])
 def test_torch_engine_in_place_batched_paths_match_numpy(mixer, k, chunk):
     """The lean torch engine (in-place phase/mixers in slices of ``chunk`` amplitudes, adjoint
     gradient) against the NumPy engine in complex128, batched and single, large and tiny slices."""
@@ -200,7 +200,7 @@ def test_torch_engine_in_place_batched_paths_match_numpy(mixer, k, chunk):
 
     from qselect.solvers.qaoa.native_torch import TorchQAOA
 
-    n, B, p = 11, 3, 2  # n=11: the top group spans qubits 10.. (K·L > 16 forces the L-slicing path)
+    n, B, p = 9, 3, 2  # chunk 64: groups with K·L > 64 and XY pairs wider than 64 take the sliced paths
     C = _mixed_costs(n, B, seed=5)
     A = np.random.default_rng(6).normal(size=(B, 2 * p))
     eng = TorchQAOA(C, p, mixer, k, dtype=torch.complex128, device="cpu", chunk=chunk)

@@ -81,7 +81,9 @@ def solve_layer(problems: Sequence, solver=None, mode: str = "warm", n_train: in
     """Solve a layer's problems with QAOA angles transferred from the first ``n_train``.
 
     Training problems are solved in order, each warm-started from the
-    previous one; the transferred angles are their mean. ``compare=True`` also
+    previous one; the transferred angles are their mean. They initialise the
+    rest of the layer, which (without an executor) is solved as one batch:
+    ``QAOASolver.solve_many`` simulates same-size problems together. ``compare=True`` also
     solves every non-training problem from scratch, measuring the evaluations
     saved and the change in best energy / ⟨C⟩ / approximation ratio
     (transfer − independent; negative energy change = better).
