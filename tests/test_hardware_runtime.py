@@ -162,3 +162,12 @@ def test_saved_account_token_is_masked_even_in_errors_raised_while_loading_it(st
     with pytest.raises(HardwareError) as info:
         get_service("ibm_manila", account_file=acct)
     assert saved not in str(info.value) and "***" in str(info.value) and "PermissionError" in str(info.value)
+
+
+def test_spsa_runs_in_a_session_when_asked(stub, tmp_path):
+    svc = get_service("ibm_manila", run_dir=tmp_path)
+    config = HardwareConfig(backend="ibm_manila", strategy="spsa", spsa_iterations=1, spsa_shots=32, shots=32,
+                            execution_mode="session", transpile_seeds=1)
+    report = api.submit({"a": QUBO.random(3, seed=4)}, "ibm_manila", tmp_path, config, service=svc)
+    assert svc.sessions_opened == 1 and svc.batches_opened == 0 and svc._batch is None
+    assert len(report["problems"][0]["jobs"]) == 2  # one SPSA stage, one final stage
