@@ -21,8 +21,15 @@ from qiskit.transpiler import InstructionProperties, Target
 
 from qselect import QUBO
 from qselect.circuits.qiskit import bind_angles, qaoa_circuit
-from qselect.circuits.routing import (FRACTIONAL_RZZ_MAX, best_line, compile_qaoa, fold_rzz_angle,
-                                      fractional_target, ideal_clbit_distribution, swap_strategy_qaoa)
+from qselect.circuits.routing import (
+    FRACTIONAL_RZZ_MAX,
+    best_line,
+    compile_qaoa,
+    fold_rzz_angle,
+    fractional_target,
+    ideal_clbit_distribution,
+    swap_strategy_qaoa,
+)
 from qselect.errors import QSelectError
 from qselect.solvers.qaoa.native import NumpyQAOA
 

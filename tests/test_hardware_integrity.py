@@ -1,20 +1,18 @@
-"""Run-folder integrity of the hardware path: one process at a time, damaged files named before anything is rewritten."""
+"""Run-folder integrity of the hardware path: one process at a time, damaged files named before any rewrite."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
+from test_hardware_ledger import Circuits, Simulator, make_service, problems  # noqa: E402
 
 from qselect.errors import QSelectError
 from qselect.hardware import Ledger, api
 from qselect.hardware import report as report_mod
 from qselect.hardware.masks import CONTEXT_JSON, MODEL_FILE, check_selection_context
 from qselect.hardware.runner import HardwareConfig, HardwareRun
-
-from test_hardware_ledger import Circuits, Simulator, make_service, problems  # noqa: E402
 
 HOLD = """
 import fcntl, os, sys, time

@@ -8,14 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from test_hardware_ledger import Circuits, Simulator, make_service, problems  # noqa: E402
 
 from qselect import QUBO
 from qselect.errors import QSelectError
-from qselect.hardware import FakeService, HardwareError, Ledger, api, runtime
+from qselect.hardware import FakeService, Ledger, api, runtime
 from qselect.hardware.report import baselines
 from qselect.hardware.runner import HardwareConfig, HardwareRun
-
-from test_hardware_ledger import Circuits, Simulator, make_service, problems  # noqa: E402
 
 TUTORIAL_OPTIONS = {"dynamical_decoupling": {"enable": True, "sequence_type": "XY4"},
                     "twirling": {"enable_gates": True, "enable_measure": False}}
@@ -173,7 +172,8 @@ def test_open_plan_splits_spsa_stages_so_no_batch_outlives_ten_minutes(tmp_path)
 def test_cancel_goes_on_past_a_job_that_already_finished(tmp_path):
     svc = make_service(polls_to_finish=50, conflict_on_finished=True)
     config = HardwareConfig(backend=svc.backend_name, shots=16)
-    HardwareRun.create(tmp_path, svc, config, problems(), circuits=Circuits(), simulator=Simulator()).execute(wait=False)
+    run = HardwareRun.create(tmp_path, svc, config, problems(), circuits=Circuits(), simulator=Simulator())
+    run.execute(wait=False)
     ids = [r.job_id for r in Ledger(tmp_path).records().values()]
     assert len(ids) == 4
     svc._finish(svc.jobs[ids[0]])  # finished on the server; the ledger does not know yet

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import pytest
 import qiskit_ibm_runtime as rt
-from qiskit_ibm_runtime import executor_sampler
-from qiskit_ibm_runtime import QiskitRuntimeService  # the real class, before the stub replaces it
+from qiskit_ibm_runtime import (
+    QiskitRuntimeService,  # the real class, before the stub replaces it
+    executor_sampler,
+)
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
 from qselect import QUBO

@@ -15,12 +15,11 @@ import logging
 from pathlib import Path
 
 from ..errors import QSelectError
-from ..solvers.exact import EXACT_SEARCH_BITS
 from ..hardware.masks import local_problems, save_selection_context
+from ..solvers.exact import EXACT_SEARCH_BITS
 from . import pipeline as pl
 from . import settings as cm
 from .console import Console
-
 
 HELP_SUBMIT = "run the local problems' QAOA on an IBM backend or fake_<device>, with a resumable job ledger"
 
@@ -164,10 +163,9 @@ def run_submit(cfg: dict, *, argv=None, given=(), extra=None) -> int:
         keep = list(problems)[: cfg["max_problems"]]
         problems, meta = {k: problems[k] for k in keep}, {k: meta[k] for k in keep}
     con.info("%d problems for %s (strategy %s)", len(problems), service.backend_name, hw_config.strategy)
+    from ..hardware.redact import redacted_errors
     from ..hardware.runner import HardwareRun
     from ..runs import Run
-
-    from ..hardware.redact import redacted_errors
 
     run_ = Run.create("submit", cfg, run_dir, argv=argv)
     with run_.guard(), redacted_errors():  # run.json records the error already redacted

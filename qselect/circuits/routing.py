@@ -38,7 +38,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter, ParameterVector
 
@@ -224,7 +223,10 @@ class SwapNetwork:
         from qiskit.quantum_info import SparsePauliOp
         from qiskit.transpiler import PassManager
         from qiskit.transpiler.passes.routing.commuting_2q_gate_routing import (
-            Commuting2qGateRouter, FindCommutingPauliEvolutions, SwapStrategy)
+            Commuting2qGateRouter,
+            FindCommutingPauliEvolutions,
+            SwapStrategy,
+        )
 
         t = Parameter("t")
         qc = QuantumCircuit(n)
@@ -644,9 +646,9 @@ def to_native_basis(circuit: QuantumCircuit, backend) -> QuantumCircuit:
     -------
     QuantumCircuit
     """
+    from qiskit.circuit.equivalence_library import SessionEquivalenceLibrary
     from qiskit.transpiler import PassManager
     from qiskit.transpiler.passes import BasisTranslator, Optimize1qGatesDecomposition
-    from qiskit.circuit.equivalence_library import SessionEquivalenceLibrary
 
     target = _target(backend)
     pm = PassManager([BasisTranslator(SessionEquivalenceLibrary, target_basis=None, target=target),

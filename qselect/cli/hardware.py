@@ -11,8 +11,14 @@ cancel  cancels the run's unfinished jobs.
 from __future__ import annotations
 
 from ..app import hardware as app
-from .common import (add_finetune_options, add_model_options, add_option, add_output_options,  # noqa: F401
-                     add_run_options, add_selection_options)
+from .common import (  # noqa: F401
+    add_finetune_options,
+    add_model_options,
+    add_option,
+    add_output_options,
+    add_run_options,
+    add_selection_options,
+)
 
 
 def register(subparsers):

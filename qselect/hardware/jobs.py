@@ -127,7 +127,7 @@ class JobRunner:
         return [pubs[i:i + per_job] for i in range(0, len(pubs), per_job)]
 
     def tag_for(self, key: str, attempt: int = 0) -> str:
-        """The job tag of unit ``key`` (``qselect-<run id>-<key>``, with ``-r<attempt>`` for resubmissions of failed jobs).
+        """The job tag of unit ``key``: ``qselect-<run id>-<key>`` (``-r<attempt>`` for resubmitted failed jobs).
 
         Parameters
         ----------
@@ -296,7 +296,8 @@ class JobRunner:
         dict
         """
         if rec.job_id is None:
-            raise QSelectError(f"job unit {rec.key} was never submitted; run `qselect fetch --run-dir DIR` to resume it")
+            raise QSelectError(f"job unit {rec.key} was never submitted; run `qselect hardware fetch --run-dir DIR` "
+                               "to resume it")
         cached = self.ledger.load_result(rec.job_id)
         if cached is not None:
             if not rec.has_result:  # died between caching and the ledger line

@@ -77,8 +77,8 @@ def save_selection_context(run_dir, parent, parent_info, cfg, sel, layers) -> No
     layers : list of str
     """
     from ..classical.checkpoint import save_checkpoint
-    from .runner import save_problems
     from ..io import atomic_write_json
+    from .runner import save_problems
 
     meta = {"model": parent_info["model"], "model_kwargs": parent_info["model_kwargs"],
             "input_shape": parent_info["input_shape"], "num_classes": parent_info["num_classes"],
@@ -219,9 +219,9 @@ def write_hardware_masks(run_dir, report, con=None):
     from ..classical.masks import mask_sparsity, save_masks
     from ..classical.models import build_model
     from ..formulate import LocalProblem, build_masks
-    from .runner import load_problems
     from ..io import atomic_write_json
     from ..solvers.base import make_result
+    from .runner import load_problems
 
     ctx, payload = checked
     meta = payload["meta"]

@@ -237,9 +237,10 @@ def render_markdown(report: dict) -> str:
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["problems"]:
         gates = f"{_fmt(row.get('two_qubit_gates'))} ({_fmt(row.get('two_qubit_gates_before'))})"
-        lines.append("| " + " | ".join([_fmt(row.get("problem")), _fmt(row.get("n")), gates] + [_fmt(row.get(k)) for k in (
+        cells = [_fmt(row.get("problem")), _fmt(row.get("n")), gates] + [_fmt(row.get(k)) for k in (
             "two_qubit_depth", "hardware_p_optimum", "simulator_p_optimum", "uniform_p_optimum", "hardware_ratio",
-            "simulator_ratio", "uniform_ratio", "hardware_energy", "exact_energy")]) + " |")
+            "simulator_ratio", "uniform_ratio", "hardware_energy", "exact_energy")]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

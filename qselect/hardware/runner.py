@@ -31,7 +31,7 @@ import numpy as np
 from ..ansatz import check_mixer
 from ..errors import QSelectError
 from ..io import atomic_write_json, atomic_write_with
-from ..problems import DiagonalCost, Problem, QUBO
+from ..problems import QUBO, DiagonalCost, Problem
 from ..solvers.base import summarise_samples
 from .jobs import JobRunner, Pub, circuit_hash
 from .ledger import Ledger
@@ -278,7 +278,7 @@ class QAOACircuits:
 
     @classmethod
     def for_config(cls, backend, config: "HardwareConfig") -> "QAOACircuits":
-        """Circuit builder for a backend with the depth, mixer, seed, optimisation level and compile method of ``config``.
+        """Circuit builder for a backend with the depth, mixer, seed, level and compile options of ``config``.
 
         Parameters
         ----------
