@@ -136,9 +136,8 @@ def test_tied_flops_use_the_shared_mask():
 # ---- (c) labels through the quadratic-program conversion ---------------------
 def test_mixed_labels_give_distinct_variables_and_integer_labels_survive():
     pytest.importorskip("qiskit_optimization")
-    from qselect.problems import QUBO
-
     from qselect.interop import from_quadratic_program, to_quadratic_program
+    from qselect.problems import QUBO
 
     q = QUBO(np.array([[1.0, -2.0], [0.0, 3.0]]), labels=[0, "x0"])
     qp = to_quadratic_program(q)

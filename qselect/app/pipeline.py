@@ -74,7 +74,8 @@ def _check_hidden_keep_units(cfg: dict) -> None:
     widths = [int(h) for h in cfg["hidden"]]
     sparsities = cfg.get("sparsities") or ([cfg["sparsity"]] if "sparsity" in cfg else [])
     groups = widths if cfg.get("formulation", "neuron") == "neuron" else widths[:-1]  # units, or fan-ins
-    what = "units of a hidden layer" if cfg.get("formulation", "neuron") == "neuron" else "inputs of every unit of a hidden layer"
+    what = ("units of a hidden layer" if cfg.get("formulation", "neuron") == "neuron"
+            else "inputs of every unit of a hidden layer")
     for sp in sparsities:
         for n in groups:
             check_keeps_some(n, float(sp), f"{what} (--hidden {','.join(map(str, widths))})")

@@ -229,8 +229,9 @@ def check_dataset(dataset: str, data_root: str | None) -> str:
     key = dataset.lower().replace("-", "_")
     check_choice(key, valid_datasets(), "dataset", "--dataset")
     if key == "digits" and data_root is not None:
-        raise QSelectError("the digits dataset ships with scikit-learn and reads no files; drop --data-root, "
-                           "or name the dataset in that folder with --dataset (mnist, fashion_mnist, cifar10, cifar100)")
+        raise QSelectError("the digits dataset ships with scikit-learn and reads no files; drop --data-root, or "
+                           "name the dataset in that folder with --dataset (mnist, fashion_mnist, cifar10, "
+                           "cifar100)")
     if data_root is not None and not Path(data_root).is_dir():
         raise QSelectError(f"dataset directory {data_root} does not exist; pass the folder holding the "
                            f"{dataset} files with --data-root")

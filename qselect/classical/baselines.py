@@ -29,7 +29,8 @@ def _layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     try:
         layers = [layers] if isinstance(layers, str) else [str(n) for n in layers]
     except TypeError:
-        raise QSelectError(f"layers must be a layer name or a list of names, got {layers!r}; choose from {names}") from None
+        raise QSelectError(f"layers must be a layer name or a list of names, got {layers!r}; "
+                           f"choose from {names}") from None
     layers = [n if n.endswith((".weight", ".bias")) else f"{n}.weight" for n in layers]
     bad = [n for n in layers if n not in names]
     if bad:

@@ -7,7 +7,6 @@ model of the same architecture first re-applies them and then loads weights.
 from __future__ import annotations
 
 import io
-
 import json
 from pathlib import Path
 
@@ -112,7 +111,8 @@ def load_checkpoint(path, model: nn.Module | None = None, *, map_location="cpu")
             raise QSelectError(f"{path} holds a pickled Python object (e.g. torch.save(model)), which qselect does "
                                "not load (unpickling can run code); save the weights instead: "
                                "torch.save(model.state_dict(), 'weights.pt'), or "
-                               "qselect.classical.checkpoint.save_checkpoint(path, model, meta={'model': ...})") from None
+                               "qselect.classical.checkpoint.save_checkpoint(path, model, "
+                               "meta={'model': ...})") from None
         raise QSelectError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}); "
                            "delete it and re-run training to re-create it") from None
     if isinstance(payload, dict) and payload and "format" not in payload \
