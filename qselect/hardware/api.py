@@ -59,7 +59,8 @@ def submit(problems: dict[str, Problem], backend: str, run_dir, config: Hardware
         from .runtime import get_service
 
         need = max((p.n for p in problems.values()), default=1)
-        service = get_service(backend, run_dir=run_dir, min_qubits=need, seed=config.seed)
+        service = get_service(backend, run_dir=run_dir, min_qubits=need, seed=config.seed,
+                              fractional_gates=config.fractional_gates)
     run = HardwareRun.create(run_dir, service, config, problems, meta=meta, timeout=timeout, **kw)
     return run.execute(wait=wait)
 
