@@ -22,7 +22,6 @@ tensor once.
 from __future__ import annotations
 
 import io
-
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -181,7 +180,8 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor] | object, *,
                 strict: bool = True) -> nn.Module:
     """Prune ``model`` in place with ``masks`` (via ``prune.custom_from_mask``); returns it.
 
-    ``masks`` may also be an object with a ``.masks`` dict (such as the ``Selection`` that ``qselect.formulate.select_masks`` returns).
+    ``masks`` may also be an object with a ``.masks`` dict (such as the ``Selection`` that
+    ``qselect.formulate.select_masks`` returns).
     A parameter already pruned gets the product of its old and new mask
     (torch's PruningContainer). ``strict=False`` skips names the model lacks.
 

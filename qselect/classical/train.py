@@ -10,8 +10,8 @@ max_lr/100 to max_lr, then cosine down to 1e-7 * max_lr.
 from __future__ import annotations
 
 import copy
-import random
 import dataclasses
+import random
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..devices import model_device, resolve_device  # noqa: F401  (re-exported)
 from ..errors import QSelectError
-from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401  (re-exported)
 from . import metrics as _metrics
+from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401  (re-exported)
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "step", "constant")

@@ -282,4 +282,5 @@ def quadratic_program_to_arrays(qp):
     lin = sign * qp.objective.linear.to_array()
     quad = sign * qp.objective.quadratic.to_array(symmetric=False)
     labels = labels_from_names([v.name for v in qp.variables])
-    return np.asarray(quad, dtype=float).reshape(n, n), np.asarray(lin, dtype=float), sign * qp.objective.constant, labels
+    return (np.asarray(quad, dtype=float).reshape(n, n), np.asarray(lin, dtype=float), sign * qp.objective.constant,
+            labels)

@@ -8,7 +8,6 @@ gets validation, timing, ``solve_many`` and executor support for free.
 from __future__ import annotations
 
 import inspect
-
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -17,8 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import QSelectError
-from ..validation import MAX_SEED, check_finite_energy, check_int  # noqa: F401  (MAX_SEED re-exported)
 from ..problems import Problem
+from ..validation import MAX_SEED, check_finite_energy, check_int  # noqa: F401  (MAX_SEED re-exported)
 
 
 @dataclass
