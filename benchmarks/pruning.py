@@ -48,7 +48,7 @@ def settings(quick: bool) -> dict:
     s = dict(models=[("mlp", {"hidden": (128, 128)}), ("lenet5", {})], seeds=[0, 1, 2],
              sparsities=[0.5, 0.7, 0.9], calib=512, parent_epochs=15, ft_epochs=2, lr=0.05, batch=64,
              imp=dict(epochs=3, rounds=2), local=dict(qubo_q=12, refit_q=10, max_sweeps=3, refit_tabu=True),
-             qaoa=dict(model="lenet5", layer="conv1", q=8, p=1, shots=1024, max_sweeps=2))
+             qaoa=dict(model="lenet5", layer="conv1", q=10, p=2, shots=1024, max_sweeps=2))
     if quick:
         s.update(models=[("mlp", {"hidden": (32, 32)})], seeds=[0], sparsities=[0.7], calib=256,
                  parent_epochs=10, local=dict(qubo_q=8, refit_q=8, max_sweeps=2, refit_tabu=False),
@@ -66,7 +66,7 @@ def methods(s: dict) -> list[tuple[str, str, dict]]:
             ("refit-exact", "refit:exact", dict(qubits=loc["refit_q"], max_sweeps=loc["max_sweeps"]))]
     if loc["refit_tabu"]:  # the refit cost is tabulated per block only: tabu on its order-2 surrogate per block
         out.append(("refit-tabu", "refit:tabu", dict(qubits=loc["refit_q"], max_sweeps=loc["max_sweeps"])))
-    return out
+    return [m for m in out if m[0] not in s.get("skip", ())]
 
 
 def metrics(model, loader) -> dict:
@@ -247,9 +247,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/pruning[_quick].json)")
+    ap.add_argument("--models", default=None, help="subset of the models, e.g. mlp")
+    ap.add_argument("--seeds", default=None, help="subset of the seeds, e.g. 0")
+    ap.add_argument("--sparsities", default=None, help="subset of the sparsities, e.g. 0.7")
+    ap.add_argument("--skip", default="", help="methods to leave out, e.g. refit-tabu")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # tiny models: intra-op threads only contend on a shared machine
     s = settings(args.quick)
+    if args.models:
+        s["models"] = [m for m in s["models"] if m[0] in args.models.split(",")]
+    if args.seeds:
+        s["seeds"] = [int(v) for v in args.seeds.split(",")]
+    if args.sparsities:
+        s["sparsities"] = [float(v) for v in args.sparsities.split(",")]
+    s["skip"] = [m for m in args.skip.split(",") if m]
     out = Path(args.out or f"benchmarks/results/pruning{'_quick' if args.quick else ''}.json")
     load_before = os.getloadavg()
     t_all = time.perf_counter()
