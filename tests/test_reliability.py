@@ -534,3 +534,38 @@ def test_user_factory_and_state_dict_run_through_select_and_evaluate(tmp_path, m
     assert "torch.save(model.state_dict()" in refused(["select", "--model", "qsel_user_models:small", "--weights",
                                                        str(pickled), "--solver", "exact", "--calib-size", "32"])
     sys.modules.pop("qsel_user_models", None)
+
+
+# ---- property-based: bad command-line values -> one line, exit 2, nothing written ----
+_INT_BAD = st.one_of(st.integers(max_value=0).map(str), st.sampled_from(["abc", "1.5", "", "nan", "1e3x"]))
+_CLI_BAD = {
+    "--sparsity": st.one_of(st.floats(min_value=1.0, allow_infinity=True).map(repr),
+                            st.floats(max_value=-1e-9, allow_infinity=True).map(repr),
+                            st.sampled_from(["nan", "half", ""])),
+    "--qubits": _INT_BAD,
+    "--calib-size": _INT_BAD,
+    "--batch-size": _INT_BAD,
+    "--p": _INT_BAD,
+    "--epochs": st.one_of(st.integers(max_value=-1).map(str), st.sampled_from(["x", "2.5"])),
+    "--seed": st.one_of(st.integers(max_value=-1).map(str), st.integers(min_value=2**32 - 1).map(str)),
+    "--lr": st.one_of(st.floats(max_value=0.0).map(repr), st.sampled_from(["nan", "inf", "fast"])),
+    "--hidden": st.one_of(st.lists(st.integers(max_value=0), min_size=1, max_size=3)
+                          .map(lambda v: ",".join(map(str, v))), st.sampled_from(["a,b", "8,x", ""])),
+}
+
+
+@pytest.mark.parametrize("flag", sorted(_CLI_BAD))
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_bad_command_line_values_give_one_line_and_write_nothing(flag, data, tmp_path_factory, capsys):
+    from qselect.cli import main
+
+    value = data.draw(_CLI_BAD[flag])
+    out = tmp_path_factory.mktemp("cli") / "run"
+    rc = main(["select", f"{flag}={value}", "--run-dir", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("qselect: error: ")]
+    assert len(lines) == 1 and err.strip().splitlines()[-1] == lines[0], err
+    assert not out.exists()
