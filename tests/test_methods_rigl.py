@@ -105,3 +105,15 @@ def test_bad_rigl_options_raise_one_line(kw, match):
     with pytest.raises(QSelectError, match=match) as err:
         RigL(model, args.pop("sparsity"), **args)
     assert "\n" not in str(err.value)
+
+
+def test_random_start_rescales_kept_weights_to_the_dense_variance():
+    dense = build_model("mlp", (64,), 10, seed=0, hidden=(32,))
+    for rescale, expect in ((True, 1 / math.sqrt(0.25)), (False, 1.0)):
+        model = build_model("mlp", (64,), 10, seed=0, hidden=(32,))
+        RigL(model, 0.75, t_end=10, init="random", rescale=rescale).finish()
+        for name, mask in get_masks(model).items():
+            module = model.get_submodule(name.rsplit(".", 1)[0])
+            ref = dict(dense.named_parameters())[name]
+            assert float(mask.mean()) == pytest.approx(0.25, abs=1e-3)
+            assert torch.allclose(module.weight_orig, ref * mask * expect)
