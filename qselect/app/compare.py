@@ -13,12 +13,11 @@ import statistics
 import time
 
 from ..errors import QSelectError
-from ..validation import check_seed
 from ..solvers.exact import EXACT_SEARCH_BITS  # noqa: F401  (the --exact-limit default)
+from ..validation import check_seed
 from . import pipeline as pl
 from .console import Console
 from .settings import check_sparsity, set_threads, valid_solvers, validate_common
-
 
 HELP = "compare selectors over sparsities and seeds (table + plots)"
 

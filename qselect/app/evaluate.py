@@ -8,7 +8,6 @@ from . import pipeline as pl
 from .console import Console
 from .settings import set_threads, validate_common
 
-
 HELP = "evaluate a masks file on a model (pruned, then fine-tuned)"
 
 
