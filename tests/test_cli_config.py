@@ -123,3 +123,9 @@ def test_help_lists_match_the_registries():
     assert set(common._HELP_SOLVERS) == set(common.valid_solvers())
     assert common._HELP_MODELS == common.valid_models()
     assert common._HELP_DATASETS == common.valid_datasets()
+
+
+def test_option_prefixes_are_not_expanded(capsys):
+    """``compare --seed 5`` must not silently run ``--seeds 5``: compare takes --seeds only."""
+    assert main(["compare", "--seed", "5", "--run-dir", "unused"]) == 2
+    assert "unrecognized arguments: --seed" in capsys.readouterr().err

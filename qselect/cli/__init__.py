@@ -26,7 +26,15 @@ log = logging.getLogger("qselect")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as QSelectError (one line, exit 2)."""
+    """argparse that reports usage errors as QSelectError (one line, exit 2).
+
+    Option prefixes are not expanded (``allow_abbrev=False``): ``compare --seed 5``
+    must not silently mean ``--seeds 5``.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise QSelectError(f"{message}; see '{self.prog} --help'")
