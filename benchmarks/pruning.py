@@ -1,6 +1,7 @@
 """Classical one-shot pruners against local-problem selection (QUBO and refit formulations).
 
     python benchmarks/pruning.py [--quick] [--out FILE]
+    python benchmarks/pruning.py --models mlp --seeds 0 --sparsities 0.7 --skip refit-tabu --out FILE  # a subset
 
 Digits (bundled with scikit-learn): an MLP 64-128-128-10 and LeNet-5, seeds
 0-2, per-row sparsity 0.5/0.7/0.9, layers pruned one after another on the
