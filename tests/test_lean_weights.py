@@ -143,3 +143,12 @@ def test_swap_descent_on_a_dense_qubo_matches_generic_swap_descent_quality():
     assert swap_deltas(q, r.bits, on, off).min() >= -1e-9  # a 1-swap local minimum
     start = MagnitudeSolver().solve(q).bits
     assert r.energy <= q.energy(start) + 1e-12
+
+
+def test_forked_workers_give_the_same_answers():
+    layer, x = _layers()[1]
+    probs = [lp.problem for lp in lean_weight_problems("l", layer, x, sparsity=0.5)]
+    one = SwapDescentSolver().solve_many(probs)
+    two = SwapDescentSolver(workers=2).solve_many(probs)
+    for a, b in zip(one, two):
+        assert np.array_equal(a.bits, b.bits) and a.energy == b.energy

@@ -12,6 +12,8 @@ local minimum at O(n) work per move. Other problems go through
 """
 from __future__ import annotations
 
+import multiprocessing as mp
+
 import numpy as np
 
 from ..problems import QUBO, Problem
@@ -19,6 +21,8 @@ from ..problems.gram import GramQUBO
 from .base import Solver, SolveResult, int_setting, make_result
 from .baselines import MagnitudeSolver, flip_deltas, swap_descent
 
+#: (solver, problems) seen by forked workers of ``solve_many``
+_SHARED = None
 #: recompute the field from scratch after this many incremental updates (round-off)
 _REFRESH = 256
 #: largest short list (per side) scored before the full check over every swap
@@ -43,9 +47,34 @@ class SwapDescentSolver(Solver):
 
     name = "swap"
 
-    def __init__(self, candidates: int = 8, max_steps: int = 100_000):
+    def __init__(self, candidates: int = 8, max_steps: int = 100_000, workers: int = 1):
         self.candidates = int_setting("candidates", candidates, 1)
         self.max_steps = int_setting("max_steps", max_steps, 0)
+        self.workers = int_setting("workers", workers, 1)
+
+    def solve_many(self, problems, executor=None, progress=False):
+        """Solve independent problems; with ``workers`` > 1 and no executor, in forked processes.
+
+        Forked workers inherit the problems (and the one Gram matrix they share)
+        instead of receiving pickled copies, so a layer's neurons run on every
+        core without copying G per problem. Same results as one process.
+        """
+        problems = list(problems)
+        if executor is not None or self.workers == 1 or len(problems) < 2 or "fork" not in mp.get_all_start_methods():
+            return super().solve_many(problems, executor=executor, progress=progress)
+        global _SHARED
+        _SHARED = (self, problems)
+        try:
+            with mp.get_context("fork").Pool(self.workers) as pool:
+                out = pool.map(_solve_shared, range(len(problems)), chunksize=max(1, len(problems) // (8 * self.workers)))
+        finally:
+            _SHARED = None
+        results = []
+        for p, (bits, info, wall) in zip(problems, out):
+            r = make_result(p, bits, self.name, info=info)
+            r.wall_time = wall
+            results.append(r)
+        return results
 
     def _solve(self, problem: Problem) -> SolveResult:
         x = MagnitudeSolver().solve(problem).bits.copy()
@@ -184,3 +213,9 @@ def _scan(p: GramQUBO, d: np.ndarray, rows: np.ndarray, cols: np.ndarray, lam: f
     S = d[rows][:, None] + d[cols][None, :] - 2.0 * (p.w[rows][:, None] * R) * p.w[cols][None, :] - 2.0 * lam
     b = np.argmin(S, axis=1)
     return S[np.arange(rows.size), b], rows, cols[b]
+
+
+def _solve_shared(i: int):
+    solver, problems = _SHARED
+    r = solver.solve(problems[i])
+    return r.bits, r.info, r.wall_time
