@@ -13,10 +13,12 @@ from .distill import WidthReduce, build_student, distill_masks, distillation_pro
 from .local import LocalProblem
 from .neurons import neuron_problem
 from .nk import nk_problems
+from .refit import RefitCost, refit_problems
 from .select import Selection, build_masks, masks_from_solutions, select_masks
 from .weights import weight_problems
 
 __all__ = ["collect_activations", "prunable_layers", "add_cardinality", "auto_penalty", "keep_count",
            "max_flip_change", "BlockSolver", "WidthReduce", "build_student", "distill_masks",
            "distillation_problems", "LocalProblem", "neuron_problem", "nk_problems", "Selection",
-           "build_masks", "select_masks", "weight_problems"]
+           "build_masks", "masks_from_solutions", "select_masks", "weight_problems", "RefitCost",
+           "refit_problems"]
