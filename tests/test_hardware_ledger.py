@@ -10,8 +10,7 @@ import pytest
 
 from qselect import QUBO
 from qselect.errors import QSelectError
-from qselect.hardware import FakeService, HardwareError, Ledger, SimulatedCrash, redact
-from qselect.hardware import api
+from qselect.hardware import FakeService, HardwareError, Ledger, SimulatedCrash, api, redact
 from qselect.hardware.jobs import JobRunner, Pub
 from qselect.hardware.runner import HardwareConfig, HardwareRun, counts_to_bits, ramp_angles, score_counts
 from qselect.solvers.base import make_result
@@ -346,7 +345,7 @@ def test_timeout_bounds_all_waiting_not_each_job(tmp_path):
     config = HardwareConfig(backend=svc.backend_name, shots=16)
     run = HardwareRun.create(tmp_path, svc, config, problems(), circuits=Circuits(), simulator=Simulator(),
                              timeout=0.25)
-    with pytest.raises(HardwareError, match="0.25 s in all.*qselect fetch"):
+    with pytest.raises(HardwareError, match="0.25 s in all.*qselect hardware fetch --run-dir"):
         run.execute()
     assert 1 <= sum(r.has_result for r in Ledger(tmp_path).records().values()) < 4
     report = api.fetch(tmp_path, service=svc, circuits=Circuits())

@@ -50,7 +50,8 @@ def _redacted(handler):
 
 def _need_run_dir(cfg) -> str:
     if not cfg.get("run_dir"):
-        raise QSelectError("--run-dir is required: the hardware run's folder (the one given to `qselect submit`)")
+        raise QSelectError("--run-dir is required: the hardware run's folder (the one given to "
+                           "`qselect hardware submit`)")
     return cfg["run_dir"]
 
 
@@ -58,7 +59,8 @@ def _config(cfg):
     from ..hardware.runner import HardwareConfig
 
     return HardwareConfig(backend=cfg["device"], strategy=cfg["strategy"], p=int(cfg["p"]), shots=int(cfg["shots"]),
-                          angles=cfg["angles"], seed=int(cfg["seed"]), optimization_level=int(cfg["optimization_level"]),
+                          angles=cfg["angles"], seed=int(cfg["seed"]),
+                          optimization_level=int(cfg["optimization_level"]),
                           spsa_iterations=int(cfg["spsa_iterations"]), spsa_shots=int(cfg["spsa_shots"]),
                           compile=cfg["compile"], transpile_seeds=int(cfg["transpile_seeds"]),
                           fractional_gates=bool(cfg["fractional_gates"]),
@@ -93,22 +95,36 @@ def validate_submit(cfg: dict) -> dict:
         raise QSelectError(f"submit runs on a device, not the {cfg['device']!r} simulator: use --device with an "
                            "IBM device name, least_busy, or fake_<device> (e.g. fake_manila, no account needed); "
                            "for simulators use `qselect select --solver qaoa`")
-    cm.check_sparsity(cfg["sparsity"])
-    cm.check_choice(cfg["formulation"], cm.FORMULATIONS, "formulation", "--formulation")
-    cm.check_positive(cfg["qubits"], "the qubit budget", "--qubits")
-    if cfg["seed"] < 0:
-        raise QSelectError(f"seed must be a non-negative integer, got {cfg['seed']}; set it with --seed")
-    cm.check_model(cfg["model"])
-    cfg["dataset"] = cm.check_dataset(cfg["dataset"], cfg.get("data_root"))
+    _refuse_hardware_run(cfg.get("run_dir"))  # before the generic "finished run" check: say how to resume it
+    # sparsity, formulation, qubit budget (the simulator's references too), seed, model, weights, dataset, run dir
+    cm.validate_common(cfg, solver_needed=False)
     if cfg["max_problems"] < 0:
         raise QSelectError("--max-problems must be 0 (all) or a positive number")
+    _check_timeout(cfg)
+    if int(cfg.get("threads") or 0) < 0:
+        raise QSelectError(f"threads must be 0 (auto) or positive, got {cfg['threads']}; set it with --threads")
     _config(cfg)
     return pl.validate_experiment(cfg)
 
 
+def _refuse_hardware_run(run_dir) -> None:
+    from ..hardware.runner import PLAN_FILE
+
+    if run_dir and (Path(run_dir) / PLAN_FILE).exists():
+        raise QSelectError(f"{run_dir} already holds a hardware run; resume it with `qselect hardware fetch --run-dir "
+                           f"{run_dir}` or choose a new --run-dir")
+
+
+def _check_timeout(cfg: dict) -> None:
+    """--timeout: 0 (wait as long as it takes) or a positive number of seconds."""
+    from ..validation import check_float
+
+    check_float(cfg["timeout"], "timeout (--timeout, seconds; 0 = wait)", minimum=0.0)
+
+
 @_redacted
 def run_submit(cfg: dict, *, argv=None, given=(), extra=None) -> int:
-    """``qselect hardware submit``: select a model's local problems and run them as QAOA circuits on a device, through the job ledger.
+    """``qselect hardware submit``: run a model's local problems as QAOA circuits on a device, through the job ledger.
 
     Parameters
     ----------
@@ -136,17 +152,16 @@ def run_submit(cfg: dict, *, argv=None, given=(), extra=None) -> int:
     cfg = validate_submit(dict(cfg))
     con = Console(cfg["quiet"], cfg["verbose"])
     run_dir = _need_run_dir(cfg)
-    from ..hardware.runner import PLAN_FILE
-
-    if (Path(run_dir) / PLAN_FILE).exists():
-        raise QSelectError(f"{run_dir} already holds a hardware run; resume it with `qselect hardware fetch --run-dir "
-                           f"{run_dir}` or choose a new --run-dir")
     hw_config = _config(cfg)
     from ..hardware.runtime import get_service
 
     # Account/backend problems surface before any training starts.
     service = get_service(cfg["device"], run_dir=run_dir, min_qubits=int(cfg["qubits"]), seed=cfg["seed"],
                           fractional_gates=hw_config.fractional_gates)
+    from ..hardware.runner import HardwareRun, check_fits_device
+
+    check_fits_device(service, int(cfg["qubits"]), "the qubit budget (--qubits) asks for")
+    cm.set_threads(cfg)
     data = pl.load_data(cfg)
     calib = pl.calibration_inputs(data, cfg["calib_size"], cfg["seed"])
     con.info("preparing the model (%s)", cfg["model"])
@@ -156,23 +171,26 @@ def run_submit(cfg: dict, *, argv=None, given=(), extra=None) -> int:
 
     # The classical solution is the reference (and the fixed context of blocks).
     sel = select_masks(parent, calib, formulation=cfg["formulation"], sparsity=cfg["sparsity"], solver="exact"
-                       if cfg["qubits"] <= EXACT_SEARCH_BITS else "sa", qubits=cfg["qubits"], layers=layers, seed=cfg["seed"],
+                       if cfg["qubits"] <= EXACT_SEARCH_BITS else "sa", qubits=cfg["qubits"], layers=layers,
+                       seed=cfg["seed"],
                        **({"K": int(cfg["qubits"])} if cfg["formulation"] == "nk" else {}))  # NK: K is --qubits
     problems, meta = local_problems(sel, int(cfg["qubits"]))
     if cfg["max_problems"]:
         keep = list(problems)[: cfg["max_problems"]]
         problems, meta = {k: problems[k] for k in keep}, {k: meta[k] for k in keep}
     con.info("%d problems for %s (strategy %s)", len(problems), service.backend_name, hw_config.strategy)
+    # planned in memory first: a problem wider than the device, the gate limit or the time cap
+    # refuse the run before its folder exists
+    hw_run = HardwareRun.plan(run_dir, service, hw_config, problems, meta=meta, timeout=cfg["timeout"] or None,
+                              console=con)
     from ..hardware.redact import redacted_errors
-    from ..hardware.runner import HardwareRun
     from ..runs import Run
 
     run_ = Run.create("submit", cfg, run_dir, argv=argv)
     with run_.guard(), redacted_errors():  # run.json records the error already redacted
         # the context first: a submit killed after plan.json must still be able to build masks.pt
         save_selection_context(run_dir, parent, parent_info, cfg, sel, layers)
-        hw_run = HardwareRun.create(run_dir, service, hw_config, problems, meta=meta,
-                                    timeout=cfg["timeout"] or None, console=con)
+        hw_run.save()
         _print_resources(con, hw_run)  # before anything is submitted
         report = hw_run.execute(wait=not cfg["no_wait"])
     if report is None:
@@ -248,7 +266,7 @@ def run_status(cfg: dict, *, argv=None, given=(), extra=None) -> int:
 
 @_redacted
 def run_fetch(cfg: dict, *, argv=None, given=(), extra=None) -> int:
-    """``qselect hardware fetch``: resume a hardware run — wait for and collect its jobs, then write the report and masks.
+    """``qselect hardware fetch``: resume a hardware run: collect its jobs, then write the report and masks.
 
     Parameters
     ----------
@@ -276,6 +294,7 @@ def run_fetch(cfg: dict, *, argv=None, given=(), extra=None) -> int:
     from ..hardware import api
 
     cfg = dict(cfg)
+    _check_timeout(cfg)
     con = Console(cfg["quiet"], cfg["verbose"])
     timeout = cfg["timeout"] or None
     if cfg.get("job_id") and not cfg.get("run_dir"):

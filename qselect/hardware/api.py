@@ -98,8 +98,8 @@ def fetch(run_dir, service: Service | None = None, *, job_id: str | None = None,
         ledger = Ledger(run_dir)
         rec = ledger.record_for_job(job_id)
         if rec is None:
-            raise QSelectError(f"job {job_id} is not in {run_dir}'s ledger; `qselect status --run-dir {run_dir}` "
-                               "lists its jobs")
+            raise QSelectError(f"job {job_id} is not in {run_dir}'s ledger; `qselect hardware status --run-dir "
+                               f"{run_dir}` lists its jobs")
         return JobRunner(service, ledger, plan["run_id"], timeout=timeout).fetch(rec)
     run = HardwareRun.load(run_dir, service=service, timeout=timeout, resubmit_failed=resubmit_failed, **kw)
     return run.execute(wait=True)

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from ..errors import QSelectError
 from .ledger import TERMINAL, JobRecord, Ledger, now, seconds_since
-from .redact import HardwareError, redact, sanitised_errors
+from .redact import HardwareError, redact, resume_hint, sanitised_errors
 from .service import Service, normalise_status
 
 log = logging.getLogger("qselect.hardware")
@@ -85,6 +85,10 @@ class JobRunner:
         self._bar = None  # progress bar while a stage waits (status shown as its postfix)
         # Test hook: called at named points between the runner's own steps.
         self._hook = crash_hook or _no_hook
+
+    def _resume(self) -> str:
+        """Advice after a service error: the run folder holds the plan and ledger, so fetch resumes it."""
+        return resume_hint(self.ledger.run_dir)
 
     # -- packing -----------------------------------------------------------
     def pubs_per_job(self, shots: int, circuit_bytes: int | None = None) -> int:
@@ -215,7 +219,8 @@ class JobRunner:
                 raise QSelectError(
                     f"the ledger's job {key} covers problems {rec.problem_ids[:3]}... with {rec.shots} shots, "
                     f"but this run plans {ids[:3]}... with {shots}; the run directory belongs to a different "
-                    "run: use `qselect fetch` with its original settings, or a new --run-dir")
+                    f"run: resume it with `qselect hardware fetch --run-dir {self.ledger.run_dir}` (its own "
+                    "settings), or choose a new --run-dir")
             if rec.job_id is not None:
                 if rec.status in ("ERROR", "CANCELLED") and not rec.has_result and self.resubmit_failed:
                     return self._submit(key, batch, shots, attempt + 1)
@@ -240,7 +245,7 @@ class JobRunner:
         Jobs carrying ``rec``'s tag; an empty answer counts only once the listing has caught up with the last submit
         attempt (``Service.listing_lag``), so it is asked twice if need be.
         """
-        with sanitised_errors(f"looking up job tag {rec.tag}"):
+        with sanitised_errors(f"looking up job tag {rec.tag}", self._resume()):
             found = list(self.service.find_jobs(rec.tag))
         self._hook("after_lookup")
         lag = float(self.service.listing_lag)
@@ -248,7 +253,7 @@ class JobRunner:
         if not found and lag > 0:
             log.info("no job tagged %s listed yet; looking again in %.0f s before submitting", rec.tag, lag)
             time.sleep(lag)
-            with sanitised_errors(f"looking up job tag {rec.tag}"):
+            with sanitised_errors(f"looking up job tag {rec.tag}", self._resume()):
                 found = list(self.service.find_jobs(rec.tag))
             self._hook("after_lookup")
         return found
@@ -274,7 +279,7 @@ class JobRunner:
         return self._send(tag, key, batch, shots, circuits)
 
     def _send(self, tag, key, batch, shots, circuits) -> JobRecord:
-        with sanitised_errors(f"submitting job {key} to {self.service.backend_name}"):
+        with sanitised_errors(f"submitting job {key} to {self.service.backend_name}", self._resume()):
             job_id = self.service.submit(circuits, int(shots), tag)
         self._hook("after_submit")
         self.ledger.append("submitted", tag=tag, key=key, job_id=str(job_id), backend=self.service.backend_name,
@@ -296,8 +301,8 @@ class JobRunner:
         dict
         """
         if rec.job_id is None:
-            raise QSelectError(f"job unit {rec.key} was never submitted; run `qselect hardware fetch --run-dir DIR` "
-                               "to resume it")
+            raise QSelectError(f"job unit {rec.key} was never submitted; run `qselect hardware fetch --run-dir "
+                               f"{self.ledger.run_dir}` to resume it")
         cached = self.ledger.load_result(rec.job_id)
         if cached is not None:
             if not rec.has_result:  # died between caching and the ledger line
@@ -305,7 +310,7 @@ class JobRunner:
                                    file=str(self.ledger.result_path(rec.job_id).relative_to(self.ledger.run_dir)))
             return cached
         self.wait(rec)
-        with sanitised_errors(f"fetching the result of job {rec.job_id}"):
+        with sanitised_errors(f"fetching the result of job {rec.job_id}", self._resume()):
             counts = self.service.result(rec.job_id)
         self._hook("after_result")
         if len(counts) != len(rec.problem_ids):
@@ -349,13 +354,13 @@ class JobRunner:
         err = rec.error
         polls = 0
         while True:
-            with sanitised_errors(f"asking the status of job {rec.job_id}"):
+            with sanitised_errors(f"asking the status of job {rec.job_id}", self._resume()):
                 st = normalise_status(self.service.status(rec.job_id))
             if self._bar is not None:
                 self._bar.set_postfix_str(f"{rec.job_id}: {st}", refresh=True)
             if st != last:
                 if st == "ERROR":
-                    with sanitised_errors(f"reading the error of job {rec.job_id}"):
+                    with sanitised_errors(f"reading the error of job {rec.job_id}", self._resume()):
                         err = self.service.error_message(rec.job_id)
                     err = redact(err) if err else None
                 self.ledger.append("status", tag=rec.tag, job_id=rec.job_id, status=st,
@@ -368,10 +373,12 @@ class JobRunner:
                 raise HardwareError(
                     f"job {rec.job_id} ({rec.key}) ended in {st}"
                     + (f": {redact(err)}" if st == "ERROR" and err else "")
-                    + "; rerun `qselect fetch --run-dir DIR --resubmit-failed` to run those problems again")
+                    + f"; run `qselect hardware fetch --run-dir {self.ledger.run_dir} --resubmit-failed` to run "
+                    "those problems again")
             if self._deadline is not None and time.monotonic() > self._deadline:
                 raise HardwareError(f"job {rec.job_id} is still {st} after waiting {self.timeout:g} s in all; "
-                                    "nothing is lost: run `qselect fetch --run-dir DIR` later to collect it")
+                                    f"nothing is lost: run `qselect hardware fetch --run-dir {self.ledger.run_dir}` "
+                                    "later to collect it")
             polls += 1  # back off: quick jobs return fast, long queues are not hammered
             time.sleep(min(self.poll_interval, 0.25 * 2 ** min(polls, 20)))  # capped: 2**1024 overflows float
 
@@ -413,13 +420,14 @@ class JobRunner:
                         log.info("job %s had already ended in %s; not cancelled", jid, final)
                         self.ledger.append("status", tag=rec.tag, job_id=jid, status=final)
                         continue
-                    failed.append(f"{jid}: {exc}")
+                    failed.append(f"{jid}: {exc.detail or exc}")
                     continue
                 self.ledger.append("cancel", tag=rec.tag, job_id=jid, status="CANCELLED")
                 cancelled.append(jid)
         if failed:
             raise HardwareError(f"could not cancel {len(failed)} job(s) (the others were cancelled): "
-                                + "; ".join(failed))
+                                + "; ".join(failed) + "; check your IBM Quantum account and network, then run "
+                                f"`qselect hardware cancel --run-dir {self.ledger.run_dir}` again")
         return cancelled
 
     def _final_state(self, job_id: str) -> str | None:

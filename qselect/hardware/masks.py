@@ -243,8 +243,10 @@ def write_hardware_masks(run_dir, report, con=None):
         results.append(make_result(full[lid], bits, "hardware" if i in rows_of else "classical"))
         summary.append({"local_problem": f"{info['layer']}#{info['index']}", "sent": i in rows_of, **s})
     masks = build_masks(model, lps, results, ctx["layers"])
+    # no run id (random per submit) in the metadata: identical runs write identical bytes; run.json and
+    # report.json name the run
     save_masks(run_dir / "masks.pt", masks, meta={**meta, "solver": f"qaoa@{report['summary']['backend']}",
-                                                  "source": "hardware run " + report["run_id"]})
+                                                  "source": "hardware run"})
     sent = [r for r in summary if r["sent"]]
     atomic_write_json(run_dir / "masks_summary.json", {"problems": summary, "sent": len(sent),
                                                        "sparsity": mask_sparsity(masks)["overall"]})

@@ -20,7 +20,20 @@ _extra_secrets: set[str] = set()
 
 
 class HardwareError(QSelectError):
-    """The quantum service or a job failed; the message is already redacted."""
+    """The quantum service or a job failed; the message is already redacted.
+
+    Parameters
+    ----------
+    message : str
+        The whole one-line message.
+    detail : str or None
+        The message without its advice, when the advice depends on the caller
+        (``sanitised_errors`` with a ``hint`` replaces it).
+    """
+
+    def __init__(self, message: str, detail: str | None = None):
+        super().__init__(message)
+        self.detail = detail
 
 
 def register_secret(value: str | None) -> None:
@@ -44,11 +57,33 @@ def _secrets() -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-# Things that look like credentials even when we were never told the value.
+# Things that look like credentials even when we were never told the value. A placeholder in angle
+# brackets (``token='<API key>'`` in a how-to hint) is no credential and stays readable; a saved or
+# environment token is masked by value above, wherever it appears.
+_PLACEHOLDER = r"(?!<[^<>\n]{1,40}>(?:[\s\"',})]|$))"
 _PATTERNS = [
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]+"),
-    re.compile(r"(?i)((?:api[_-]?key|apikey|token|access_token|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
+    re.compile(r"(?i)(bearer\s+)" + _PLACEHOLDER + r"[A-Za-z0-9._\-]+"),
+    re.compile(r"(?i)((?:api[_-]?key|apikey|token|access_token|authorization)[\"']?\s*[:=]\s*[\"']?)"
+               + _PLACEHOLDER + r"[^\s\"',}]+"),
 ]
+
+#: What to do after a service error when no run folder holds the work (nothing to resume).
+RETRY_HINT = "check the device name, your IBM Quantum account and network, then run the command again"
+
+
+def resume_hint(run_dir) -> str:
+    """What to do after a service error once ``run_dir`` holds a planned run: resume it with ``fetch``.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+
+    Returns
+    -------
+    str
+    """
+    return (f"nothing is lost: check your IBM Quantum account and network, then resume with "
+            f"`qselect hardware fetch --run-dir {run_dir}`")
 
 
 def redact(text) -> str:
@@ -88,7 +123,7 @@ def redacted_errors():
 
 
 @contextlib.contextmanager
-def sanitised_errors(what: str):
+def sanitised_errors(what: str, hint: str | None = None):
     """Re-raise any non-qselect exception from the service as a redacted ``HardwareError``.
 
     BaseExceptions that are not Exceptions (KeyboardInterrupt, SystemExit) pass
@@ -98,6 +133,11 @@ def sanitised_errors(what: str):
     ----------
     what : str
         What was being done (for the message).
+    hint : str or None
+        What the user can do next (e.g. :func:`resume_hint` of the run folder);
+        default :data:`RETRY_HINT`, which assumes no run folder to resume. Given,
+        it also replaces the advice of a ``HardwareError`` raised by a nested
+        ``sanitised_errors`` (the service's own, which cannot know the run folder).
 
     Raises
     ------
@@ -107,15 +147,17 @@ def sanitised_errors(what: str):
     try:
         yield
     except QSelectError as exc:
+        detail = getattr(exc, "detail", None)
+        if hint is not None and isinstance(exc, HardwareError) and detail:
+            raise HardwareError(f"{detail}; {hint}", detail=detail) from None
         msg = redact(exc)
         if msg == str(exc):
             raise
         raise HardwareError(msg) from None
     except Exception as exc:  # noqa: BLE001 - foreign client errors of any type
         first = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        err = HardwareError(f"{what} failed ({type(exc).__name__}: {first}); "
-                            "check the backend name, your IBM Quantum account and network, then rerun "
-                            "`qselect fetch --run-dir DIR` to resume")
+        detail = f"{what} failed ({type(exc).__name__}: {first})"
+        err = HardwareError(f"{detail}; {hint or RETRY_HINT}", detail=detail)
         err.__cause__ = None
         err.__suppress_context__ = True
         raise err from None

@@ -33,6 +33,7 @@ from ..errors import QSelectError
 from ..io import atomic_write_json, atomic_write_with
 from ..problems import QUBO, DiagonalCost, Problem
 from ..solvers.base import summarise_samples
+from ..validation import check_seed
 from .jobs import JobRunner, Pub, circuit_hash
 from .ledger import Ledger
 from .service import Service
@@ -167,6 +168,7 @@ class HardwareConfig:
         if self.angles not in ANGLE_MODES:
             raise QSelectError(f"unknown angle mode {self.angles!r}; choose 'each' or 'transfer' (--angles)")
         check_mixer(self.mixer)
+        check_seed(self.seed, "seed (--seed)", allow_none=False)
         for name in ("p", "shots", "spsa_shots"):
             if int(getattr(self, name)) < 1:
                 raise QSelectError(f"{name} must be at least 1, got {getattr(self, name)}; "
@@ -520,6 +522,35 @@ def exact_optimum(problem: Problem, max_bits: int = 24) -> dict | None:
 
 # --------------------------------------------------------------------------- the run
 
+def _refuse_existing_plan(run_dir: Path) -> None:
+    if (Path(run_dir) / PLAN_FILE).exists():
+        raise QSelectError(f"{run_dir} already holds a hardware run; resume it with `qselect hardware fetch "
+                           f"--run-dir {run_dir}` or choose a new --run-dir")
+
+
+def check_fits_device(service, qubits: int, what: str = "a local problem needs") -> None:
+    """Refuse problems wider than the device, before anything is created.
+
+    Parameters
+    ----------
+    service : Service
+        Its ``num_qubits`` (0: unknown, nothing is checked) and ``backend_name``.
+    qubits : int
+        The widest problem (or the per-problem qubit budget).
+    what : str
+        The subject of the message (``"... needs"``).
+
+    Raises
+    ------
+    QSelectError
+        If ``qubits`` exceeds the device, naming both sizes and the fix.
+    """
+    have = int(getattr(service, "num_qubits", 0) or 0)
+    if have and int(qubits) > have:
+        raise QSelectError(f"{what} {int(qubits)} qubits but {service.backend_name} has {have}; use --qubits "
+                           f"{have} or less, or a larger device (--device)")
+
+
 @dataclass
 class HardwareRun:
     """One resumable hardware run living in ``run_dir``."""
@@ -548,6 +579,9 @@ class HardwareRun:
                meta: dict[str, dict] | None = None, circuits=None, **kw) -> "HardwareRun":
         """Plan a new run (simulator angles, circuit resources) and write it to ``run_dir``.
 
+        The same as :meth:`plan` followed by :meth:`save`: every check runs before
+        ``run_dir`` is created, so a refused run leaves nothing behind.
+
         Parameters
         ----------
         run_dir : str or os.PathLike
@@ -568,28 +602,54 @@ class HardwareRun:
         QSelectError
             If the folder already holds a hardware run or a problem exceeds the device.
         """
-        config.validate()
-        from ..io import lock_folder
-
-        with lock_folder(Path(run_dir), "hardware run directory", owner="qselect hardware submit"):
-            return cls._create(run_dir, service, config, problems, meta, circuits, **kw)
+        return cls.plan(run_dir, service, config, problems, meta=meta, circuits=circuits, **kw).save()
 
     @classmethod
-    def _create(cls, run_dir, service, config, problems, meta, circuits, **kw) -> "HardwareRun":
+    def plan(cls, run_dir, service: Service, config: HardwareConfig, problems: dict[str, Problem],
+             meta: dict[str, dict] | None = None, circuits=None, **kw) -> "HardwareRun":
+        """Plan a new run in memory (checks, simulator angles, compiled resources, usage); writes nothing.
+
+        Everything that can refuse the run (configuration, problem ids, problem
+        width against the device, the device's gate limit, the quantum-time cap)
+        is checked here, so a caller can refuse bad input before it creates any
+        folder; :meth:`save` then writes the plan.
+
+        Parameters
+        ----------
+        run_dir : str or os.PathLike
+            Where :meth:`save` will write the run (not created here).
+        service : Service
+        config : HardwareConfig
+        problems : dict of str -> Problem
+        meta : dict or None
+        circuits : QAOACircuits or None
+        **kw
+            Runner options.
+
+        Returns
+        -------
+        HardwareRun
+            Not yet saved.
+
+        Raises
+        ------
+        QSelectError
+            If the folder already holds a hardware run, the configuration is
+            invalid, or a problem does not fit the device.
+        """
+        config.validate()
         run_dir = Path(run_dir)
-        if (run_dir / PLAN_FILE).exists():
-            raise QSelectError(f"{run_dir} already holds a hardware run; resume it with `qselect fetch --run-dir "
-                               f"{run_dir}` or choose a new --run-dir")
+        _refuse_existing_plan(run_dir)
         if not problems:
             raise QSelectError("no local problems to run; check the selection options (--formulation, --qubits)")
         bad = [pid for pid in problems if not isinstance(pid, str) or not pid or "|" in pid]
         if bad:  # ids name the SPSA PUBs ("<id>|+") and survive plan.json only as strings
             raise QSelectError(f"problem ids must be non-empty strings without '|', got {bad[0]!r}; "
                                "rename the keys of the problems dict")
-        too_big = [pid for pid, pr in problems.items() if service.num_qubits and pr.n > service.num_qubits]
-        if too_big:
-            raise QSelectError(f"{len(too_big)} problems need more qubits than {service.backend_name} has "
-                               f"({service.num_qubits}); lower --qubits or pick a larger backend")
+        widths = [int(pr.n) for pr in problems.values()]
+        wide = sum(w > int(getattr(service, "num_qubits", 0) or 0) for w in widths)
+        check_fits_device(service, max(widths), f"{wide} local problems need up to" if wide > 1
+                          else "a local problem needs")
         run = cls(run_dir=run_dir, service=service, config=config, problems=dict(problems),
                   meta=dict(meta or {}), run_id=secrets.token_hex(4), circuits=circuits, **kw)
         if run.circuits is None:
@@ -602,9 +662,28 @@ class HardwareRun:
             max(config.shots, config.spsa_shots if config.strategy == "spsa" else 1),
             max((size(pid, pr) for pid, pr in run.problems.items()), default=0) if size else None)
         run._estimate_usage()
-        save_problems(run_dir / PROBLEMS_FILE, run.problems)
-        run._write_plan()
         return run
+
+    def save(self) -> "HardwareRun":
+        """Write a planned run (its problems, then ``plan.json``) into ``run_dir``, under the folder's lock.
+
+        Returns
+        -------
+        HardwareRun
+            ``self``.
+
+        Raises
+        ------
+        QSelectError
+            If the folder already holds a hardware run or is in use by another command.
+        """
+        from ..io import lock_folder
+
+        with lock_folder(self.run_dir, "hardware run directory", owner="qselect hardware submit"):
+            _refuse_existing_plan(self.run_dir)  # again under the lock
+            save_problems(self.run_dir / PROBLEMS_FILE, self.problems)
+            self._write_plan()
+        return self
 
     @classmethod
     def load(cls, run_dir, service: Service | None = None, circuits=None, **kw) -> "HardwareRun":
@@ -956,7 +1035,7 @@ def read_plan(run_dir) -> dict:
     path = Path(run_dir) / PLAN_FILE
     if not path.exists():
         raise QSelectError(f"{run_dir} holds no hardware run (no {PLAN_FILE}); start one with "
-                           "`qselect submit --backend NAME --run-dir DIR`")
+                           f"`qselect hardware submit --device NAME --run-dir {run_dir}`")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:

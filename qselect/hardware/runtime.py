@@ -31,8 +31,8 @@ NO_ACCOUNT = (
     "no IBM Quantum account found: save one once with "
     "`python -c \"from qiskit_ibm_runtime import QiskitRuntimeService as S; "
     "S.save_account(channel='ibm_quantum_platform', token='<API key>', instance='<CRN>')\"` "
-    "or set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE); without an account use --backend fake_<device> "
-    "(e.g. fake_manila, a noisy local model) or a simulator backend (native, aer, statevector)"
+    "or set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE); without an account use --device fake_<device> "
+    "(e.g. fake_manila, a noisy local model) or a simulator (`qselect select --solver qaoa --backend native`)"
 )
 
 
@@ -265,8 +265,8 @@ class LocalService(Service):
                     raise ValueError("missing job_id/status/counts")
             except ValueError as exc:
                 raise QSelectError(f"local job file {path} is damaged ({exc}); delete it and run "
-                                   "`qselect hardware fetch --run-dir DIR --resubmit-failed` to run that job "
-                                   "again on the fake device") from None
+                                   f"`qselect hardware fetch --run-dir {self.store.parent} --resubmit-failed` to "
+                                   "run that job again on the fake device") from None
             self._memory[job_id] = rec
             return rec
         raise QSelectError(f"local job {job_id} is unknown; fake backends keep their jobs in the run "
@@ -563,7 +563,7 @@ class RuntimeService(Service):
 
 def get_service(name: str, run_dir=None, *, min_qubits: int = 1, seed: int = 0,
                 account_file: str | None = None, fractional_gates: bool = False) -> Service:
-    """The service for ``--backend NAME``: ``fake_<device>``, an IBM device name, or ``least_busy``.
+    """The service for ``--device NAME``: ``fake_<device>``, an IBM device name, or ``least_busy``.
 
     Parameters
     ----------
@@ -588,7 +588,7 @@ def get_service(name: str, run_dir=None, *, min_qubits: int = 1, seed: int = 0,
         With no IBM account (saying how to save one, and that fake devices need none).
     """
     if not name:
-        raise QSelectError("no backend given; use --backend with an IBM device name, least_busy, "
+        raise QSelectError("no device given; use --device with an IBM device name, least_busy, "
                            "or fake_<device> (e.g. fake_manila) to run locally without an account")
     if name.startswith("fake_"):
         return LocalService(name, run_dir=run_dir, seed=seed)
