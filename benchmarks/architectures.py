@@ -99,8 +99,12 @@ def _step(kind: str, quick: bool, arg=None) -> dict:
             count = int(layer.weight.shape[0])
             pick = np.linspace(0, count - 1, min(per_layer, count)).round().astype(int)
             mem = weight_memory(layer, tuple(acts[name][0].shape))
+            # the formulation the whole layer would get ("auto" decides on all its neurons, not the sample)
+            from qselect.formulate.weights import DENSE_LIMIT
+
+            whole_lean = mem["dense"] > DENSE_LIMIT
             t = time.perf_counter()
-            probs = weight_problems(name, layer, acts[name][0], sparsity=0.5, neurons=pick)
+            probs = weight_problems(name, layer, acts[name][0], sparsity=0.5, neurons=pick, lean=whole_lean)
             tb = time.perf_counter() - t
             t = time.perf_counter()
             res = [solver.solve(p.problem) for p in probs]
@@ -223,8 +227,19 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-widest", action="store_true", help="skip the full widest-conv weight run")
     ap.add_argument("--widest-only", action="store_true",
                     help="rerun only the widest-conv weight run and update it in --out")
+    ap.add_argument("--sample-only", action="store_true",
+                    help="rerun only the sampled weight runs and update them in --out")
     args = ap.parse_args(argv)
     q = args.quick
+    if args.sample_only:
+        import json
+
+        sample = args.sample or (2 if q else 8)
+        res = json.load(open(args.out)) if args.out and os.path.exists(args.out) else {}
+        res["weight_sample"] = {m: run("weight-sample", q, (m, sample)) for m in ("resnet18", "vit")}
+        if args.out:
+            atomic_write_json(args.out, res, indent=2)
+        return 0
     if args.widest_only:
         import json
 
