@@ -97,6 +97,17 @@ def test_bad_submit_settings_are_one_line_and_leave_no_folder(tmp_path, capsys, 
     assert not run.exists()
 
 
+@pytest.mark.parametrize("field, value", [("shots", "x"), ("p", None), ("p", 1.5), ("optimization_level", 7),
+                                          ("seed", -1), ("seed", "a"), ("seed", 2**40), ("max_execution_time", 2.5),
+                                          ("spsa_step", float("nan")), ("fidelity_warning", 2.0)])
+def test_bad_api_config_is_a_qselect_error_naming_the_field_and_writes_nothing(tmp_path, field, value):
+    run = tmp_path / "r"
+    config = HardwareConfig(backend=DEVICE, **{field: value})
+    with pytest.raises(QSelectError, match=field):
+        api.submit({"a": QUBO.random(3, seed=0)}, DEVICE, run, config)
+    assert not run.exists()
+
+
 def test_a_quantum_time_cap_the_plan_exceeds_is_refused_before_the_run_folder(tmp_path, capsys):
     """Checks that need the compiled circuits (time cap, gate limit) run before the folder is created too."""
     run = tmp_path / "r"

@@ -55,6 +55,7 @@ def submit(problems: dict[str, Problem], backend: str, run_dir, config: Hardware
         On bad input, no account, or a run directory that holds another run.
     """
     config = replace(config, backend=backend) if config else HardwareConfig(backend=backend)
+    config.validate()  # before the service is opened or anything is written
     if service is None:
         from .runtime import get_service
 

@@ -33,7 +33,7 @@ from ..errors import QSelectError
 from ..io import atomic_write_json, atomic_write_with
 from ..problems import QUBO, DiagonalCost, Problem
 from ..solvers.base import summarise_samples
-from ..validation import check_seed
+from ..validation import check_float, check_int, check_seed
 from .jobs import JobRunner, Pub, circuit_hash
 from .ledger import Ledger
 from .service import Service
@@ -133,6 +133,12 @@ class HardwareConfig:
         """
         from ..circuits.routing import COMPILE_METHODS
 
+        for name in ("p", "shots", "spsa_shots", "spsa_iterations", "transpile_seeds", "optimization_level"):
+            check_int(getattr(self, name), f"{name} (--{name.replace('_', '-')})")  # the type; bounds below
+        check_int(self.max_execution_time, "max_execution_time (--max-execution-time)", allow_none=True)
+        for name in ("spsa_step", "spsa_perturbation"):
+            check_float(getattr(self, name), name, minimum=0.0, low_open=True)
+        check_float(self.fidelity_warning, "fidelity_warning", minimum=0.0, maximum=1.0)
         if self.compile not in COMPILE_METHODS:
             raise QSelectError(f"unknown compile method {self.compile!r}; choose one of {', '.join(COMPILE_METHODS)}"
                                " (--compile)")
