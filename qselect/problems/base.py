@@ -119,6 +119,11 @@ class Problem(ABC):
     def _check_assignment(self, assignment: dict[int, int]) -> tuple[list[int], list[int]]:
         if not hasattr(assignment, "items"):
             raise QSelectError(f"fix() takes a dict {{position: 0 or 1}}, got {type(assignment).__name__}")
+        n = self.n
+        if all(type(i) is int and type(v) is int and 0 <= i < n and (v == 0 or v == 1)
+               for i, v in assignment.items()):  # the common case, checked without _is_int per item
+            fixed = sorted(assignment)
+            return fixed, [i for i in range(n) if i not in assignment]
         for i, v in assignment.items():
             if not _is_int(i) or not 0 <= i < self.n:
                 raise QSelectError(f"cannot fix variable {i!r}: positions are integers in [0, {self.n})")

@@ -183,6 +183,20 @@ class QUBO(Problem):
         terms.update({(int(i), int(j)): float(J[i, j]) for i, j in zip(iu, ju)})
         return terms, const
 
+    def scale(self) -> float:
+        """Largest |coefficient| of the Z-polynomial (constant excluded); 1 if none.
+
+        The same value as :meth:`Problem.scale`, read from :meth:`to_ising` without building
+        the term dictionary.
+
+        Returns
+        -------
+        float
+        """
+        h, J, _ = self.to_ising()
+        m = max(float(np.abs(h).max(initial=0.0)), float(np.abs(J).max(initial=0.0)))
+        return m if m > 0 else 1.0
+
     def fix(self, assignment: dict[int, int]) -> "QUBO":
         """Fold fixed bits into the remaining variables' linear terms and the offset.
 
@@ -203,9 +217,10 @@ class QUBO(Problem):
         """
         fixed, free = self._check_assignment(assignment)
         x = np.zeros(self.n)
-        for i in fixed:
-            x[i] = assignment[i]
-        sym = self._quad + self._quad.T
+        x[fixed] = [assignment[i] for i in fixed]
+        sym = self.__dict__.get("_sym")
+        if sym is None:  # Q + Qᵀ once per problem: block descents fix the same problem many times
+            sym = self._sym = self._quad + self._quad.T
         offset = self.offset + float(x @ self._lin + x @ self._quad @ x)
         lin = self._lin[free] + sym[np.ix_(free, fixed)] @ x[fixed]
         quad = self._quad[np.ix_(free, free)]
@@ -213,7 +228,18 @@ class QUBO(Problem):
         if self.k is not None:
             k = self.k - int(x.sum())
             k = k if 0 <= k <= len(free) else None
-        return self._carry(QUBO(quad, lin, offset, [self.labels[i] for i in free], k=k, name=self.name), free)
+        if not (np.isfinite(offset) and np.all(np.isfinite(lin))):  # what the constructor would refuse
+            return self._carry(QUBO(quad, lin, offset, [self.labels[i] for i in free], k=k, name=self.name), free)
+        # free positions are sorted, so quad stays strictly upper-triangular and the QUBO is already
+        # canonical; adding 0.0 normalises -0.0 exactly as the constructor's triangle sums do
+        out = QUBO.__new__(QUBO)
+        out._lin = lin + 0.0
+        out._quad = quad + 0.0
+        out.offset = float(offset)
+        out.labels = tuple(self.labels[i] for i in free)
+        out.k = k
+        out.name = self.name
+        return self._carry(out, free)
 
     def scaled(self, factor: float) -> "QUBO":
         """Energies multiplied by ``factor`` (labels and k kept).

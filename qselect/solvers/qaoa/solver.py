@@ -419,7 +419,10 @@ class QAOASolver(Solver):
             uniq, cnt = np.unique(idx, return_counts=True)
             top = np.argpartition(probs, -min(self.top, probs.size))[-self.top:] if self.top > 0 else np.zeros(0, int)
             top = top[probs[top] > 1e-9]  # never offer states the circuit cannot produce (XY: wrong weight)
-            top = np.setdiff1d(top, uniq)
+            keep = np.zeros(probs.size, dtype=bool)  # setdiff1d(top, uniq) without sorting twice
+            keep[top] = True
+            keep[uniq] = False
+            top = np.flatnonzero(keep)
             cand = np.concatenate([uniq, top])
             counts = np.concatenate([cnt, np.zeros(top.size, dtype=np.int64)])
             bits = index_to_bits(cand, n)
@@ -428,7 +431,7 @@ class QAOASolver(Solver):
             bits, counts = counts_fn(angles)
             probs = None
             expectation = float(np.dot(problem.energy(bits), counts) / counts.sum())
-        samples, energies, counts = summarise_samples(problem, bits, counts)
+        samples, energies, counts = summarise_samples(problem, bits, counts, distinct=probs_fn is not None)
         info["expectation_objective"] = float(best.fun)
         if costs is not None:
             feas = costs if k is None else np.where(popcounts(n) == k, costs, np.nan)
