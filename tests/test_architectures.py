@@ -13,6 +13,8 @@ from qselect.errors import QSelectError
 from qselect.formulate import select_masks
 from qselect.formulate.select import build_masks
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: extra threads only spin
+
 
 def _randomise_bn(model, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -170,7 +172,6 @@ def _subset(ds, n):
     return TensorDataset(*[t[:n] for t in ds.tensors])
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_prune_and_tune_with_selected_children_on_resnet18(image_digits):
     from qselect.classical.masks import mask_sparsity
     from qselect.methods import prune_and_tune
@@ -198,7 +199,6 @@ def test_prune_and_tune_with_selected_children_on_resnet18(image_digits):
     assert 0 < mask_sparsity(res.masks[0])["overall"] < 1
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_ssa_on_resnet18_reaches_the_selected_channels(image_digits):
     from qselect.classical.data import make_loader
     from qselect.classical.masks import get_masks
@@ -218,7 +218,6 @@ def test_ssa_on_resnet18_reaches_the_selected_channels(image_digits):
     assert set(out["masks"]) == set(sel.masks)
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_synaptic_stripping_on_the_vit_mlp_units(image_digits):
     from qselect.classical.data import make_loader
     from qselect.classical.train import TrainConfig
@@ -234,7 +233,6 @@ def test_synaptic_stripping_on_the_vit_mlp_units(image_digits):
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("one_thread")
 def test_cli_select_neuron_on_a_resnet18_checkpoint(tmp_path):
     from qselect.classical.checkpoint import save_checkpoint
     from qselect.classical.masks import load_masks

@@ -11,6 +11,8 @@ from qselect.classical.models import build_model
 from qselect.errors import QSelectError
 from qselect.formulate import select_masks
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: extra threads only spin
+
 
 def _bn_stats(model, seed=0):
     g = torch.Generator().manual_seed(seed)
