@@ -149,7 +149,8 @@ def evaluation(sizes, grad_max, dev, bw_GBps, budget_s):
                 row["value_and_grad_error"] = str(exc).splitlines()[0]
         rows.append(row)
         log(f"eval n={n}: {row['expectation_s'] * 1e3:.2f} ms  x{row['ratio_to_hbm_bound']:.2f} of the HBM bound  "
-            f"peak {row.get('peak_memory_GiB', float('nan')):.2f} GiB  grad {row.get('value_and_grad_s', float('nan'))}")
+            f"peak {row.get('peak_memory_GiB', float('nan')):.2f} GiB  "
+            f"grad {row.get('value_and_grad_s', float('nan'))}")
         del eng, costs
         if dev.type == "cuda":
             torch.cuda.empty_cache()

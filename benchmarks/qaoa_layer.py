@@ -37,8 +37,11 @@ from qselect.formulate.select import make_solver  # noqa: E402
 from qselect.formulate.weights import weight_problems  # noqa: E402
 from qselect.io import atomic_write_json  # noqa: E402
 from qselect.solvers.exact import ExactSolver  # noqa: E402
-from qselect.solvers.qaoa import QAOASolver  # noqa: E402
-from qselect.solvers.qaoa import batched, optimizers  # noqa: E402,F401  (loaded up front, not mid-run)
+from qselect.solvers.qaoa import (  # noqa: E402,F401  (loaded up front, not mid-run)
+    QAOASolver,  # noqa: E402
+    batched,
+    optimizers,
+)
 
 LAYER = "layers.2"  # second hidden Linear: 64 neurons x 64 inputs
 
@@ -109,7 +112,8 @@ def main(argv=None):
     for p in (1, 2):
         print(f"   {p}   {out[f'ratio_layer_batched_vs_sequential_p{p}']:18.2f}   "
               f"{out[f'ratio_qaoa_p{p}_batched_vs_exact']:13.2f}   {out[f'ratio_qaoa_p{p}_sequential_vs_exact']:16.2f}"
-              f"   {out[f'energy_batched_minus_sequential_p{p}']:15.3g}   {out[f'energy_batched_minus_exact_p{p}']:17.3g}")
+              f"   {out[f'energy_batched_minus_sequential_p{p}']:15.3g}"
+              f"   {out[f'energy_batched_minus_exact_p{p}']:17.3g}")
     print(f"load before {load_before}, after {out['loadavg_after']}")
     atomic_write_json(args.out, out)
 

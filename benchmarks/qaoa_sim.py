@@ -158,7 +158,7 @@ def eval_timings(sizes, native_max, reps, budget, slow_cap, qokit=None):
         if n <= max(sizes) + 2:  # native complex64 / complex128 and QOKit's C simulator, interleaved
             c64 = c.astype(np.float64)
             eng128 = NumpyQAOA(c64, 2, dtype=np.complex128)
-            fns = {"native_numpy": lambda: eng.expectation(ANGLES),
+            fns = {"native_numpy": lambda: eng.expectation(ANGLES),  # noqa: F821 (deleted only later)
                    "native_numpy_c128": lambda: eng128.expectation(ANGLES)}
             if qokit is not None:
                 fns["qokit_c"] = lambda: qokit.expectation(c64, ANGLES)
@@ -170,7 +170,8 @@ def eval_timings(sizes, native_max, reps, budget, slow_cap, qokit=None):
                 row["ratio_qokit_vs_native_c128"] = row["qokit_c_s"] / row["native_numpy_c128_s"]
             del eng128, c64
         else:
-            row["native_numpy_s"], row["native_numpy_value"] = _timeit(lambda: eng.expectation(ANGLES), reps, budget)
+            row["native_numpy_s"], row["native_numpy_value"] = _timeit(lambda: eng.expectation(ANGLES),  # noqa: F821
+                                                                      reps, budget)
         if n <= 24:  # the adjoint keeps a second state: skip it where memory is tight
             t = time.perf_counter()
             eng.value_and_grad(ANGLES)

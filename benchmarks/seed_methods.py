@@ -33,13 +33,19 @@ import torch
 from qselect.classical.baselines import magnitude_masks, random_masks
 from qselect.classical.data import load_dataset, make_loader
 from qselect.classical.masks import mask_sparsity
-from qselect.methods import (PaTConfig, SynapticStripping, evaluate_ensemble,
-                                       iterative_magnitude_pruning, one_shot_pruning, prune_and_tune,
-                                       ssa_finetune)
 from qselect.classical.models import build_model
 from qselect.classical.train import TrainConfig, evaluate, train
 from qselect.devices import resolve_device
 from qselect.io import atomic_write_json, atomic_write_with
+from qselect.methods import (
+    PaTConfig,
+    SynapticStripping,
+    evaluate_ensemble,
+    iterative_magnitude_pruning,
+    one_shot_pruning,
+    prune_and_tune,
+    ssa_finetune,
+)
 
 
 def settings(args) -> dict:
@@ -322,7 +328,8 @@ def tables(results) -> str:
         best = max((r for m, r in rows.items() if m.startswith("ssa-")), key=lambda r: r["accuracy"])
         imp = rows.get("imp-3")  # magnitude targets only
         cos = rows.get("ssa-cosine-p0.3")
-        out.append(f"| {sp:.2f} | {target} | {pm(rows['one-shot'], 'accuracy')} | {pm(cos, 'accuracy') if cos else '–'} | "
+        out.append(f"| {sp:.2f} | {target} | {pm(rows['one-shot'], 'accuracy')} | "
+                   f"{pm(cos, 'accuracy') if cos else '–'} | "
                    f"{pm(best, 'accuracy')} ({best['method']}) | {pm(imp, 'accuracy') if imp else '–'} |")
     out += ["", "| variant | training | dead units start → end | final sparsity | accuracy |", "|---|---|---|---|---|"]
     for r in results["ss"]["summary"]:

@@ -8,13 +8,12 @@ from qiskit.quantum_info import Operator, Statevector
 from qiskit_aer import AerSimulator
 
 import qselect
-from qselect.circuits import qiskit as qk
+from qselect.ansatz import dicke_state, normalised_terms
 from qselect.circuits import pennylane as qpl
-from qselect.ansatz import normalised_terms
+from qselect.circuits import qiskit as qk
 from qselect.circuits.resources import qaoa_resources
 from qselect.errors import QSelectError
 from qselect.problems import QUBO, DiagonalCost
-from qselect.ansatz import dicke_state
 
 
 def test_bind_angles_uses_gamma_then_beta_by_name():

@@ -4,13 +4,12 @@ import copy
 import pytest
 import torch
 
-from qselect.errors import QSelectError
 from qselect.classical.baselines import anti_random_masks, edge_popup, magnitude_masks, random_masks
 from qselect.classical.data import load_dataset, make_loader
 from qselect.classical.masks import apply_masks, mask_sparsity
 from qselect.classical.models import build_model
 from qselect.classical.train import TrainConfig, evaluate
-
+from qselect.errors import QSelectError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from qselect.errors import QSelectError
 from qselect.classical.augment import CifarAugment, normalize, random_crop, random_hflip
 from qselect.classical.data import load_dataset, make_loader, read_cifar_batch, read_idx
-
+from qselect.errors import QSelectError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,14 +6,21 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from qselect.errors import QSelectError
 from qselect.classical.baselines import magnitude_masks, random_masks
 from qselect.classical.flops import count_flops, count_parameters
-from qselect.classical.masks import (apply_masks, get_masks, load_masks, mask_sparsity,
-                                     masks_from_selection, neuron_masks, prunable_parameters,
-                                     remove_masks, save_masks)
+from qselect.classical.masks import (
+    apply_masks,
+    get_masks,
+    load_masks,
+    mask_sparsity,
+    masks_from_selection,
+    neuron_masks,
+    prunable_parameters,
+    remove_masks,
+    save_masks,
+)
 from qselect.classical.models import build_model
-
+from qselect.errors import QSelectError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -208,8 +215,9 @@ def test_neuron_masks_and_selection_duck_type():
 
 
 def test_masks_from_solved_local_problems():
-    import numpy as np
     from types import SimpleNamespace
+
+    import numpy as np
 
     from qselect.formulate import masks_from_solutions
     from qselect.formulate.local import LocalProblem

@@ -6,10 +6,18 @@ import pytest
 import torch
 from torch import nn
 
-from qselect.errors import QSelectError
 from qselect.classical.data import make_loader
-from qselect.classical.metrics import (accuracy, dead_units, disagreement, ece, ensemble_probs, nll,
-                                       output_correlation, pairwise_kl)
+from qselect.classical.metrics import (
+    accuracy,
+    dead_units,
+    disagreement,
+    ece,
+    ensemble_probs,
+    nll,
+    output_correlation,
+    pairwise_kl,
+)
+from qselect.errors import QSelectError
 
 # confidences 0.70, 0.62, 0.45, 0.52 fall in four different 1/15-wide bins
 P = np.array([[0.70, 0.20, 0.10],

@@ -1,11 +1,10 @@
 """Training loop: accuracy on digits, determinism, schedules, masks fixed, checkpoints, early stop."""
 import copy
-
 import math
+
 import pytest
 import torch
 
-from qselect.errors import QSelectError
 from qselect.classical.augment import CifarAugment
 from qselect.classical.baselines import magnitude_masks
 from qselect.classical.checkpoint import load_checkpoint, save_checkpoint
@@ -13,7 +12,7 @@ from qselect.classical.data import load_dataset, make_loader
 from qselect.classical.masks import apply_masks, get_masks
 from qselect.classical.models import build_model
 from qselect.classical.train import TrainConfig, evaluate, predict_proba, resolve_device, train
-
+from qselect.errors import QSelectError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from qselect.cli import main
 from qselect.app.demo import DEMO_SOLVERS
+from qselect.cli import main
 
 
 @pytest.fixture(scope="module")

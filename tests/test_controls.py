@@ -9,9 +9,15 @@ from torch import nn
 from qselect import QSelectError
 from qselect.formulate import BlockSolver, select_masks
 from qselect.problems import QUBO, DiagonalCost
-from qselect.problems.bits import index_to_bits, popcounts
-from qselect.solvers.controls import (_uniform_bits, aggregate_baselines, best_of_shots, candidate_count,
-                                      control_fields, uniform_baseline)
+from qselect.problems.bits import popcounts
+from qselect.solvers.controls import (
+    _uniform_bits,
+    aggregate_baselines,
+    best_of_shots,
+    candidate_count,
+    control_fields,
+    uniform_baseline,
+)
 from qselect.solvers.qaoa import QAOASolver
 
 

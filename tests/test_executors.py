@@ -40,5 +40,6 @@ def test_unreachable_dask_scheduler_is_one_clear_error():
     pytest.importorskip("distributed")
     from qselect.executors import DaskExecutor
 
-    with pytest.raises(QSelectError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:1 .*--scheduler process"):
+    with pytest.raises(QSelectError,
+                       match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:1 .*--scheduler process"):
         DaskExecutor("tcp://127.0.0.1:1", timeout=1)

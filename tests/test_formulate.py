@@ -6,12 +6,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from qselect import QUBO, DiagonalCost, QSelectError
-from qselect.formulate import (BlockSolver, add_cardinality, auto_penalty, build_student, max_flip_change,
-                               collect_activations, distill_masks, distillation_problems, keep_count,
-                               neuron_problem, nk_problems, select_masks, weight_problems)
+from qselect.formulate import (
+    BlockSolver,
+    add_cardinality,
+    auto_penalty,
+    build_student,
+    collect_activations,
+    distill_masks,
+    distillation_problems,
+    keep_count,
+    max_flip_change,
+    neuron_problem,
+    nk_problems,
+    select_masks,
+    weight_problems,
+)
 from qselect.problems import index_to_bits
-from qselect.solvers import (ExactSolver, GreedySolver, MagnitudeSolver, RandomSolver,
-                             SimulatedAnnealingSolver, TabuSolver)
+from qselect.solvers import (
+    ExactSolver,
+    GreedySolver,
+    MagnitudeSolver,
+    RandomSolver,
+    SimulatedAnnealingSolver,
+    TabuSolver,
+)
 
 DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -25,8 +25,8 @@ BACKEND = "fake_manila"
 
 def small_layer_problems():
     """A small trained-free layer's local problems: 3 output neurons x 4 input weights (weight formulation)."""
-    from qselect.hardware.masks import local_problems
     from qselect.formulate import select_masks
+    from qselect.hardware.masks import local_problems
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))

@@ -7,11 +7,10 @@ import torch
 from qselect.classical.baselines import magnitude_masks, random_masks
 from qselect.classical.data import make_loader
 from qselect.classical.masks import get_masks, mask_sparsity
-from qselect.methods import SCHEDULES, StochasticSubnetworkAnnealing, schedule_factor, ssa_finetune
 from qselect.classical.models import build_model
 from qselect.classical.train import TrainConfig, evaluate
 from qselect.errors import QSelectError
-
+from qselect.methods import SCHEDULES, StochasticSubnetworkAnnealing, schedule_factor, ssa_finetune
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

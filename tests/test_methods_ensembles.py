@@ -5,12 +5,10 @@ import torch
 
 from qselect.classical.data import make_loader
 from qselect.classical.masks import get_masks, mask_sparsity
-from qselect.methods import (PaTConfig, bagged_dataset, check_partition, child_masks,
-                                       evaluate_ensemble, prune_and_tune)
 from qselect.classical.models import build_model
 from qselect.classical.train import TrainConfig, evaluate
 from qselect.errors import QSelectError
-
+from qselect.methods import PaTConfig, bagged_dataset, check_partition, child_masks, evaluate_ensemble, prune_and_tune
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

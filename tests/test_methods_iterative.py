@@ -5,12 +5,16 @@ import torch
 from qselect.classical.baselines import magnitude_masks
 from qselect.classical.data import make_loader
 from qselect.classical.masks import apply_masks, get_masks, mask_sparsity
-from qselect.methods import (iterative_magnitude_pruning, one_shot_pruning, round_sparsities,
-                                       split_epochs, surviving_magnitude_masks)
 from qselect.classical.models import build_model
 from qselect.classical.train import TrainConfig
 from qselect.errors import QSelectError
-
+from qselect.methods import (
+    iterative_magnitude_pruning,
+    one_shot_pruning,
+    round_sparsities,
+    split_epochs,
+    surviving_magnitude_masks,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from qselect.classical.masks import apply_masks, get_masks, mask_sparsity
-from qselect.methods import anti_random_pair, check_partition, partition_children, partition_masks
 from qselect.classical.models import build_model
 from qselect.errors import QSelectError
+from qselect.methods import anti_random_pair, check_partition, partition_children, partition_masks
 
 
 def _mlp(seed=0):

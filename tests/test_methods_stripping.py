@@ -5,11 +5,10 @@ from torch import nn
 
 from qselect.classical.data import make_loader
 from qselect.classical.masks import get_masks
-from qselect.methods import SynapticStripping, synaptic_stripping
 from qselect.classical.models import build_model
 from qselect.classical.train import TrainConfig
 from qselect.errors import QSelectError
-
+from qselect.methods import SynapticStripping, synaptic_stripping
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

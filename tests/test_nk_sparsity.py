@@ -16,8 +16,16 @@ from qselect.formulate.nk import NK_DEFAULT_K, nk_plan
 from qselect.formulate.select import reference_energies
 from qselect.problems import DiagonalCost
 from qselect.problems.bits import popcounts
-from qselect.solvers import (ExactSolver, GreedySolver, MagnitudeSolver, RandomSolver, SimulatedAnnealingSolver,
-                             Solver, TabuSolver, make_result)
+from qselect.solvers import (
+    ExactSolver,
+    GreedySolver,
+    MagnitudeSolver,
+    RandomSolver,
+    SimulatedAnnealingSolver,
+    Solver,
+    TabuSolver,
+    make_result,
+)
 from qselect.solvers.qaoa import QAOASolver
 
 

@@ -7,8 +7,17 @@ import torch
 from torch import nn
 
 from qselect.errors import QSelectError
-from qselect.pruners import (keep_per_row, layer_error, obc_prune, prune_classical, refit_rows, snip_scores,
-                             sparsegpt_prune, unfold_inputs, wanda_mask)
+from qselect.pruners import (
+    keep_per_row,
+    layer_error,
+    obc_prune,
+    prune_classical,
+    refit_rows,
+    snip_scores,
+    sparsegpt_prune,
+    unfold_inputs,
+    wanda_mask,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

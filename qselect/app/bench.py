@@ -15,7 +15,6 @@ from pathlib import Path
 from ..errors import QSelectError
 from .console import Console
 
-
 HELP = "run the benchmarks (quick mode by default) and print their ratios"
 
 

@@ -23,7 +23,6 @@ from . import pipeline as pl
 from .console import Console
 from .settings import check_positive, set_threads, validate_common
 
-
 HELP = "run the whole toolkit on digits: train, select with QAOA/exact/SA, prune, fine-tune, ensemble"
 
 
@@ -114,7 +113,10 @@ def resolve(cfg: dict, given: set) -> dict:
 
 
 def run(cfg: dict, *, argv=None, given=(), extra=None) -> int:
-    """``qselect demo``: the whole toolkit on digits — train, select with QAOA/exact/SA and baselines on the same local problems, prune, fine-tune, ensemble.
+    """``qselect demo``: the whole toolkit on digits, end to end.
+
+    Train, select with QAOA/exact/SA and baselines on the same local problems, prune,
+    fine-tune, ensemble.
 
     Parameters
     ----------
@@ -199,9 +201,9 @@ def _run(cfg, con, data, calib, parent, parent_info, layers, executor):
         # classical solvers take the whole local problem; QAOA (and exact-blocks) the qubit budget
         qubits = cfg["qubits"] if solver in BLOCKED else EXACT_LIMIT
         con.info("solving the local problems with %s", solver)
-        selections[f"qselect-{solver}"] = pl.select(f"q:{solver.removesuffix('-blocks')}", parent, calib, cfg, sparsity=s, seed=seed,
-                                                    layers=layers, executor=executor, progress=con.progress,
-                                                    qubits=qubits)
+        selections[f"qselect-{solver}"] = pl.select(f"q:{solver.removesuffix('-blocks')}", parent, calib, cfg,
+                                                    sparsity=s, seed=seed, layers=layers, executor=executor,
+                                                    progress=con.progress, qubits=qubits)
     problem_rows = []
     for method, res in selections.items():
         problem_rows += pl.problem_rows(res.selection, method=method)

@@ -1,6 +1,8 @@
 """``qselect select``: masks for a model's layers from its solved local problems.
 
 Model + data + formulation + solver + sparsity + qubit budget → masks file and per-problem results in a run directory.
+
+Model + data + formulation + solver + sparsity + qubit budget → masks file and per-problem results in a run directory.
 """
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ from ..report.summary import write_run_report
 from . import pipeline as pl
 from .console import Console
 from .settings import set_threads, validate_common
-
 
 HELP = "select masks for a model's layers by solving its local problems"
 

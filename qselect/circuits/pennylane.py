@@ -1,17 +1,15 @@
 """QAOA circuits on PennyLane (``lightning.qubit``); Hamiltonians come from :mod:`qselect.interop.pennylane`."""
 from __future__ import annotations
 
-import pennylane as qml
-
-
 # ---------------------------------------------------------------------------
 # QAOA on PennyLane: same angles [γ_1..γ_p, β_1..β_p] and layer order
 # as the native engine and the qiskit circuits.
 # ---------------------------------------------------------------------------
 import numpy as np  # noqa: E402
+import pennylane as qml
 
-from ..errors import BackendUnavailableError, QSelectError  # noqa: E402
 from ..ansatz import dicke_gates, normalised_terms, ring_pairs  # noqa: E402
+from ..errors import BackendUnavailableError, QSelectError  # noqa: E402
 from ..interop.pennylane import hamiltonian  # noqa: E402
 
 

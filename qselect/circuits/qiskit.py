@@ -5,11 +5,7 @@ module builds and runs circuits.
 """
 from __future__ import annotations
 
-
 import numpy as np
-
-from ..errors import BackendUnavailableError, QSelectError
-
 
 # ---------------------------------------------------------------------------
 # QAOA circuits. Angles everywhere are [γ_1..γ_p, β_1..β_p] for the
@@ -20,6 +16,7 @@ from qiskit import QuantumCircuit  # noqa: E402
 from qiskit.circuit import ParameterVector  # noqa: E402
 
 from ..ansatz import dicke_gates, normalised_terms, ring_pairs  # noqa: E402
+from ..errors import BackendUnavailableError, QSelectError
 from ..interop.qiskit import sparse_pauli_op, to_sparse_pauli_op  # noqa: E402
 
 

@@ -12,13 +12,13 @@ import time
 
 import torch
 
+from . import metrics
 from .baselines import anti_random_masks, magnitude_masks, random_masks
 from .data import load_dataset, make_loader
 from .edge_popup import edge_popup
 from .flops import count_flops, count_parameters
 from .masks import apply_masks, mask_sparsity
 from .metrics import disagreement, ensemble_probs, output_correlation, pairwise_kl
-from . import metrics
 from .models import build_model
 from .train import TrainConfig, evaluate, predict_proba, train
 
@@ -116,7 +116,8 @@ def _table(res: dict) -> str:
     e = res["anti_random_pair"]
     out.append("")
     out.append(f"anti-random pair (50% + complement, 3-epoch fine-tune each): ensemble acc {e['accuracy']:.3f}, "
-               f"NLL {e['nll']:.3f}, ECE {e['ece']:.3f}; members {', '.join(f'{v:.3f}' for v in e['members_accuracy'])}; "
+               f"NLL {e['nll']:.3f}, ECE {e['ece']:.3f}; "
+               f"members {', '.join(f'{v:.3f}' for v in e['members_accuracy'])}; "
                f"disagreement {e['disagreement']:.3f}, pairwise KL {e['pairwise_kl']:.3f}, "
                f"output correlation {e['output_correlation']:.3f}")
     out.append(f"device {res['device']} (amp {res['amp']}), torch threads {res['threads']}, splits {res['splits']}")

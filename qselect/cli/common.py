@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Sequence
 
-from ..app.settings import FORMULATIONS, QAOA_BACKENDS, _HELP_DATASETS, _HELP_MODELS, _HELP_SOLVERS
+from ..app.settings import _HELP_DATASETS, _HELP_MODELS, _HELP_SOLVERS, FORMULATIONS, QAOA_BACKENDS
 from ..config import OptionSpec
 
 
@@ -203,8 +203,9 @@ def add_selection_options(parser: argparse.ArgumentParser, *, solver: bool = Tru
                    help="fraction of weights removed, in [0, 1) (0 keeps everything)")
     add_option(g, "--qubits", kind="int", default=10, metavar="Q",
                help="qubit budget per local problem for QAOA; larger problems are split into blocks "
-                    "(classical solvers take whole problems, exact search whole problems up to 22 bits). With --formulation "
-                    "nk it is also K, the weights each unit decides exactly (2^K costs), for every solver")
+                    "(classical solvers take whole problems, exact search whole problems up to 22 bits). "
+                    "With --formulation nk it is also K, the weights each unit decides exactly (2^K costs), "
+                    "for every solver")
     add_option(g, "--p", kind="int", default=p, metavar="P", help="QAOA depth")
     add_option(g, "--layers", kind="strs", default=None, metavar="NAME,NAME",
                help="layers to prune (default: the hidden layers, i.e. all prunable layers but the output)")

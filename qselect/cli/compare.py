@@ -10,8 +10,14 @@ against the best energy any solver found ("best-found").
 from __future__ import annotations
 
 from ..app import compare as app
-from .common import (add_finetune_options, add_model_options, add_option, add_output_options,  # noqa: F401
-                     add_run_options, add_selection_options)
+from .common import (  # noqa: F401
+    add_finetune_options,
+    add_model_options,
+    add_option,
+    add_output_options,
+    add_run_options,
+    add_selection_options,
+)
 
 
 def register(subparsers):

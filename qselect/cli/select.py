@@ -1,12 +1,20 @@
 """``qselect select``: masks for a model's layers from its solved local problems.
 
 Model + data + formulation + solver + sparsity + qubit budget → masks file and per-problem results in a run directory.
+
+Model + data + formulation + solver + sparsity + qubit budget → masks file and per-problem results in a run directory.
 """
 from __future__ import annotations
 
 from ..app import select as app
-from .common import (add_finetune_options, add_model_options, add_option, add_output_options,  # noqa: F401
-                     add_run_options, add_selection_options)
+from .common import (  # noqa: F401
+    add_finetune_options,
+    add_model_options,
+    add_option,
+    add_output_options,
+    add_run_options,
+    add_selection_options,
+)
 
 
 def register(subparsers):

@@ -34,7 +34,6 @@ from torch import nn
 from ..errors import ProblemTooLargeError, QSelectError
 from ..problems import DiagonalCost, Problem
 from ..problems.bits import index_to_bits, popcounts
-from .activations import as_float64_cpu
 from .cardinality import MARGIN, keep_count
 from .local import LocalProblem, with_scores
 from .weights import layer_groups

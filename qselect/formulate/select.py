@@ -13,6 +13,7 @@ from ..errors import QSelectError
 from ..solvers import Solver, SolveResult, get_solver
 from ..solvers.anneal import SimulatedAnnealingSolver
 from ..solvers.base import int_setting
+from ..solvers.controls import aggregate_baselines, control_fields
 from ..solvers.exact import EXACT_SEARCH_BITS, ExactSolver
 from ..validation import check_keeps_some
 from .activations import PRUNABLE, call_order, check_finite, collect_activations, resolve_layers
@@ -21,7 +22,6 @@ from .decompose import BlockSolver
 from .local import LocalProblem
 from .neurons import head_problem, neuron_problem, split_attention, units_of_columns
 from .nk import NK_DEFAULT_K, nk_plan, nk_problems
-from ..solvers.controls import aggregate_baselines, control_fields
 from .refit import REFIT_BLOCK_BITS, refit_problems
 from .structure import NORM_COMPANIONS, between, dependency_check, norm_companions
 from .weights import weight_problems

@@ -122,7 +122,10 @@ class PaTConfig:
             raise QSelectError(f"calib_size must be >= 1, got {self.calib_size}")
 
     def resolved_parts(self) -> int:
-        """Number of disjoint parts the parent's weights are split into: 2 for anti-random children, else from ``parts`` or the sparsity."""
+        """Number of disjoint parts the parent's weights are split into.
+
+        2 for anti-random children, else from ``parts`` or the sparsity.
+        """
         return 2 if self.method == "antirandom" else partition_parts(self.sparsity, self.parts)
 
 
@@ -400,7 +403,8 @@ def prune_and_tune(parent: nn.Module, train_data: TensorDataset, config: PaTConf
         "child_epochs": float(sum(child_epochs)),
         "epochs": float(parent_epochs) + float(sum(child_epochs)),
         "child_flop_density": densities,
-        "flop_epochs": float(parent_epochs) + float(sum(e * d * f for e, d, f in zip(child_epochs, densities, fractions))),
+        "flop_epochs": float(parent_epochs)
+        + float(sum(e * d * f for e, d, f in zip(child_epochs, densities, fractions))),
         "members": len(children) + (1 if config.parent_member else 0),
     }
     return PaTResult(parent=parent, children=children, masks=masks, histories=histories,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from ..errors import QSelectError
 from .imp import imp_prune
-from .layerwise import (LayerTask, PruneResult, keep_per_row, layer_error, prune_layers, unfold_inputs)
+from .layerwise import LayerTask, PruneResult, keep_per_row, layer_error, prune_layers, unfold_inputs
 from .obc import obc_layer, obc_prune
 from .refit import refit_rows
 from .snip import snip_prune, snip_scores
