@@ -383,13 +383,14 @@ class QAOASolver(Solver):
                     return obj.exact_objective(costs, probs_fn(a), self.objective, self.alpha, order)
 
         # ---- optimise (optionally from several starts) ------------------------
-        starts = [initial_angles(self.init, self.p, self.seed)]
-        starts += [random_angles(self.p, (self.seed, r)) for r in range(1, self.restarts + 1)]
         best = None
         evals = gevals = 0
         if preset is not None:
             best, evals, gevals = preset["outcome"], preset["outcome"].evaluations, preset["outcome"].gradient_evaluations
             starts = []
+        else:
+            starts = [initial_angles(self.init, self.p, self.seed)]
+            starts += [random_angles(self.p, (self.seed, r)) for r in range(1, self.restarts + 1)]
         for x0 in starts:
             out = minimize(value, x0, method, self.maxiter, grad_fn if uses_gradient(method) else None,
                            seed=self.seed)
