@@ -113,7 +113,8 @@ class QAOASolver(Solver):
             # the final state in complex128 where it is small (see _final_probabilities)
             dtype = np.dtype(self.dtype or np.complex64)
         else:
-            dtype = np.dtype(str(self.dtype).replace("torch.", "")) if self.dtype is not None else np.dtype(np.complex64)
+            dtype = (np.dtype(str(self.dtype).replace("torch.", "")) if self.dtype is not None
+                     else np.dtype(np.complex64))
         cost_dtype = cost_dtype_for(problem.n, dtype, _EXACT_FINAL_QUBITS)
         check_memory(problem.n, dtype, gradient=uses_gradient(self._optimizer_name()), cost_dtype=cost_dtype)
         scale, const = problem.scale(), problem.z_terms()[1]
@@ -233,7 +234,8 @@ class QAOASolver(Solver):
         k = self.k if self.k is not None else problems[0].k
         if self.mixer == "xy":
             if k is None:
-                raise QSelectError("the XY mixer keeps exactly k bits set: pass QAOASolver(k=...) or give the problem k")
+                raise QSelectError("the XY mixer keeps exactly k bits set: pass QAOASolver(k=...) "
+                                   "or give the problem k")
             k = problems[0]._check_k(k)
         else:
             k = None
@@ -303,7 +305,8 @@ class QAOASolver(Solver):
         k = self.k if self.k is not None else problem.k
         if self.mixer == "xy":
             if k is None:
-                raise QSelectError("the XY mixer keeps exactly k bits set: pass QAOASolver(k=...) or give the problem k")
+                raise QSelectError("the XY mixer keeps exactly k bits set: pass QAOASolver(k=...) "
+                                   "or give the problem k")
             k = problem._check_k(k)
         else:
             k = None
@@ -386,7 +389,8 @@ class QAOASolver(Solver):
         best = None
         evals = gevals = 0
         if preset is not None:
-            best, evals, gevals = preset["outcome"], preset["outcome"].evaluations, preset["outcome"].gradient_evaluations
+            best = preset["outcome"]
+            evals, gevals = best.evaluations, best.gradient_evaluations
             starts = []
         else:
             starts = [initial_angles(self.init, self.p, self.seed)]
