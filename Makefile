@@ -13,7 +13,7 @@ ifneq ($(strip $(shell cat $(STAMP) 2>/dev/null)),$(TORCH_SPEC))
 .PHONY: $(STAMP)
 endif
 
-.PHONY: demo test setup bench clean
+.PHONY: demo test lint setup bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,14 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m qselect demo
 
+# lint first (ruff: pyflakes, import order, line length, numpydoc docstrings), then the tests;
 # pytest exit 5 = no tests collected: a failure for us (make fails on any non-zero code), said plainly
 test: $(STAMP)
+	$(PY) -m ruff check qselect tests benchmarks tools
 	$(PY) -m pytest; rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$rc
+
+lint: $(STAMP)
+	$(PY) -m ruff check qselect tests benchmarks tools
 
 bench: $(STAMP)
 	$(PY) -m qselect bench

@@ -125,7 +125,6 @@ def _step(kind: str, quick: bool, arg=None) -> dict:
         name = "layer4.1.conv2"
         layer = model.get_submodule(name)
         from qselect.formulate.activations import collect_activations
-
         from qselect.formulate.select import build_masks
         from qselect.formulate.weights import weight_problems
 
@@ -251,8 +250,9 @@ def main(argv=None) -> int:
             atomic_write_json(args.out, res, indent=2)
         return 0
     sample = args.sample or (2 if q else 8)
-    res: dict = {"quick": q, "threads": THREADS, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                 "torch": torch.__version__, "load_start": os.getloadavg()}}
+    res: dict = {"quick": q, "threads": THREADS,
+                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                             "torch": torch.__version__, "load_start": os.getloadavg()}}
     print("neuron selection (default solver, 12-bit exact blocks)")
     res["neuron"] = {m: run("neuron", q, m) for m in ("resnet18", "vit")}
     print("weight selection, lean formulation + swap descent, sampled neurons per layer")

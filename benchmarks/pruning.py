@@ -152,7 +152,8 @@ def qaoa_layer(s, data, log) -> list[dict]:
             if control:
                 extra = (f" P(opt)/shot QAOA {control['solver_probability_optimum']:.3g} vs uniform "
                          f"{control['probability_optimum']:.3g}; best of shots optimal: QAOA "
-                         f"{control['solver_probability_best_of_shots']:.3f}, uniform {control['probability_best_of_shots']:.3f}")
+                         f"{control['solver_probability_best_of_shots']:.3f}, "
+                         f"uniform {control['probability_best_of_shots']:.3f}")
             log(f"  one layer {name}.{q['layer']} s={sp}: {label:12s} +refit layer_err={le['mean']:.5f} "
                 f"energy={local.get('energy', float('nan')):.6g} ({secs:.1f} s){extra}")
     return out

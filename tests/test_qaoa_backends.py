@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from qselect.circuits import qiskit as qk
 from qselect.ansatz import normalised_terms
+from qselect.circuits import qiskit as qk
 from qselect.circuits.pennylane import PennyLaneQAOARunner
 from qselect.problems import QUBO, DiagonalCost
 from qselect.solvers.qaoa import QAOAResult, QAOASolver
@@ -24,7 +24,8 @@ CASES += [(_higher_order(4, 0), "x", None), (_higher_order(6, 1), "x", None),
           (QUBO.random(6, seed=11, k=2), "xy", 2)]
 
 
-@pytest.mark.parametrize("problem,mixer,k", CASES, ids=lambda c: repr(c) if not isinstance(c, (str, type(None))) else str(c))
+@pytest.mark.parametrize("problem,mixer,k", CASES,
+                         ids=lambda c: repr(c) if not isinstance(c, (str, type(None))) else str(c))
 def test_same_angles_same_expectation_across_simulators(problem, mixer, k):
     p = 2
     x = np.array([0.41, -0.23, 0.67, 0.29])

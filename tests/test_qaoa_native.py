@@ -3,12 +3,11 @@ import numpy as np
 import pytest
 import torch
 
+from qselect.ansatz import dicke_state
 from qselect.errors import ProblemTooLargeError, QSelectError
 from qselect.problems import QUBO, DiagonalCost
-from qselect.solvers.qaoa import QAOASolver
 from qselect.problems.bits import popcounts
-from qselect.solvers.qaoa import native
-from qselect.ansatz import dicke_state
+from qselect.solvers.qaoa import QAOASolver, native
 from qselect.solvers.qaoa.native import NumpyQAOA, check_memory
 from qselect.solvers.qaoa.native_torch import TorchQAOA
 from qselect.solvers.qaoa.objectives import cvar_weights, exact_objective, sample_objective

@@ -22,13 +22,12 @@ run stops when one sweep of every kind in a row changed nothing, or at
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..errors import QSelectError
 from ..problems import Problem
-from ..solvers.base import MAX_SEED, Solver, SolveResult, make_result
 from ..solvers._sampling import best_with_k
+from ..solvers.base import MAX_SEED, Solver, SolveResult, make_result
 from ..solvers.baselines import MagnitudeSolver, flip_deltas, swap_deltas
 from ..solvers.controls import aggregate_baselines
 

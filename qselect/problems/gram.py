@@ -301,8 +301,8 @@ class GramQUBO(Problem):
     # ---- conversions -----------------------------------------------------
     def to_qubo(self) -> QUBO:
         """The same energy as a dense QUBO (n² floats; for blocks, circuits and tests)."""
-        from .memory import _USABLE_FRACTION, _fmt, available_bytes
         from ..errors import ProblemTooLargeError
+        from .memory import _USABLE_FRACTION, _fmt, available_bytes
 
         need = 3.0 * 8 * self.n * self.n
         if need > available_bytes() * _USABLE_FRACTION:

@@ -66,7 +66,8 @@ class SwapDescentSolver(Solver):
         _SHARED = (self, problems)
         try:
             with mp.get_context("fork").Pool(self.workers) as pool:
-                out = pool.map(_solve_shared, range(len(problems)), chunksize=max(1, len(problems) // (8 * self.workers)))
+                chunk = max(1, len(problems) // (8 * self.workers))
+                out = pool.map(_solve_shared, range(len(problems)), chunksize=chunk)
         finally:
             _SHARED = None
         results = []

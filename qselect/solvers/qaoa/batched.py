@@ -22,8 +22,17 @@ import numpy as np
 from ...ansatz import check_mixer, ring_pairs
 from ...errors import QSelectError
 from ...problems.bits import popcounts
-from .native import (NumpyQAOA, abs2, phase_into, _group_generator, _groups, _hamming_cached, _rotation_signs, real_dtype,
-                     single_thread_blas)
+from .native import (
+    NumpyQAOA,
+    _group_generator,
+    _groups,
+    _hamming_cached,
+    _rotation_signs,
+    abs2,
+    phase_into,
+    real_dtype,
+    single_thread_blas,
+)
 
 
 class BatchedNumpyQAOA:

@@ -335,7 +335,8 @@ class TorchQAOA:
                 for i, j in reversed(self._pairs):
                     pa, pb = self._pair_views(psi, i, j)
                     la, lb = self._pair_views(lam, i, j)
-                    acc += ((la.conj() * pb).sum(dim=(1, 2, 3)) + (lb.conj() * pa).sum(dim=(1, 2, 3))).to(torch.complex128)
+                    acc += ((la.conj() * pb).sum(dim=(1, 2, 3))
+                            + (lb.conj() * pa).sum(dim=(1, 2, 3))).to(torch.complex128)
                     self._xy_pair(states, i, j, c, s)
                 grad[:, self.p + l] = 2 * acc.imag
             # dE/dγ = 2 Im <λ|C|ψ>

@@ -60,7 +60,11 @@ class LayerQAOAResult:
         return int(self.evaluations_independent - self.evaluations)
 
     def summary(self) -> dict:
-        """JSON-ready summary: evaluations (spent, independent, saved, saved fraction), angles, mean energy and ⟨C⟩, plus the quality changes."""
+        """JSON-ready summary of the layer's transfer.
+
+        Evaluations (spent, independent, saved, saved fraction), angles, mean
+        energy and ⟨C⟩, plus the quality changes.
+        """
         d = {"mode": self.mode, "problems": len(self.results), "n_train": self.n_train,
              "evaluations": self.evaluations, "evaluations_independent": self.evaluations_independent,
              "evaluations_saved": self.evaluations_saved,
