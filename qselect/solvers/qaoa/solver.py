@@ -1,4 +1,10 @@
-"""QAOASolver: one solver protocol, four backends (native NumPy/torch, Aer, Statevector, PennyLane)."""
+"""QAOASolver: one solver protocol, four backends (native NumPy/torch, Aer, Statevector, PennyLane).
+
+QAOA after Farhi, Goldstone and Gutmann, "A Quantum Approximate Optimization
+Algorithm", arXiv:1411.4028 (2014). Each backend is an evaluator
+(:mod:`qselect.solvers.qaoa.evaluators`); the solver optimises its objective and
+reads the answer from its final distribution.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,13 +17,18 @@ from ...validation import check_nonnegative_int, check_positive_int, check_seed
 from ..base import Solver, SolveResult, summarise_samples
 from . import objectives as obj
 from .angles import initial_angles, random_angles
+from .evaluators import (
+    EXACT_FINAL_QUBITS,
+    AerEvaluator,
+    Evaluator,
+    NativeEvaluator,
+    PennyLaneEvaluator,
+    PresetEvaluator,
+    StatevectorEvaluator,
+)
 from .optimizers import minimize, normalise_name, uses_gradient
 
 BACKENDS = ("native", "aer", "statevector", "pennylane")
-# exact ⟨C⟩ bookkeeping (optimum probability, approximation ratio) for sampling backends up to here
-_INFO_MAX_QUBITS = 22
-# default native runs re-evaluate the final state in complex128 up to here
-_EXACT_FINAL_QUBITS = 24
 
 
 @dataclass
@@ -39,7 +50,7 @@ class QAOAResult(SolveResult):
 
 
 class QAOASolver(Solver):
-    """QAOA of depth ``p`` on any qselect problem.
+    """QAOA of depth ``p`` on any qselect problem (Farhi, Goldstone and Gutmann 2014, arXiv:1411.4028).
 
     backend: 'native' (statevector specialised for diagonal costs; NumPy, or
     torch with ``engine='torch'`` / when ``device`` is given or CUDA is
@@ -103,29 +114,6 @@ class QAOASolver(Solver):
         from ...devices import cuda_possible
 
         return "torch" if cuda_possible() else "numpy"
-
-    def _native_engine(self, problem, k):
-        from .native import NumpyQAOA, check_memory, cost_dtype_for
-
-        kind = self._engine_kind()
-        if kind == "numpy":
-            # default: optimise in complex64 (float32 phases are SIMD: ~5× faster), and re-evaluate
-            # the final state in complex128 where it is small (see _final_probabilities)
-            dtype = np.dtype(self.dtype or np.complex64)
-        else:
-            dtype = (np.dtype(str(self.dtype).replace("torch.", "")) if self.dtype is not None
-                     else np.dtype(np.complex64))
-        cost_dtype = cost_dtype_for(problem.n, dtype, _EXACT_FINAL_QUBITS)
-        check_memory(problem.n, dtype, gradient=uses_gradient(self._optimizer_name()), cost_dtype=cost_dtype)
-        scale, const = problem.scale(), problem.z_terms()[1]
-        costs = problem.cost_vector(cost_dtype)
-        costs -= const  # in place: no extra 2^n temporaries
-        costs /= scale
-        if kind == "numpy":
-            return NumpyQAOA(costs, self.p, self.mixer, k, dtype), kind, costs, scale, const
-        from .native_torch import TorchQAOA
-
-        return TorchQAOA(costs, self.p, self.mixer, k, dtype=dtype, device=self.device), kind, costs, scale, const
 
     # ---- solve --------------------------------------------------------------
     def _solve(self, problem) -> QAOAResult:
@@ -231,20 +219,13 @@ class QAOASolver(Solver):
 
         t0 = time.perf_counter()
         n, B = problems[0].n, len(problems)
-        k = self.k if self.k is not None else problems[0].k
-        if self.mixer == "xy":
-            if k is None:
-                raise QSelectError("the XY mixer keeps exactly k bits set: pass QAOASolver(k=...) "
-                                   "or give the problem k")
-            k = problems[0]._check_k(k)
-        else:
-            k = None
+        k = self._check_k(problems[0])
         kind = self._engine_kind()
         if self.dtype is None:
             dtype = np.dtype(np.complex64)
         else:
             dtype = np.dtype(str(self.dtype).replace("torch.", ""))
-        cost_dtype = cost_dtype_for(n, dtype, _EXACT_FINAL_QUBITS)
+        cost_dtype = cost_dtype_for(n, dtype, EXACT_FINAL_QUBITS)
         check_memory(n, dtype, gradient=True, cost_dtype=cost_dtype, batch=B)
         costs = np.empty((B, 1 << n), dtype=cost_dtype)
         scales, consts = np.empty(B), np.empty(B)
@@ -281,7 +262,7 @@ class QAOASolver(Solver):
         angles = best_x.copy()
         if self.mixer == "x":
             angles[:, self.p:] = (angles[:, self.p:] + np.pi / 2) % np.pi - np.pi / 2
-        if kind == "numpy" and self.dtype is None and n <= _EXACT_FINAL_QUBITS:
+        if kind == "numpy" and self.dtype is None and n <= EXACT_FINAL_QUBITS:
             # the reported states in double precision, as solve() does
             probs = BatchedNumpyQAOA(costs, self.p, self.mixer, k, np.complex128).probabilities(angles)
         else:
@@ -290,124 +271,76 @@ class QAOASolver(Solver):
         for i, (s, prob) in enumerate(zip(solvers, problems)):
             g = int(evals[i]) if self.maxiter > 0 else 0
             outcome = Outcome(best_x[i], float(best_f[i]), int(evals[i]), g, msgs[i])
-            preset = {"costs": costs[i], "scale": float(scales[i]), "const": float(consts[i]),
-                      "backend": f"native-{kind}", "dtype": str(dtype), "outcome": outcome,
-                      "probabilities": (lambda a, pr=probs[i]: pr)}
-            results.append(s._solve_inner(prob, preset=preset))
+            ev = PresetEvaluator(costs[i], float(scales[i]), float(consts[i]), f"native-{kind}", str(dtype), probs[i])
+            results.append(s._solve_inner(prob, evaluator=ev, outcome=outcome))
         share = (time.perf_counter() - t0) / B
         for r in results:
             r.wall_time = share
             r.info["batch"] = B
         return results
 
-    def _solve_inner(self, problem, preset: dict | None = None) -> QAOAResult:
-        n = problem.n
+    def _check_k(self, problem):
+        """The XY mixer's Hamming weight (``k=`` or ``problem.k``, checked); None for the X mixer."""
         k = self.k if self.k is not None else problem.k
-        if self.mixer == "xy":
-            if k is None:
-                raise QSelectError("the XY mixer keeps exactly k bits set: pass QAOASolver(k=...) "
-                                   "or give the problem k")
-            k = problem._check_k(k)
-        else:
-            k = None
-        method = self._optimizer_name()
-        rng = np.random.default_rng(self.seed)
-        probs_fn = None  # angles -> exact probabilities (little-endian)
-        final_probs_fn = None  # more precise probabilities for the final answer, if any
-        counts_fn = None  # angles -> (bits, counts)
-        grad_fn = None
-        costs = order = None
-        backend_label = self.backend
-        engine_dtype = None
+        if self.mixer != "xy":
+            return None
+        if k is None:
+            raise QSelectError("the XY mixer keeps exactly k bits set: pass QAOASolver(k=...) "
+                               "or give the problem k")
+        return problem._check_k(k)
 
-        if preset is not None:  # optimised together with other problems (solve_batch): answer only
-            costs, scale, const = preset["costs"], preset["scale"], preset["const"]
-            backend_label, engine_dtype = preset["backend"], preset["dtype"]
-            probs_fn = preset["probabilities"]
-        elif self.backend == "native":
-            engine, kind, costs, scale, const = self._native_engine(problem, k)
-            backend_label = f"native-{kind}"
-            engine_dtype = str(engine.dtype).replace("torch.", "")
-            probs_fn = engine.probabilities
-            if kind == "numpy" and self.dtype is None and n <= _EXACT_FINAL_QUBITS:
-                from .native import NumpyQAOA
+    def _evaluator(self, problem, k) -> Evaluator:
+        """The solver's backend as an :class:`~qselect.solvers.qaoa.evaluators.Evaluator`."""
+        if self.backend == "native":
+            return NativeEvaluator(problem, self.p, self.mixer, k, self._engine_kind(), self.dtype, self.device,
+                                   uses_gradient(self._optimizer_name()), self.objective, self.alpha)
+        if self.backend == "aer":
+            return AerEvaluator(problem, self.p, self.mixer, k, self.shots, self.seed, self.exact, self.max_order,
+                                self.objective, self.alpha)
+        if self.backend == "statevector":
+            return StatevectorEvaluator(problem, self.p, self.mixer, k, self.max_order, self.objective, self.alpha)
+        return PennyLaneEvaluator(problem, self.p, self.mixer, k, self.max_order, self.objective, self.alpha)
 
-                # the reported state (samples, ⟨C⟩, optimum probability) in double precision
-                final_probs_fn = NumpyQAOA(costs, self.p, self.mixer, k, np.complex128).probabilities
-            if self.objective == "cvar":
-                order = np.argsort(costs, kind="stable")
+    def _optimise(self, ev: Evaluator, method: str):
+        """Minimise ``ev.value`` from the ``init`` start and ``restarts`` random ones.
 
-                def value(a):
-                    return obj.cvar_weights(costs, order, probs_fn(a), self.alpha)[0]
-
-                def grad_fn(a):
-                    v, w = obj.cvar_weights(costs, order, probs_fn(a), self.alpha)
-                    return v, engine.value_and_grad(a, w)[1]
-            else:
-                value = engine.expectation
-                grad_fn = engine.value_and_grad
-        else:
-            from ...ansatz import normalised_terms
-
-            _, scale, const = normalised_terms(problem, self.max_order)
-            if n <= _INFO_MAX_QUBITS:
-                costs = (problem.cost_vector() - const) / scale
-            if self.backend == "aer":
-                from ...circuits.qiskit import AerQAOARunner
-
-                runner = AerQAOARunner(problem, self.p, self.mixer, k, self.shots, self.seed, exact=self.exact,
-                                       max_order=self.max_order)
-                if self.exact:
-                    probs_fn = runner.probabilities
-                else:
-                    counts_fn = runner.counts
-            elif self.backend == "statevector":
-                from ...circuits.qiskit import StatevectorQAOARunner
-
-                probs_fn = StatevectorQAOARunner(problem, self.p, self.mixer, k, self.max_order).probabilities
-            else:
-                from ...circuits.pennylane import PennyLaneQAOARunner
-
-                runner = PennyLaneQAOARunner(problem, self.p, self.mixer, k, max_order=self.max_order)
-                probs_fn = runner.probabilities
-            if probs_fn is not None and costs is None:
-                raise QSelectError(f"the {self.backend} statevector path scores the full distribution and is "
-                                   f"limited to {_INFO_MAX_QUBITS} qubits; use backend='native' or shots on 'aer'")
-            if counts_fn is not None:
-                def value(a):
-                    bits, cnt = counts_fn(a)
-                    return obj.sample_objective((problem.energy(bits) - const) / scale, cnt, self.objective, self.alpha)
-            elif self.backend == "pennylane" and self.objective == "expectation":
-                value = runner.expectation  # ⟨H⟩ of the problem's own Hamiltonian
-            else:
-                order = np.argsort(costs, kind="stable") if self.objective == "cvar" else None
-
-                def value(a):
-                    return obj.exact_objective(costs, probs_fn(a), self.objective, self.alpha, order)
-
-        # ---- optimise (optionally from several starts) ------------------------
+        Returns the best outcome and the total (gradient) evaluation counts.
+        """
         best = None
         evals = gevals = 0
-        if preset is not None:
-            best = preset["outcome"]
-            evals, gevals = best.evaluations, best.gradient_evaluations
-            starts = []
-        else:
-            starts = [initial_angles(self.init, self.p, self.seed)]
-            starts += [random_angles(self.p, (self.seed, r)) for r in range(1, self.restarts + 1)]
+        starts = [initial_angles(self.init, self.p, self.seed)]
+        starts += [random_angles(self.p, (self.seed, r)) for r in range(1, self.restarts + 1)]
         for x0 in starts:
-            out = minimize(value, x0, method, self.maxiter, grad_fn if uses_gradient(method) else None,
+            out = minimize(ev.value, x0, method, self.maxiter, ev.value_and_grad if uses_gradient(method) else None,
                            seed=self.seed)
             evals += out.evaluations
             gevals += out.gradient_evaluations
             if best is None or out.fun < best.fun:
                 best = out
+        return best, evals, gevals
+
+    def _solve_inner(self, problem, evaluator: Evaluator | None = None, outcome=None) -> QAOAResult:
+        """Build the evaluator, optimise, then answer from the final distribution.
+
+        ``evaluator`` and ``outcome`` come from :meth:`solve_batch` (optimised together with other problems).
+        """
+        n = problem.n
+        k = self._check_k(problem)
+        method = self._optimizer_name()
+        rng = np.random.default_rng(self.seed)
+        if evaluator is None:
+            ev = self._evaluator(problem, k)
+            best, evals, gevals = self._optimise(ev, method)
+        else:
+            ev, best = evaluator, outcome
+            evals, gevals = best.evaluations, best.gradient_evaluations
+        costs, scale, const = ev.costs, ev.scale, ev.const
         angles = np.array(best.x, dtype=float)
         if self.mixer == "x":  # exp(-iβΣX) has period π in β (up to a global phase)
             angles[self.p:] = (angles[self.p:] + np.pi / 2) % np.pi - np.pi / 2
 
         # ---- final answer: seeded samples + most probable bitstrings ------------
-        info = {"backend": backend_label, "p": self.p, "dtype": engine_dtype, "optimizer": method, "evaluations": evals,
+        info = {"backend": ev.label, "p": self.p, "dtype": ev.dtype, "optimizer": method, "evaluations": evals,
                 "gradient_evaluations": gevals, "objective": self.objective, "mixer": self.mixer,
                 "shots": self.shots, "scale": scale, "seed": self.seed, "optimizer_message": best.message}
         if self.objective == "cvar":
@@ -416,8 +349,8 @@ class QAOASolver(Solver):
             info["k"] = k
         from ...problems.bits import index_to_bits, popcounts
 
-        if probs_fn is not None:
-            probs = np.asarray((final_probs_fn or probs_fn)(angles), dtype=np.float64)
+        if ev.exact:
+            probs = np.asarray(ev.final_probabilities(angles), dtype=np.float64)
             probs = np.clip(probs, 0, None)
             probs /= probs.sum()
             idx = rng.choice(probs.size, size=self.shots, p=probs)
@@ -433,10 +366,10 @@ class QAOASolver(Solver):
             bits = index_to_bits(cand, n)
             expectation = float(np.dot(probs, costs)) * scale + const
         else:
-            bits, counts = counts_fn(angles)
+            bits, counts = ev.counts(angles)
             probs = None
             expectation = float(np.dot(problem.energy(bits), counts) / counts.sum())
-        samples, energies, counts = summarise_samples(problem, bits, counts, distinct=probs_fn is not None)
+        samples, energies, counts = summarise_samples(problem, bits, counts, distinct=ev.exact)
         info["expectation_objective"] = float(best.fun)
         if costs is not None:
             feas = costs if k is None else np.where(popcounts(n) == k, costs, np.nan)
