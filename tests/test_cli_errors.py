@@ -241,3 +241,13 @@ def test_run_dir_of_a_finished_run_is_not_overwritten(capsys, tmp_path):
     assert rc == 2 and "already holds a finished run" in err and "--run-dir" in err
     assert sorted(p.name for p in out.iterdir()) == ["report.json"]
     assert json.loads((out / "report.json").read_text()) == {"old": True}
+
+
+def test_a_folder_given_where_a_file_is_expected(capsys, tmp_path):
+    ckpt(tmp_path / "model.pt")
+    (tmp_path / "adir").mkdir()
+    msg = fail(["evaluate", "--model", str(tmp_path / "model.pt"), "--masks", str(tmp_path / "adir")] + FAST_EVAL,
+               capsys, tmp_path)
+    assert "is a folder" in msg
+    msg = fail(["select", "--weights", str(tmp_path / "adir")] + FAST, capsys, tmp_path)
+    assert "is a folder" in msg

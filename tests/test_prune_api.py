@@ -112,3 +112,18 @@ def test_compare_cli_runs_pruners_with_layer_error(tmp_path):
     refit = {r["method"]: r for r in csv.DictReader(open(tmp_path / "refit" / "results.csv"))}
     assert float(refit["wanda"]["layer_error"]) <= err["wanda"]  # the refit only lowers a mask's error
     assert refit["wanda"]["refit"] == "True"
+
+
+def test_neuron_methods_default_to_the_layers_whose_units_vanish():
+    """Without layers=, neuron selection prunes the hidden layers (the output layer has no next layer)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 12), torch.nn.ReLU(), torch.nn.Linear(12, 4))
+    res = prune(model, torch.randn(64, 16), "neuron:exact", 0.5)
+    assert set(res.masks) >= {"0.weight"} and "2.weight" not in res.masks
+
+
+def test_calibration_inputs_of_the_wrong_shape_get_one_line():
+    model = torch.nn.Sequential(torch.nn.Linear(16, 12), torch.nn.ReLU(), torch.nn.Linear(12, 4))
+    with pytest.raises(QSelectError, match="calibration inputs of shape") as info:
+        prune(model, torch.randn(8, 15), "wanda", 0.5)
+    assert "\n" not in str(info.value)

@@ -22,7 +22,8 @@ from .settings import check_sparsity, set_threads, valid_solvers, validate_commo
 HELP = "compare selectors over sparsities and seeds (table + plots)"
 
 
-AGG_COLUMNS = [("method", "method"), ("sparsity", "sparsity"), ("runs", "seeds"), ("accuracy_pruned", "pruned"),
+AGG_COLUMNS = [("method", "method"), ("sparsity", "sparsity"), ("sparsity_actual", "actual"), ("runs", "seeds"),
+               ("layer_error", "layer error"), ("accuracy_pruned", "pruned"),
                ("accuracy_pruned_std", "±"), ("accuracy_finetuned", "fine-tuned"), ("accuracy_finetuned_std", "±"),
                ("select_seconds", "select (s)")]
 
@@ -244,7 +245,8 @@ def aggregate(rows) -> list[dict]:
     out = []
     for (method, sp), rs in groups.items():
         a = {"method": method, "sparsity": sp, "runs": len(rs)}
-        for key in ("accuracy_pruned", "accuracy_finetuned", "nll_finetuned", "sparsity_actual", "select_seconds"):
+        for key in ("accuracy_pruned", "accuracy_finetuned", "nll_finetuned", "sparsity_actual", "layer_error",
+                    "select_seconds"):
             vals = [r[key] for r in rs if r.get(key) is not None]
             if vals:
                 a[key] = statistics.mean(vals)

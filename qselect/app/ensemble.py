@@ -42,7 +42,7 @@ def _validate(cfg: dict) -> None:
     check_positive(cfg["children"], "children", "--children", minimum=2)
     check_positive(cfg["tune_epochs"], "tune epochs", "--tune-epochs")
     check_positive(cfg["generations"], "generations", "--generations")
-    check_positive(cfg["finetune_epochs"], "fine-tuning epochs", "--finetune-epochs")
+    check_positive(cfg["finetune_epochs"], "fine-tuning epochs", "--finetune-epochs", minimum=0)
     check_sparsity(cfg["target_sparsity"], "--target-sparsity")
     if not 0.0 < float(cfg["mutation_fraction"]) <= 1.0:
         raise QSelectError(f"--mutation-fraction must be in (0, 1] (share of the weights one mutation touches), "

@@ -42,6 +42,8 @@ def run(cfg: dict, *, argv=None, given=None, extra=None) -> int:
     cfg = dict(cfg)
     if not cfg["masks"]:
         raise QSelectError("no masks file given; pass --masks FILE (e.g. the masks.pt of a 'qselect select' run)")
+    if Path(cfg["masks"]).is_dir():
+        raise QSelectError(f"--masks {cfg['masks']} is a folder; give the masks file in it (e.g. masks.pt)")
     if not Path(cfg["masks"]).is_file():
         raise QSelectError(f"masks file {cfg['masks']} does not exist; check the path given to --masks")
     if given is not None and "model" not in given:

@@ -709,7 +709,7 @@ def evaluate_masks(parent, masks: dict, data, cfg: dict, *, seed: int, finetune_
     child : torch.nn.Module
     """
     from ..classical.data import make_loader
-    from ..classical.masks import apply_masks, mask_sparsity
+    from ..classical.masks import apply_masks
     from ..classical.train import evaluate, train
 
     child = copy.deepcopy(parent)
@@ -720,8 +720,10 @@ def evaluate_masks(parent, masks: dict, data, cfg: dict, *, seed: int, finetune_
     else:
         apply_masks(child, masks)
     test = make_loader(data.test, 512)
-    sp = mask_sparsity(masks)
-    out = {"sparsity_actual": sp["overall"], "kept_weights": sp["kept"], "masked_weights_total": sp["total"]}
+    # one basis for every method: weight entries only (neuron methods also mask biases, pruners do not)
+    kept = int(sum(float(m.sum()) for k, m in masks.items() if k.endswith("weight")))
+    total = int(sum(m.numel() for k, m in masks.items() if k.endswith("weight")))
+    out = {"sparsity_actual": weight_sparsity(masks), "kept_weights": kept, "masked_weights_total": total}
     m = evaluate(child, test)
     out.update(accuracy_pruned=m["accuracy"], nll_pruned=m["nll"], ece_pruned=m["ece"])
     if finetune_epochs > 0:

@@ -75,7 +75,7 @@ def prune(model, calib_inputs, method: str, sparsity: float, layers=None, refit:
     method : str
         A classical pruner or a ``"<formulation>:<solver>"`` local-problem method (module doc).
     sparsity : float
-        Fraction of every output row's weights removed (in [0, 1]).
+        Fraction of every output row's weights removed, in [0, 1).
     layers : list of str, optional
         Module names to prune; default every Linear/Conv2d.
     refit : bool
@@ -117,6 +117,10 @@ def prune(model, calib_inputs, method: str, sparsity: float, layers=None, refit:
     if bad:
         raise QSelectError(f"method {method!r} takes no option(s) {bad}; its options: "
                            f"{', '.join(LOCAL_OPTIONS)}, damping, sequential")
+    if layers is None and formulation == "neuron":
+        from ..formulate.select import neuron_layers
+
+        layers = neuron_layers(model, calib_inputs)  # the layers whose units vanish exactly when removed
     fn, stats = _local_layer_fn(formulation, solver, sparsity, seed, damping, dict(options))
     res = prune_layers(model, calib_inputs, fn, sparsity, layers=layers, refit=refit, damping=damping,
                        sequential=sequential, method=method)

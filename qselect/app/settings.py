@@ -293,6 +293,8 @@ def validate_common(cfg: dict, *, solver_needed: bool = True) -> dict:
         check_seed(cfg["seed"], "seed (--seed)", allow_none=False)
     if "model" in cfg:
         check_model(cfg["model"])
+    if cfg.get("weights") and Path(cfg["weights"]).is_dir():
+        raise QSelectError(f"--weights {cfg['weights']} is a folder; give the state_dict file in it")
     if cfg.get("weights") and not Path(cfg["weights"]).is_file():
         raise QSelectError(f"weights file {cfg['weights']} does not exist; check the path given to --weights")
     if "dataset" in cfg:

@@ -48,7 +48,8 @@ def add_option(parser: argparse.ArgumentParser, *flags: str, kind: str, default:
         action = parser.add_argument(*flags, action="store_true", default=argparse.SUPPRESS, help=help)
     else:
         action = parser.add_argument(*flags, type=_CONVERTERS[kind], default=argparse.SUPPRESS,
-                                     help=f"{help} (default: {_show(default)})" if help else None,
+                                     help=(f"{help} (default: {_show(default)})" if default is not None else help)
+                                     if help else None,
                                      metavar=metavar)
     action.qselect_spec = OptionSpec(action.dest, kind, default if kind != "bool" else bool(default),
                                      tuple(choices) if choices else None)
@@ -133,7 +134,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, seed: bool = True, threa
     """
     g = parser.add_argument_group("run")
     add_option(g, "--run-dir", kind="str", default=None, metavar="DIR",
-               help=run_dir_help or "output folder (default: a new folder under ./runs/)")
+               help=run_dir_help or "output folder; unset: a new folder under ./runs/")
     if seed:
         add_option(g, "--seed", kind="int", default=0, metavar="N", help="seed for every random choice")
     if threads:

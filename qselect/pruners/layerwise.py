@@ -26,6 +26,7 @@ from torch import nn
 
 from ..classical.baselines import check_sparsity
 from ..classical.masks import PRUNABLE_TYPES, apply_masks, remove_masks
+from ..classical.train import call_or_explain
 from ..devices import model_device
 from ..errors import QSelectError
 
@@ -346,7 +347,9 @@ def layer_order(model: nn.Module, batch: torch.Tensor, layers=None) -> list[str]
     was = model.training
     model.eval()
     try:
-        model(batch[:1].to(model_device(model)))
+        call_or_explain(lambda: model(batch[:1].to(model_device(model))),
+                        lambda why: f"the model cannot run on calibration inputs of shape {tuple(batch.shape[1:])} "
+                                    f"({why}); pass inputs shaped like the model's training data")
     finally:
         for h in handles:
             h.remove()
@@ -354,7 +357,8 @@ def layer_order(model: nn.Module, batch: torch.Tensor, layers=None) -> list[str]
     order = list(dict.fromkeys(seen))
     missing = [n for n in names if n not in order]
     if missing:
-        raise QSelectError(f"layer(s) {missing} are never called in the forward pass; leave them out of layers=")
+        raise QSelectError(f"layer(s) {missing} are never called in the forward pass; leave them out of the "
+                           "layers to prune")
     return order
 
 
