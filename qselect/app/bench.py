@@ -18,7 +18,10 @@ from .console import Console
 HELP = "run the benchmarks (quick mode by default) and print their ratios"
 
 
-BENCHMARKS = ("qaoa_sim", "seed_methods")
+BENCHMARKS = ("qaoa_sim", "seed_methods", "angle_transfer", "qaoa_layer", "pruning", "ensembles", "architectures",
+              "hardware_compile")
+#: what `qselect bench` runs without --only (the quick ones; the others take minutes even with --quick)
+DEFAULT_BENCHMARKS = ("qaoa_sim", "seed_methods")
 
 
 def benchmarks_dir() -> Path:

@@ -10,13 +10,10 @@ from __future__ import annotations
 import argparse
 
 from ..app import bench as app
-from .common import (  # noqa: F401
-    add_finetune_options,
-    add_model_options,
+from .common import (
     add_option,
     add_output_options,
     add_run_options,
-    add_selection_options,
 )
 
 
@@ -32,8 +29,8 @@ def register(subparsers):
     argparse.ArgumentParser
     """
     p = subparsers.add_parser("bench", help=app.HELP, description=__doc__.split("\n\n", 1)[1])
-    add_option(p, "--only", kind="strs", default=list(app.BENCHMARKS), metavar="NAME,NAME",
-               help=f"benchmarks to run ({', '.join(app.BENCHMARKS)})")
+    add_option(p, "--only", kind="strs", default=list(app.DEFAULT_BENCHMARKS), metavar="NAME,NAME",
+               help=f"benchmarks to run (any of {', '.join(app.BENCHMARKS)})")
     add_option(p, "--full", kind="bool", default=False, help="full benchmark instead of quick mode")
     p.add_argument("extra", nargs=argparse.REMAINDER, help="after --: arguments passed to the scripts")
     add_run_options(p, seed=False, threads=False)

@@ -10,7 +10,7 @@ against the best energy any solver found ("best-found").
 from __future__ import annotations
 
 from ..app import compare as app
-from .common import (  # noqa: F401
+from .common import (
     add_finetune_options,
     add_model_options,
     add_option,

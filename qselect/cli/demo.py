@@ -18,13 +18,10 @@ from __future__ import annotations
 import argparse
 
 from ..app import demo as app
-from .common import (  # noqa: F401
-    add_finetune_options,
-    add_model_options,
+from .common import (
     add_option,
     add_output_options,
     add_run_options,
-    add_selection_options,
 )
 
 

@@ -10,7 +10,7 @@ FLOP-epochs; ``--diversity`` adds feature-visualisation figures per layer.
 from __future__ import annotations
 
 from ..app import ensemble as app
-from .common import (  # noqa: F401
+from .common import (
     add_finetune_options,
     add_model_options,
     add_option,

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from ..app import evaluate as app
-from .common import (  # noqa: F401
+from .common import (
     add_finetune_options,
     add_model_options,
     add_option,
     add_output_options,
     add_run_options,
-    add_selection_options,
 )
 
 

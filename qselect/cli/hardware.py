@@ -11,8 +11,7 @@ cancel  cancels the run's unfinished jobs.
 from __future__ import annotations
 
 from ..app import hardware as app
-from .common import (  # noqa: F401
-    add_finetune_options,
+from .common import (
     add_model_options,
     add_option,
     add_output_options,

@@ -7,7 +7,7 @@ Model + data + formulation + solver + sparsity + qubit budget → masks file and
 from __future__ import annotations
 
 from ..app import select as app
-from .common import (  # noqa: F401
+from .common import (
     add_finetune_options,
     add_model_options,
     add_option,
