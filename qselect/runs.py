@@ -93,8 +93,10 @@ def check_run_dir(run_dir) -> None:
     Raises
     ------
     QSelectError
-        If the folder holds a finished run (``report.json``).
+        If the path is a file, or the folder holds a finished run (``report.json``).
     """
+    if run_dir and Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise QSelectError(f"--run-dir {run_dir} is a file, not a folder; choose a folder path (it is created)")
     if run_dir and (Path(run_dir) / "report.json").exists():
         raise QSelectError(f"run directory {run_dir} already holds a finished run (report.json); "
                            "choose a new --run-dir or remove the old one")

@@ -251,3 +251,11 @@ def test_a_folder_given_where_a_file_is_expected(capsys, tmp_path):
     assert "is a folder" in msg
     msg = fail(["select", "--weights", str(tmp_path / "adir")] + FAST, capsys, tmp_path)
     assert "is a folder" in msg
+
+
+def test_run_dir_that_is_a_file_is_refused_before_any_work(capsys, tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert main(["select", "--run-dir", str(f)] + FAST) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[-1]] and "is a file" in err[-1]  # one line, before the model is prepared
