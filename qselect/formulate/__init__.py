@@ -1,4 +1,4 @@
-"""Layer → local problems (DESIGN §2), solved and turned into PyTorch masks.
+"""Layer → local problems (weight, neuron, NK, refit formulations), solved and turned into PyTorch masks.
 
 Formulations: weight selection per output neuron (``weights``), neuron
 selection per layer (``neurons``), NK exact local loss (``nk``), layerwise

@@ -1,4 +1,4 @@
-"""Layerwise distillation set-up (Quantum Neuron Selection recipe, DESIGN §2a).
+"""Layerwise distillation set-up (the Quantum Neuron Selection recipe: a wide student pruned to match a teacher).
 
 A trained MLP teacher with Linear layers d0→d1→…→dL and a wider, deeper random
 student: teacher layer i is matched by a student block of ``depth`` Linear

@@ -1,4 +1,4 @@
-"""Neuron selection for one layer (DESIGN §2b): keep k of its h output units.
+"""Neuron selection for one layer: keep k of its h output units (Q = (HᵀH) ⊙ (VᵀV)).
 
 Unit u's outputs reach the next layer through the columns c of the next
 layer's (unfolded) input A that belong to u; its contribution to the next

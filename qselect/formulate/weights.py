@@ -1,4 +1,4 @@
-"""Weight selection per output neuron (DESIGN §2a), for nn.Linear and nn.Conv2d.
+"""Weight selection per output neuron (E(m) = ‖A·diag(w)·m − t‖² + λ(Σm − k)²), for nn.Linear and nn.Conv2d.
 
 For neuron j with incoming weights w, calibration inputs A (rows × cols; a
 conv layer's inputs unfolded so each row is one receptive field) and target t:
