@@ -254,6 +254,21 @@ class _CircuitEvaluator(Evaluator):
             raise QSelectError(f"the {self.label} statevector path scores the full distribution and is "
                                f"limited to {INFO_MAX_QUBITS} qubits; use backend='native' or shots on 'aer'")
 
+    def probabilities(self, angles) -> np.ndarray:
+        """Exact probabilities of all 2^n bitstrings from the backend's statevector.
+
+        Parameters
+        ----------
+        angles : ndarray
+            ``[γ_1..γ_p, β_1..β_p]``.
+
+        Returns
+        -------
+        ndarray
+            float64, shape ``(2**n,)``.
+        """
+        return self.runner.probabilities(angles)
+
 
 class AerEvaluator(_CircuitEvaluator):
     """qiskit Aer: seeded shots, or its exact statevector with ``exact=True``.
@@ -292,18 +307,6 @@ class AerEvaluator(_CircuitEvaluator):
 
             self.value = value
 
-    def probabilities(self, angles) -> np.ndarray:
-        """Aer statevector probabilities (``exact=True``).
-
-        Parameters
-        ----------
-        angles : ndarray
-
-        Returns
-        -------
-        ndarray
-        """
-        return self.runner.probabilities(angles)
 
     def counts(self, angles):
         """Seeded Aer shots.
@@ -344,19 +347,6 @@ class StatevectorEvaluator(_CircuitEvaluator):
         self._check_exact()
         self.value = self._exact_value(objective, alpha)
 
-    def probabilities(self, angles) -> np.ndarray:
-        """Statevector probabilities.
-
-        Parameters
-        ----------
-        angles : ndarray
-
-        Returns
-        -------
-        ndarray
-        """
-        return self.runner.probabilities(angles)
-
 
 class PennyLaneEvaluator(_CircuitEvaluator):
     """PennyLane ``lightning.qubit``; ⟨H⟩ of the problem's own Hamiltonian for the expectation objective.
@@ -382,15 +372,3 @@ class PennyLaneEvaluator(_CircuitEvaluator):
         self._check_exact()
         self.value = self.runner.expectation if objective == "expectation" else self._exact_value(objective, alpha)
 
-    def probabilities(self, angles) -> np.ndarray:
-        """PennyLane probabilities.
-
-        Parameters
-        ----------
-        angles : ndarray
-
-        Returns
-        -------
-        ndarray
-        """
-        return self.runner.probabilities(angles)
