@@ -231,7 +231,8 @@ class BlockSolver(Solver):
 
     name = "block"
 
-    def __init__(self, inner: Solver, qubits: int = 12, max_sweeps: int = 10, seed: int = 0):
+    def __init__(self, inner: Solver, qubits: int = 12, max_sweeps: int = 10, seed: int = 0,
+                 warm_start: bool = False):
         if int(qubits) < 1:
             raise QSelectError(f"qubit budget must be ≥ 1, got {qubits}")
         if int(max_sweeps) < 1:
@@ -242,6 +243,7 @@ class BlockSolver(Solver):
         self.qubits = int(qubits)
         self.max_sweeps = int(max_sweeps)
         self.seed = seed
+        self.warm_start = bool(warm_start)
 
     def _solve(self, problem: Problem) -> SolveResult:
         steps = self._descent(problem)
@@ -291,8 +293,9 @@ class BlockSolver(Solver):
             live[i] = (gen, next(gen))
         while live:
             keys = list(live)
-            answers = batch([live[i][1][1] for i in keys], seeds=[getattr(live[i][1][0], "seed", None)
-                                                                  for i in keys])
+            solvers = [live[i][1][0] for i in keys]
+            extra = {"inits": [s.init for s in solvers]} if self.warm_start else {}
+            answers = batch([live[i][1][1] for i in keys], seeds=[getattr(s, "seed", None) for s in solvers], **extra)
             for i, r in zip(keys, answers):
                 gen = live[i][0]
                 try:
@@ -323,6 +326,7 @@ class BlockSolver(Solver):
         inner_results = []  # for the aggregated uniform-sampling control
         tried: set[tuple[bytes, bytes]] = set()  # (block, outside bits) already solved
         everything = np.arange(n)
+        warm = None  # the previous block's optimised angles (warm_start)
         while sweeps < self.max_sweeps:
             kind = PARTITIONS[sweeps % len(PARTITIONS)]
             blocks = partition(kind, problem, x, self.qubits, rng)
@@ -335,7 +339,12 @@ class BlockSolver(Solver):
                     continue
                 tried.add(key)
                 sub = problem.fix({int(i): int(x[i]) for i in rest})
-                r = yield seeded_copy(self.inner, int(self.seed or 0), sweeps, b), sub
+                solver = seeded_copy(self.inner, int(self.seed or 0), sweeps, b)
+                if self.warm_start and warm is not None:
+                    solver = solver.set_params(init=warm)
+                r = yield solver, sub
+                if self.warm_start and getattr(r, "angles", None) is not None and len(r.angles):
+                    warm = np.asarray(r.angles, dtype=float)
                 if "uniform_baseline" in r.info:
                     inner_results.append(r)
                 inner_time += r.wall_time

@@ -85,7 +85,7 @@ class SolveResult:
 
 
 def summarise_samples(problem: Problem, bitstrings: np.ndarray, counts: np.ndarray | None = None,
-                      distinct: bool = False):
+                      distinct: bool = False, energies: np.ndarray | None = None):
     """Deduplicate sampled bitstrings, score them with the problem, sort by energy.
 
     Returns (samples, energies, counts). Scoring with the problem itself is
@@ -100,6 +100,9 @@ def summarise_samples(problem: Problem, bitstrings: np.ndarray, counts: np.ndarr
     distinct : bool
         The caller guarantees the rows are already distinct (e.g. built from distinct
         basis-state indices): deduplication is skipped, the answer is the same.
+    energies : array_like of float, shape (m,), optional
+        The problem's own energies of the rows, already at hand (with ``distinct``), e.g. looked
+        up in its tabulated ``problem.cost_vector()``; default: scored with ``problem.energy``.
 
     Returns
     -------
@@ -118,7 +121,10 @@ def summarise_samples(problem: Problem, bitstrings: np.ndarray, counts: np.ndarr
             first = np.argsort(keys, kind="stable")
             uniq = bitstrings[first]
             tot = np.asarray(counts, dtype=np.int64)[first]
-            energies = np.atleast_1d(problem.energy(uniq))
+            if energies is None:
+                energies = np.atleast_1d(problem.energy(uniq))
+            else:
+                energies = np.asarray(energies, dtype=np.float64).reshape(-1)[first]
             order = np.lexsort((-tot, energies))
             return uniq[order], energies[order], tot[order]
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)

@@ -34,6 +34,35 @@ from .native import (
     single_thread_blas,
 )
 
+#: rows per chunk: their states (and adjoint states) stay in a core's L2 through all layers
+_CHUNK_BYTES = 1 << 17
+
+
+def _rowdot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Σ conj(x_r)·y_r for every row r of two (b, ...) arrays, shape (b,).
+
+    One row goes through ``np.vdot``, the single-state engine's own reduction (so a batch of
+    one reproduces it bit for bit); more rows through one ``einsum`` (same precision,
+    another summation order).
+    """
+    b = x.shape[0]
+    if b == 1:
+        return np.array([np.vdot(x[0], y[0])])
+    x2, y2 = x.reshape(b, -1), y.reshape(b, -1)
+    if np.iscomplexobj(x2):
+        x2 = np.conjugate(x2)
+    return np.einsum("ij,ij->i", x2, y2)
+
+
+def _kron_eye2_T_batch(M: np.ndarray) -> np.ndarray:
+    """kron(M_r, I2)ᵀ for every row of a (b, K, K) stack, shape (b, 2K, 2K)."""
+    b, K = M.shape[0], M.shape[1]
+    out = np.zeros((b, K, 2, K, 2), dtype=M.dtype)
+    Mt = M.transpose(0, 2, 1)
+    out[:, :, 0, :, 0] = Mt
+    out[:, :, 1, :, 1] = Mt
+    return out.reshape(b, 2 * K, 2 * K)
+
 
 class BatchedNumpyQAOA:
     """Statevector QAOA for ``B`` cost vectors of one length ``2^n``, all rows at once.
@@ -83,7 +112,6 @@ class BatchedNumpyQAOA:
         self.costs = np.ascontiguousarray(costs, dtype=self.rdtype)
         self._groups = _groups(n)
         self._gen = {m: _group_generator(m, self.rdtype) for _, m in self._groups}
-        self._rot = {m: (_rotation_signs(m), _hamming_cached(m)) for _, m in self._groups}
         self._frame = mixer == "x"
         self._pairs = ring_pairs(n)
         # the start state of one row, built exactly as the sequential engine builds it
@@ -107,84 +135,122 @@ class BatchedNumpyQAOA:
                                f"[γ_1..γ_p, β_1..β_p] per row, got {a.shape}")
         return a[:, :self.p], a[:, self.p:]
 
-    def _phase(self, states, costs, gamma):
-        """states[i] *= exp(-iγ_r c_r) row by row (γ of shape (b,)); one phase array for all states."""
+    def _phase(self, S, costs, gamma):
+        """S[..., r, :] *= exp(-iγ_r c_r) for every row r (γ of shape (b,)); returns the phase array.
+
+        ``S`` is (b, N) or (2, b, N) (state and adjoint state share one phase array).
+        """
         f = np.empty(costs.shape, self.rdtype)
         np.multiply(costs, -gamma[:, None], out=f)
         h = np.empty(costs.shape, self.dtype)
         phase_into(f, h)
-        for s in states:
-            s *= h
+        S *= h
+        return h
 
     def _rotations(self, m: int, beta, low: bool):
-        """Per-row ⊗^m [[c, s], [-s, c]] (b, 2^m, 2^m) — and its kron(·, I2)ᵀ for the lowest group."""
-        c, s = np.cos(np.abs(beta)), np.sin(np.abs(beta))
-        sign, d = self._rot[m]
-        j = np.arange(m + 1)
-        pw = c[:, None] ** (m - j) * s[:, None] ** j
-        M = (sign * pw[:, d]).astype(self.rdtype)
-        neg = beta < 0
-        M[neg] = M[neg].transpose(0, 2, 1)
-        if not low:
-            return M
-        K = 1 << m
-        out = np.zeros((M.shape[0], K, 2, K, 2), dtype=self.rdtype)
-        out[:, :, 0, :, 0] = M.transpose(0, 2, 1)
-        out[:, :, 1, :, 1] = M.transpose(0, 2, 1)
-        return out.reshape(M.shape[0], 2 * K, 2 * K)
+        """Per-row ⊗^m [[c, s], [-s, c]] and its transpose, each (b, 2^m, 2^m) — kron(·, I2)ᵀ for the lowest group.
 
-    def _x_mixer(self, states, beta):
-        """exp(-iβ_r ΣX) per row in the rotated frame (real matrices, see ``NumpyQAOA._x_mixer``)."""
-        b = beta.shape[0]
-        for q0, m in self._groups:
-            M = self._rotations(m, beta, q0 == 0)
-            for s in states:
-                v = s.view(self.rdtype).reshape(b, -1, 1 << m, 1 << (q0 + 1))
-                if q0 == 0:
-                    flat = v.reshape(b, v.shape[1], -1)
-                    flat[...] = np.matmul(flat, M)
-                else:
-                    v[...] = np.matmul(M[:, None], v)
+        Entry (j, k) is ±c^(m−d) s^d with d = popcount(j ^ k) (symmetric) and sign
+        (-1)^popcount(j & ~k); the matrix at -β is the transpose of the one at β. Every entry is
+        exactly the sequential engine's.
+        """
+        c, s = np.cos(np.abs(beta)), np.sin(np.abs(beta))
+        sign, d = _rotation_signs(m), _hamming_cached(m)
+        j = np.arange(m + 1)
+        G = (c[:, None] ** (m - j) * s[:, None] ** j)[:, d]
+        M, Mt = (sign * G).astype(self.rdtype), (sign.T * G).astype(self.rdtype)
+        neg = beta < 0
+        if neg.any():
+            M[neg], Mt[neg] = Mt[neg], M[neg].copy()
+        if not low:
+            return M, Mt
+        return _kron_eye2_T_batch(M), _kron_eye2_T_batch(Mt)
+
+    def _x_rotations(self, beta) -> list:
+        """The group matrices of one X-mixer layer: (forward, transposed) (b, ·, ·) stacks per qubit group."""
+        return [self._rotations(m, beta, q0 == 0) for q0, m in self._groups]
+
+    def _x_mixer(self, S, mats):
+        """exp(-iβ_r ΣX) per row in the rotated frame (real matrices, see ``NumpyQAOA._x_mixer``).
+
+        ``S`` is (b, N) or (2, b, N) (state and adjoint state, the same matrices); ``mats`` the
+        group matrices of :meth:`_x_rotations` (their transposes undo the layer).
+        """
+        lead = S.shape[:-1]
+        for (q0, m), M in zip(self._groups, mats):
+            v = S.view(self.rdtype).reshape(*lead, -1, 1 << m, 1 << (q0 + 1))
+            if q0 == 0:
+                flat = v.reshape(*lead, v.shape[-3], -1)
+                flat[...] = np.matmul(flat, M)
+            else:
+                v[...] = np.matmul(M[:, None], v)
 
     def _pair_views(self, s, i, j):
         lo, hi = min(i, j), max(i, j)
-        v = s.reshape(s.shape[0], self.N >> (hi + 1), 2, 1 << (hi - lo - 1), 2, 1 << lo)
-        return v[:, :, 0, :, 1, :], v[:, :, 1, :, 0, :]
+        v = s.reshape(*s.shape[:-1], self.N >> (hi + 1), 2, 1 << (hi - lo - 1), 2, 1 << lo)
+        return v[..., 0, :, 1, :], v[..., 1, :, 0, :]
 
-    def _xy_pair(self, states, i, j, beta):
+    def _xy_pair(self, S, i, j, beta):
         c = np.cos(beta)[:, None, None, None]
         s = (-1j * np.sin(beta))[:, None, None, None]
-        for st in states:
-            x, y = self._pair_views(st, i, j)
-            sy = np.multiply(y, s, out=np.empty(y.shape, self.dtype))
-            sx = np.multiply(x, s, out=np.empty(x.shape, self.dtype))
-            x *= c
-            x += sy
-            y *= c
-            y += sx
+        x, y = self._pair_views(S, i, j)
+        sy = np.multiply(y, s, out=np.empty(y.shape, self.dtype))
+        sx = np.multiply(x, s, out=np.empty(x.shape, self.dtype))
+        x *= c
+        x += sy
+        y *= c
+        y += sx
 
-    def _mixer(self, states, beta):
+    def _mixer(self, S, beta, mats=None):
         if self.mixer == "x":
-            self._x_mixer(states, beta)
+            self._x_mixer(S, [M for M, _ in self._x_rotations(beta)] if mats is None else mats)
         else:
             for i, j in self._pairs:
-                self._xy_pair(states, i, j, beta)
+                self._xy_pair(S, i, j, beta)
 
-    def _state(self, angles, rows):
-        gam, bet = self._split(angles, rows.size)
+    def _chunks(self, rows):
+        """Row positions in cache-sized chunks: each chunk's states stay in L2 across its layers."""
+        step = max(1, _CHUNK_BYTES // (self.N * self.dtype.itemsize))
+        return [slice(a, a + step) for a in range(0, rows.size, step)]
+
+    def _layer_mats(self, bet) -> list:
+        """Per layer, the X mixer's group matrices for all rows at once (None for the XY mixer)."""
+        return [self._x_rotations(bet[:, l]) if self.mixer == "x" else None for l in range(self.p)]
+
+    def _state(self, gam, bet, rows, mats, keep: bool = False):
+        """Forward sweep for the rows; with ``keep`` also the per-layer phases."""
         psi = np.repeat(self._psi0[None], rows.size, axis=0)
         costs = self.costs[rows]
+        phases = []
         for l in range(self.p):
-            self._phase((psi,), costs, gam[:, l])
-            self._mixer((psi,), bet[:, l])
-        return psi, costs, gam, bet
+            phases.append(self._phase(psi, costs, gam[:, l]))
+            self._mixer(psi, bet[:, l], mats[l])
+        return (psi, costs, phases) if keep else psi
+
+    def _sweeps(self, angles, rows, inverse: bool = False):
+        """(γ, β, mixer matrices, chunk) for each cache-sized chunk of the rows.
+
+        With ``inverse`` the matrices come as pairs (forward, transposed for the backward sweep).
+        """
+        gam, bet = self._split(angles, rows.size)
+        mats = self._layer_mats(bet)
+        for sl in self._chunks(rows):
+            if inverse:
+                part = [None if m is None else [(M[sl], Mt[sl]) for M, Mt in m] for m in mats]
+            else:
+                part = [None if m is None else [M[sl] for M, _ in m] for m in mats]
+            yield gam[sl], bet[sl], part, sl
+
+    def _forward(self, angles, rows):
+        """Final states of the rows, (b, N), computed chunk by chunk."""
+        out = np.empty((rows.size, self.N), self.dtype)
+        for gam, bet, mats, sl in self._sweeps(angles, rows):
+            out[sl] = self._state(gam, bet, rows[sl], mats)
+        return out
 
     def _expect(self, psi, w) -> np.ndarray:
         pr = abs2(psi).astype(np.float64, copy=False)
-        out = np.empty(psi.shape[0])
-        for r in range(psi.shape[0]):  # the sequential reduction, row by row (bit-for-bit equal)
-            out[r] = float(np.dot(pr[r], w[r]))
-        return out
+        return _rowdot(pr, w)
 
     # ---- public API ---------------------------------------------------------
     def state(self, angles, rows=None) -> np.ndarray:
@@ -196,10 +262,14 @@ class BatchedNumpyQAOA:
             Angles per row (one vector is shared by all rows).
         rows : array_like of int, optional
             Which problems (default: all ``B``).
+
+        Returns
+        -------
+        numpy.ndarray, complex, shape (b, 2**n)
         """
         rows = self._rows(rows)
         with single_thread_blas():
-            psi = self._state(angles, rows)[0]
+            psi = self._forward(angles, rows)
         if self._frame:
             psi *= np.array([1, 1j, -1, -1j], dtype=self.dtype)[popcounts(self.n) & 3]
         return psi
@@ -220,8 +290,7 @@ class BatchedNumpyQAOA:
         """
         rows = self._rows(rows)
         with single_thread_blas():
-            psi = self._state(angles, rows)[0]
-        return abs2(psi)
+            return abs2(self._forward(angles, rows))
 
     def expectation(self, angles, rows=None) -> np.ndarray:
         """⟨C_r⟩ per row, shape (b,), float64.
@@ -238,14 +307,18 @@ class BatchedNumpyQAOA:
         numpy.ndarray of float64, shape (b,)
         """
         rows = self._rows(rows)
+        out = np.empty(rows.size)
         with single_thread_blas():
-            psi, costs, _, _ = self._state(angles, rows)
-            return self._expect(psi, costs)
+            for gam, bet, mats, sl in self._sweeps(angles, rows):
+                out[sl] = self._expect(self._state(gam, bet, rows[sl], mats), self.costs[rows[sl]])
+        return out
 
     def value_and_grad(self, angles, rows=None) -> tuple[np.ndarray, np.ndarray]:
         """⟨C_r⟩ (b,) and the exact gradients (b, 2p) by the adjoint method, all rows at once.
 
-        Memory: three (b, 2^n) complex arrays (state, adjoint state, scratch).
+        Rows run in cache-sized chunks; per chunk the memory is the state and adjoint state,
+        one scratch state, and the forward sweep's ``p`` phase arrays (reused, conjugated, on
+        the way back).
 
         Parameters
         ----------
@@ -260,21 +333,28 @@ class BatchedNumpyQAOA:
         grads : numpy.ndarray, shape (b, 2p)
         """
         rows = self._rows(rows)
+        value, grad = np.empty(rows.size), np.empty((rows.size, 2 * self.p))
         with single_thread_blas():
-            return self._value_and_grad(angles, rows)
+            for gam, bet, mats, sl in self._sweeps(angles, rows, inverse=True):
+                value[sl], grad[sl] = self._value_and_grad(gam, bet, rows[sl], mats)
+        return value, grad
 
-    def _value_and_grad(self, angles, rows):
-        psi, w, gam, bet = self._state(angles, rows)
+    def _value_and_grad(self, gam, bet, rows, pairs):
+        fwd = [None if m is None else [M for M, _ in m] for m in pairs]
+        psi, w, phases = self._state(gam, bet, rows, fwd, keep=True)
         b = rows.size
         value = self._expect(psi, w)
-        lam = psi * w
-        states = (psi, lam)
+        S = np.empty((2, b, self.N), self.dtype)  # state and adjoint state, moved back together
+        S[0] = psi
+        np.multiply(psi, w, out=S[1])
+        psi, lam = S[0], S[1]
         g_gam = np.zeros((b, self.p))
         g_bet = np.zeros((b, self.p))
+        out = np.empty((b, self.N), self.dtype)
         for l in range(self.p - 1, -1, -1):
-            acc = [0.0] * b
             if self.mixer == "x":
                 # in the frame the group generator is iA (A real): dE/dβ = 2 Re<λ|Aψ> = 2 λ_f·(Aψ)_f
+                acc = np.zeros(b)
                 for q0, m in self._groups:
                     A, AkT = self._gen[m]
                     vp = psi.view(self.rdtype).reshape(b, -1, 1 << m, 1 << (q0 + 1))
@@ -283,23 +363,20 @@ class BatchedNumpyQAOA:
                         u = np.matmul(vp.reshape(b, vp.shape[1], -1), AkT).reshape(vp.shape)
                     else:
                         u = np.matmul(A, vp)
-                    for r in range(b):
-                        acc[r] += float(np.vdot(vl[r], u[r]))
-                g_bet[:, l] = 2 * np.asarray(acc)
-                self._x_mixer(states, -bet[:, l])
+                    acc += _rowdot(vl, u)
+                g_bet[:, l] = 2 * acc
+                self._x_mixer(S, [Mt for _, Mt in pairs[l]])  # exp(+iβΣX): the transposed matrices
             else:
-                acc = [0.0] * b
+                acc = np.zeros(b, dtype=complex)
                 for i, j in reversed(self._pairs):
                     pa, pb = self._pair_views(psi, i, j)
                     la, lb = self._pair_views(lam, i, j)
-                    for r in range(b):
-                        acc[r] += np.vdot(la[r], pb[r]) + np.vdot(lb[r], pa[r])
-                    self._xy_pair(states, i, j, -bet[:, l])
-                g_bet[:, l] = 2 * np.imag(np.asarray(acc, dtype=complex))
-            out = np.multiply(psi, w, out=np.empty(psi.shape, self.dtype))
-            for r in range(b):
-                g_gam[r, l] = 2 * np.imag(0.0 + np.vdot(lam[r], out[r]))
-            self._phase(states, w, -gam[:, l])
+                    acc += _rowdot(la, pb) + _rowdot(lb, pa)
+                    self._xy_pair(S, i, j, -bet[:, l])
+                g_bet[:, l] = 2 * np.imag(acc)
+            np.multiply(psi, w, out=out)
+            g_gam[:, l] = 2 * np.imag(0.0 + _rowdot(lam, out))
+            S *= np.conjugate(phases[l])  # exp(+iγc): the forward phase conjugated (cos even, sin odd)
         return value, np.concatenate([g_gam, g_bet], axis=1)
 
 

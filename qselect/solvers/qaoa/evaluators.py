@@ -23,6 +23,8 @@ from . import objectives as obj
 INFO_MAX_QUBITS = 22
 # default native runs re-evaluate the final state in complex128 up to here
 EXACT_FINAL_QUBITS = 24
+# the answer's samples are scored by looking up the problem's tabulated energies up to here (8 MiB)
+ENERGY_TABLE_QUBITS = 20
 
 
 class Evaluator:
@@ -36,6 +38,9 @@ class Evaluator:
         Simulation dtype reported as ``info['dtype']``.
     costs : ndarray or None
         Normalised cost of every basis state, where the problem is small enough.
+    energies : ndarray or None
+        The problem's own energy of every basis state (``problem.cost_vector()``, float64, problem
+        units) up to ``ENERGY_TABLE_QUBITS`` qubits: the answer's samples are scored from it.
     scale, const : float
         ``energy = cost * scale + const``.
     exact : bool
@@ -48,6 +53,7 @@ class Evaluator:
     label: str = ""
     dtype: str | None = None
     costs: np.ndarray | None = None
+    energies: np.ndarray | None = None
     scale: float = 1.0
     const: float = 0.0
     exact: bool = True
@@ -133,11 +139,13 @@ class PresetEvaluator(Evaluator):
         Backend label and engine dtype.
     probabilities : ndarray
         The final distribution.
+    energies : ndarray or None
+        The problem's tabulated energies (problem units), if at hand.
     """
 
-    def __init__(self, costs, scale, const, label, dtype, probabilities):
+    def __init__(self, costs, scale, const, label, dtype, probabilities, energies=None):
         self.costs, self.scale, self.const, self.label, self.dtype = costs, scale, const, label, dtype
-        self._probs = probabilities
+        self._probs, self.energies = probabilities, energies
 
     def probabilities(self, angles) -> np.ndarray:
         """The stored final distribution (``angles`` ignored).
@@ -195,6 +203,8 @@ class NativeEvaluator(Evaluator):
         check_memory(problem.n, sim_dtype, gradient=gradient, cost_dtype=cost_dtype)
         self.scale, self.const = problem.scale(), problem.z_terms()[1]
         costs = problem.cost_vector(cost_dtype)
+        if problem.n <= ENERGY_TABLE_QUBITS:
+            self.energies = costs.astype(np.float64)  # a copy: the problem's own energies, for scoring
         costs -= self.const  # in place: no extra 2^n temporaries
         costs /= self.scale
         self.costs = costs
@@ -247,7 +257,11 @@ class _CircuitEvaluator(Evaluator):
         from ...ansatz import normalised_terms
 
         _, self.scale, self.const = normalised_terms(problem, max_order)
-        self.costs = (problem.cost_vector() - self.const) / self.scale if problem.n <= INFO_MAX_QUBITS else None
+        self.costs = None
+        if problem.n <= INFO_MAX_QUBITS:
+            table = problem.cost_vector()
+            self.costs = (table - self.const) / self.scale
+            self.energies = table if problem.n <= ENERGY_TABLE_QUBITS else None
 
     def _check_exact(self):
         if self.costs is None:

@@ -37,7 +37,7 @@ import torch
 from ...ansatz import check_mixer, dicke_state, ring_pairs
 from ...devices import resolve_device
 from ...errors import QSelectError
-from .native import _hamming
+from .native import _groups, _hamming
 
 _GROUP = 5
 _CHUNK = 1 << 24  # amplitudes per in-place slice (per problem row): 128 MiB of complex64
@@ -98,7 +98,7 @@ class TorchQAOA:
         self.n, self.N, self.B, self.p, self.mixer, self.k = n, N, B, int(p), mixer, k
         self.costs = c.contiguous()
         self.chunk = max(1, int(chunk))
-        self._groups = [(q, min(_GROUP, n - q)) for q in range(0, n, _GROUP)]
+        self._groups = _groups(n, _GROUP)
         self._ham = {m: torch.as_tensor(_hamming(m), device=self.device) for _, m in self._groups}
         self._pairs = ring_pairs(n)
 

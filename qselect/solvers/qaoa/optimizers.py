@@ -153,28 +153,25 @@ class BatchOutcome:
     messages: list
 
 
-def _two_loop(g, S, Y, rho, count, newest, m):
-    """L-BFGS direction −H·g for every row (Nocedal & Wright 2006, Alg. 7.4), rows with their own history."""
-    B = g.shape[0]
+def _two_loop(g, S, Y, rho, count):
+    """L-BFGS direction −H·g for every row (Nocedal & Wright 2006, Alg. 7.4), rows with their own history.
+
+    ``S``, ``Y`` (b, m, d) and ``rho`` (b, m) hold each row's curvature pairs newest first;
+    ``count`` (b,) how many of them are in use.
+    """
     q = g.copy()
-    alpha = np.zeros((B, m))
-    rows = np.arange(B)
-    for t in range(m):  # newest to oldest
-        slot = (newest - t) % m
-        on = t < count
-        a = rho[rows, slot] * np.einsum("ij,ij->i", S[rows, slot], q)
-        a = np.where(on, a, 0.0)
+    T = int(count.max(initial=0))
+    alpha = np.zeros((g.shape[0], T))
+    for t in range(T):  # newest to oldest
+        a = np.where(t < count, rho[:, t] * np.einsum("ij,ij->i", S[:, t], q), 0.0)
         alpha[:, t] = a
-        q -= a[:, None] * Y[rows, slot]
-    s_new, y_new = S[rows, newest], Y[rows, newest]
-    yy = np.einsum("ij,ij->i", y_new, y_new)
-    gamma = np.where((count > 0) & (yy > 0), np.einsum("ij,ij->i", s_new, y_new) / np.where(yy > 0, yy, 1.0), 1.0)
+        q -= a[:, None] * Y[:, t]
+    yy = np.einsum("ij,ij->i", Y[:, 0], Y[:, 0])
+    gamma = np.where((count > 0) & (yy > 0), np.einsum("ij,ij->i", S[:, 0], Y[:, 0]) / np.where(yy > 0, yy, 1.0), 1.0)
     r = gamma[:, None] * q
-    for t in range(m - 1, -1, -1):  # oldest to newest
-        slot = (newest - t) % m
-        on = t < count
-        bcoef = rho[rows, slot] * np.einsum("ij,ij->i", Y[rows, slot], r)
-        r += np.where(on, alpha[:, t] - bcoef, 0.0)[:, None] * S[rows, slot]
+    for t in range(T - 1, -1, -1):  # oldest to newest
+        bcoef = rho[:, t] * np.einsum("ij,ij->i", Y[:, t], r)
+        r += np.where(t < count, alpha[:, t] - bcoef, 0.0)[:, None] * S[:, t]
     return -r
 
 
@@ -225,10 +222,9 @@ def minimize_batch(value_and_grad, x0, maxiter: int = 100, ftol: float = 1e-6, g
     msgs = [""] * B
     if maxiter <= 0:
         return BatchOutcome(X, f, evals, ["no optimisation (maxiter=0)"] * B)
-    S, Y = np.zeros((B, m, d)), np.zeros((B, m, d))
+    S, Y = np.zeros((B, m, d)), np.zeros((B, m, d))  # curvature pairs per problem, newest first
     rho = np.zeros((B, m))
     count = np.zeros(B, dtype=np.int64)
-    newest = np.full(B, m - 1, dtype=np.int64)
     it = np.zeros(B, dtype=np.int64)
     active = np.ones(B, dtype=bool)
     for i in np.flatnonzero(np.max(np.abs(G), axis=1) <= gtol):
@@ -239,7 +235,7 @@ def minimize_batch(value_and_grad, x0, maxiter: int = 100, ftol: float = 1e-6, g
     backtracks = np.zeros(B, dtype=np.int64)
 
     def new_direction(idx):
-        Dn = _two_loop(G[idx], S[idx], Y[idx], rho[idx], count[idx], newest[idx], m)
+        Dn = _two_loop(G[idx], S[idx], Y[idx], rho[idx], count[idx])
         sl = np.einsum("ij,ij->i", Dn, G[idx])
         bad = ~(sl < 0)  # not a descent direction: restart from steepest descent
         if bad.any():
@@ -263,10 +259,10 @@ def minimize_batch(value_and_grad, x0, maxiter: int = 100, ftol: float = 1e-6, g
         sy = np.einsum("ij,ij->i", s, y)
         keep = sy > 1e-10 * np.einsum("ij,ij->i", y, y)
         upd = rows[keep]
-        newest[upd] = (newest[upd] + 1) % m
-        S[upd, newest[upd]], Y[upd, newest[upd]] = s[keep], y[keep]
-        rho[upd, newest[upd]] = 1.0 / sy[keep]
-        count[upd] = np.minimum(count[upd] + 1, m)
+        if upd.size:
+            S[upd, 1:], Y[upd, 1:], rho[upd, 1:] = S[upd, :-1], Y[upd, :-1], rho[upd, :-1]
+            S[upd, 0], Y[upd, 0], rho[upd, 0] = s[keep], y[keep], 1.0 / sy[keep]
+            count[upd] = np.minimum(count[upd] + 1, m)
         f_old = f[rows].copy()
         X[rows], f[rows], G[rows] = Xn, fn, Gn
         it[rows] += 1

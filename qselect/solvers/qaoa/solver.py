@@ -18,6 +18,7 @@ from ..base import Solver, SolveResult, summarise_samples
 from . import objectives as obj
 from .angles import initial_angles, random_angles
 from .evaluators import (
+    ENERGY_TABLE_QUBITS,
     EXACT_FINAL_QUBITS,
     AerEvaluator,
     Evaluator,
@@ -155,7 +156,7 @@ class QAOASolver(Solver):
             return self.solve_batch(problems)
         return super().solve_many(problems, executor=executor, progress=progress)
 
-    def solve_batch(self, problems, seeds=None) -> list:
+    def solve_batch(self, problems, seeds=None, inits=None) -> list:
         """Solve many problems together, each size group as one batched simulation.
 
         Solve many problems together: each group of equal size simulated as one ``(batch, 2^n)`` state
@@ -168,6 +169,9 @@ class QAOASolver(Solver):
         problems : sequence of Problem
         seeds : sequence of int, optional
             One seed per problem (sampling and random starts), default this solver's seed.
+        inits : sequence, optional
+            One start per problem (anything ``init`` accepts, e.g. a previous result whose angles
+            transfer; None keeps this solver's ``init``).
 
         Returns
         -------
@@ -187,13 +191,16 @@ class QAOASolver(Solver):
 
         problems = list(problems)
         seeds = [self.seed] * len(problems) if seeds is None else list(seeds)
-        if len(seeds) != len(problems):
-            raise QSelectError(f"solve_batch got {len(problems)} problems but {len(seeds)} seeds; pass one per problem")
+        inits = [None] * len(problems) if inits is None else list(inits)
+        if len(seeds) != len(problems) or len(inits) != len(problems):
+            raise QSelectError(f"solve_batch got {len(problems)} problems but {len(seeds)} seeds and {len(inits)} "
+                               "starts; pass one per problem")
         for prob in problems:
             if not isinstance(prob, Problem):
                 raise QSelectError(f"solve_batch expects qselect problems (QUBO or DiagonalCost), got "
                                    f"{type(prob).__name__}")
-        solvers = [self.set_params(seed=sd) for sd in seeds]
+        solvers = [self.set_params(seed=sd) if a is None else self.set_params(seed=sd, init=a)
+                   for sd, a in zip(seeds, inits)]
         if not self.batchable() or len(problems) < 2:
             return [s.solve(prob) for s, prob in zip(solvers, problems)]
         groups: dict = {}
@@ -228,10 +235,13 @@ class QAOASolver(Solver):
         cost_dtype = cost_dtype_for(n, dtype, EXACT_FINAL_QUBITS)
         check_memory(n, dtype, gradient=True, cost_dtype=cost_dtype, batch=B)
         costs = np.empty((B, 1 << n), dtype=cost_dtype)
+        tables = np.empty((B, 1 << n)) if n <= ENERGY_TABLE_QUBITS else None  # the problems' own energies
         scales, consts = np.empty(B), np.empty(B)
         for i, prob in enumerate(problems):
             scales[i], consts[i] = prob.scale(), prob.z_terms()[1]
             c = prob.cost_vector(cost_dtype)
+            if tables is not None:
+                tables[i] = c
             c -= consts[i]
             c /= scales[i]
             costs[i] = c
@@ -248,7 +258,7 @@ class QAOASolver(Solver):
         best_x = best_f = None
         evals = np.zeros(B, dtype=np.int64)
         msgs = [""] * B
-        starts = [np.stack([initial_angles(self.init, self.p, s.seed) for s in solvers])]
+        starts = [np.stack([initial_angles(s.init, self.p, s.seed) for s in solvers])]
         starts += [np.stack([random_angles(self.p, (s.seed, r)) for s in solvers]) for r in range(1, self.restarts + 1)]
         for x0 in starts:
             res = minimize_batch(fg, x0, maxiter=self.maxiter)
@@ -271,7 +281,8 @@ class QAOASolver(Solver):
         for i, (s, prob) in enumerate(zip(solvers, problems)):
             g = int(evals[i]) if self.maxiter > 0 else 0
             outcome = Outcome(best_x[i], float(best_f[i]), int(evals[i]), g, msgs[i])
-            ev = PresetEvaluator(costs[i], float(scales[i]), float(consts[i]), f"native-{kind}", str(dtype), probs[i])
+            ev = PresetEvaluator(costs[i], float(scales[i]), float(consts[i]), f"native-{kind}", str(dtype), probs[i],
+                                 None if tables is None else tables[i])
             results.append(s._solve_inner(prob, evaluator=ev, outcome=outcome))
         share = (time.perf_counter() - t0) / B
         for r in results:
@@ -353,8 +364,9 @@ class QAOASolver(Solver):
             probs = np.asarray(ev.final_probabilities(angles), dtype=np.float64)
             probs = np.clip(probs, 0, None)
             probs /= probs.sum()
-            idx = rng.choice(probs.size, size=self.shots, p=probs)
-            uniq, cnt = np.unique(idx, return_counts=True)
+            hits = np.bincount(rng.choice(probs.size, size=self.shots, p=probs), minlength=probs.size)
+            uniq = np.flatnonzero(hits)  # = np.unique(draw, return_counts=True), without a sort
+            cnt = hits[uniq]
             top = np.argpartition(probs, -min(self.top, probs.size))[-self.top:] if self.top > 0 else np.zeros(0, int)
             top = top[probs[top] > 1e-9]  # never offer states the circuit cannot produce (XY: wrong weight)
             keep = np.zeros(probs.size, dtype=bool)  # setdiff1d(top, uniq) without sorting twice
@@ -369,7 +381,9 @@ class QAOASolver(Solver):
             bits, counts = ev.counts(angles)
             probs = None
             expectation = float(np.dot(problem.energy(bits), counts) / counts.sum())
-        samples, energies, counts = summarise_samples(problem, bits, counts, distinct=ev.exact)
+        table = ev.energies if ev.exact else None  # the problem's own energies, looked up
+        samples, energies, counts = summarise_samples(problem, bits, counts, distinct=ev.exact,
+                                                      energies=None if table is None else table[cand])
         info["expectation_objective"] = float(best.fun)
         if costs is not None:
             feas = costs if k is None else np.where(popcounts(n) == k, costs, np.nan)
@@ -388,7 +402,7 @@ class QAOASolver(Solver):
         from ..controls import uniform_baseline  # the control: uniform strings, same shots, same problem
 
         info["uniform_baseline"] = uniform_baseline(problem, self.shots, seed=self.seed, mixer=self.mixer, k=k,
-                                                    costs=costs, scale=scale, offset=const)
+                                                    costs=costs, scale=scale, offset=const, energies=table)
         return QAOAResult(bits=samples[0].copy(), energy=float(energies[0]), solver=self.name, samples=samples,
                           energies=energies, counts=counts, info=info, expectation=expectation,
                           angles=np.asarray(angles, dtype=float))
