@@ -35,7 +35,7 @@ from .native import (
 )
 
 #: rows per chunk: their states (and adjoint states) stay in a core's L2 through all layers
-_CHUNK_BYTES = 1 << 17
+_CHUNK_BYTES = 1 << 18
 
 
 def _rowdot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -167,8 +167,18 @@ class BatchedNumpyQAOA:
         return _kron_eye2_T_batch(M), _kron_eye2_T_batch(Mt)
 
     def _x_rotations(self, beta) -> list:
-        """The group matrices of one X-mixer layer: (forward, transposed) (b, ·, ·) stacks per qubit group."""
-        return [self._rotations(m, beta, q0 == 0) for q0, m in self._groups]
+        """The group matrices of one X-mixer layer: (forward, transposed) (b, ·, ·) stacks per qubit group.
+
+        Groups of one size share their matrices (balanced groups are mostly of one size).
+        """
+        made: dict = {}
+        out = []
+        for q0, m in self._groups:
+            if m not in made:
+                made[m] = self._rotations(m, beta, False)
+            M, Mt = made[m]
+            out.append((_kron_eye2_T_batch(M), _kron_eye2_T_batch(Mt)) if q0 == 0 else (M, Mt))
+        return out
 
     def _x_mixer(self, S, mats):
         """exp(-iβ_r ΣX) per row in the rotated frame (real matrices, see ``NumpyQAOA._x_mixer``).
