@@ -174,28 +174,82 @@ def uniform_baseline(problem: Problem, shots: int, *, seed: int = 0, mixer: str 
         costs = np.asarray(costs).reshape(-1)
         if costs.size != 2**n:
             raise QSelectError(f"costs must hold 2^{n} = {2**n} entries, got {costs.size}")
-        feas = costs if k is None else costs[popcounts(n) == k]
-        lo, hi = float(feas.min()), float(feas.max())
-        n_opt = int(np.count_nonzero(np.abs(feas - lo) <= 1e-9 * max(1.0, abs(lo))))
-        p = n_opt / N
-        mean = float(np.mean(feas, dtype=np.float64))
-        out.update(exact=True, optimum_energy=lo * scale + offset, optimal_strings=n_opt, probability_optimum=p,
-                   probability_best_of_shots=best_of_shots(p, shots), mean_energy=mean * scale + offset,
-                   approximation_ratio=float((hi - mean) / (hi - lo)) if hi > lo else 1.0)
-    rng = np.random.default_rng([int(seed) if seed is not None else 0, _STREAM])
-    draw = _uniform_bits(rng, shots, n, k)
+        out.update(_exact_parts(costs[None], n, N, shots, k, np.array([scale]), np.array([offset]))[0])
     if energies is not None:
         energies = np.asarray(energies).reshape(-1)
         if energies.size != 2**n:
             raise QSelectError(f"energies must hold 2^{n} = {2**n} entries, got {energies.size}")
-        energies = energies[bits_to_index(draw)].astype(np.float64)
+    out.update(_draw(seed, shots, n, k, problem if energies is None else energies, scale, out["optimum_energy"]))
+    return out
+
+
+def _exact_parts(costs: np.ndarray, n: int, N: int, shots: int, k: int | None, scales, offsets) -> list[dict]:
+    """The exact fields of :func:`uniform_baseline` for the rows of a (B, 2^n) cost array, row by row identical."""
+    feas = costs if k is None else costs[:, popcounts(n) == k]
+    lo, hi = feas.min(axis=1), feas.max(axis=1)
+    n_opt = np.count_nonzero(np.abs(feas - lo[:, None]) <= 1e-9 * np.maximum(1.0, np.abs(lo))[:, None], axis=1)
+    mean = np.mean(feas, axis=1, dtype=np.float64)
+    out = []
+    for i in range(costs.shape[0]):
+        p = int(n_opt[i]) / N
+        out.append(dict(exact=True, optimum_energy=float(lo[i]) * scales[i] + offsets[i],
+                        optimal_strings=int(n_opt[i]), probability_optimum=p,
+                        probability_best_of_shots=best_of_shots(p, shots),
+                        mean_energy=float(mean[i]) * scales[i] + offsets[i],
+                        approximation_ratio=float((hi[i] - mean[i]) / (hi[i] - lo[i])) if hi[i] > lo[i] else 1.0))
+    return out
+
+
+def _draw(seed, shots: int, n: int, k: int | None, scorer, scale: float, optimum: float | None) -> dict:
+    """The seeded uniform draw, scored by a problem (``.energy``) or by looking up a (2^n,) energy table."""
+    rng = np.random.default_rng([int(seed) if seed is not None else 0, _STREAM])
+    draw = _uniform_bits(rng, shots, n, k)
+    if isinstance(scorer, np.ndarray):
+        energies = scorer[bits_to_index(draw)].astype(np.float64)
     else:
-        energies = np.atleast_1d(problem.energy(draw)).astype(np.float64)
-    out["best_energy"] = float(energies.min())
-    out["sample_mean_energy"] = float(energies.mean())
-    if out["exact"]:
-        opt = out["optimum_energy"]
-        out["found_optimum"] = bool(out["best_energy"] <= opt + 1e-9 * max(1.0, abs(opt), abs(scale)))
+        energies = np.atleast_1d(scorer.energy(draw)).astype(np.float64)
+    out = {"best_energy": float(energies.min()), "sample_mean_energy": float(energies.mean())}
+    if optimum is not None:
+        out["found_optimum"] = bool(out["best_energy"] <= optimum + 1e-9 * max(1.0, abs(optimum), abs(scale)))
+    return out
+
+
+def uniform_baselines(n: int, shots: int, seeds, costs: np.ndarray, scales, offsets, energies: np.ndarray, *,
+                      mixer: str = "x", k: int | None = None) -> list[dict]:
+    """:func:`uniform_baseline` for many problems of one size whose cost vectors are at hand, at once.
+
+    Parameters
+    ----------
+    n : int
+        Bits per problem.
+    shots : int
+        Shots per problem (≥ 1).
+    seeds : sequence of int
+        One seed per problem.
+    costs : ndarray, shape (B, 2^n)
+        Normalised costs, ``E = costs · scale + offset``.
+    scales, offsets : array_like, shape (B,)
+    energies : ndarray, shape (B, 2^n)
+        The problems' own energies of every string (``problem.cost_vector()``), which score the draws.
+    mixer : {"x", "xy"}
+    k : int or None
+        Weight of the XY mixer's strings.
+
+    Returns
+    -------
+    list of dict
+        Row by row exactly what :func:`uniform_baseline` returns for that problem given its
+        ``costs``, ``scale``, ``offset`` and ``energies``.
+    """
+    shots = int_setting("shots", shots, 1)
+    k = None if mixer != "xy" else k
+    check_mixer(mixer, k, need_k=True)
+    N = candidate_count(n, mixer, k)
+    out = []
+    for i, part in enumerate(_exact_parts(np.asarray(costs), n, N, shots, k, scales, offsets)):
+        row = {"shots": shots, "seed": seeds[i], "mixer": mixer, "candidates": N, **part}
+        row.update(_draw(seeds[i], shots, n, k, energies[i], scales[i], part["optimum_energy"]))
+        out.append(row)
     return out
 
 
@@ -296,4 +350,4 @@ def control_fields(result: SolveResult) -> dict:
 
 
 __all__ = ["EXACT_MAX_QUBITS", "aggregate_baselines", "best_of_shots", "candidate_count", "control_fields",
-           "uniform_baseline"]
+           "uniform_baseline", "uniform_baselines"]

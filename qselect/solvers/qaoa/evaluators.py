@@ -126,42 +126,6 @@ class Evaluator:
         return value
 
 
-class PresetEvaluator(Evaluator):
-    """Already optimised elsewhere (``solve_batch``): a fixed final distribution only.
-
-    Parameters
-    ----------
-    costs : ndarray
-        Normalised costs.
-    scale, const : float
-        Problem scale and offset.
-    label, dtype : str
-        Backend label and engine dtype.
-    probabilities : ndarray
-        The final distribution.
-    energies : ndarray or None
-        The problem's tabulated energies (problem units), if at hand.
-    """
-
-    def __init__(self, costs, scale, const, label, dtype, probabilities, energies=None):
-        self.costs, self.scale, self.const, self.label, self.dtype = costs, scale, const, label, dtype
-        self._probs, self.energies = probabilities, energies
-
-    def probabilities(self, angles) -> np.ndarray:
-        """The stored final distribution (``angles`` ignored).
-
-        Parameters
-        ----------
-        angles : ndarray
-            Ignored.
-
-        Returns
-        -------
-        ndarray
-        """
-        return self._probs
-
-
 class NativeEvaluator(Evaluator):
     """qselect's own statevector engine (NumPy or torch), with exact adjoint/autograd gradients.
 

@@ -17,6 +17,7 @@ from ...validation import check_nonnegative_int, check_positive_int, check_seed
 from ..base import Solver, SolveResult, summarise_samples
 from . import objectives as obj
 from .angles import initial_angles, random_angles
+from .answer import read_answers
 from .evaluators import (
     ENERGY_TABLE_QUBITS,
     EXACT_FINAL_QUBITS,
@@ -24,7 +25,6 @@ from .evaluators import (
     Evaluator,
     NativeEvaluator,
     PennyLaneEvaluator,
-    PresetEvaluator,
     StatevectorEvaluator,
 )
 from .optimizers import minimize, normalise_name, uses_gradient
@@ -277,13 +277,14 @@ class QAOASolver(Solver):
             probs = BatchedNumpyQAOA(costs, self.p, self.mixer, k, np.complex128).probabilities(angles)
         else:
             probs = engine.probabilities(angles)
+        answers = read_answers(problems, probs, costs, tables, scales, consts, [s.seed for s in solvers],
+                               shots=self.shots, top=self.top, mixer=self.mixer, k=k)
         results = []
-        for i, (s, prob) in enumerate(zip(solvers, problems)):
+        for i, (s, ans) in enumerate(zip(solvers, answers)):
             g = int(evals[i]) if self.maxiter > 0 else 0
             outcome = Outcome(best_x[i], float(best_f[i]), int(evals[i]), g, msgs[i])
-            ev = PresetEvaluator(costs[i], float(scales[i]), float(consts[i]), f"native-{kind}", str(dtype), probs[i],
-                                 None if tables is None else tables[i])
-            results.append(s._solve_inner(prob, evaluator=ev, outcome=outcome))
+            info = s._info(f"native-{kind}", str(dtype), "L-BFGS-B", int(evals[i]), g, float(scales[i]), msgs[i], k)
+            results.append(s._result(ans, info, outcome, angles[i]))
         share = (time.perf_counter() - t0) / B
         for r in results:
             r.wall_time = share
@@ -330,79 +331,65 @@ class QAOASolver(Solver):
                 best = out
         return best, evals, gevals
 
-    def _solve_inner(self, problem, evaluator: Evaluator | None = None, outcome=None) -> QAOAResult:
-        """Build the evaluator, optimise, then answer from the final distribution.
-
-        ``evaluator`` and ``outcome`` come from :meth:`solve_batch` (optimised together with other problems).
-        """
+    def _solve_inner(self, problem) -> QAOAResult:
+        """Build the evaluator, optimise, then answer from the final distribution."""
         n = problem.n
         k = self._check_k(problem)
         method = self._optimizer_name()
-        rng = np.random.default_rng(self.seed)
-        if evaluator is None:
-            ev = self._evaluator(problem, k)
-            best, evals, gevals = self._optimise(ev, method)
-        else:
-            ev, best = evaluator, outcome
-            evals, gevals = best.evaluations, best.gradient_evaluations
+        ev = self._evaluator(problem, k)
+        best, evals, gevals = self._optimise(ev, method)
         costs, scale, const = ev.costs, ev.scale, ev.const
         angles = np.array(best.x, dtype=float)
         if self.mixer == "x":  # exp(-iβΣX) has period π in β (up to a global phase)
             angles[self.p:] = (angles[self.p:] + np.pi / 2) % np.pi - np.pi / 2
 
         # ---- final answer: seeded samples + most probable bitstrings ------------
-        info = {"backend": ev.label, "p": self.p, "dtype": ev.dtype, "optimizer": method, "evaluations": evals,
-                "gradient_evaluations": gevals, "objective": self.objective, "mixer": self.mixer,
-                "shots": self.shots, "scale": scale, "seed": self.seed, "optimizer_message": best.message}
-        if self.objective == "cvar":
-            info["alpha"] = self.alpha
-        if k is not None:
-            info["k"] = k
-        from ...problems.bits import index_to_bits, popcounts
-
+        info = self._info(ev.label, ev.dtype, method, evals, gevals, scale, best.message, k)
         if ev.exact:
-            probs = np.asarray(ev.final_probabilities(angles), dtype=np.float64)
-            probs = np.clip(probs, 0, None)
-            probs /= probs.sum()
-            hits = np.bincount(rng.choice(probs.size, size=self.shots, p=probs), minlength=probs.size)
-            uniq = np.flatnonzero(hits)  # = np.unique(draw, return_counts=True), without a sort
-            cnt = hits[uniq]
-            top = np.argpartition(probs, -min(self.top, probs.size))[-self.top:] if self.top > 0 else np.zeros(0, int)
-            top = top[probs[top] > 1e-9]  # never offer states the circuit cannot produce (XY: wrong weight)
-            keep = np.zeros(probs.size, dtype=bool)  # setdiff1d(top, uniq) without sorting twice
-            keep[top] = True
-            keep[uniq] = False
-            top = np.flatnonzero(keep)
-            cand = np.concatenate([uniq, top])
-            counts = np.concatenate([cnt, np.zeros(top.size, dtype=np.int64)])
-            bits = index_to_bits(cand, n)
-            expectation = float(np.dot(probs, costs)) * scale + const
-        else:
-            bits, counts = ev.counts(angles)
-            probs = None
-            expectation = float(np.dot(problem.energy(bits), counts) / counts.sum())
-        table = ev.energies if ev.exact else None  # the problem's own energies, looked up
-        samples, energies, counts = summarise_samples(problem, bits, counts, distinct=ev.exact,
-                                                      energies=None if table is None else table[cand])
+            ans = read_answers([problem], ev.final_probabilities(angles)[None], ev.costs[None],
+                               None if ev.energies is None else ev.energies[None], [scale], [const], [self.seed],
+                               shots=self.shots, top=self.top, mixer=self.mixer, k=k)[0]
+            return self._result(ans, info, best, angles)
+        from ...problems.bits import popcounts
+
+        bits, counts = ev.counts(angles)
+        expectation = float(np.dot(problem.energy(bits), counts) / counts.sum())
+        samples, energies, counts = summarise_samples(problem, bits, counts)
         info["expectation_objective"] = float(best.fun)
         if costs is not None:
             feas = costs if k is None else np.where(popcounts(n) == k, costs, np.nan)
             lo, hi = np.nanmin(feas), np.nanmax(feas)
-            opt_mask = np.abs(feas - lo) <= 1e-9 * max(1.0, abs(lo))
             info["optimum_energy"] = float(lo * scale + const)
-            if probs is not None:
-                info["probability_optimum"] = float(probs[opt_mask].sum())
-            else:
-                info["probability_optimum"] = float(
-                    counts[np.abs(energies - info["optimum_energy"]) <= 1e-9 * max(1.0, abs(lo * scale))].sum()
-                    / counts.sum())
+            info["probability_optimum"] = float(
+                counts[np.abs(energies - info["optimum_energy"]) <= 1e-9 * max(1.0, abs(lo * scale))].sum()
+                / counts.sum())
             mean_norm = (expectation - const) / scale
             # (max − ⟨C⟩)/(max − min): 1 at the optimum, 0 at the worst; for MaxCut = ⟨cut⟩/max cut
             info["approximation_ratio"] = float((hi - mean_norm) / (hi - lo)) if hi > lo else 1.0
         from ..controls import uniform_baseline  # the control: uniform strings, same shots, same problem
 
         info["uniform_baseline"] = uniform_baseline(problem, self.shots, seed=self.seed, mixer=self.mixer, k=k,
-                                                    costs=costs, scale=scale, offset=const, energies=table)
+                                                    costs=costs, scale=scale, offset=const)
         return QAOAResult(bits=samples[0].copy(), energy=float(energies[0]), solver=self.name, samples=samples,
                           energies=energies, counts=counts, info=info, expectation=expectation,
                           angles=np.asarray(angles, dtype=float))
+
+    def _info(self, label, dtype, method, evals, gevals, scale, message, k) -> dict:
+        """The bookkeeping every answer carries (backend, settings, optimiser counts and message)."""
+        info = {"backend": label, "p": self.p, "dtype": dtype, "optimizer": method, "evaluations": evals,
+                "gradient_evaluations": gevals, "objective": self.objective, "mixer": self.mixer,
+                "shots": self.shots, "scale": scale, "seed": self.seed, "optimizer_message": message}
+        if self.objective == "cvar":
+            info["alpha"] = self.alpha
+        if k is not None:
+            info["k"] = k
+        return info
+
+    def _result(self, ans: dict, info: dict, best, angles) -> QAOAResult:
+        """A QAOAResult from :func:`~qselect.solvers.qaoa.answer.read_answers`' answer for one problem."""
+        info["expectation_objective"] = float(best.fun)
+        info.update(ans["info"])
+        samples = ans["samples"]
+        return QAOAResult(bits=samples[0].copy(), energy=float(ans["energies"][0]), solver=self.name,
+                          samples=samples, energies=ans["energies"], counts=ans["counts"], info=info,
+                          expectation=ans["expectation"], angles=np.asarray(angles, dtype=float))

@@ -1,0 +1,116 @@
+"""QAOA's answer from its final distribution: seeded shots plus the most probable strings.
+
+The final state of QAOA (Farhi, Goldstone and Gutmann, arXiv:1411.4028, 2014)
+is read the way hardware would read it — ``shots`` seeded samples — plus its
+``top`` most probable strings, and every candidate is scored with the
+problem's own energies (looked up in ``problem.cost_vector()`` where it is
+tabulated, else ``problem.energy``). The bookkeeping that goes with it
+(⟨C⟩, the optimum's probability, the mean-energy approximation ratio) and the
+uniform-sampling control with the same shots are computed here too.
+
+:func:`read_answers` takes a batch of problems of one size as ``(B, 2^n)``
+arrays and answers every row exactly as it answers a batch of one, so
+``QAOASolver.solve`` (one problem) and ``QAOASolver.solve_batch`` (a layer's
+blocks together) give the same answers for the same final distributions.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from ...problems.bits import index_to_bits, popcounts
+from ..base import summarise_samples
+from ..controls import uniform_baseline, uniform_baselines
+
+#: a string is offered among the ``top`` ones only above this probability (never one the circuit cannot produce)
+MIN_TOP_PROBABILITY = 1e-9
+
+
+@lru_cache(maxsize=8)
+def _big_endian_keys(n: int) -> np.ndarray:
+    """Index → the integer of its bits read big-endian (the order ``summarise_samples`` sorts by)."""
+    key = np.zeros(1 << n, dtype=np.int64)
+    idx = np.arange(1 << n, dtype=np.int64)
+    for i in range(n):
+        key |= ((idx >> i) & 1) << (n - 1 - i)
+    key.setflags(write=False)
+    return key
+
+
+def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, shots: int, top: int,
+                 mixer: str = "x", k: int | None = None) -> list[dict]:
+    """Samples, scores and bookkeeping of B problems of one size from their final distributions.
+
+    Parameters
+    ----------
+    problems : sequence of Problem
+        The problems (scored with ``problem.energy`` where ``energies`` is None).
+    probs : ndarray, shape (B, 2^n)
+        Final probabilities (clipped at 0 and renormalised here, in float64).
+    costs : ndarray, shape (B, 2^n)
+        Normalised costs, ``E = costs · scale + const``.
+    energies : ndarray, shape (B, 2^n), or None
+        The problems' tabulated energies (``problem.cost_vector()``).
+    scales, consts : array_like, shape (B,)
+    seeds : sequence of int
+        Seed of each problem's shots (and of its uniform control).
+    shots, top : int
+        Samples per problem, and how many most probable strings join them.
+    mixer : {"x", "xy"}
+    k : int or None
+        The XY mixer's Hamming weight.
+
+    Returns
+    -------
+    list of dict
+        Per problem: ``samples`` (u, n) uint8 lowest energy first (ties: most counts, then
+        big-endian value), ``energies`` (u,), ``counts`` (u,) (0 for a string offered only as
+        one of the ``top``), ``probabilities`` (2^n,) float64, ``expectation`` (⟨C⟩ in problem
+        units) and ``info`` (``optimum_energy``, ``probability_optimum``,
+        ``approximation_ratio``, ``uniform_baseline``).
+    """
+    P = np.clip(np.asarray(probs, dtype=np.float64), 0, None)
+    P /= P.sum(axis=1, keepdims=True)
+    B, N = P.shape
+    n = N.bit_length() - 1
+    hits = np.zeros((B, N), dtype=np.int64)
+    for i in range(B):
+        draw = np.random.default_rng(seeds[i]).choice(N, size=shots, p=P[i])
+        hits[i] = np.bincount(draw, minlength=N)
+    offer = hits > 0
+    t = min(int(top), N)
+    if t > 0:
+        best = np.argpartition(P, -t, axis=1)[:, -t:]
+        rows = np.repeat(np.arange(B), t)
+        offer[rows, best.ravel()] |= P[rows, best.ravel()] > MIN_TOP_PROBABILITY
+    feas = costs if k is None else np.where(popcounts(n) == k, costs, np.nan)
+    lo, hi = np.nanmin(feas, axis=1), np.nanmax(feas, axis=1)
+    optimal = np.abs(feas - lo[:, None]) <= 1e-9 * np.maximum(1.0, np.abs(lo))[:, None]
+    mean = np.einsum("ij,ij->i", P, costs)
+    if energies is not None:
+        controls = uniform_baselines(n, shots, seeds, costs, scales, consts, energies, mixer=mixer, k=k)
+    else:
+        controls = [uniform_baseline(prob, shots, seed=sd, mixer=mixer, k=k, costs=c, scale=sc, offset=co)
+                    for prob, sd, c, sc, co in zip(problems, seeds, costs, scales, consts)]
+    keys = _big_endian_keys(n)
+    out = []
+    for i in range(B):
+        cand = np.flatnonzero(offer[i])
+        if energies is not None:
+            e, cnt = energies[i][cand], hits[i][cand]
+            order = np.lexsort((keys[cand], -cnt, e))
+            samples, e, cnt = index_to_bits(cand[order], n), e[order], cnt[order]
+        else:
+            samples, e, cnt = summarise_samples(problems[i], index_to_bits(cand, n), hits[i][cand], distinct=True)
+        info = {"optimum_energy": float(lo[i] * scales[i] + consts[i]),
+                "probability_optimum": float(P[i][optimal[i]].sum()),
+                # (max − ⟨C⟩)/(max − min): 1 at the optimum, 0 at the worst; for MaxCut = ⟨cut⟩/max cut
+                "approximation_ratio": float((hi[i] - mean[i]) / (hi[i] - lo[i])) if hi[i] > lo[i] else 1.0,
+                "uniform_baseline": controls[i]}
+        out.append({"samples": samples, "energies": e, "counts": cnt, "probabilities": P[i],
+                    "expectation": float(mean[i]) * scales[i] + consts[i], "info": info})
+    return out
+
+
+__all__ = ["MIN_TOP_PROBABILITY", "read_answers"]
