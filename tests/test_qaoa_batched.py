@@ -7,6 +7,7 @@ from qselect.errors import ProblemTooLargeError, QSelectError
 from qselect.formulate.decompose import BlockSolver
 from qselect.problems import QUBO
 from qselect.solvers.qaoa import QAOASolver
+from qselect.solvers.qaoa.angles import initial_angles
 from qselect.solvers.qaoa.batched import BatchedNumpyQAOA
 from qselect.solvers.qaoa.native import NumpyQAOA, check_memory
 from qselect.solvers.qaoa.optimizers import minimize, minimize_batch
@@ -180,7 +181,7 @@ def test_block_solver_lockstep_batch_equals_one_by_one_with_batch_answers():
     class OneByOne(QAOASolver):
         def solve(self, problem):  # a batch of one through the batched engine and optimiser
             calls.append(problem.n)
-            return self._solve_group([problem], [self])[0]
+            return self._solve_group([problem], [(self.seed, initial_angles(self.init, self.p, self.seed))])[0]
 
     ref_inner = OneByOne(p=1, seed=1, shots=128)
     ref = [BlockSolver(ref_inner, qubits=7, max_sweeps=2, seed=0).solve(q) for q in big]

@@ -39,7 +39,7 @@ import numpy as np
 from ..ansatz import check_mixer
 from ..errors import QSelectError
 from ..problems import Problem
-from ..problems.bits import bits_to_index, popcounts
+from ..problems.bits import bits_to_index, index_to_bits, popcounts
 from .base import SolveResult, int_setting
 
 #: without a given cost vector, the exact part is computed from ``problem.cost_vector()`` up to here
@@ -94,6 +94,8 @@ def candidate_count(n: int, mixer: str = "x", k: int | None = None) -> int:
 
 def _uniform_bits(rng: np.random.Generator, shots: int, n: int, k: int | None) -> np.ndarray:
     if k is None:
+        if n <= 62:  # one uniform index per shot is a uniform string
+            return index_to_bits(rng.integers(0, 1 << n, size=shots), n)
         return rng.integers(0, 2, size=(shots, n), dtype=np.uint8)
     keys = rng.random((shots, n))  # a uniform k-subset per row: the k smallest of n iid keys
     bits = np.zeros((shots, n), dtype=np.uint8)
@@ -203,11 +205,11 @@ def _exact_parts(costs: np.ndarray, n: int, N: int, shots: int, k: int | None, s
 def _draw(seed, shots: int, n: int, k: int | None, scorer, scale: float, optimum: float | None) -> dict:
     """The seeded uniform draw, scored by a problem (``.energy``) or by looking up a (2^n,) energy table."""
     rng = np.random.default_rng([int(seed) if seed is not None else 0, _STREAM])
-    draw = _uniform_bits(rng, shots, n, k)
     if isinstance(scorer, np.ndarray):
-        energies = scorer[bits_to_index(draw)].astype(np.float64)
+        index = rng.integers(0, 1 << n, size=shots) if k is None else bits_to_index(_uniform_bits(rng, shots, n, k))
+        energies = scorer[index].astype(np.float64)
     else:
-        energies = np.atleast_1d(scorer.energy(draw)).astype(np.float64)
+        energies = np.atleast_1d(scorer.energy(_uniform_bits(rng, shots, n, k))).astype(np.float64)
     out = {"best_energy": float(energies.min()), "sample_mean_energy": float(energies.mean())}
     if optimum is not None:
         out["found_optimum"] = bool(out["best_energy"] <= optimum + 1e-9 * max(1.0, abs(optimum), abs(scale)))

@@ -74,9 +74,11 @@ def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, sho
     P /= P.sum(axis=1, keepdims=True)
     B, N = P.shape
     n = N.bit_length() - 1
+    cdf = np.cumsum(P, axis=1)
+    cdf /= cdf[:, -1:]
     hits = np.zeros((B, N), dtype=np.int64)
-    for i in range(B):
-        draw = np.random.default_rng(seeds[i]).choice(N, size=shots, p=P[i])
+    for i in range(B):  # exactly Generator.choice(N, shots, p=P[i]): inverse-CDF of seeded uniforms
+        draw = cdf[i].searchsorted(np.random.default_rng(seeds[i]).random(shots), side="right")
         hits[i] = np.bincount(draw, minlength=N)
     offer = hits > 0
     t = min(int(top), N)

@@ -199,10 +199,12 @@ class QAOASolver(Solver):
             if not isinstance(prob, Problem):
                 raise QSelectError(f"solve_batch expects qselect problems (QUBO or DiagonalCost), got "
                                    f"{type(prob).__name__}")
-        solvers = [self.set_params(seed=sd) if a is None else self.set_params(seed=sd, init=a)
-                   for sd, a in zip(seeds, inits)]
         if not self.batchable() or len(problems) < 2:
-            return [s.solve(prob) for s, prob in zip(solvers, problems)]
+            return [(self.set_params(seed=sd) if a is None else self.set_params(seed=sd, init=a)).solve(prob)
+                    for sd, a, prob in zip(seeds, inits, problems)]
+        # (seed, start angles) per problem, checked as the constructor checks them
+        solvers = [(check_seed(sd), initial_angles(self.init if a is None else a, self.p, sd))
+                   for sd, a in zip(seeds, inits)]
         groups: dict = {}
         for i, prob in enumerate(problems):
             k = self.k if self.k is not None else prob.k
@@ -218,6 +220,7 @@ class QAOASolver(Solver):
         return out
 
     def _solve_group(self, problems, solvers) -> list:
+        """One size group of :meth:`solve_batch`; ``solvers`` holds each problem's (seed, start angles)."""
         import time
 
         from .batched import BatchedNumpyQAOA
@@ -258,8 +261,8 @@ class QAOASolver(Solver):
         best_x = best_f = None
         evals = np.zeros(B, dtype=np.int64)
         msgs = [""] * B
-        starts = [np.stack([initial_angles(s.init, self.p, s.seed) for s in solvers])]
-        starts += [np.stack([random_angles(self.p, (s.seed, r)) for s in solvers]) for r in range(1, self.restarts + 1)]
+        starts = [np.stack([x0 for _, x0 in solvers])]
+        starts += [np.stack([random_angles(self.p, (sd, r)) for sd, _ in solvers]) for r in range(1, self.restarts + 1)]
         for x0 in starts:
             res = minimize_batch(fg, x0, maxiter=self.maxiter)
             evals += res.evaluations
@@ -277,14 +280,16 @@ class QAOASolver(Solver):
             probs = BatchedNumpyQAOA(costs, self.p, self.mixer, k, np.complex128).probabilities(angles)
         else:
             probs = engine.probabilities(angles)
-        answers = read_answers(problems, probs, costs, tables, scales, consts, [s.seed for s in solvers],
+        seeds = [sd for sd, _ in solvers]
+        answers = read_answers(problems, probs, costs, tables, scales, consts, seeds,
                                shots=self.shots, top=self.top, mixer=self.mixer, k=k)
         results = []
-        for i, (s, ans) in enumerate(zip(solvers, answers)):
+        for i, ans in enumerate(answers):
             g = int(evals[i]) if self.maxiter > 0 else 0
             outcome = Outcome(best_x[i], float(best_f[i]), int(evals[i]), g, msgs[i])
-            info = s._info(f"native-{kind}", str(dtype), "L-BFGS-B", int(evals[i]), g, float(scales[i]), msgs[i], k)
-            results.append(s._result(ans, info, outcome, angles[i]))
+            info = self._info(f"native-{kind}", str(dtype), "L-BFGS-B", int(evals[i]), g, float(scales[i]), msgs[i],
+                              k, seed=seeds[i])
+            results.append(self._result(ans, info, outcome, angles[i]))
         share = (time.perf_counter() - t0) / B
         for r in results:
             r.wall_time = share
@@ -374,11 +379,11 @@ class QAOASolver(Solver):
                           energies=energies, counts=counts, info=info, expectation=expectation,
                           angles=np.asarray(angles, dtype=float))
 
-    def _info(self, label, dtype, method, evals, gevals, scale, message, k) -> dict:
+    def _info(self, label, dtype, method, evals, gevals, scale, message, k, seed=None) -> dict:
         """The bookkeeping every answer carries (backend, settings, optimiser counts and message)."""
         info = {"backend": label, "p": self.p, "dtype": dtype, "optimizer": method, "evaluations": evals,
-                "gradient_evaluations": gevals, "objective": self.objective, "mixer": self.mixer,
-                "shots": self.shots, "scale": scale, "seed": self.seed, "optimizer_message": message}
+                "gradient_evaluations": gevals, "objective": self.objective, "mixer": self.mixer, "shots": self.shots,
+                "scale": scale, "seed": self.seed if seed is None else seed, "optimizer_message": message}
         if self.objective == "cvar":
             info["alpha"] = self.alpha
         if k is not None:
