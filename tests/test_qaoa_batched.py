@@ -244,3 +244,73 @@ def test_torch_engine_at_zero_mixer_angle_is_finite():
     v, g = TorchQAOA(c, 1, dtype=torch.complex128, device="cpu").value_and_grad(a)
     vs, gs = NumpyQAOA(c, 1, dtype=np.complex128).value_and_grad(a)
     assert abs(v - vs) < 1e-12 and np.abs(g - gs).max() < 1e-10
+
+
+def test_read_answers_rows_do_not_depend_on_the_batch_and_are_scored_by_the_problem():
+    from qselect.solvers.qaoa.answer import read_answers
+
+    n, B = 7, 4
+    probs = [QUBO.random(n, seed=30 + b) for b in range(B)]
+    E = np.stack([q.cost_vector() for q in probs])
+    sc = np.array([q.scale() for q in probs])
+    co = np.array([q.z_terms()[1] for q in probs])
+    C = (E - co[:, None]) / sc[:, None]
+    P = np.random.default_rng(3).random((B, 1 << n)) ** 6
+    seeds = [11, 12, 13, 14]
+    both = read_answers(probs, P, C, E, sc, co, seeds, shots=200, top=8)
+    for i in range(B):
+        one = read_answers(probs[i:i + 1], P[i:i + 1], C[i:i + 1], E[i:i + 1], sc[i:i + 1], co[i:i + 1],
+                           seeds[i:i + 1], shots=200, top=8)[0]
+        for key in ("samples", "energies", "counts"):
+            assert np.array_equal(one[key], both[i][key])
+        assert one["expectation"] == both[i]["expectation"] and one["info"] == both[i]["info"]
+        # scored by the problem itself, lowest energy first
+        np.testing.assert_allclose(both[i]["energies"], probs[i].energy(both[i]["samples"]), atol=1e-9)
+        assert np.all(np.diff(both[i]["energies"]) >= 0)
+        # the shots are Generator.choice's draws for that seed
+        Pi = P[i] / P[i].sum()
+        draw = np.random.default_rng(seeds[i]).choice(1 << n, size=200, p=Pi)
+        hits = np.bincount(draw, minlength=1 << n)
+        idx = both[i]["samples"].astype(np.int64) @ (1 << np.arange(n))
+        assert np.array_equal(both[i]["counts"], hits[idx]) and both[i]["counts"].sum() == 200
+    # without tabulated energies the same answers come from problem.energy
+    scored = read_answers(probs, P, C, None, sc, co, seeds, shots=200, top=8)
+    for a, b in zip(both, scored):
+        assert np.array_equal(a["samples"], b["samples"]) and np.allclose(a["energies"], b["energies"])
+
+
+def test_uniform_baselines_equal_the_single_control_row_by_row():
+    from qselect.solvers.controls import uniform_baseline, uniform_baselines
+
+    n = 6
+    probs = [QUBO.random(n, seed=40 + b) for b in range(3)]
+    E = np.stack([q.cost_vector() for q in probs])
+    sc, co = np.array([q.scale() for q in probs]), np.array([q.z_terms()[1] for q in probs])
+    C = (E - co[:, None]) / sc[:, None]
+    many = uniform_baselines(n, 64, [1, 2, 3], C, sc, co, E)
+    for i, q in enumerate(probs):
+        one = uniform_baseline(q, 64, seed=i + 1, costs=C[i], scale=sc[i], offset=co[i], energies=E[i])
+        assert one == many[i]
+        assert one["best_energy"] >= one["optimum_energy"] - 1e-9
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_block_warm_start_passes_each_problem_its_previous_angles(batch):
+    big = [QUBO.random(16, seed=s) for s in range(3)]
+    seen = []
+
+    class Recorder(QAOASolver):
+        def solve_batch(self, problems, seeds=None, inits=None):
+            seen.extend(a for a in (inits or []) if a is not None and not isinstance(a, str))
+            return super().solve_batch(problems, seeds=seeds, inits=inits)
+
+        def solve(self, problem):
+            if not isinstance(self.init, str):
+                seen.append(self.init)
+            return super().solve(problem)
+
+    inner = Recorder(p=1, seed=1, shots=64, batch=batch)
+    warm = BlockSolver(inner, qubits=6, max_sweeps=2, seed=0, warm_start=True).solve_many(big)
+    assert seen and all(np.shape(a) == (2,) for a in seen)
+    cold = BlockSolver(QAOASolver(p=1, seed=1, shots=64, batch=batch), qubits=6, max_sweeps=2, seed=0).solve_many(big)
+    assert all(r.info["energy_trace"][-1] <= r.info["energy_trace"][0] for r in warm + cold)

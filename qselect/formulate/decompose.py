@@ -227,6 +227,16 @@ class BlockSolver(Solver):
     number, per sweep), ``max_block`` (largest block, ≤ ``qubits``),
     ``inner_solves``, ``inner`` and ``converged`` (a full set of partition
     kinds changed nothing).
+
+    With ``warm_start`` every block after a problem's first starts the inner solver from the
+    angles optimised on that problem's previous block (parameter transfer between similar
+    QAOA problems; inner solvers without ``angles`` in their results are unaffected). Off by
+    default: it changes which local optimum the descent reaches.
+
+    References
+    ----------
+    A. Galda, X. Liu, D. Lykov, Y. Alexeev, I. Safro, "Transferability of optimal QAOA
+    parameters between random graphs", IEEE QCE 2021, arXiv:2106.07531 — parameter transfer.
     """
 
     name = "block"
@@ -243,6 +253,8 @@ class BlockSolver(Solver):
         self.qubits = int(qubits)
         self.max_sweeps = int(max_sweeps)
         self.seed = seed
+        if not isinstance(warm_start, (bool, np.bool_)):
+            raise QSelectError(f"warm_start must be True or False, got {warm_start!r}")
         self.warm_start = bool(warm_start)
 
     def _solve(self, problem: Problem) -> SolveResult:
