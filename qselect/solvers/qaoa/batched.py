@@ -147,8 +147,8 @@ class BatchedNumpyQAOA:
         S *= h
         return h
 
-    def _rotations(self, m: int, beta, low: bool):
-        """Per-row ⊗^m [[c, s], [-s, c]] and its transpose, each (b, 2^m, 2^m) — kron(·, I2)ᵀ for the lowest group.
+    def _rotations(self, m: int, beta):
+        """Per-row ⊗^m [[c, s], [-s, c]] and its transpose, each (b, 2^m, 2^m).
 
         Entry (j, k) is ±c^(m−d) s^d with d = popcount(j ^ k) (symmetric) and sign
         (-1)^popcount(j & ~k); the matrix at -β is the transpose of the one at β. Every entry is
@@ -162,20 +162,19 @@ class BatchedNumpyQAOA:
         neg = beta < 0
         if neg.any():
             M[neg], Mt[neg] = Mt[neg], M[neg].copy()
-        if not low:
-            return M, Mt
-        return _kron_eye2_T_batch(M), _kron_eye2_T_batch(Mt)
+        return M, Mt
 
     def _x_rotations(self, beta) -> list:
         """The group matrices of one X-mixer layer: (forward, transposed) (b, ·, ·) stacks per qubit group.
 
-        Groups of one size share their matrices (balanced groups are mostly of one size).
+        Groups of one size share their matrices (balanced groups are mostly of one size); the
+        lowest group gets them as kron(·, I2)ᵀ for the interleaved re/im view.
         """
         made: dict = {}
         out = []
         for q0, m in self._groups:
             if m not in made:
-                made[m] = self._rotations(m, beta, False)
+                made[m] = self._rotations(m, beta)
             M, Mt = made[m]
             out.append((_kron_eye2_T_batch(M), _kron_eye2_T_batch(Mt)) if q0 == 0 else (M, Mt))
         return out
