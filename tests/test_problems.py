@@ -295,3 +295,12 @@ def test_local_moves_agree_across_representations():
             assert np.allclose(p.swap_deltas(x, on, off), generic.swap_deltas(x, on, off))
     assert q.lower_bound() <= d.cost_vector().min() + 1e-9
     assert np.isclose(q.max_flip_change(), super(QUBO, q).max_flip_change())
+
+
+def test_z_constant_is_the_z_polynomial_constant():
+    from qselect.problems import QUBO, DiagonalCost
+
+    q = QUBO.random(7, seed=3)
+    d = DiagonalCost(q.cost_vector())
+    for prob in (q, d, q.fix({0: 1, 3: 0})):
+        assert prob.z_constant() == pytest.approx(prob.z_terms()[1], abs=1e-12)

@@ -61,11 +61,12 @@ def test_batched_gradient_matches_finite_differences():
         np.testing.assert_allclose(g[:, j], fd, atol=1e-6)
 
 
-@pytest.mark.parametrize("mixer,k", [("x", None), ("xy", 2)])
-def test_batch_of_one_is_the_single_engine_bit_for_bit(mixer, k):
+@pytest.mark.parametrize("mixer,k,a", [("x", None, [0.3, -0.8, 0.55, 0.2]), ("x", None, [-0.4, 0.7, -0.35, 0.9]),
+                                        ("xy", 2, [0.3, -0.8, 0.55, 0.2])])
+def test_batch_of_one_is_the_single_engine_bit_for_bit(mixer, k, a):
     n, p = 8, 2
     C = _mixed_costs(n, 1, seed=7)
-    a = np.array([0.3, -0.8, 0.55, 0.2])
+    a = np.array(a)
     one = NumpyQAOA(C[0], p, mixer, k, np.complex128)
     bat = BatchedNumpyQAOA(C, p, mixer, k, np.complex128)
     v, g = bat.value_and_grad(a[None])

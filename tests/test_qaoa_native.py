@@ -184,3 +184,29 @@ def test_n30_complex64_fits_24gb_only_with_float32_costs(monkeypatch):
     check_memory(30, np.complex64, gradient=False, cost_dtype=np.float32)
     with pytest.raises(ProblemTooLargeError, match="qubits fit"):
         check_memory(30, np.complex64, gradient=False, cost_dtype=np.float64)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.complex128, 1e-12), (np.complex64, 1e-5)])
+def test_kept_layer_states_give_the_gradient_of_moving_psi_back(monkeypatch, dtype, tol):
+    """Block-sized X-mixer states keep the layer states (only λ moves back); larger ones move ψ back
+    beside λ. Both ways, in both engines, give the same value and gradient."""
+    from qselect.solvers.qaoa import batched
+    from qselect.solvers.qaoa.batched import BatchedNumpyQAOA
+
+    C = np.stack([_costs(9, seed=s) for s in range(3)])
+    x = np.random.default_rng(4).uniform(-1, 1, (3, 6))
+    assert native.keeps_layer_states("x", C.shape[1]) and not native.keeps_layer_states("xy", C.shape[1])
+    assert not native.keeps_layer_states("x", 2 * native._CHUNK)
+
+    def run():
+        one = [NumpyQAOA(C[i], 3, dtype=dtype).value_and_grad(x[i]) for i in range(3)]
+        return one, BatchedNumpyQAOA(C, 3, dtype=dtype).value_and_grad(x)
+
+    kept, kept_b = run()
+    for mod in (native, batched):
+        monkeypatch.setattr(mod, "keeps_layer_states", lambda mixer, N: False)
+    moved, moved_b = run()
+    for i in range(3):
+        assert abs(kept[i][0] - moved[i][0]) < tol and np.abs(kept[i][1] - moved[i][1]).max() < tol
+        assert abs(kept_b[0][i] - moved_b[0][i]) < tol and np.abs(kept_b[1][i] - moved_b[1][i]).max() < tol
+        np.testing.assert_allclose(kept[i][1], _fd(NumpyQAOA(C[i], 3).expectation, x[i]), atol=1e-6)

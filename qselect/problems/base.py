@@ -104,6 +104,15 @@ class Problem(ABC):
             If a position is out of range or a value is not 0/1.
         """
 
+    def z_constant(self) -> float:
+        """The constant term of :meth:`z_terms` (offset included), without building the term dictionary.
+
+        Returns
+        -------
+        float
+        """
+        return float(self.z_terms()[1])
+
     def scale(self) -> float:
         """Largest |coefficient| of the Z-polynomial (constant excluded); 1 if none.
 

@@ -168,6 +168,10 @@ class DiagonalCost(Problem):
         nz = nz[nz > 0]
         return int(popcounts(self.n)[nz].max()) if nz.size else 0
 
+    def z_constant(self) -> float:
+        """The constant Walsh coefficient (the cost vector's mean): z_terms' constant without the dict."""
+        return float(self.walsh_coefficients()[0])
+
     def scale(self) -> float:
         """Largest |Walsh coefficient| (constant excluded): Problem.scale without building the dict."""
         m = float(np.abs(self.walsh_coefficients()[1:]).max())

@@ -183,6 +183,15 @@ class QUBO(Problem):
         terms.update({(int(i), int(j)): float(J[i, j]) for i, j in zip(iu, ju)})
         return terms, const
 
+    def z_constant(self) -> float:
+        """The Ising constant (:meth:`to_ising`'s offset): :meth:`z_terms`' constant without the dictionary.
+
+        Returns
+        -------
+        float
+        """
+        return self.to_ising()[2]
+
     def scale(self) -> float:
         """Largest |coefficient| of the Z-polynomial (constant excluded); 1 if none.
 

@@ -17,6 +17,8 @@ Conventions as in :mod:`native`: little-endian index, angles
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ...ansatz import check_mixer, ring_pairs
@@ -29,29 +31,30 @@ from .native import (
     _hamming_cached,
     _rotation_signs,
     abs2,
+    keeps_layer_states,
     phase_into,
     real_dtype,
     single_thread_blas,
 )
 
 #: rows per chunk: their states (and adjoint states) stay in a core's L2 through all layers
-_CHUNK_BYTES = 1 << 18
+_CHUNK_BYTES = 1 << 17
 
 
 def _rowdot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Σ conj(x_r)·y_r for every row r of two (b, ...) arrays, shape (b,).
 
     One row goes through ``np.vdot``, the single-state engine's own reduction (so a batch of
-    one reproduces it bit for bit); more rows through one ``einsum`` (same precision,
-    another summation order).
+    one reproduces it bit for bit); more rows through one stacked BLAS dot (``matmul`` of
+    (b, 1, K) by (b, K, 1): the same precision, another summation order).
     """
     b = x.shape[0]
     if b == 1:
         return np.array([np.vdot(x[0], y[0])])
-    x2, y2 = x.reshape(b, -1), y.reshape(b, -1)
+    x2, y2 = x.reshape(b, 1, -1), y.reshape(b, -1, 1)
     if np.iscomplexobj(x2):
         x2 = np.conjugate(x2)
-    return np.einsum("ij,ij->i", x2, y2)
+    return np.matmul(x2, y2).reshape(b)
 
 
 def _kron_eye2_T_batch(M: np.ndarray) -> np.ndarray:
@@ -62,6 +65,15 @@ def _kron_eye2_T_batch(M: np.ndarray) -> np.ndarray:
     out[:, :, 0, :, 0] = Mt
     out[:, :, 1, :, 1] = Mt
     return out.reshape(b, 2 * K, 2 * K)
+
+
+@lru_cache(maxsize=None)
+def _signs_both(m: int) -> np.ndarray:
+    """(2, 2^m, 2^m): the rotation signs at β ≥ 0 and their transpose (β < 0), read-only."""
+    sign = _rotation_signs(m)
+    out = np.ascontiguousarray(np.stack([sign, sign.T]))
+    out.setflags(write=False)
+    return out
 
 
 class BatchedNumpyQAOA:
@@ -147,52 +159,55 @@ class BatchedNumpyQAOA:
         S *= h
         return h
 
-    def _rotations(self, m: int, beta):
-        """Per-row ⊗^m [[c, s], [-s, c]] and its transpose, each (b, 2^m, 2^m).
+    def _rotations(self, m: int, beta) -> np.ndarray:
+        """Per-row ⊗^m [[c, s], [-s, c]] at β_r, shape (b, 2^m, 2^m).
 
         Entry (j, k) is ±c^(m−d) s^d with d = popcount(j ^ k) (symmetric) and sign
         (-1)^popcount(j & ~k); the matrix at -β is the transpose of the one at β. Every entry is
         exactly the sequential engine's.
         """
         c, s = np.cos(np.abs(beta)), np.sin(np.abs(beta))
-        sign, d = _rotation_signs(m), _hamming_cached(m)
         j = np.arange(m + 1)
-        G = (c[:, None] ** (m - j) * s[:, None] ** j)[:, d]
-        M, Mt = (sign * G).astype(self.rdtype), (sign.T * G).astype(self.rdtype)
-        neg = beta < 0
-        if neg.any():
-            M[neg], Mt[neg] = Mt[neg], M[neg].copy()
-        return M, Mt
+        G = (c[:, None] ** (m - j) * s[:, None] ** j)[:, _hamming_cached(m)]
+        G *= _signs_both(m)[(beta < 0).view(np.int8)]
+        return G.astype(self.rdtype)
 
     def _x_rotations(self, beta) -> list:
         """The group matrices of one X-mixer layer: (forward, transposed) (b, ·, ·) stacks per qubit group.
 
-        Groups of one size share their matrices (balanced groups are mostly of one size); the
-        lowest group gets them as kron(·, I2)ᵀ for the interleaved re/im view.
+        The transposes (the layer undone) are views. Groups of one size share their matrices
+        (balanced groups are mostly of one size); the lowest group gets them as kron(·, I2)ᵀ for
+        the interleaved re/im view.
         """
         made: dict = {}
         out = []
         for q0, m in self._groups:
             if m not in made:
                 made[m] = self._rotations(m, beta)
-            M, Mt = made[m]
-            out.append((_kron_eye2_T_batch(M), _kron_eye2_T_batch(Mt)) if q0 == 0 else (M, Mt))
+            M = _kron_eye2_T_batch(made[m]) if q0 == 0 else made[m]
+            out.append((M, M.transpose(0, 2, 1)))
         return out
 
-    def _x_mixer(self, S, mats):
+    def _x_mixer(self, S, mats, scratch=None):
         """exp(-iβ_r ΣX) per row in the rotated frame (real matrices, see ``NumpyQAOA._x_mixer``).
 
         ``S`` is (b, N) or (2, b, N) (state and adjoint state, the same matrices); ``mats`` the
-        group matrices of :meth:`_x_rotations` (their transposes undo the layer).
+        group matrices of :meth:`_x_rotations` (their transposes undo the layer). The groups'
+        matmuls alternate between ``S`` and ``scratch`` (an array like ``S``; allocated when
+        None) instead of copying every product back: the same products, one copy at most.
         """
         lead = S.shape[:-1]
+        src, dst = S, (np.empty_like(S) if scratch is None else scratch)
         for (q0, m), M in zip(self._groups, mats):
-            v = S.view(self.rdtype).reshape(*lead, -1, 1 << m, 1 << (q0 + 1))
+            shape = (*lead, -1, 1 << m, 1 << (q0 + 1))
+            v, o = src.view(self.rdtype).reshape(shape), dst.view(self.rdtype).reshape(shape)
             if q0 == 0:
-                flat = v.reshape(*lead, v.shape[-3], -1)
-                flat[...] = np.matmul(flat, M)
+                np.matmul(v.reshape(*lead, v.shape[-3], -1), M, out=o.reshape(*lead, o.shape[-3], -1))
             else:
-                v[...] = np.matmul(M[:, None], v)
+                np.matmul(M[:, None], v, out=o)
+            src, dst = dst, src
+        if src is not S:
+            S[...] = src
 
     def _pair_views(self, s, i, j):
         lo, hi = min(i, j), max(i, j)
@@ -348,7 +363,47 @@ class BatchedNumpyQAOA:
                 value[sl], grad[sl] = self._value_and_grad(gam, bet, rows[sl], mats)
         return value, grad
 
+    def _x_generator_dot(self, lam, psi) -> np.ndarray:
+        """Per row, λ_f·(Aψ)_f summed over the X mixer's qubit groups (rotated frame, A real): ½ dE/dβ."""
+        b = lam.shape[0]
+        acc = np.zeros(b)
+        for q0, m in self._groups:
+            A, AkT = self._gen[m]
+            vp = psi.view(self.rdtype).reshape(b, -1, 1 << m, 1 << (q0 + 1))
+            vl = lam.view(self.rdtype).reshape(b, -1, 1 << m, 1 << (q0 + 1))
+            if q0 == 0:
+                u = np.matmul(vp.reshape(b, vp.shape[1], -1), AkT).reshape(vp.shape)
+            else:
+                u = np.matmul(A, vp)
+            acc += _rowdot(vl, u)
+        return acc
+
+    def _value_and_grad_kept(self, gam, bet, rows, pairs):
+        """Adjoint gradient keeping the states between layers (``native.keeps_layer_states``): only λ moves back."""
+        b = rows.size
+        w = self.costs[rows]
+        psi = np.repeat(self._psi0[None], b, axis=0)
+        out = np.empty((b, self.N), self.dtype)  # mixer scratch, then C·ψ
+        kept = [self._psi0[None]]
+        phases = []
+        for l in range(self.p):
+            phases.append(self._phase(psi, w, gam[:, l]))
+            self._x_mixer(psi, [M for M, _ in pairs[l]], out)
+            kept.append(psi if l == self.p - 1 else psi.copy())
+        value = self._expect(psi, w)
+        lam = psi * w
+        g_gam, g_bet = np.zeros((b, self.p)), np.zeros((b, self.p))
+        for l in range(self.p - 1, -1, -1):
+            g_bet[:, l] = 2 * self._x_generator_dot(lam, kept[l + 1])
+            self._x_mixer(lam, [Mt for _, Mt in pairs[l]], out)  # exp(+iβΣX): the transposed matrices
+            lam *= np.conjugate(phases[l])  # exp(+iγc): the forward phase conjugated (cos even, sin odd)
+            np.multiply(kept[l], w, out=out)
+            g_gam[:, l] = 2 * np.imag(0.0 + _rowdot(lam, out))
+        return value, np.concatenate([g_gam, g_bet], axis=1)
+
     def _value_and_grad(self, gam, bet, rows, pairs):
+        if keeps_layer_states(self.mixer, self.N):
+            return self._value_and_grad_kept(gam, bet, rows, pairs)
         fwd = [None if m is None else [M for M, _ in m] for m in pairs]
         psi, w, phases = self._state(gam, bet, rows, fwd, keep=True)
         b = rows.size
@@ -363,17 +418,7 @@ class BatchedNumpyQAOA:
         for l in range(self.p - 1, -1, -1):
             if self.mixer == "x":
                 # in the frame the group generator is iA (A real): dE/dβ = 2 Re<λ|Aψ> = 2 λ_f·(Aψ)_f
-                acc = np.zeros(b)
-                for q0, m in self._groups:
-                    A, AkT = self._gen[m]
-                    vp = psi.view(self.rdtype).reshape(b, -1, 1 << m, 1 << (q0 + 1))
-                    vl = lam.view(self.rdtype).reshape(b, -1, 1 << m, 1 << (q0 + 1))
-                    if q0 == 0:
-                        u = np.matmul(vp.reshape(b, vp.shape[1], -1), AkT).reshape(vp.shape)
-                    else:
-                        u = np.matmul(A, vp)
-                    acc += _rowdot(vl, u)
-                g_bet[:, l] = 2 * acc
+                g_bet[:, l] = 2 * self._x_generator_dot(lam, psi)
                 self._x_mixer(S, [Mt for _, Mt in pairs[l]])  # exp(+iβΣX): the transposed matrices
             else:
                 acc = np.zeros(b, dtype=complex)

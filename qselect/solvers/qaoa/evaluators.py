@@ -165,7 +165,7 @@ class NativeEvaluator(Evaluator):
                          else np.dtype(np.complex64))
         cost_dtype = cost_dtype_for(problem.n, sim_dtype, EXACT_FINAL_QUBITS)
         check_memory(problem.n, sim_dtype, gradient=gradient, cost_dtype=cost_dtype)
-        self.scale, self.const = problem.scale(), problem.z_terms()[1]
+        self.scale, self.const = problem.scale(), problem.z_constant()
         costs = problem.cost_vector(cost_dtype)
         if problem.n <= ENERGY_TABLE_QUBITS:
             self.energies = costs.astype(np.float64)  # a copy: the problem's own energies, for scoring

@@ -241,7 +241,7 @@ class QAOASolver(Solver):
         tables = np.empty((B, 1 << n)) if n <= ENERGY_TABLE_QUBITS else None  # the problems' own energies
         scales, consts = np.empty(B), np.empty(B)
         for i, prob in enumerate(problems):
-            scales[i], consts[i] = prob.scale(), prob.z_terms()[1]
+            scales[i], consts[i] = prob.scale(), prob.z_constant()
             c = prob.cost_vector(cost_dtype)
             if tables is not None:
                 tables[i] = c
