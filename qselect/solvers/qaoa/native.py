@@ -153,8 +153,8 @@ def keeps_layer_states(mixer: str, N: int) -> bool:
     """Whether the adjoint gradient keeps the p+1 states between layers instead of moving ψ back.
 
     For the X mixer on states of at most one chunk (n ≤ 17; ≤ 2 MiB each in complex128): the
-    backward sweep then moves only λ, a third fewer mixer passes per gradient, for p+1 extra
-    block-sized states. Larger states, where memory is what limits n, are moved back beside λ
+    backward sweep then moves only λ: 3p mixer passes per value and gradient instead of 4p, for
+    p+1 extra block-sized states. Larger states, where memory is what limits n, are moved back beside λ
     (no extra state); so is the XY ring, whose pair rotations do not commute and need ψ at
     every pair. The batched engine decides by the same rule, so both stay bit-identical.
 
@@ -692,7 +692,7 @@ class NumpyQAOA:
         """Adjoint gradient that keeps the states between layers (see :func:`keeps_layer_states`).
 
         Only λ travels back: dE/dβ_l pairs it with the kept state after layer l, dE/dγ_l (after
-        λ has passed the layer's phase) with the kept state before it — a third fewer mixer
+        λ has passed the layer's phase) with the kept state before it — a quarter fewer mixer
         passes than moving ψ back beside λ.
         """
         psi = self.initial_state()
