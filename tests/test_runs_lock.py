@@ -18,6 +18,13 @@ from qselect.runs import Run, read_run, run_process_alive
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _default_signals():
+    """The child starts with SIGTERM and SIGHUP at their default action, whatever the test runner
+    inherited (under ``nohup`` SIGHUP is ignored, and a run rightly leaves an ignored signal alone)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _child(run_dir: Path, body: str = "", *, guard: bool = True) -> subprocess.Popen:
     """A process that creates a run in ``run_dir``, prints 'ready', runs ``body`` and sleeps."""
     code = textwrap.dedent(f"""
@@ -32,7 +39,7 @@ def _child(run_dir: Path, body: str = "", *, guard: bool = True) -> subprocess.P
         'print("ready", flush=True)\ntime.sleep(60)\n', "    ")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=env, cwd=ROOT)
+                         text=True, env=env, cwd=ROOT, preexec_fn=_default_signals)
     line = p.stdout.readline()
     if line.strip() != "ready":
         p.kill()

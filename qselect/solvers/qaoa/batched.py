@@ -24,6 +24,7 @@ import numpy as np
 from ...ansatz import check_mixer, ring_pairs
 from ...errors import QSelectError
 from ...problems.bits import popcounts
+from .kernels import generator_dots, rotate_rows, rotation_pairs, uses_row_kernel
 from .native import (
     NumpyQAOA,
     _group_generator,
@@ -125,6 +126,7 @@ class BatchedNumpyQAOA:
         self._groups = _groups(n)
         self._gen = {m: _group_generator(m, self.rdtype) for _, m in self._groups}
         self._frame = mixer == "x"
+        self._kernel = uses_row_kernel(mixer, N)  # compiled per-qubit X mixer (kernels), else group matmuls
         self._pairs = ring_pairs(n)
         # the start state of one row, built exactly as the sequential engine builds it
         self._psi0 = NumpyQAOA(np.zeros(N, self.rdtype), 1, mixer, k, self.dtype).initial_state()
@@ -179,6 +181,9 @@ class BatchedNumpyQAOA:
         (balanced groups are mostly of one size); the lowest group gets them as kron(·, I2)ᵀ for
         the interleaved re/im view.
         """
+        if self._kernel:  # one "group": (cos β, sin β) per row; the layer undone at (cos β, −sin β)
+            CS = rotation_pairs(beta)
+            return [(CS, CS * np.array([1.0, -1.0]))]
         made: dict = {}
         out = []
         for q0, m in self._groups:
@@ -196,6 +201,10 @@ class BatchedNumpyQAOA:
         matmuls alternate between ``S`` and ``scratch`` (an array like ``S``; allocated when
         None) instead of copying every product back: the same products, one copy at most.
         """
+        if self._kernel:
+            CS = mats[0]
+            rotate_rows(S.reshape(-1, self.N), CS if S.ndim == 2 else np.concatenate([CS] * S.shape[0]))
+            return
         lead = S.shape[:-1]
         src, dst = S, (np.empty_like(S) if scratch is None else scratch)
         for (q0, m), M in zip(self._groups, mats):
@@ -365,6 +374,8 @@ class BatchedNumpyQAOA:
 
     def _x_generator_dot(self, lam, psi) -> np.ndarray:
         """Per row, λ_f·(Aψ)_f summed over the X mixer's qubit groups (rotated frame, A real): ½ dE/dβ."""
+        if self._kernel:
+            return generator_dots(lam, psi)
         b = lam.shape[0]
         acc = np.zeros(b)
         for q0, m in self._groups:

@@ -29,6 +29,7 @@ from ...ansatz import check_mixer, dicke_state, ring_pairs
 from ...errors import QSelectError
 from ...problems import check_dense
 from ...problems.bits import popcounts
+from .kernels import generator_dots, rotate_rows, rotation_pairs, uses_row_kernel
 
 _CHUNK = 1 << 17  # entries per block (1-2 MiB): stays in L2/L3 with its scratch
 _GROUP = 5  # qubits per mixer matmul (32x32 matrices): best measured on 2 cores
@@ -372,6 +373,7 @@ class NumpyQAOA:
         # X mixer in the rotated frame (see _x_mixer): generator of a group = i·A, A real antisymmetric
         self._gen = {m: _group_generator(m, self.rdtype) for m in self._ham}
         self._frame = mixer == "x"
+        self._kernel = uses_row_kernel(mixer, N)  # compiled per-qubit X mixer (kernels), else group matmuls
         self._rot = {m: (_rotation_signs(m), h) for m, h in self._ham.items()}
         self._psi0 = None
         self._rot_cache: dict = {}
@@ -469,8 +471,14 @@ class NumpyQAOA:
         With D = diag(1, i) per qubit, exp(-iβX) = D R'(β) D⁻¹ where R' = [[c, s], [-s, c]]
         is REAL. D commutes with the diagonal cost, so all inner D's cancel: the engine keeps
         ψ̃ = D⁻¹ψ (same probabilities) and applies real rotations — a real matmul on the
-        interleaved float view, half the flops of a complex one.
+        interleaved float view, half the flops of a complex one. Block-sized states go through
+        the compiled per-qubit kernel instead (:mod:`kernels`).
         """
+        if self._kernel:
+            CS = rotation_pairs([beta])
+            for r in rows:
+                rotate_rows(r[None], CS)
+            return
         for q0, m in _groups(self.n):
             M, MkT = self._rotation(m, beta, q0 == 0)
             for r in rows:
@@ -675,6 +683,8 @@ class NumpyQAOA:
 
     def _x_generator_dot(self, lam, psi) -> float:
         """λ_f·(Aψ)_f summed over the X mixer's qubit groups (rotated frame, A real): ½ dE/dβ."""
+        if self._kernel:
+            return float(generator_dots(lam[None], psi[None])[0])
         acc = 0.0
         for q0, m in _groups(self.n):
             A, AkT = self._gen[m]
