@@ -239,3 +239,34 @@ def test_compiled_mixer_kernel_agrees_with_the_group_matmuls(monkeypatch, n):
         assert abs(one_k[i][0] - one_m[i][0]) < 1e-12 and np.abs(one_k[i][1] - one_m[i][1]).max() < 1e-12
         np.testing.assert_allclose(bat_k[1][i], bat_m[1][i], atol=1e-12)
         assert abs(one_k[i][0] - bat_k[0][i]) < 1e-12 and np.abs(one_k[i][1] - bat_k[1][i]).max() < 1e-12
+
+
+def test_without_numba_the_kernels_report_unavailable(monkeypatch):
+    import sys
+
+    from qselect.solvers.qaoa import kernels
+
+    monkeypatch.setitem(sys.modules, "numba", None)  # how a hidden or broken install looks to importlib
+    assert kernels._numba_installed() is False
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    assert not kernels.uses_row_kernel("x", 1 << 10) and not NumpyQAOA(_costs(6), 1)._kernel
+
+
+def test_a_numba_that_fails_to_load_falls_back_to_the_matmul_mixer(monkeypatch):
+    import sys
+
+    from qselect.solvers.qaoa import kernels
+
+    monkeypatch.setattr(kernels, "AVAILABLE", True)
+    import qselect.solvers.qaoa as pkg
+
+    monkeypatch.setitem(sys.modules, "qselect.solvers.qaoa._kernels_numba", None)  # its import now fails
+    monkeypatch.delattr(pkg, "_kernels_numba", raising=False)
+    kernels._compiled.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="matmul mixer"):
+            assert not kernels.uses_row_kernel("x", 1 << 8)
+        eng = NumpyQAOA(_costs(6), 1)
+        assert not eng._kernel and np.isfinite(eng.value_and_grad([0.3, -0.4])[0])
+    finally:
+        kernels._compiled.cache_clear()

@@ -25,13 +25,22 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import warnings
 from functools import lru_cache
 
 import numpy as np
 
-#: whether the compiled kernels can run (numba installed; imported, and the kernels compiled or
-#: loaded from numba's cache, on first use)
-AVAILABLE = importlib.util.find_spec("numba") is not None
+
+def _numba_installed() -> bool:
+    try:
+        return importlib.util.find_spec("numba") is not None
+    except (ImportError, ValueError):  # a broken or deliberately hidden install
+        return False
+
+
+#: whether numba is installed (it is imported, and the kernels compiled or loaded from numba's
+#: cache, on first use; :func:`uses_row_kernel` also checks that this works)
+AVAILABLE = _numba_installed()
 
 #: the largest state (amplitudes) the kernels serve: one that stays in a core's cache
 MAX_AMPLITUDES = 1 << 17
@@ -50,9 +59,9 @@ def uses_row_kernel(mixer: str, N: int) -> bool:
     -------
     bool
         True for the X mixer on states of at most :data:`MAX_AMPLITUDES` amplitudes when numba
-        is available.
+        is installed and loads (the first call imports it).
     """
-    return AVAILABLE and mixer == "x" and N <= MAX_AMPLITUDES
+    return AVAILABLE and mixer == "x" and N <= MAX_AMPLITUDES and _compiled() is not None
 
 
 def rotation_pairs(beta) -> np.ndarray:
@@ -72,9 +81,17 @@ def rotation_pairs(beta) -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def _compiled():
-    """The numba kernels module (imported, and its functions compiled or loaded from cache, on first use)."""
-    from . import _kernels_numba
+    """The numba kernels module (imported, its functions compiled or loaded from cache, on first use).
 
+    None, with a warning, when numba is installed but cannot be imported (e.g. built for
+    another NumPy): the engines then keep their matmul mixer instead of failing.
+    """
+    try:
+        from . import _kernels_numba
+    except Exception as err:  # numba raises ImportError, but a broken install can raise anything
+        warnings.warn(f"numba is installed but could not be loaded ({type(err).__name__}: {err}); "
+                      "the QAOA engines use their matmul mixer", RuntimeWarning, stacklevel=3)
+        return None
     return _kernels_numba
 
 
