@@ -64,13 +64,14 @@ def test_batched_gradient_matches_finite_differences():
 @pytest.mark.parametrize("mixer,k,a", [("x", None, [0.3, -0.8, 0.55, 0.2]), ("x", None, [-0.4, 0.7, -0.35, 0.9]),
                                         ("xy", 2, [0.3, -0.8, 0.55, 0.2])])
 @pytest.mark.parametrize("kernel", [True, False])
-def test_batch_of_one_is_the_single_engine_bit_for_bit(monkeypatch, mixer, k, a, kernel):
+@pytest.mark.parametrize("n", [3, 5, 8])
+def test_batch_of_one_is_the_single_engine_bit_for_bit(monkeypatch, mixer, k, a, kernel, n):
     from qselect.solvers.qaoa import kernels
 
     if kernel and not kernels.AVAILABLE:
         pytest.skip("numba not installed")
     monkeypatch.setattr(kernels, "AVAILABLE", kernel and kernels.AVAILABLE)
-    n, p = 8, 2
+    p = 2
     C = _mixed_costs(n, 1, seed=7)
     a = np.array(a)
     one = NumpyQAOA(C[0], p, mixer, k, np.complex128)

@@ -177,7 +177,8 @@ class BatchedNumpyQAOA:
     def _x_rotations(self, beta) -> list:
         """The group matrices of one X-mixer layer: (forward, transposed) (b, ·, ·) stacks per qubit group.
 
-        The transposes (the layer undone) are views. Groups of one size share their matrices
+        The transposes (the layer undone) are contiguous copies, as the single-problem engine
+        multiplies them (BLAS rounds a transposed view differently). Groups of one size share their matrices
         (balanced groups are mostly of one size); the lowest group gets them as kron(·, I2)ᵀ for
         the interleaved re/im view.
         """
@@ -190,7 +191,7 @@ class BatchedNumpyQAOA:
             if m not in made:
                 made[m] = self._rotations(m, beta)
             M = _kron_eye2_T_batch(made[m]) if q0 == 0 else made[m]
-            out.append((M, M.transpose(0, 2, 1)))
+            out.append((M, np.ascontiguousarray(M.transpose(0, 2, 1))))
         return out
 
     def _x_mixer(self, S, mats, scratch=None):

@@ -445,8 +445,8 @@ class NumpyQAOA:
     def _rotation(self, m: int, beta: float, low: bool):
         """The real mixer matrix of a qubit group at β, cached.
 
-        (⊗^m [[c, s], [-s, c]], its kron(·, I2)ᵀ for the lowest group), cached per β: the backward sweep needs β's
-        inverse, which is just the transpose.
+        (⊗^m [[c, s], [-s, c]], its kron(·, I2)ᵀ for the lowest group), cached per |β|: the matrix at -β (the
+        backward sweep's inverse) is the transpose, cached as a contiguous copy.
         """
         key = (m, float(abs(beta)), low)
         hit = self._rot_cache.get(key)
@@ -456,14 +456,14 @@ class NumpyQAOA:
             j = np.arange(m + 1)
             # entry (j, k) = ± c^(m-d) s^d, d = popcount(j ^ k), sign (-1)^popcount(j & ~k)
             M = (sign * (c ** (m - j) * s ** j)[d]).astype(self.rdtype)
-            hit = (M, _kron_eye2_T(M) if low else None)
+            MkT = _kron_eye2_T(M) if low else None
+            # both orientations contiguous: BLAS rounds a transposed operand differently, and the
+            # batched engine, whose rows must match this engine bit for bit, multiplies copies
+            hit = ((M, MkT), (np.ascontiguousarray(M.T), None if MkT is None else np.ascontiguousarray(MkT.T)))
             if len(self._rot_cache) > 64:
                 self._rot_cache.clear()
             self._rot_cache[key] = hit
-        M, MkT = hit
-        if beta < 0:
-            return M.T, (MkT.T if MkT is not None else None)
-        return M, MkT
+        return hit[1] if beta < 0 else hit[0]
 
     def _x_mixer(self, rows, beta: float):
         """exp(-iβΣX) in the rotated frame.
