@@ -270,3 +270,10 @@ def test_a_numba_that_fails_to_load_falls_back_to_the_matmul_mixer(monkeypatch):
         assert not eng._kernel and np.isfinite(eng.value_and_grad([0.3, -0.4])[0])
     finally:
         kernels._compiled.cache_clear()
+
+
+def test_compiled_mixer_states_always_keep_their_layer_states():
+    from qselect.solvers.qaoa import kernels
+
+    assert kernels.MAX_AMPLITUDES <= native._CHUNK  # the batched kernel path relies on it (2-D states)
+    assert native.keeps_layer_states("x", kernels.MAX_AMPLITUDES)

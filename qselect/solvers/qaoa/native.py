@@ -169,6 +169,8 @@ def keeps_layer_states(mixer: str, N: int) -> bool:
     -------
     bool
     """
+    # one chunk: the kept path's scratch is the engine's chunk buffer (the compiled mixer's limit,
+    # kernels.MAX_AMPLITUDES, is the same 2^17, so kernel states always take this path)
     return mixer == "x" and N <= _CHUNK
 
 
