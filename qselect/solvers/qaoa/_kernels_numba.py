@@ -86,22 +86,23 @@ def _three_qubits(g, h, c, s):
 
 
 @njit(boundscheck=False, cache=True)
+def _rotate_row(g, c, s):
+    L = uint64(g.size)
+    h = uint64(2)  # floats per half-block of the lowest qubit (one complex amplitude)
+    while h * uint64(8) <= L:
+        _three_qubits(g, h, c, s)
+        h = h * uint64(8)
+    if h * uint64(4) <= L:
+        _two_qubits(g, h, c, s)
+        h = h * uint64(4)
+    if h < L:
+        _one_qubit(g, h, c, s)
+
+
+@njit(nogil=True, boundscheck=False, cache=True)
 def _rotate_rows(F, CS):
-    rows = F.shape[0]
-    L = uint64(F.shape[1])
-    for r in range(rows):
-        g = F[r]
-        c = CS[r, 0]
-        s = CS[r, 1]
-        h = uint64(2)  # floats per half-block of the lowest qubit (one complex amplitude)
-        while h * uint64(8) <= L:
-            _three_qubits(g, h, c, s)
-            h = h * uint64(8)
-        if h * uint64(4) <= L:
-            _two_qubits(g, h, c, s)
-            h = h * uint64(4)
-        if h < L:
-            _one_qubit(g, h, c, s)
+    for r in range(F.shape[0]):
+        _rotate_row(F[r], CS[r, 0], CS[r, 1])
 
 
 @njit(fastmath={"reassoc"}, boundscheck=False, cache=True)
@@ -146,18 +147,306 @@ def _quad_sum(lam, psi, h):
     return acc
 
 
-@njit(fastmath=False, boundscheck=False, cache=True)
+@njit(boundscheck=False, cache=True)
+def _generator_dot(lam, psi):
+    L = uint64(lam.size)
+    acc = 0.0
+    h = uint64(2)
+    while h * uint64(4) <= L:
+        acc += _quad_sum(lam, psi, h)
+        h = h * uint64(4)
+    if h < L:
+        acc += _pair_sum(lam, psi, h)
+    return acc
+
+
+@njit(nogil=True, boundscheck=False, cache=True)
 def _generator_dots(Lm, P, out):
-    rows = Lm.shape[0]
-    L = uint64(Lm.shape[1])
-    for r in range(rows):
-        lam = Lm[r]
-        psi = P[r]
-        acc = 0.0
-        h = uint64(2)
-        while h * uint64(4) <= L:
-            acc += _quad_sum(lam, psi, h)
-            h = h * uint64(4)
-        if h < L:
-            acc += _pair_sum(lam, psi, h)
-        out[r] = acc
+    for r in range(Lm.shape[0]):
+        out[r] = _generator_dot(Lm[r], P[r])
+
+
+# sin/cos kernels on [-pi/4, pi/4] and the three-part pi/2 (fdlibm's __kernel_sin, __kernel_cos,
+# __ieee754_rem_pio2 medium path): branch-free, so the phase loop vectorises (no libm calls)
+_PIO2_1 = 1.57079632673412561417e+00
+_PIO2_2 = 6.07710050630396597660e-11
+_PIO2_2T = 2.02226624879595063154e-21
+_INVPIO2 = 6.36619772367581382433e-01
+_S1, _S2, _S3 = -1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.98412698298579493134e-04
+_S4, _S5, _S6 = 2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10
+_C1, _C2, _C3 = 4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05
+_C4, _C5, _C6 = -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11
+
+
+@njit(inline="always")
+def _sincos(x):
+    k = np.floor(x * _INVPIO2 + 0.5)
+    r = ((x - k * _PIO2_1) - k * _PIO2_2) - k * _PIO2_2T
+    z = r * r
+    sr = r + r * z * (_S1 + z * (_S2 + z * (_S3 + z * (_S4 + z * (_S5 + z * _S6)))))
+    cr = 1.0 - 0.5 * z + z * z * (_C1 + z * (_C2 + z * (_C3 + z * (_C4 + z * (_C5 + z * _C6)))))
+    q = np.int64(k) & 3
+    odd = (q & 1) == 1
+    sn = cr if odd else sr
+    cs = sr if odd else cr
+    if q >= 2:
+        sn = -sn
+    if q == 1 or q == 2:
+        cs = -cs
+    return sn, cs
+
+
+@njit(boundscheck=False, cache=True)
+def _phases(c, gamma, out):
+    # out = exp(-i gamma c) interleaved (cos, sin) in float64
+    for j in range(c.size):
+        sn, cs = _sincos(-gamma * np.float64(c[j]))
+        out[2 * j] = cs
+        out[2 * j + 1] = sn
+
+
+@njit(nogil=True, boundscheck=False, cache=True)
+def _phases_rows(C, G, out):
+    # out[r, l] = exp(-i G[r, l] C[r]) interleaved, float64 (the phases the compiled sweeps apply)
+    for r in range(C.shape[0]):
+        for l in range(G.shape[1]):
+            _phases(C[r], G[r, l], out[r, l])
+
+
+@njit(boundscheck=False, cache=True)
+def _phase_mul(src, h, dst):
+    # dst = src * h elementwise (complex, interleaved; h float64), in float64, one rounding
+    for i in range(0, src.size, 2):
+        a = np.float64(src[i])
+        b = np.float64(src[i + 1])
+        c = h[i]
+        s = h[i + 1]
+        dst[i] = a * c - b * s
+        dst[i + 1] = a * s + b * c
+
+
+@njit(fastmath={"reassoc"}, boundscheck=False, cache=True)
+def _expect_and_adjoint(psi, w, lam):
+    # <psi|W|psi> in float64 (vectorised sum) and lam = W psi
+    acc = 0.0
+    for j in range(w.size):
+        a = np.float64(psi[2 * j])
+        b = np.float64(psi[2 * j + 1])
+        x = np.float64(w[j])
+        acc += (a * a + b * b) * x
+        lam[2 * j] = a * x
+        lam[2 * j + 1] = b * x
+    return acc
+
+
+@njit(fastmath={"reassoc"}, boundscheck=False, cache=True)
+def _unphase_and_cost_dot(lam, h, k, c):
+    # lam *= conj(h), then Im Σ conj(lam_j) c_j k_j (the state k before this layer's phase), in float64
+    acc = 0.0
+    for j in range(c.size):
+        i = 2 * j
+        lr = np.float64(lam[i])
+        li = np.float64(lam[i + 1])
+        hc = h[i]
+        hs = h[i + 1]
+        lam[i] = lr * hc + li * hs
+        lam[i + 1] = li * hc - lr * hs
+        lr = np.float64(lam[i])
+        li = np.float64(lam[i + 1])
+        acc += np.float64(c[j]) * (lr * np.float64(k[i + 1]) - li * np.float64(k[i]))
+    return acc
+
+
+@njit(nogil=True, boundscheck=False, cache=True)
+def _value_and_grad_rows(psi0, C, W, G, CS, val, grad):
+    # One whole X-mixer QAOA value and adjoint gradient per row, the p+1 layer states kept:
+    # psi0 (2N,) start state; C (b, N) the phase generator, W (b, N) the observable; G (b, p) gamma;
+    # CS (b, p, 2) (cos beta_l, sin beta_l); val (b,), grad (b, 2p).
+    b = C.shape[0]
+    p = G.shape[1]
+    n2 = psi0.size
+    K = np.empty((p + 1, n2), psi0.dtype)
+    P = np.empty((p, n2))
+    lam = np.empty(n2, psi0.dtype)
+    for r in range(b):
+        K[0, :] = psi0
+        for l in range(p):
+            _phases(C[r], G[r, l], P[l])
+            _phase_mul(K[l], P[l], K[l + 1])
+            _rotate_row(K[l + 1], CS[r, l, 0], CS[r, l, 1])
+        val[r] = _expect_and_adjoint(K[p], W[r], lam)
+        for l in range(p - 1, -1, -1):
+            grad[r, p + l] = 2.0 * _generator_dot(lam, K[l + 1])
+            _rotate_row(lam, CS[r, l, 0], -CS[r, l, 1])
+            grad[r, l] = 2.0 * _unphase_and_cost_dot(lam, P[l], K[l], C[r])
+
+
+@njit(nogil=True, boundscheck=False, cache=True)
+def _states_rows(psi0, C, G, CS, out):
+    # the final X-mixer QAOA state per row (the forward sweep of _value_and_grad_rows), into out (b, 2N)
+    p = G.shape[1]
+    P = np.empty(psi0.size)
+    for r in range(C.shape[0]):
+        out[r, :] = psi0
+        for l in range(p):
+            _phases(C[r], G[r, l], P)
+            _phase_mul(out[r], P, out[r])
+            _rotate_row(out[r], CS[r, l, 0], CS[r, l, 1])
+
+
+@njit(boundscheck=False, cache=True)
+def _two_loop_row(g, S, Y, rho, T, alpha, out):
+    # out = -H g by the L-BFGS two-loop recursion over the row's T newest pairs (newest first)
+    d = g.size
+    for j in range(d):
+        out[j] = g[j]
+    for t in range(T):
+        a = 0.0
+        for j in range(d):
+            a += S[t, j] * out[j]
+        a *= rho[t]
+        alpha[t] = a
+        for j in range(d):
+            out[j] -= a * Y[t, j]
+    gamma = 1.0
+    if T > 0:
+        yy = 0.0
+        sy = 0.0
+        for j in range(d):
+            yy += Y[0, j] * Y[0, j]
+            sy += S[0, j] * Y[0, j]
+        if yy > 0:
+            gamma = sy / yy
+    for j in range(d):
+        out[j] *= gamma
+    for t in range(T - 1, -1, -1):
+        bc = 0.0
+        for j in range(d):
+            bc += Y[t, j] * out[j]
+        bc = alpha[t] - rho[t] * bc
+        for j in range(d):
+            out[j] += bc * S[t, j]
+    for j in range(d):
+        out[j] = -out[j]
+
+
+# ---- batched L-BFGS, one row at a time (the state machine of optimizers.minimize_batch) ----------
+# status: 0 running, 1 relative reduction of f <= ftol, 2 gradient max-norm <= gtol, 3 iteration
+# limit, 4 line search gave up
+
+@njit(boundscheck=False, cache=True)
+def _new_direction(r, G, S, Y, rho, count, D, slope, step, backtracks, alpha):
+    d = G.shape[1]
+    _two_loop_row(G[r], S[r], Y[r], rho[r], count[r], alpha, D[r])
+    sl = 0.0
+    for j in range(d):
+        sl += D[r, j] * G[r, j]
+    if not (sl < 0):  # not a descent direction: restart from steepest descent
+        sl = 0.0
+        for j in range(d):
+            D[r, j] = -G[r, j]
+            sl -= G[r, j] * G[r, j]
+        count[r] = 0
+    slope[r] = sl
+    if count[r] == 0:
+        nrm = 0.0
+        for j in range(d):
+            nrm += D[r, j] * D[r, j]
+        step[r] = min(1.0, 1.0 / max(np.sqrt(nrm), 1e-300))
+    else:
+        step[r] = 1.0
+    backtracks[r] = 0
+
+
+@njit(boundscheck=False, cache=True)
+def _accept(r, xn, fn, gn, X, f, G, S, Y, rho, count, it, status, D, slope, step, backtracks, has_lo,
+            extended, ftol, gtol, maxiter, alpha):
+    m, d = S.shape[1], S.shape[2]
+    sy = 0.0
+    yy = 0.0
+    for j in range(d):
+        sj = xn[j] - X[r, j]
+        yj = gn[j] - G[r, j]
+        sy += sj * yj
+        yy += yj * yj
+    if sy > 1e-10 * yy:  # keep the pair (newest first)
+        for t in range(m - 1, 0, -1):
+            rho[r, t] = rho[r, t - 1]
+            for j in range(d):
+                S[r, t, j] = S[r, t - 1, j]
+                Y[r, t, j] = Y[r, t - 1, j]
+        for j in range(d):
+            S[r, 0, j] = xn[j] - X[r, j]
+            Y[r, 0, j] = gn[j] - G[r, j]
+        rho[r, 0] = 1.0 / sy
+        count[r] = min(count[r] + 1, m)
+    f_old = f[r]
+    gmax = 0.0
+    for j in range(d):
+        X[r, j] = xn[j]
+        G[r, j] = gn[j]
+        gmax = max(gmax, abs(gn[j]))
+    f[r] = fn
+    it[r] += 1
+    has_lo[r] = False
+    extended[r] = 0
+    if (f_old - fn) <= ftol * max(max(abs(f_old), abs(fn)), 1.0):
+        status[r] = 1
+    elif gmax <= gtol:
+        status[r] = 2
+    elif it[r] >= maxiter:
+        status[r] = 3
+    else:
+        _new_direction(r, G, S, Y, rho, count, D, slope, step, backtracks, alpha)
+
+
+@njit(nogil=True, boundscheck=False, cache=True)
+def _lbfgs_start(G, S, Y, rho, count, status, D, slope, step, backtracks, gtol):
+    alpha = np.empty(S.shape[1])
+    for r in range(G.shape[0]):
+        gmax = 0.0
+        for j in range(G.shape[1]):
+            gmax = max(gmax, abs(G[r, j]))
+        if gmax <= gtol:
+            status[r] = 2
+        else:
+            _new_direction(r, G, S, Y, rho, count, D, slope, step, backtracks, alpha)
+
+
+@njit(nogil=True, boundscheck=False, cache=True)
+def _lbfgs_advance(idx, Xt, ft, Gt, X, f, G, S, Y, rho, count, it, status, D, slope, step, backtracks, has_lo,
+                   X_lo, f_lo, G_lo, extended, ftol, gtol, maxiter, max_backtracks):
+    # take the trial points Xt (values ft, gradients Gt) of the rows idx: accept, extend or shrink
+    alpha = np.empty(S.shape[1])
+    d = X.shape[1]
+    for k in range(idx.size):
+        r = idx[k]
+        fk = ft[k]
+        armijo = np.isfinite(fk) and fk <= f[r] + 1e-4 * step[r] * slope[r]
+        bad = (not armijo) or (has_lo[r] and fk >= f_lo[r])
+        gd = 0.0
+        for j in range(d):
+            gd += Gt[k, j] * D[r, j]
+        steep = gd < 0.9 * slope[r]  # the curvature condition is not met yet
+        if not bad and steep and extended[r] < 10:  # extend the step, remembering this Armijo point
+            has_lo[r] = True
+            for j in range(d):
+                X_lo[r, j] = Xt[k, j]
+                G_lo[r, j] = Gt[k, j]
+            f_lo[r] = fk
+            extended[r] += 1
+            step[r] *= 4.0
+        elif not bad:
+            _accept(r, Xt[k], fk, Gt[k], X, f, G, S, Y, rho, count, it, status, D, slope, step, backtracks,
+                    has_lo, extended, ftol, gtol, maxiter, alpha)
+        elif has_lo[r]:  # an extension overshot: take the best point seen
+            _accept(r, X_lo[r].copy(), f_lo[r], G_lo[r].copy(), X, f, G, S, Y, rho, count, it, status, D, slope,
+                    step, backtracks, has_lo, extended, ftol, gtol, maxiter, alpha)
+        else:  # backtrack: minimiser of the quadratic through f(0), f'(0), f(t), kept in [0.1 t, 0.5 t]
+            backtracks[r] += 1
+            t = step[r]
+            den = 2.0 * (fk - f[r] - slope[r] * t)
+            tq = -slope[r] * t * t / den if (np.isfinite(fk) and den > 0) else 0.5 * t
+            step[r] = min(max(tq, 0.1 * t), 0.5 * t)
+            if backtracks[r] > max_backtracks:
+                status[r] = 4

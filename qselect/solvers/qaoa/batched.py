@@ -24,13 +24,15 @@ import numpy as np
 from ...ansatz import check_mixer, ring_pairs
 from ...errors import QSelectError
 from ...problems.bits import popcounts
-from .kernels import generator_dots, rotate_rows, rotation_pairs, uses_row_kernel
+from .kernels import generator_dots, rotate_rows, rotation_pairs, states_rows, uses_row_kernel, value_and_grad_rows
 from .native import (
     NumpyQAOA,
     _group_generator,
     _groups,
     _hamming_cached,
+    _pool,
     _rotation_signs,
+    _threads,
     abs2,
     keeps_layer_states,
     phase_into,
@@ -40,6 +42,10 @@ from .native import (
 
 #: rows per chunk: their states (and adjoint states) stay in a core's L2 through all layers
 _CHUNK_BYTES = 1 << 17
+
+#: the least work (rows × amplitudes × layers) the compiled path splits across threads: below it
+#: one thread is faster than handing rows to the pool (~0.1 ms a call)
+_MIN_SPLIT_WORK = 1 << 15
 
 
 def _rowdot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -93,6 +99,10 @@ class BatchedNumpyQAOA:
         Hamming weight for the XY mixer.
     dtype : numpy complex dtype
         ``complex64`` or ``complex128``.
+    threads : int, optional
+        Threads that share the rows of a value-and-gradient call on the compiled path (default:
+        the CPUs this process may use, at most 8). Rows are independent: the numbers do not
+        depend on it.
 
     Notes
     -----
@@ -108,8 +118,13 @@ class BatchedNumpyQAOA:
     arXiv:2009.02823 (adjoint gradients).
     """
 
-    def __init__(self, costs, p: int, mixer: str = "x", k: int | None = None, dtype=np.complex128):
+    def __init__(self, costs, p: int, mixer: str = "x", k: int | None = None, dtype=np.complex128,
+                 threads: int | None = None):
         self.dtype = np.dtype(dtype)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                    or threads < 1):
+            raise QSelectError(f"threads must be a positive integer or None (all CPUs), got {threads!r}")
+        self.threads = _threads() if threads is None else int(threads)
         if self.dtype not in (np.complex64, np.complex128):
             raise QSelectError(f"native engine dtype must be complex64 or complex128, got {dtype}")
         self.rdtype = real_dtype(self.dtype)
@@ -277,6 +292,9 @@ class BatchedNumpyQAOA:
 
     def _forward(self, angles, rows):
         """Final states of the rows, (b, N), computed chunk by chunk."""
+        if self._kernel:  # the compiled forward sweep (kernels.states_rows), as value_and_grad runs it
+            gam, bet = self._split(angles, rows.size)
+            return states_rows(self._psi0, self.costs[rows], gam, rotation_pairs(bet).reshape(rows.size, self.p, 2))
         out = np.empty((rows.size, self.N), self.dtype)
         for gam, bet, mats, sl in self._sweeps(angles, rows):
             out[sl] = self._state(gam, bet, rows[sl], mats)
@@ -343,6 +361,8 @@ class BatchedNumpyQAOA:
         rows = self._rows(rows)
         out = np.empty(rows.size)
         with single_thread_blas():
+            if self._kernel:
+                return self._expect(self._forward(angles, rows), self.costs[rows])
             for gam, bet, mats, sl in self._sweeps(angles, rows):
                 out[sl] = self._expect(self._state(gam, bet, rows[sl], mats), self.costs[rows[sl]])
         return out
@@ -367,10 +387,39 @@ class BatchedNumpyQAOA:
         grads : numpy.ndarray, shape (b, 2p)
         """
         rows = self._rows(rows)
+        if self._kernel and keeps_layer_states(self.mixer, self.N):  # as the single engine decides
+            return self._value_and_grad_compiled(angles, rows)
         value, grad = np.empty(rows.size), np.empty((rows.size, 2 * self.p))
         with single_thread_blas():
             for gam, bet, mats, sl in self._sweeps(angles, rows, inverse=True):
                 value[sl], grad[sl] = self._value_and_grad(gam, bet, rows[sl], mats)
+        return value, grad
+
+    def _value_and_grad_compiled(self, angles, rows):
+        """The compiled path (:func:`kernels.value_and_grad_rows`): slabs of rows on threads.
+
+        Rows are independent, so the numbers do not depend on how the rows are split.
+        """
+        gam, bet = self._split(angles, rows.size)
+        CS = rotation_pairs(bet).reshape(rows.size, self.p, 2)
+        b = rows.size
+        value, grad = np.empty(b), np.empty((b, 2 * self.p))
+
+        def slab(lo, hi):
+            costs = self.costs[rows[lo:hi]]
+            value[lo:hi], grad[lo:hi] = value_and_grad_rows(self._psi0, costs, costs, gam[lo:hi], CS[lo:hi])
+
+        t = min(self.threads, b)
+        if t < 2 or b * self.N * self.p < _MIN_SPLIT_WORK:
+            slab(0, b)
+            return value, grad
+        cuts = [b * k // t for k in range(t + 1)]
+        futs = [_pool(t - 1).submit(slab, lo, hi) for lo, hi in zip(cuts[1:-1], cuts[2:])]
+        try:
+            slab(0, cuts[1])  # this thread's share
+        finally:
+            for fut in futs:
+                fut.result()
         return value, grad
 
     def _x_generator_dot(self, lam, psi) -> np.ndarray:

@@ -128,4 +128,93 @@ def generator_dots(lam: np.ndarray, psi: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["AVAILABLE", "MAX_AMPLITUDES", "generator_dots", "rotate_rows", "rotation_pairs", "uses_row_kernel"]
+def _floats(a: np.ndarray) -> np.ndarray:
+    """The interleaved real view of a C-contiguous complex array, last axis doubled."""
+    return a.view(a.real.dtype)
+
+
+def value_and_grad_rows(psi0: np.ndarray, C: np.ndarray, W: np.ndarray, G: np.ndarray,
+                        CS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """⟨W⟩ and its adjoint gradient for every row, one compiled pass per row (X mixer, rotated frame).
+
+    Per row: the forward sweep keeps its p+1 layer states, ⟨W⟩ = Σ_f W_f |ψ_f|² in float64,
+    then only λ = Wψ moves back (dE/dβ_l = 2 λ·(Aψ_l), dE/dγ_l = 2 Im⟨λ|C|ψ_(l−1)⟩). The cost
+    phases exp(−iγ_l c) are formed in float64 in the sweep (a branch-free sin/cos, within 2 ulp
+    of libm's) and kept for the way back; every product is formed in float64 and rounded once
+    into the state's dtype. Rows are independent and the GIL is released: threads may share a
+    batch by calling this on slices of it.
+
+    Parameters
+    ----------
+    psi0 : numpy.ndarray, complex, shape (2^n,)
+        Start state in the rotated frame.
+    C, W : numpy.ndarray, real, shape (b, 2^n), C-contiguous
+        The phase's generator (the cost) and the observable, per row (often one array).
+    G : numpy.ndarray of float64, shape (b, p)
+        γ_1..γ_p per row.
+    CS : numpy.ndarray of float64, shape (b, p, 2)
+        (cos β_l, sin β_l) per row and layer (:func:`rotation_pairs`).
+
+    Returns
+    -------
+    values : numpy.ndarray of float64, shape (b,)
+    grads : numpy.ndarray of float64, shape (b, 2p), ``[dγ_1..dγ_p, dβ_1..dβ_p]``
+
+    References
+    ----------
+    Jones & Gacon (2020), arXiv:2009.02823 (adjoint gradients).
+    """
+    b, p = G.shape
+    val, grad = np.empty(b), np.empty((b, 2 * p))
+    _compiled()._value_and_grad_rows(_floats(psi0), C, W, np.ascontiguousarray(G, dtype=np.float64),
+                                     np.ascontiguousarray(CS, dtype=np.float64), val, grad)
+    return val, grad
+
+
+def states_rows(psi0: np.ndarray, C: np.ndarray, G: np.ndarray, CS: np.ndarray) -> np.ndarray:
+    """The final QAOA states of :func:`value_and_grad_rows`' forward sweep, shape (b, 2^n), rotated frame.
+
+    Parameters
+    ----------
+    psi0 : numpy.ndarray, complex, shape (2^n,)
+    C : numpy.ndarray, real, shape (b, 2^n), C-contiguous
+    G : numpy.ndarray of float64, shape (b, p)
+    CS : numpy.ndarray of float64, shape (b, p, 2)
+
+    Returns
+    -------
+    numpy.ndarray, psi0's dtype, shape (b, 2^n)
+    """
+    out = np.empty((C.shape[0], psi0.size), psi0.dtype)
+    _compiled()._states_rows(_floats(psi0), C, np.ascontiguousarray(G, dtype=np.float64),
+                             np.ascontiguousarray(CS, dtype=np.float64), _floats(out))
+    return out
+
+
+def phases(c: np.ndarray, gamma: float) -> np.ndarray:
+    """exp(−iγc) as the compiled sweeps form it (float64 sin/cos), complex128, c's shape (1-D).
+
+    Parameters
+    ----------
+    c : numpy.ndarray, real, shape (N,)
+    gamma : float
+
+    Returns
+    -------
+    numpy.ndarray of complex128, shape (N,)
+    """
+    out = np.empty(c.size, np.complex128)
+    _compiled()._phases(np.ascontiguousarray(c), float(gamma), out.view(np.float64))
+    return out
+
+
+def lbfgs_kernels():
+    """The compiled batched L-BFGS steps (``_lbfgs_start``, ``_lbfgs_advance``), or None without numba.
+
+    Used by :func:`optimizers.minimize_batch`, which otherwise runs the same state machine in NumPy.
+    """
+    return _compiled() if AVAILABLE else None
+
+
+__all__ = ["AVAILABLE", "MAX_AMPLITUDES", "generator_dots", "lbfgs_kernels", "phases", "rotate_rows", "rotation_pairs",
+           "states_rows", "uses_row_kernel", "value_and_grad_rows"]

@@ -29,7 +29,7 @@ from ...ansatz import check_mixer, dicke_state, ring_pairs
 from ...errors import QSelectError
 from ...problems import check_dense
 from ...problems.bits import popcounts
-from .kernels import generator_dots, rotate_rows, rotation_pairs, uses_row_kernel
+from .kernels import generator_dots, rotate_rows, rotation_pairs, states_rows, uses_row_kernel, value_and_grad_rows
 
 _CHUNK = 1 << 17  # entries per block (1-2 MiB): stays in L2/L3 with its scratch
 _GROUP = 5  # qubits per mixer matmul (32x32 matrices): best measured on 2 cores
@@ -215,7 +215,7 @@ def phase_into(f: np.ndarray, h: np.ndarray) -> None:
     h : numpy.ndarray, complex
         Written in place.
     """
-    if f.dtype == np.float64 and f.size >= 4096:
+    if f.dtype == np.float64 and f.shape[-1] >= 4096:  # by row length: a row's bits never depend on its batch
         import torch
 
         tf = torch.from_numpy(f)
@@ -565,8 +565,15 @@ class NumpyQAOA:
             psi *= np.array([1, 1j, -1, -1j], dtype=self.dtype)[popcounts(self.n) & 3]
         return psi
 
+    def _start(self) -> np.ndarray:
+        if self._psi0 is None:
+            self._psi0 = self._initial_state()
+        return self._psi0
+
     def _state(self, angles) -> np.ndarray:
         gam, bet = self._split(angles)
+        if self._kernel:  # the compiled forward sweep (kernels.states_rows), as value_and_grad runs it
+            return states_rows(self._start(), self.costs[None], gam[None], rotation_pairs(bet).reshape(1, self.p, 2))[0]
         psi = self.initial_state()
         for g, b in zip(gam, bet):
             self._phase((psi,), g)
@@ -707,6 +714,10 @@ class NumpyQAOA:
         λ has passed the layer's phase) with the kept state before it — a quarter fewer mixer
         passes than moving ψ back beside λ.
         """
+        if self._kernel:  # the whole sweep compiled, one call (kernels.value_and_grad_rows)
+            val, grad = value_and_grad_rows(self._start(), self.costs[None], np.ascontiguousarray(w)[None], gam[None],
+                                            rotation_pairs(bet).reshape(1, self.p, 2))
+            return float(val[0]), grad[0]
         psi = self.initial_state()
         kept = [psi.copy()]
         for l in range(self.p):

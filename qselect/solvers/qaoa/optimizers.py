@@ -11,6 +11,7 @@ import numpy as np
 from scipy.optimize import minimize as _scipy_minimize
 
 from ...errors import QSelectError
+from .kernels import lbfgs_kernels
 
 GRADIENT_METHODS = {"L-BFGS-B", "BFGS", "CG", "SLSQP", "TNC", "NEWTON-CG", "TRUST-CONSTR"}
 SCIPY_METHODS = GRADIENT_METHODS | {"COBYLA", "COBYQA", "NELDER-MEAD", "POWELL"}
@@ -175,6 +176,36 @@ def _two_loop(g, S, Y, rho, count):
     return -r
 
 
+_STATUS = ("", "CONVERGENCE: REL_REDUCTION_OF_F_<=_FACTR*EPSMCH", "CONVERGENCE: NORM_OF_PROJECTED_GRADIENT_<=_PGTOL",
+           "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT", "ABNORMAL_TERMINATION_IN_LNSRCH")
+
+
+def _minimize_batch_compiled(k, value_and_grad, X, f, G, S, Y, rho, count, it, evals, maxiter, ftol, gtol,
+                             max_backtracks) -> BatchOutcome:
+    """:func:`minimize_batch`'s rounds with each row's bookkeeping compiled (``kernels.lbfgs_kernels``).
+
+    The same state machine as the NumPy rounds (directions, Armijo test, extension, backtracking,
+    stopping tests), row by row, so a round costs a few array operations besides the evaluation.
+    """
+    B, d = X.shape
+    status = np.zeros(B, dtype=np.int64)
+    D, slope, step = np.zeros((B, d)), np.zeros(B), np.zeros(B)
+    backtracks, extended = np.zeros(B, dtype=np.int64), np.zeros(B, dtype=np.int64)
+    has_lo = np.zeros(B, dtype=bool)
+    X_lo, f_lo, G_lo = np.zeros((B, d)), np.zeros(B), np.zeros((B, d))
+    k._lbfgs_start(G, S, Y, rho, count, status, D, slope, step, backtracks, float(gtol))
+    idx = np.flatnonzero(status == 0)
+    while idx.size:
+        Xt = X[idx] + step[idx, None] * D[idx]
+        ft, Gt = value_and_grad(Xt.copy(), idx)
+        evals[idx] += 1
+        k._lbfgs_advance(idx, Xt, np.ascontiguousarray(ft, dtype=float), np.ascontiguousarray(Gt, dtype=float), X, f, G,
+                         S, Y, rho, count, it, status, D, slope, step, backtracks, has_lo, X_lo, f_lo, G_lo, extended,
+                         float(ftol), float(gtol), int(maxiter), int(max_backtracks))
+        idx = np.flatnonzero(status == 0)
+    return BatchOutcome(X, f, evals, [_STATUS[s] for s in status.tolist()])
+
+
 def minimize_batch(value_and_grad, x0, maxiter: int = 100, ftol: float = 1e-6, gtol: float = 1e-5,
                    memory: int = 10, max_backtracks: int = 20) -> BatchOutcome:
     """Minimise B independent smooth functions at once with L-BFGS, each with its own line search.
@@ -186,7 +217,9 @@ def minimize_batch(value_and_grad, x0, maxiter: int = 100, ftol: float = 1e-6, g
     curvature history, step length (Armijo backtracking with quadratic
     interpolation) and stopping test — scipy L-BFGS-B's: a relative decrease
     of f below ``ftol``, a gradient max-norm below ``gtol``, or ``maxiter``
-    iterations — and drops out of the batch when it stops.
+    iterations — and drops out of the batch when it stops. With numba the per-row
+    bookkeeping of a round runs compiled (``kernels.lbfgs_kernels``), else in NumPy: the same
+    state machine, the same results to rounding.
 
     Parameters
     ----------
@@ -226,6 +259,10 @@ def minimize_batch(value_and_grad, x0, maxiter: int = 100, ftol: float = 1e-6, g
     rho = np.zeros((B, m))
     count = np.zeros(B, dtype=np.int64)
     it = np.zeros(B, dtype=np.int64)
+    compiled = lbfgs_kernels()
+    if compiled is not None:
+        return _minimize_batch_compiled(compiled, value_and_grad, X, f, G, S, Y, rho, count, it, evals, maxiter, ftol,
+                                        gtol, max_backtracks)
     active = np.ones(B, dtype=bool)
     for i in np.flatnonzero(np.max(np.abs(G), axis=1) <= gtol):
         active[i], msgs[i] = False, "CONVERGENCE: NORM_OF_PROJECTED_GRADIENT_<=_PGTOL"
