@@ -337,7 +337,6 @@ class BlockSolver(Solver):
         sweeps, stale, converged, inner_time, solves, biggest = 0, 0, False, 0.0, 0, 0
         inner_results = []  # for the aggregated uniform-sampling control
         tried: set[tuple[bytes, bytes]] = set()  # (block, outside bits) already solved
-        everything = np.arange(n)
         warm = None  # the previous block's optimised angles (warm_start)
         while sweeps < self.max_sweeps:
             kind = PARTITIONS[sweeps % len(PARTITIONS)]
@@ -345,12 +344,14 @@ class BlockSolver(Solver):
             changed = False
             for b, blk in enumerate(blocks):
                 free = np.sort(blk)  # fix() keeps free variables in index order
-                rest = np.setdiff1d(everything, free)
+                outside = np.ones(n, dtype=bool)
+                outside[free] = False
+                rest = np.flatnonzero(outside)
                 key = (free.tobytes(), np.packbits(x[rest]).tobytes())
                 if key in tried:  # same block, same surroundings: already had its chance
                     continue
                 tried.add(key)
-                sub = problem.fix({int(i): int(x[i]) for i in rest})
+                sub = problem.fix(dict(zip(rest.tolist(), x[rest].tolist())))
                 solver = seeded_copy(self.inner, int(self.seed or 0), sweeps, b)
                 if self.warm_start and warm is not None:
                     solver = solver.set_params(init=warm)

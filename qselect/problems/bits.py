@@ -1,6 +1,8 @@
 """Bitstring <-> integer index, little-endian like qiskit (qubit 0 = least significant bit)."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ..errors import QSelectError
@@ -89,5 +91,40 @@ def index_to_bits(index, n: int) -> np.ndarray:
     numpy.ndarray of uint8, shape (n,) or (m, n)
     """
     idx = np.asarray(index, dtype=np.int64)
+    if 0 <= n <= BIT_TABLE_BITS and idx.ndim == 1 and idx.size > 16:
+        if idx.size and (idx.min() < 0 or idx.max() >= 1 << n):  # beyond the table: n low bits, as below
+            idx = idx & ((1 << n) - 1)
+        return _uint8_table(n)[idx]  # a fresh array (fancy indexing copies)
     out = (idx[..., None] >> np.arange(n, dtype=np.int64)) & 1
     return out.astype(np.uint8)
+
+
+@lru_cache(maxsize=4)
+def _uint8_table(n: int) -> np.ndarray:
+    out = ((np.arange(1 << n, dtype=np.int64)[:, None] >> np.arange(n, dtype=np.int64)) & 1).astype(np.uint8)
+    out.setflags(write=False)
+    return out
+
+
+#: the largest n whose every bitstring :func:`bit_table` tabulates (2^16 × 16 float64 = 8 MiB)
+BIT_TABLE_BITS = 16
+
+
+@lru_cache(maxsize=4)
+def bit_table(n: int) -> np.ndarray:
+    """Every bitstring of n bits as float64 rows, row i = bits of index i (little-endian), read-only.
+
+    Parameters
+    ----------
+    n : int
+        Number of bits, at most :data:`BIT_TABLE_BITS`.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (2**n, n)
+    """
+    if not 0 <= n <= BIT_TABLE_BITS:
+        raise QSelectError(f"bit_table tabulates at most {BIT_TABLE_BITS} bits, got {n}")
+    out = index_to_bits(np.arange(1 << n), n).astype(np.float64)
+    out.setflags(write=False)
+    return out

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from ..errors import ProblemTooLargeError
 
@@ -10,8 +11,23 @@ from ..errors import ProblemTooLargeError
 _USABLE_FRACTION = 0.75
 
 
+#: how long a reading of the available memory is reused (seconds): block descents check the
+#: memory of thousands of small objects a second, and each /proc read costs tens of µs
+_READING_TTL = 0.1
+_reading = (-1.0, 0)
+
+
 def available_bytes() -> int:
-    """Physical memory available to this process (Linux /proc, else sysconf)."""
+    """Physical memory available to this process (Linux /proc, else sysconf), re-read every 0.1 s."""
+    global _reading
+    now = time.monotonic()
+    if now - _reading[0] < _READING_TTL:
+        return _reading[1]
+    _reading = (now, _read_available())
+    return _reading[1]
+
+
+def _read_available() -> int:
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:

@@ -78,7 +78,9 @@ def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, sho
     cdf /= cdf[:, -1:]
     hits = np.zeros((B, N), dtype=np.int64)
     for i in range(B):  # exactly Generator.choice(N, shots, p=P[i]): inverse-CDF of seeded uniforms
-        draw = cdf[i].searchsorted(np.random.default_rng(seeds[i]).random(shots), side="right")
+        u = np.random.default_rng(seeds[i]).random(shots)
+        u.sort()  # the counts do not depend on the order of the draws; sorted keys search faster
+        draw = cdf[i].searchsorted(u, side="right")
         hits[i] = np.bincount(draw, minlength=N)
     offer = hits > 0
     t = min(int(top), N)
