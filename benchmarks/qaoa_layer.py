@@ -5,9 +5,9 @@ A digits MLP (hidden 64, 64) is trained briefly; its second hidden layer
 (sparsity 0.5). Each 64-bit problem is decomposed into 12-qubit blocks
 (``BlockSolver``) and solved with exact search, QAOA p=1 and p=2 — QAOA both
 sequentially (``QAOASolver(batch=False)``: every block its own simulation and
-scipy L-BFGS-B) and batched (the descents of all neurons advance in lock-step,
-each round's blocks simulated as one ``(batch, 2^12)`` state with a batched
-L-BFGS). Same seeds everywhere.
+scipy L-BFGS-B, one thread) and batched (the descents of all neurons advance in lock-step,
+each round's blocks simulated together with a batched L-BFGS; the batch's rows
+shared among the CPU's threads, and again on one thread, ``threads=1``). Same seeds everywhere.
 
     .venv/bin/python benchmarks/qaoa_layer.py --repeat 2 --out benchmarks/results/qaoa_layer.json
     .venv/bin/python benchmarks/qaoa_layer.py --quick --out /tmp/qaoa_layer_quick.json   # half the neurons
@@ -15,7 +15,7 @@ L-BFGS). Same seeds everywhere.
 With ``--repeat R`` every configuration runs R times (same seeds, same answers) and the
 fastest wall time counts. The JSON holds wall times, the layer's total energy per run, the machine load
 (os.getloadavg before and after), ``ratio_layer_batched_vs_sequential`` per p
-and QAOA's time ratio to exact search on the same blocks.
+(and ``ratio_layer_batched_1thread_vs_sequential_p{1,2}``) and QAOA's time ratio to exact search on the same blocks.
 """
 from __future__ import annotations
 
@@ -98,6 +98,9 @@ def main(argv=None):
                                             problems, args.qubits, args.seed, args.repeat)
         rows[f"qaoa_p{p}_batched"] = run(f"qaoa p={p} batched", QAOASolver(p=p, seed=args.seed),
                                          problems, args.qubits, args.seed, args.repeat)
+        rows[f"qaoa_p{p}_batched_1thread"] = run(f"qaoa p={p} batched, 1 thread",
+                                                 QAOASolver(p=p, seed=args.seed, threads=1),
+                                                 problems, args.qubits, args.seed, args.repeat)
     out = {"benchmark": "qaoa_layer", "quick": args.quick, "layer": f"digits MLP {LAYER} (64x64)",
            "formulation": "weight", "sparsity": 0.5, "neurons": len(problems), "bits": problems[0].n,
            "qubits": args.qubits, "seed": args.seed, "repeat": args.repeat, "machine": platform.platform(),
@@ -108,15 +111,19 @@ def main(argv=None):
     for p in (1, 2):
         seq, bat = rows[f"qaoa_p{p}_sequential"], rows[f"qaoa_p{p}_batched"]
         out[f"ratio_layer_batched_vs_sequential_p{p}"] = seq["wall_s"] / bat["wall_s"]
+        out[f"ratio_layer_batched_1thread_vs_sequential_p{p}"] = (
+            seq["wall_s"] / rows[f"qaoa_p{p}_batched_1thread"]["wall_s"])
         out[f"ratio_qaoa_p{p}_batched_vs_exact"] = bat["wall_s"] / ex
         out[f"ratio_qaoa_p{p}_sequential_vs_exact"] = seq["wall_s"] / ex
         out[f"energy_batched_minus_sequential_p{p}"] = bat["energy_total"] - seq["energy_total"]
         out[f"energy_batched_minus_exact_p{p}"] = bat["energy_total"] - rows["exact"]["energy_total"]
     out["ratio_layer_batched_vs_sequential"] = min(out["ratio_layer_batched_vs_sequential_p1"],
                                                    out["ratio_layer_batched_vs_sequential_p2"])
-    print("\n   p   sequential/batched   batched/exact   sequential/exact   ΔE(batched-seq)   ΔE(batched-exact)")
+    print("\n   p   sequential/batched   (1 thread)   batched/exact   sequential/exact   ΔE(batched-seq)"
+          "   ΔE(batched-exact)")
     for p in (1, 2):
         print(f"   {p}   {out[f'ratio_layer_batched_vs_sequential_p{p}']:18.2f}   "
+              f"{out[f'ratio_layer_batched_1thread_vs_sequential_p{p}']:10.2f}   "
               f"{out[f'ratio_qaoa_p{p}_batched_vs_exact']:13.2f}   {out[f'ratio_qaoa_p{p}_sequential_vs_exact']:16.2f}"
               f"   {out[f'energy_batched_minus_sequential_p{p}']:15.3g}"
               f"   {out[f'energy_batched_minus_exact_p{p}']:17.3g}")

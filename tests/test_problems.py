@@ -304,3 +304,55 @@ def test_z_constant_is_the_z_polynomial_constant():
     d = DiagonalCost(q.cost_vector())
     for prob in (q, d, q.fix({0: 1, 3: 0})):
         assert prob.z_constant() == pytest.approx(prob.z_terms()[1], abs=1e-12)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 6, 7, 13, 16, 17])
+def test_cost_vector_tables_agree_with_the_energies_on_both_sides_of_the_table_limit(n):
+    """Block-sized vectors (n ≤ 16) come from half-size tables, larger ones by doubling: both are
+    the energies of every string, in float64 and float32."""
+    from qselect.problems.bits import BIT_TABLE_BITS
+
+    q = QUBO.random(n, seed=n) if n else QUBO(np.zeros((0, 0)), offset=0.25)
+    idx = np.arange(1 << n) if n <= 13 else np.random.default_rng(n).integers(0, 1 << n, 4000)
+    bits = index_to_bits(idx, n)
+    e = q.energy(bits) if n else np.array([q.energy(np.zeros(0, np.uint8))])
+    c = q.cost_vector()
+    assert c.shape == (1 << n,) and c.dtype == np.float64
+    np.testing.assert_allclose(c[idx], e, rtol=0, atol=1e-12 * max(1.0, np.abs(e).max()))
+    np.testing.assert_allclose(q.cost_vector(np.float32)[idx], e, rtol=1e-6, atol=1e-6 * np.abs(e).max())
+    assert (n <= BIT_TABLE_BITS) == (n < 17)
+
+
+def test_index_to_bits_table_path_equals_the_shifts():
+    from qselect.problems.bits import BIT_TABLE_BITS
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 3, 11, BIT_TABLE_BITS, BIT_TABLE_BITS + 1):
+        idx = rng.integers(-5, (1 << n) + 5, 200)
+        ref = ((idx[:, None] >> np.arange(n)) & 1).astype(np.uint8)
+        out = index_to_bits(idx, n)
+        assert out.dtype == np.uint8 and out.flags.writeable and np.array_equal(out, ref)
+        assert np.array_equal(index_to_bits(idx[:3], n), ref[:3])  # short inputs: the shifts themselves
+
+
+def test_available_memory_is_read_again_after_its_short_lifetime(monkeypatch):
+    import qselect.problems.memory as memory
+
+    reads = iter([10 * 2**30, 3 * 2**30])
+    monkeypatch.setattr(memory, "_read_available", lambda: next(reads))
+    monkeypatch.setattr(memory, "_reading", (-1.0, 0))
+    clock = [100.0]
+    monkeypatch.setattr(memory.time, "monotonic", lambda: clock[0])
+    assert memory.available_bytes() == 10 * 2**30
+    clock[0] += 0.05
+    assert memory.available_bytes() == 10 * 2**30  # reused within the lifetime
+    clock[0] += memory._READING_TTL
+    assert memory.available_bytes() == 3 * 2**30
+
+
+def test_fixing_bits_carries_the_scores_of_the_free_ones():
+    q = QUBO.random(6, seed=2).with_scores(np.arange(6.0))
+    sub = q.fix({0: 1, 3: 0})
+    np.testing.assert_array_equal(sub.scores, [1.0, 2.0, 4.0, 5.0])
+    x = np.array([1, 0, 1, 0, 1, 1], dtype=np.uint8)
+    assert abs(sub.energy(x[[1, 2, 4, 5]]) - q.energy(x)) < 1e-12

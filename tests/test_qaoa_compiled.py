@@ -122,3 +122,16 @@ def test_compiled_lbfgs_rounds_equal_the_numpy_rounds(monkeypatch, maxiter):
         msgs = runs[0][1].messages
         assert msgs[5].endswith("PGTOL") and msgs[6] == "ABNORMAL_TERMINATION_IN_LNSRCH"
         assert msgs[0].startswith("CONVERGENCE") and runs[0][1].evaluations[0] > 5
+
+
+def test_solver_threads_setting_is_checked_and_does_not_change_answers():
+    from qselect.solvers.qaoa import QAOASolver
+
+    with pytest.raises(QSelectError, match="threads"):
+        QAOASolver(threads=0)
+    probs = [QUBO.random(7, seed=s) for s in range(5)]
+    one = QAOASolver(p=2, seed=3, threads=1).solve_batch(probs)
+    two = QAOASolver(p=2, seed=3).set_params(threads=2).solve_batch(probs)
+    assert QAOASolver(threads=2).get_params()["threads"] == 2
+    for a, b in zip(one, two):
+        assert np.array_equal(a.bits, b.bits) and a.energy == b.energy and np.array_equal(a.angles, b.angles)

@@ -197,8 +197,8 @@ class Problem(ABC):
 
     def _carry(self, out: "Problem", free=None) -> "Problem":
         """Copy the declared fields onto a transformed problem (``free``: kept positions after ``fix``)."""
-        if self.scores is not None:
-            out.scores = np.asarray(self.scores)[list(free)] if free is not None else self.scores
+        if self.scores is not None:  # validated when set here; a subset of valid scores is valid
+            out._scores = self.scores[np.asarray(free, dtype=np.int64)] if free is not None else self.scores
         if self.penalty is not None:
             out.penalty = self.penalty
         return out

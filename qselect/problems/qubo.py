@@ -274,13 +274,14 @@ class QUBO(Problem):
         if sym is None:  # Q + Qᵀ once per problem: block descents fix the same problem many times
             sym = self._sym = self._quad + self._quad.T
         offset = self.offset + float(x @ self._lin + x @ self._quad @ x)
-        lin = self._lin[free] + sym[np.ix_(free, fixed)] @ x[fixed]
-        quad = self._quad[np.ix_(free, free)]
+        fr = np.asarray(free, dtype=np.int64)
+        lin = self._lin[fr] + sym[fr] @ x  # x is 0 outside the fixed bits
+        quad = self._quad[fr[:, None], fr]
         k = None
         if self.k is not None:
             k = self.k - int(x.sum())
             k = k if 0 <= k <= len(free) else None
-        if not (np.isfinite(offset) and np.all(np.isfinite(lin))):  # what the constructor would refuse
+        if not (np.isfinite(offset) and np.isfinite(lin).all()):  # what the constructor would refuse
             return self._carry(QUBO(quad, lin, offset, [self.labels[i] for i in free], k=k, name=self.name), free)
         # free positions are sorted, so quad stays strictly upper-triangular and the QUBO is already
         # canonical; adding 0.0 normalises -0.0 exactly as the constructor's triangle sums do

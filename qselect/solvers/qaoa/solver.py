@@ -68,6 +68,10 @@ class QAOASolver(Solver):
     The answer is the lowest-energy bitstring among ``shots`` seeded samples
     of the final state and its ``top`` most probable bitstrings, scored by the
     problem itself.
+    batch: None (solve_many batches same-size problems when it can), True, or
+    False (one problem after another). threads: CPU threads that share a
+    batch's simulation (default: the CPUs this process may use, at most 8);
+    the numbers do not depend on it.
     """
 
     name = "qaoa"
@@ -76,7 +80,7 @@ class QAOASolver(Solver):
                  shots: int = 1024, objective: str = "expectation", alpha: float = 0.25, mixer: str = "x",
                  init="ramp", device=None, dtype=None, *, k: int | None = None, maxiter: int = 100,
                  restarts: int = 0, top: int = 8, exact: bool = False, engine: str | None = None,
-                 max_order: int | None = None, batch: bool | None = None):
+                 max_order: int | None = None, batch: bool | None = None, threads: int | None = None):
         if backend not in BACKENDS:
             raise QSelectError(f"unknown QAOA backend {backend!r}; use one of {', '.join(BACKENDS)}")
         p = check_positive_int(p, "QAOA depth p")
@@ -100,6 +104,7 @@ class QAOASolver(Solver):
         if batch not in (None, True, False):
             raise QSelectError(f"batch must be None (automatic), True or False, got {batch!r}")
         self.batch = batch
+        self.threads = check_positive_int(threads, "threads", allow_none=True)
 
     # ---- setup --------------------------------------------------------------
     def _optimizer_name(self) -> str:
@@ -249,7 +254,7 @@ class QAOASolver(Solver):
             c /= scales[i]
             costs[i] = c
         if kind == "numpy":
-            engine = BatchedNumpyQAOA(costs, self.p, self.mixer, k, dtype)
+            engine = BatchedNumpyQAOA(costs, self.p, self.mixer, k, dtype, threads=self.threads)
             fg = engine.value_and_grad
         else:
             from .native_torch import TorchQAOA
