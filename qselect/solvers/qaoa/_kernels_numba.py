@@ -258,38 +258,39 @@ def _unphase_and_cost_dot(lam, h, k, c):
 
 
 @njit(nogil=True, boundscheck=False, cache=True)
-def _value_and_grad_rows(psi0, C, W, G, CS, val, grad):
+def _value_and_grad_rows(psi0, C, W, rows, G, CS, val, grad):
     # One whole X-mixer QAOA value and adjoint gradient per row, the p+1 layer states kept:
-    # psi0 (2N,) start state; C (b, N) the phase generator, W (b, N) the observable; G (b, p) gamma;
-    # CS (b, p, 2) (cos beta_l, sin beta_l); val (b,), grad (b, 2p).
-    b = C.shape[0]
+    # psi0 (2N,) start state; C (B, N) the phase generator, W (B, N) the observable, rows (b,) which
+    # of them; G (b, p) gamma; CS (b, p, 2) (cos beta_l, sin beta_l); val (b,), grad (b, 2p).
+    b = rows.size
     p = G.shape[1]
     n2 = psi0.size
     K = np.empty((p + 1, n2), psi0.dtype)
     P = np.empty((p, n2))
     lam = np.empty(n2, psi0.dtype)
     for r in range(b):
+        c = C[rows[r]]
         K[0, :] = psi0
         for l in range(p):
-            _phases(C[r], G[r, l], P[l])
+            _phases(c, G[r, l], P[l])
             _phase_mul(K[l], P[l], K[l + 1])
             _rotate_row(K[l + 1], CS[r, l, 0], CS[r, l, 1])
-        val[r] = _expect_and_adjoint(K[p], W[r], lam)
+        val[r] = _expect_and_adjoint(K[p], W[rows[r]], lam)
         for l in range(p - 1, -1, -1):
             grad[r, p + l] = 2.0 * _generator_dot(lam, K[l + 1])
             _rotate_row(lam, CS[r, l, 0], -CS[r, l, 1])
-            grad[r, l] = 2.0 * _unphase_and_cost_dot(lam, P[l], K[l], C[r])
+            grad[r, l] = 2.0 * _unphase_and_cost_dot(lam, P[l], K[l], c)
 
 
 @njit(nogil=True, boundscheck=False, cache=True)
-def _states_rows(psi0, C, G, CS, out):
-    # the final X-mixer QAOA state per row (the forward sweep of _value_and_grad_rows), into out (b, 2N)
+def _states_rows(psi0, C, rows, G, CS, out):
+    # the final X-mixer QAOA state of each row (the forward sweep of _value_and_grad_rows), into out (b, 2N)
     p = G.shape[1]
     P = np.empty(psi0.size)
-    for r in range(C.shape[0]):
+    for r in range(rows.size):
         out[r, :] = psi0
         for l in range(p):
-            _phases(C[r], G[r, l], P)
+            _phases(C[rows[r]], G[r, l], P)
             _phase_mul(out[r], P, out[r])
             _rotate_row(out[r], CS[r, l, 0], CS[r, l, 1])
 

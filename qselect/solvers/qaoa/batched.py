@@ -24,7 +24,7 @@ import numpy as np
 from ...ansatz import check_mixer, ring_pairs
 from ...errors import QSelectError
 from ...problems.bits import popcounts
-from .kernels import generator_dots, rotate_rows, rotation_pairs, states_rows, uses_row_kernel, value_and_grad_rows
+from .kernels import generator_dots, rotate_rows, rotation_pairs, states_rows, uses_row_kernel, value_and_grad_call
 from .native import (
     NumpyQAOA,
     _group_generator,
@@ -294,7 +294,7 @@ class BatchedNumpyQAOA:
         """Final states of the rows, (b, N), computed chunk by chunk."""
         if self._kernel:  # the compiled forward sweep (kernels.states_rows), as value_and_grad runs it
             gam, bet = self._split(angles, rows.size)
-            return states_rows(self._psi0, self.costs[rows], gam, rotation_pairs(bet).reshape(rows.size, self.p, 2))
+            return states_rows(self._psi0, self.costs, rows, gam, rotation_pairs(bet).reshape(rows.size, self.p, 2))
         out = np.empty((rows.size, self.N), self.dtype)
         for gam, bet, mats, sl in self._sweeps(angles, rows):
             out[sl] = self._state(gam, bet, rows[sl], mats)
@@ -405,18 +405,21 @@ class BatchedNumpyQAOA:
         b = rows.size
         value, grad = np.empty(b), np.empty((b, 2 * self.p))
 
-        def slab(lo, hi):
-            costs = self.costs[rows[lo:hi]]
-            value[lo:hi], grad[lo:hi] = value_and_grad_rows(self._psi0, costs, costs, gam[lo:hi], CS[lo:hi])
+        def slab(lo, hi):  # arguments converted here, so the pool's threads only run compiled code
+            return value_and_grad_call(self._psi0, self.costs, self.costs, rows[lo:hi], gam[lo:hi], CS[lo:hi],
+                                       value[lo:hi], grad[lo:hi])
 
         t = min(self.threads, b)
         if t < 2 or b * self.N * self.p < _MIN_SPLIT_WORK:
-            slab(0, b)
+            fn, args = slab(0, b)
+            fn(*args)
             return value, grad
         cuts = [b * k // t for k in range(t + 1)]
-        futs = [_pool(t - 1).submit(slab, lo, hi) for lo, hi in zip(cuts[1:-1], cuts[2:])]
+        calls = [slab(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])]
+        futs = [_pool(t - 1).submit(fn, *args) for fn, args in calls[1:]]
         try:
-            slab(0, cuts[1])  # this thread's share
+            fn, args = calls[0]  # this thread's share
+            fn(*args)
         finally:
             for fut in futs:
                 fut.result()

@@ -133,8 +133,8 @@ def _floats(a: np.ndarray) -> np.ndarray:
     return a.view(a.real.dtype)
 
 
-def value_and_grad_rows(psi0: np.ndarray, C: np.ndarray, W: np.ndarray, G: np.ndarray,
-                        CS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def value_and_grad_rows(psi0: np.ndarray, C: np.ndarray, W: np.ndarray, rows: np.ndarray, G: np.ndarray,
+                        CS: np.ndarray, out=None) -> tuple[np.ndarray, np.ndarray]:
     """⟨W⟩ and its adjoint gradient for every row, one compiled pass per row (X mixer, rotated frame).
 
     Per row: the forward sweep keeps its p+1 layer states, ⟨W⟩ = Σ_f W_f |ψ_f|² in float64,
@@ -148,12 +148,16 @@ def value_and_grad_rows(psi0: np.ndarray, C: np.ndarray, W: np.ndarray, G: np.nd
     ----------
     psi0 : numpy.ndarray, complex, shape (2^n,)
         Start state in the rotated frame.
-    C, W : numpy.ndarray, real, shape (b, 2^n), C-contiguous
-        The phase's generator (the cost) and the observable, per row (often one array).
+    C, W : numpy.ndarray, real, shape (B, 2^n), C-contiguous
+        The phase's generator (the cost) and the observable of every problem (often one array).
+    rows : numpy.ndarray of int64, shape (b,)
+        The problems to evaluate.
     G : numpy.ndarray of float64, shape (b, p)
         γ_1..γ_p per row.
     CS : numpy.ndarray of float64, shape (b, p, 2)
         (cos β_l, sin β_l) per row and layer (:func:`rotation_pairs`).
+    out : (numpy.ndarray, numpy.ndarray), optional
+        Float64 arrays of shapes (b,) and (b, 2p) to write into.
 
     Returns
     -------
@@ -165,19 +169,31 @@ def value_and_grad_rows(psi0: np.ndarray, C: np.ndarray, W: np.ndarray, G: np.nd
     Jones & Gacon (2020), arXiv:2009.02823 (adjoint gradients).
     """
     b, p = G.shape
-    val, grad = np.empty(b), np.empty((b, 2 * p))
-    _compiled()._value_and_grad_rows(_floats(psi0), C, W, np.ascontiguousarray(G, dtype=np.float64),
-                                     np.ascontiguousarray(CS, dtype=np.float64), val, grad)
+    val, grad = (np.empty(b), np.empty((b, 2 * p))) if out is None else out
+    fn, args = value_and_grad_call(psi0, C, W, rows, G, CS, val, grad)
+    fn(*args)
     return val, grad
 
 
-def states_rows(psi0: np.ndarray, C: np.ndarray, G: np.ndarray, CS: np.ndarray) -> np.ndarray:
+def value_and_grad_call(psi0, C, W, rows, G, CS, val, grad) -> tuple:
+    """The compiled function of :func:`value_and_grad_rows` and its converted arguments, ``(fn, args)``.
+
+    ``fn(*args)`` runs compiled code only (the GIL released), so a thread pool can be handed it
+    directly; ``val`` (b,) and ``grad`` (b, 2p) are float64 arrays it writes into.
+    """
+    return _compiled()._value_and_grad_rows, (_floats(psi0), C, W, np.ascontiguousarray(rows, dtype=np.int64),
+                                              np.ascontiguousarray(G, dtype=np.float64),
+                                              np.ascontiguousarray(CS, dtype=np.float64), val, grad)
+
+
+def states_rows(psi0: np.ndarray, C: np.ndarray, rows: np.ndarray, G: np.ndarray, CS: np.ndarray) -> np.ndarray:
     """The final QAOA states of :func:`value_and_grad_rows`' forward sweep, shape (b, 2^n), rotated frame.
 
     Parameters
     ----------
     psi0 : numpy.ndarray, complex, shape (2^n,)
-    C : numpy.ndarray, real, shape (b, 2^n), C-contiguous
+    C : numpy.ndarray, real, shape (B, 2^n), C-contiguous
+    rows : numpy.ndarray of int64, shape (b,)
     G : numpy.ndarray of float64, shape (b, p)
     CS : numpy.ndarray of float64, shape (b, p, 2)
 
@@ -185,8 +201,9 @@ def states_rows(psi0: np.ndarray, C: np.ndarray, G: np.ndarray, CS: np.ndarray) 
     -------
     numpy.ndarray, psi0's dtype, shape (b, 2^n)
     """
-    out = np.empty((C.shape[0], psi0.size), psi0.dtype)
-    _compiled()._states_rows(_floats(psi0), C, np.ascontiguousarray(G, dtype=np.float64),
+    out = np.empty((len(rows), psi0.size), psi0.dtype)
+    _compiled()._states_rows(_floats(psi0), C, np.ascontiguousarray(rows, dtype=np.int64),
+                             np.ascontiguousarray(G, dtype=np.float64),
                              np.ascontiguousarray(CS, dtype=np.float64), _floats(out))
     return out
 
@@ -217,4 +234,4 @@ def lbfgs_kernels():
 
 
 __all__ = ["AVAILABLE", "MAX_AMPLITUDES", "generator_dots", "lbfgs_kernels", "phases", "rotate_rows", "rotation_pairs",
-           "states_rows", "uses_row_kernel", "value_and_grad_rows"]
+           "states_rows", "uses_row_kernel", "value_and_grad_call", "value_and_grad_rows"]

@@ -33,6 +33,7 @@ from .kernels import generator_dots, rotate_rows, rotation_pairs, states_rows, u
 
 _CHUNK = 1 << 17  # entries per block (1-2 MiB): stays in L2/L3 with its scratch
 _GROUP = 5  # qubits per mixer matmul (32x32 matrices): best measured on 2 cores
+_ROW0 = np.zeros(1, dtype=np.int64)  # the one row of a single state, for the compiled kernels
 
 
 def _threads() -> int:
@@ -573,7 +574,8 @@ class NumpyQAOA:
     def _state(self, angles) -> np.ndarray:
         gam, bet = self._split(angles)
         if self._kernel:  # the compiled forward sweep (kernels.states_rows), as value_and_grad runs it
-            return states_rows(self._start(), self.costs[None], gam[None], rotation_pairs(bet).reshape(1, self.p, 2))[0]
+            return states_rows(self._start(), self.costs[None], _ROW0, gam[None],
+                               rotation_pairs(bet).reshape(1, self.p, 2))[0]
         psi = self.initial_state()
         for g, b in zip(gam, bet):
             self._phase((psi,), g)
@@ -715,8 +717,8 @@ class NumpyQAOA:
         passes than moving ψ back beside λ.
         """
         if self._kernel:  # the whole sweep compiled, one call (kernels.value_and_grad_rows)
-            val, grad = value_and_grad_rows(self._start(), self.costs[None], np.ascontiguousarray(w)[None], gam[None],
-                                            rotation_pairs(bet).reshape(1, self.p, 2))
+            val, grad = value_and_grad_rows(self._start(), self.costs[None], np.ascontiguousarray(w)[None], _ROW0,
+                                            gam[None], rotation_pairs(bet).reshape(1, self.p, 2))
             return float(val[0]), grad[0]
         psi = self.initial_state()
         kept = [psi.copy()]
