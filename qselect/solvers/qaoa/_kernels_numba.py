@@ -2,7 +2,8 @@
 
 Module-level functions, so numba's on-disk cache (``cache=True``) keeps them compiled between
 processes. Arrays are the interleaved real views (re, im, re, im, ...) of complex states in the
-rotated frame; ``h`` counts floats, so the lowest qubit's pairs are ``h = 2`` apart.
+rotated frame; ``h`` counts floats, so the lowest qubit's pairs are ``h = 2`` apart. Entry points
+(called from Python) release the GIL (``nogil=True``).
 """
 import numpy as np
 from numba import njit, uint64
@@ -99,12 +100,6 @@ def _rotate_row(g, c, s):
         _one_qubit(g, h, c, s)
 
 
-@njit(nogil=True, boundscheck=False, cache=True)
-def _rotate_rows(F, CS):
-    for r in range(F.shape[0]):
-        _rotate_row(F[r], CS[r, 0], CS[r, 1])
-
-
 @njit(fastmath={"reassoc"}, boundscheck=False, cache=True)
 def _pair_sum(lam, psi, h):
     # Σ over the pairs (i, i+h) of one qubit: λ_i ψ_{i+h} − λ_{i+h} ψ_i, in float64 (vectorised sum)
@@ -160,12 +155,6 @@ def _generator_dot(lam, psi):
     return acc
 
 
-@njit(nogil=True, boundscheck=False, cache=True)
-def _generator_dots(Lm, P, out):
-    for r in range(Lm.shape[0]):
-        out[r] = _generator_dot(Lm[r], P[r])
-
-
 # sin/cos kernels on [-pi/4, pi/4] and the three-part pi/2 (fdlibm's __kernel_sin, __kernel_cos,
 # __ieee754_rem_pio2 medium path): branch-free, so the phase loop vectorises (no libm calls)
 _PIO2_1 = 1.57079632673412561417e+00
@@ -203,14 +192,6 @@ def _phases(c, gamma, out):
         sn, cs = _sincos(-gamma * np.float64(c[j]))
         out[2 * j] = cs
         out[2 * j + 1] = sn
-
-
-@njit(nogil=True, boundscheck=False, cache=True)
-def _phases_rows(C, G, out):
-    # out[r, l] = exp(-i G[r, l] C[r]) interleaved, float64 (the phases the compiled sweeps apply)
-    for r in range(C.shape[0]):
-        for l in range(G.shape[1]):
-            _phases(C[r], G[r, l], out[r, l])
 
 
 @njit(boundscheck=False, cache=True)
@@ -280,6 +261,20 @@ def _value_and_grad_rows(psi0, C, W, rows, G, CS, val, grad):
             grad[r, p + l] = 2.0 * _generator_dot(lam, K[l + 1])
             _rotate_row(lam, CS[r, l, 0], -CS[r, l, 1])
             grad[r, l] = 2.0 * _unphase_and_cost_dot(lam, P[l], K[l], c)
+
+
+@njit(nogil=True, fastmath={"reassoc"}, boundscheck=False, cache=True)
+def _expectations(F, W, rows, out):
+    # out[r] = sum_j W[rows[r], j] |psi_r,j|^2 in float64, F (b, 2N) the states
+    for r in range(rows.size):
+        w = W[rows[r]]
+        g = F[r]
+        acc = 0.0
+        for j in range(w.size):
+            a = np.float64(g[2 * j])
+            b = np.float64(g[2 * j + 1])
+            acc += (a * a + b * b) * np.float64(w[j])
+        out[r] = acc
 
 
 @njit(nogil=True, boundscheck=False, cache=True)

@@ -24,7 +24,13 @@ import numpy as np
 from ...ansatz import check_mixer, ring_pairs
 from ...errors import QSelectError
 from ...problems.bits import popcounts
-from .kernels import generator_dots, rotate_rows, rotation_pairs, states_rows, uses_row_kernel, value_and_grad_call
+from .kernels import (
+    expectations,
+    rotation_pairs,
+    states_rows,
+    uses_row_kernel,
+    value_and_grad_call,
+)
 from .native import (
     NumpyQAOA,
     _group_generator,
@@ -197,9 +203,6 @@ class BatchedNumpyQAOA:
         (balanced groups are mostly of one size); the lowest group gets them as kron(·, I2)ᵀ for
         the interleaved re/im view.
         """
-        if self._kernel:  # one "group": (cos β, sin β) per row; the layer undone at (cos β, −sin β)
-            CS = rotation_pairs(beta)
-            return [(CS, CS * np.array([1.0, -1.0]))]
         made: dict = {}
         out = []
         for q0, m in self._groups:
@@ -217,10 +220,6 @@ class BatchedNumpyQAOA:
         matmuls alternate between ``S`` and ``scratch`` (an array like ``S``; allocated when
         None) instead of copying every product back: the same products, one copy at most.
         """
-        if self._kernel:
-            CS = mats[0]
-            rotate_rows(S.reshape(-1, self.N), CS if S.ndim == 2 else np.concatenate([CS] * S.shape[0]))
-            return
         lead = S.shape[:-1]
         src, dst = S, (np.empty_like(S) if scratch is None else scratch)
         for (q0, m), M in zip(self._groups, mats):
@@ -359,10 +358,10 @@ class BatchedNumpyQAOA:
         numpy.ndarray of float64, shape (b,)
         """
         rows = self._rows(rows)
+        if self._kernel:
+            return expectations(self._forward(angles, rows), self.costs, rows)
         out = np.empty(rows.size)
         with single_thread_blas():
-            if self._kernel:
-                return self._expect(self._forward(angles, rows), self.costs[rows])
             for gam, bet, mats, sl in self._sweeps(angles, rows):
                 out[sl] = self._expect(self._state(gam, bet, rows[sl], mats), self.costs[rows[sl]])
         return out
@@ -427,8 +426,6 @@ class BatchedNumpyQAOA:
 
     def _x_generator_dot(self, lam, psi) -> np.ndarray:
         """Per row, λ_f·(Aψ)_f summed over the X mixer's qubit groups (rotated frame, A real): ½ dE/dβ."""
-        if self._kernel:
-            return generator_dots(lam, psi)
         b = lam.shape[0]
         acc = np.zeros(b)
         for q0, m in self._groups:

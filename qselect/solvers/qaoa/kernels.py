@@ -1,26 +1,35 @@
-"""Compiled per-qubit kernels for the X mixer of block-sized QAOA states (numba).
+"""Compiled QAOA sweeps for block-sized X-mixer states, and the batched L-BFGS bookkeeping (numba).
 
 In the rotated frame of the native engines (ψ̃ = D⁻¹ψ, D = diag(1, i)^⊗n, which
 commutes with the diagonal cost) one X-mixer layer exp(-iβΣX) is the real
 rotation R(β) = [[cos β, sin β], [-sin β, cos β]] on every qubit, acting on the
-real and imaginary parts alike. The engines otherwise apply it as a few
-Kronecker-product matrices (BLAS matmuls over groups of ≤ 5 qubits, 2^m
-multiply-adds per amplitude and group); here it is applied three qubits per
-pass (a radix-8 butterfly, 4 multiply-adds per amplitude and qubit, in
-float64 registers, one rounding per pass) while a row of ≤ 2^17 amplitudes
-stays in cache: 2–3× faster at n = 10–12, and more accurate in complex64
-than the matmuls. The adjoint gradient's generator term λ·(Aψ),
-A = Σ_q [[0, 1], [-1, 0]]_q, is a pair sum per qubit, accumulated in float64.
+real and imaginary parts alike. For states of at most 2^17 amplitudes (a row
+that stays in a core's cache) one compiled call runs a whole value and adjoint
+gradient per row (:func:`value_and_grad_rows`):
 
-numba is optional: without it (:data:`AVAILABLE` False) the engines keep
-their matmul path, which gives the same numbers to rounding. Both engines
-decide with :func:`uses_row_kernel`, so a batch of one stays bit-for-bit the
+- the cost phase exp(−iγc) in float64 from a branch-free sin/cos (fdlibm's
+  kernels, within 2 ulp of libm's, vectorised), kept for the way back;
+- the mixer three qubits per pass (a radix-8 butterfly, 4 multiply-adds per
+  amplitude and qubit in float64 registers, one rounding per pass), where the
+  engines' matmul path multiplies Kronecker-product matrices of ≤ 5-qubit groups;
+- ⟨W⟩ and the gradient terms accumulated in float64: the p + 1 layer states are
+  kept, only λ moves back, and dE/dβ is the pair sum λ·(Aψ), A = Σ_q [[0, 1], [-1, 0]]_q.
+
+Rows are independent and the GIL is released, so the batched engine shares a
+batch's rows among threads without changing a bit. :func:`states_rows` and
+:func:`expectations` run the same forward sweep for states and ⟨C⟩.
+
+numba is optional: without it (:data:`AVAILABLE` False) the engines keep their
+NumPy/BLAS path, which gives the same numbers to rounding, and
+``minimize_batch`` its NumPy rounds. Both engines decide with
+:func:`uses_row_kernel`, so a batch of one stays bit-for-bit the
 single-problem engine.
 
 References
 ----------
 Farhi, Goldstone & Gutmann (2014), arXiv:1411.4028 (QAOA); Jones & Gacon (2020),
-arXiv:2009.02823 (adjoint gradients).
+arXiv:2009.02823 (adjoint gradients); Nocedal & Wright, Numerical Optimization
+(2006), Alg. 7.4 (L-BFGS two-loop recursion).
 """
 from __future__ import annotations
 
@@ -94,38 +103,6 @@ def _compiled():
                       "the QAOA engines use their matmul mixer", RuntimeWarning, stacklevel=3)
         return None
     return _kernels_numba
-
-
-def rotate_rows(S: np.ndarray, CS: np.ndarray) -> None:
-    """Apply ⊗_q R(β_r) to every row of ``S`` in place (rotated frame, all qubits).
-
-    Parameters
-    ----------
-    S : numpy.ndarray, complex64 or complex128, shape (b, 2^n), C-contiguous
-        States in the rotated frame (little-endian index).
-    CS : numpy.ndarray of float64, shape (b, 2)
-        (cos β_r, sin β_r) per row (:func:`rotation_pairs`); (cos β, −sin β) undoes the layer.
-    """
-    F = S.view(S.real.dtype).reshape(S.shape[0], -1)
-    _compiled()._rotate_rows(F, np.ascontiguousarray(CS, dtype=np.float64))
-
-
-def generator_dots(lam: np.ndarray, psi: np.ndarray) -> np.ndarray:
-    """λ_f·(Aψ)_f per row, float64 (b,): ½ dE/dβ of the adjoint gradient in the rotated frame.
-
-    Parameters
-    ----------
-    lam, psi : numpy.ndarray, complex, shape (b, 2^n), C-contiguous
-        Adjoint state and state at the same point of the circuit.
-
-    Returns
-    -------
-    numpy.ndarray of float64, shape (b,)
-    """
-    b = lam.shape[0]
-    out = np.empty(b)
-    _compiled()._generator_dots(lam.view(lam.real.dtype).reshape(b, -1), psi.view(psi.real.dtype).reshape(b, -1), out)
-    return out
 
 
 def _floats(a: np.ndarray) -> np.ndarray:
@@ -208,6 +185,26 @@ def states_rows(psi0: np.ndarray, C: np.ndarray, rows: np.ndarray, G: np.ndarray
     return out
 
 
+def expectations(states: np.ndarray, W: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Σ_f W_(rows[r], f) |ψ_(r, f)|² per row, float64 (b,), compiled (no BLAS call).
+
+    Parameters
+    ----------
+    states : numpy.ndarray, complex, shape (b, 2^n), C-contiguous
+    W : numpy.ndarray, real, shape (B, 2^n), C-contiguous
+        Observables of every problem.
+    rows : numpy.ndarray of int64, shape (b,)
+        Which observable each state is paired with.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (b,)
+    """
+    out = np.empty(states.shape[0])
+    _compiled()._expectations(_floats(states), W, np.ascontiguousarray(rows, dtype=np.int64), out)
+    return out
+
+
 def phases(c: np.ndarray, gamma: float) -> np.ndarray:
     """exp(−iγc) as the compiled sweeps form it (float64 sin/cos), complex128, c's shape (1-D).
 
@@ -233,5 +230,5 @@ def lbfgs_kernels():
     return _compiled() if AVAILABLE else None
 
 
-__all__ = ["AVAILABLE", "MAX_AMPLITUDES", "generator_dots", "lbfgs_kernels", "phases", "rotate_rows", "rotation_pairs",
+__all__ = ["AVAILABLE", "MAX_AMPLITUDES", "expectations", "lbfgs_kernels", "phases", "rotation_pairs",
            "states_rows", "uses_row_kernel", "value_and_grad_call", "value_and_grad_rows"]

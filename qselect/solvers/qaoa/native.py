@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 
 import numpy as np
@@ -29,7 +29,13 @@ from ...ansatz import check_mixer, dicke_state, ring_pairs
 from ...errors import QSelectError
 from ...problems import check_dense
 from ...problems.bits import popcounts
-from .kernels import generator_dots, rotate_rows, rotation_pairs, states_rows, uses_row_kernel, value_and_grad_rows
+from .kernels import (
+    expectations,
+    rotation_pairs,
+    states_rows,
+    uses_row_kernel,
+    value_and_grad_rows,
+)
 
 _CHUNK = 1 << 17  # entries per block (1-2 MiB): stays in L2/L3 with its scratch
 _GROUP = 5  # qubits per mixer matmul (32x32 matrices): best measured on 2 cores
@@ -474,14 +480,9 @@ class NumpyQAOA:
         With D = diag(1, i) per qubit, exp(-iβX) = D R'(β) D⁻¹ where R' = [[c, s], [-s, c]]
         is REAL. D commutes with the diagonal cost, so all inner D's cancel: the engine keeps
         ψ̃ = D⁻¹ψ (same probabilities) and applies real rotations — a real matmul on the
-        interleaved float view, half the flops of a complex one. Block-sized states go through
-        the compiled per-qubit kernel instead (:mod:`kernels`).
+        interleaved float view, half the flops of a complex one. Block-sized states take the
+        compiled sweeps instead (:mod:`kernels`), which rotate qubit by qubit.
         """
-        if self._kernel:
-            CS = rotation_pairs([beta])
-            for r in rows:
-                rotate_rows(r[None], CS)
-            return
         for q0, m in _groups(self.n):
             M, MkT = self._rotation(m, beta, q0 == 0)
             for r in rows:
@@ -560,11 +561,15 @@ class NumpyQAOA:
         -------
         numpy.ndarray, complex, shape (2**n,)
         """
-        with single_thread_blas():
+        with self._blas():
             psi = self._state(angles)
         if self._frame:  # back from the rotated frame: ψ = D ψ̃, D = i^popcount
             psi *= np.array([1, 1j, -1, -1j], dtype=self.dtype)[popcounts(self.n) & 3]
         return psi
+
+    def _blas(self):
+        """:func:`single_thread_blas` for the matmul path; the compiled path calls no BLAS."""
+        return nullcontext() if self._kernel else single_thread_blas()
 
     def _start(self) -> np.ndarray:
         if self._psi0 is None:
@@ -600,7 +605,7 @@ class NumpyQAOA:
             In the engine's real dtype (float32 for complex64 states).
         """
         if psi is None:
-            with single_thread_blas():
+            with self._blas():
                 psi = self._state(angles)  # the frame does not change probabilities
         return abs2(psi)
 
@@ -628,6 +633,9 @@ class NumpyQAOA:
         float
         """
         w = self.costs if weights is None else weights
+        if self._kernel:
+            return float(expectations(self._state(angles)[None], np.ascontiguousarray(w, dtype=self.rdtype)[None],
+                                      _ROW0)[0])
         with single_thread_blas():
             return self._expect(self._state(angles), w)
 
@@ -651,7 +659,7 @@ class NumpyQAOA:
         simulations of variational quantum algorithms", arXiv:2009.02823 (2020) —
         the adjoint method.
         """
-        with single_thread_blas():
+        with self._blas():
             return self._value_and_grad(angles, weights)
 
     def _value_and_grad(self, angles, weights=None) -> tuple[float, np.ndarray]:
@@ -694,8 +702,6 @@ class NumpyQAOA:
 
     def _x_generator_dot(self, lam, psi) -> float:
         """λ_f·(Aψ)_f summed over the X mixer's qubit groups (rotated frame, A real): ½ dE/dβ."""
-        if self._kernel:
-            return float(generator_dots(lam[None], psi[None])[0])
         acc = 0.0
         for q0, m in _groups(self.n):
             A, AkT = self._gen[m]
