@@ -203,9 +203,16 @@ def test_kept_layer_states_give_the_gradient_of_moving_psi_back(monkeypatch, dty
         return one, BatchedNumpyQAOA(C, 3, dtype=dtype).value_and_grad(x)
 
     kept, kept_b = run()
+    from qselect.solvers.qaoa import kernels
+
+    monkeypatch.setattr(kernels, "AVAILABLE", False)  # the compiled sweeps always keep their layer states
+    kept_np, kept_np_b = run()
     for mod in (native, batched):
         monkeypatch.setattr(mod, "keeps_layer_states", lambda mixer, N: False)
     moved, moved_b = run()
+    for i in range(3):
+        assert abs(kept[i][0] - kept_np[i][0]) < tol and np.abs(kept[i][1] - kept_np[i][1]).max() < tol
+        assert abs(kept_b[0][i] - kept_np_b[0][i]) < tol and np.abs(kept_b[1][i] - kept_np_b[1][i]).max() < tol
     for i in range(3):
         assert abs(kept[i][0] - moved[i][0]) < tol and np.abs(kept[i][1] - moved[i][1]).max() < tol
         assert abs(kept_b[0][i] - moved_b[0][i]) < tol and np.abs(kept_b[1][i] - moved_b[1][i]).max() < tol
@@ -272,8 +279,38 @@ def test_a_numba_that_fails_to_load_falls_back_to_the_matmul_mixer(monkeypatch):
         kernels._compiled.cache_clear()
 
 
-def test_compiled_mixer_states_always_keep_their_layer_states():
+@pytest.mark.parametrize("n", [18])
+def test_compiled_sweeps_serve_states_beyond_one_chunk(monkeypatch, n):
+    """Up to 2^20 amplitudes the compiled sweep runs the gradient (keeping its own layer states), also
+    where the NumPy path would move ψ back; both give the same numbers."""
     from qselect.solvers.qaoa import kernels
 
-    assert kernels.MAX_AMPLITUDES <= native._CHUNK  # the batched kernel path relies on it (2-D states)
-    assert native.keeps_layer_states("x", kernels.MAX_AMPLITUDES)
+    if not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    assert kernels.MAX_AMPLITUDES >= 1 << n > native._CHUNK and not native.keeps_layer_states("x", 1 << n)
+    c = _costs(n, seed=1)
+    x = np.array([0.4, -0.3, 0.7, 0.2])
+    eng = NumpyQAOA(c, 2)
+    assert eng._kernel
+    v, g = eng.value_and_grad(x)
+    e = eng.expectation(x)
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    ref = NumpyQAOA(c, 2)
+    assert not ref._kernel
+    v0, g0 = ref.value_and_grad(x)
+    assert abs(v - v0) < 1e-12 and np.abs(g - g0).max() < 1e-11 and abs(e - v0) < 1e-12
+
+
+def test_memory_guard_counts_the_compiled_sweeps_layer_states(monkeypatch):
+    import qselect.problems.memory as memory
+    from qselect.errors import ProblemTooLargeError
+    from qselect.solvers.qaoa import kernels
+
+    assert kernels.compiled_extra_bytes(3, np.complex128) == 3 * 32
+    need = lambda layers: (2 * 16 + 2 * 8 + 4) * 2**20 + kernels.compiled_extra_bytes(layers, np.complex128) * 2**20
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(need(2) / memory._USABLE_FRACTION) + 1)
+    native.check_memory(20, np.complex128, layers=2)
+    with pytest.raises(ProblemTooLargeError):
+        native.check_memory(20, np.complex128, layers=4)
+    with pytest.raises(ProblemTooLargeError):  # two rows in flight (threads) need the extra twice
+        native.check_memory(20, np.complex128, layers=2, batch=2, rows_in_flight=2)

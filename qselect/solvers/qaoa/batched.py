@@ -386,7 +386,7 @@ class BatchedNumpyQAOA:
         grads : numpy.ndarray, shape (b, 2p)
         """
         rows = self._rows(rows)
-        if self._kernel and keeps_layer_states(self.mixer, self.N):  # as the single engine decides
+        if self._kernel:  # as the single engine decides
             return self._value_and_grad_compiled(angles, rows)
         value, grad = np.empty(rows.size), np.empty((rows.size, 2 * self.p))
         with single_thread_blas():

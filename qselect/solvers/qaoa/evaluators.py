@@ -154,6 +154,7 @@ class NativeEvaluator(Evaluator):
     """
 
     def __init__(self, problem, p, mixer, k, kind, dtype, device, gradient, objective, alpha):
+        from .kernels import uses_row_kernel
         from .native import NumpyQAOA, check_memory, cost_dtype_for
 
         if kind == "numpy":
@@ -164,7 +165,8 @@ class NativeEvaluator(Evaluator):
             sim_dtype = (np.dtype(str(dtype).replace("torch.", "")) if dtype is not None
                          else np.dtype(np.complex64))
         cost_dtype = cost_dtype_for(problem.n, sim_dtype, EXACT_FINAL_QUBITS)
-        check_memory(problem.n, sim_dtype, gradient=gradient, cost_dtype=cost_dtype)
+        compiled = kind == "numpy" and uses_row_kernel(mixer, 1 << problem.n)
+        check_memory(problem.n, sim_dtype, gradient=gradient, cost_dtype=cost_dtype, layers=p if compiled else 0)
         self.scale, self.const = problem.scale(), problem.z_constant()
         costs = problem.cost_vector(cost_dtype)
         if problem.n <= ENERGY_TABLE_QUBITS:

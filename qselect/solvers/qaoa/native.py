@@ -18,6 +18,7 @@ pair by pair in ring order (0,1), (1,2), …, (n-1,0)).
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 from contextlib import contextmanager, nullcontext
@@ -30,6 +31,7 @@ from ...errors import QSelectError
 from ...problems import check_dense
 from ...problems.bits import popcounts
 from .kernels import (
+    compiled_extra_bytes,
     expectations,
     rotation_pairs,
     states_rows,
@@ -103,12 +105,14 @@ def real_dtype(dtype) -> np.dtype:
 
 
 def check_memory(n: int, dtype=np.complex128, gradient: bool = True, what: str = "the QAOA statevector",
-                 cost_dtype=np.float64, batch: int = 1) -> None:
+                 cost_dtype=np.float64, batch: int = 1, layers: int = 0, rows_in_flight: int = 1) -> None:
     """Refuse a QAOA simulation that would not fit in memory, before allocating.
 
     Refuse before allocating: state (+ adjoint state) + the engine's real cost vector, plus the problem's cost vector
     where it is built in another precision and its half-size build scratch. ``batch`` problems simulated together
     (``batched.BatchedNumpyQAOA``) need all of it per problem, plus one more state each (the batched adjoint's scratch).
+    ``layers`` = p where the compiled sweep runs the gradient (``kernels.uses_row_kernel``): its kept layer states and
+    phases, :func:`kernels.compiled_extra_bytes`, for each of ``rows_in_flight`` rows (one per thread).
 
     Parameters
     ----------
@@ -119,6 +123,8 @@ def check_memory(n: int, dtype=np.complex128, gradient: bool = True, what: str =
     what : str
     cost_dtype : numpy floating dtype
     batch : int
+    layers : int
+    rows_in_flight : int
 
     Raises
     ------
@@ -132,7 +138,10 @@ def check_memory(n: int, dtype=np.complex128, gradient: bool = True, what: str =
     per += (0 if b == r else b) + b / 2
     if batch > 1:
         per += c
-    check_dense(n, per, what, copies=max(1, int(batch)))
+    per *= max(1, int(batch))
+    if gradient and layers > 0:
+        per += compiled_extra_bytes(layers, dtype) * max(1, min(int(rows_in_flight), int(batch)))
+    check_dense(n, math.ceil(per), what)
 
 
 def cost_dtype_for(n: int, dtype, exact_final_qubits: int) -> np.dtype:
@@ -176,8 +185,8 @@ def keeps_layer_states(mixer: str, N: int) -> bool:
     -------
     bool
     """
-    # one chunk: the kept path's scratch is the engine's chunk buffer (the compiled mixer's limit,
-    # kernels.MAX_AMPLITUDES, is the same 2^17, so kernel states always take this path)
+    # one chunk: the kept path's scratch is the engine's chunk buffer (the compiled sweeps,
+    # kernels.value_and_grad_rows, keep their layer states up to their own limit)
     return mixer == "x" and N <= _CHUNK
 
 
@@ -665,6 +674,10 @@ class NumpyQAOA:
     def _value_and_grad(self, angles, weights=None) -> tuple[float, np.ndarray]:
         w = self.costs if weights is None else np.asarray(weights, dtype=self.rdtype)
         gam, bet = self._split(angles)
+        if self._kernel:  # the whole sweep compiled, one call (kernels.value_and_grad_rows)
+            val, grad = value_and_grad_rows(self._start(), self.costs[None], np.ascontiguousarray(w)[None], _ROW0,
+                                            gam[None], rotation_pairs(bet).reshape(1, self.p, 2))
+            return float(val[0]), grad[0]
         if keeps_layer_states(self.mixer, self.N):
             return self._value_and_grad_kept(gam, bet, w)
         psi = self._state(angles)
@@ -722,10 +735,6 @@ class NumpyQAOA:
         λ has passed the layer's phase) with the kept state before it — a quarter fewer mixer
         passes than moving ψ back beside λ.
         """
-        if self._kernel:  # the whole sweep compiled, one call (kernels.value_and_grad_rows)
-            val, grad = value_and_grad_rows(self._start(), self.costs[None], np.ascontiguousarray(w)[None], _ROW0,
-                                            gam[None], rotation_pairs(bet).reshape(1, self.p, 2))
-            return float(val[0]), grad[0]
         psi = self.initial_state()
         kept = [psi.copy()]
         for l in range(self.p):

@@ -229,7 +229,8 @@ class QAOASolver(Solver):
         import time
 
         from .batched import BatchedNumpyQAOA
-        from .native import check_memory, cost_dtype_for
+        from .kernels import uses_row_kernel
+        from .native import _threads, check_memory, cost_dtype_for
         from .optimizers import Outcome, minimize_batch
 
         t0 = time.perf_counter()
@@ -241,7 +242,9 @@ class QAOASolver(Solver):
         else:
             dtype = np.dtype(str(self.dtype).replace("torch.", ""))
         cost_dtype = cost_dtype_for(n, dtype, EXACT_FINAL_QUBITS)
-        check_memory(n, dtype, gradient=True, cost_dtype=cost_dtype, batch=B)
+        compiled = kind == "numpy" and uses_row_kernel(self.mixer, 1 << n)
+        check_memory(n, dtype, gradient=True, cost_dtype=cost_dtype, batch=B, layers=self.p if compiled else 0,
+                     rows_in_flight=self.threads or _threads())
         costs = np.empty((B, 1 << n), dtype=cost_dtype)
         tables = np.empty((B, 1 << n)) if n <= ENERGY_TABLE_QUBITS else None  # the problems' own energies
         scales, consts = np.empty(B), np.empty(B)
