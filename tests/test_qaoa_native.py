@@ -287,11 +287,13 @@ def test_compiled_sweeps_serve_states_beyond_one_chunk(monkeypatch, n):
 
     if not kernels.AVAILABLE:
         pytest.skip("numba not installed")
-    assert kernels.MAX_AMPLITUDES >= 1 << n > native._CHUNK and not native.keeps_layer_states("x", 1 << n)
+    assert kernels.MAX_AMPLITUDES[np.dtype(np.complex128)] >= 1 << n > native._CHUNK
+    assert not native.keeps_layer_states("x", 1 << n)
+    assert not kernels.uses_row_kernel("x", 1 << n, np.complex64)  # there the threaded matmuls are as fast
     c = _costs(n, seed=1)
     x = np.array([0.4, -0.3, 0.7, 0.2])
     eng = NumpyQAOA(c, 2)
-    assert eng._kernel
+    assert eng._kernel and not NumpyQAOA(c, 2, dtype=np.complex64)._kernel
     v, g = eng.value_and_grad(x)
     e = eng.expectation(x)
     monkeypatch.setattr(kernels, "AVAILABLE", False)

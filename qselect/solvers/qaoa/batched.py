@@ -147,7 +147,7 @@ class BatchedNumpyQAOA:
         self._groups = _groups(n)
         self._gen = {m: _group_generator(m, self.rdtype) for _, m in self._groups}
         self._frame = mixer == "x"
-        self._kernel = uses_row_kernel(mixer, N)  # compiled per-qubit X mixer (kernels), else group matmuls
+        self._kernel = uses_row_kernel(mixer, N, self.dtype)  # compiled sweeps (kernels), else NumPy/BLAS
         self._pairs = ring_pairs(n)
         # the start state of one row, built exactly as the sequential engine builds it
         self._psi0 = NumpyQAOA(np.zeros(N, self.rdtype), 1, mixer, k, self.dtype).initial_state()

@@ -165,7 +165,7 @@ class NativeEvaluator(Evaluator):
             sim_dtype = (np.dtype(str(dtype).replace("torch.", "")) if dtype is not None
                          else np.dtype(np.complex64))
         cost_dtype = cost_dtype_for(problem.n, sim_dtype, EXACT_FINAL_QUBITS)
-        compiled = kind == "numpy" and uses_row_kernel(mixer, 1 << problem.n)
+        compiled = kind == "numpy" and uses_row_kernel(mixer, 1 << problem.n, sim_dtype)
         check_memory(problem.n, sim_dtype, gradient=gradient, cost_dtype=cost_dtype, layers=p if compiled else 0)
         self.scale, self.const = problem.scale(), problem.z_constant()
         costs = problem.cost_vector(cost_dtype)

@@ -3,9 +3,10 @@
 In the rotated frame of the native engines (ψ̃ = D⁻¹ψ, D = diag(1, i)^⊗n, which
 commutes with the diagonal cost) one X-mixer layer exp(-iβΣX) is the real
 rotation R(β) = [[cos β, sin β], [-sin β, cos β]] on every qubit, acting on the
-real and imaginary parts alike. For states of at most 2^20 amplitudes
-(:data:`MAX_AMPLITUDES`; block-sized rows stay in a core's cache) one compiled
-call runs a whole value and adjoint gradient per row (:func:`value_and_grad_rows`):
+real and imaginary parts alike. For states of at most 2^17 amplitudes in
+complex64 and 2^20 in complex128 (:data:`MAX_AMPLITUDES`; block-sized rows stay
+in a core's cache) one compiled call runs a whole value and adjoint gradient per
+row (:func:`value_and_grad_rows`):
 
 - the cost phase exp(−iγc) in float64 from a branch-free sin/cos (fdlibm's
   kernels, within 2 ulp of libm's, vectorised), kept for the way back;
@@ -54,28 +55,32 @@ def _numba_installed() -> bool:
 #: cache, on first use; :func:`uses_row_kernel` also checks that this works)
 AVAILABLE = _numba_installed()
 
-#: the largest state (amplitudes) the compiled sweeps serve. Measured on one thread against the
-#: matmul path: 1.5–3× faster in ⟨C⟩ and gradient up to 2^17 amplitudes, and in complex128 still
-#: 1.3–1.8× at 2^18–2^20 (where the matmuls already use two threads); about even in complex64 there
-MAX_AMPLITUDES = 1 << 20
+#: the largest state (amplitudes) the compiled sweeps serve, per state dtype. Measured on one thread
+#: against the matmul path: 1.5–3× faster in ⟨C⟩ and gradient up to 2^17 amplitudes in both
+#: precisions; beyond, where the matmuls use two threads, still 1.3–1.8× in complex128 up to 2^20 but
+#: about even, ⟨C⟩ slower, in complex64
+MAX_AMPLITUDES = {np.dtype(np.complex64): 1 << 17, np.dtype(np.complex128): 1 << 20}
 
 
-def uses_row_kernel(mixer: str, N: int) -> bool:
-    """Whether the engines apply the X mixer of a 2^n-amplitude state with these kernels.
+def uses_row_kernel(mixer: str, N: int, dtype=np.complex64) -> bool:
+    """Whether the engines run a 2^n-amplitude QAOA state through the compiled sweeps.
 
     Parameters
     ----------
     mixer : {'x', 'xy'}
     N : int
         State length 2^n.
+    dtype : numpy complex dtype
+        The state's precision.
 
     Returns
     -------
     bool
-        True for the X mixer on states of at most :data:`MAX_AMPLITUDES` amplitudes when numba
+        True for the X mixer on states of at most ``MAX_AMPLITUDES[dtype]`` amplitudes when numba
         is installed and loads (the first call imports it).
     """
-    return AVAILABLE and mixer == "x" and N <= MAX_AMPLITUDES and _compiled() is not None
+    limit = MAX_AMPLITUDES.get(np.dtype(dtype), 0)
+    return AVAILABLE and mixer == "x" and N <= limit and _compiled() is not None
 
 
 def compiled_extra_bytes(p: int, dtype) -> int:

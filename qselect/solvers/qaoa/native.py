@@ -391,7 +391,7 @@ class NumpyQAOA:
         # X mixer in the rotated frame (see _x_mixer): generator of a group = i·A, A real antisymmetric
         self._gen = {m: _group_generator(m, self.rdtype) for m in self._ham}
         self._frame = mixer == "x"
-        self._kernel = uses_row_kernel(mixer, N)  # compiled per-qubit X mixer (kernels), else group matmuls
+        self._kernel = uses_row_kernel(mixer, N, self.dtype)  # compiled sweeps (kernels), else NumPy/BLAS
         self._rot = {m: (_rotation_signs(m), h) for m, h in self._ham.items()}
         self._psi0 = None
         self._rot_cache: dict = {}

@@ -242,7 +242,7 @@ class QAOASolver(Solver):
         else:
             dtype = np.dtype(str(self.dtype).replace("torch.", ""))
         cost_dtype = cost_dtype_for(n, dtype, EXACT_FINAL_QUBITS)
-        compiled = kind == "numpy" and uses_row_kernel(self.mixer, 1 << n)
+        compiled = kind == "numpy" and uses_row_kernel(self.mixer, 1 << n, dtype)
         check_memory(n, dtype, gradient=True, cost_dtype=cost_dtype, batch=B, layers=self.p if compiled else 0,
                      rows_in_flight=self.threads or _threads())
         costs = np.empty((B, 1 << n), dtype=cost_dtype)
