@@ -135,3 +135,83 @@ def test_solver_threads_setting_is_checked_and_does_not_change_answers():
     assert QAOASolver(threads=2).get_params()["threads"] == 2
     for a, b in zip(one, two):
         assert np.array_equal(a.bits, b.bits) and a.energy == b.energy and np.array_equal(a.angles, b.angles)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("bad", [3.0, "C[:4]", "ones(N*64)", "ones((2, N))", "nan"])
+def test_observable_weights_are_checked_on_both_paths(monkeypatch, compiled, bad):
+    """A wrong-sized observable once read past its end on the compiled path; both paths refuse it."""
+    if compiled and not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(kernels, "AVAILABLE", compiled and kernels.AVAILABLE)
+    C = _costs(4, 1)[0]
+    N = C.size
+    w = {"C[:4]": C[:4], "ones(N*64)": np.ones(N * 64), "ones((2, N))": np.ones((2, N)),
+         "nan": np.full(N, np.nan)}.get(bad, bad)
+    eng = NumpyQAOA(C, 1)
+    assert eng._kernel == compiled
+    for call in (eng.expectation, eng.value_and_grad):
+        with pytest.raises(QSelectError, match="weights"):
+            call([0.3, 0.7], weights=w)
+    v, g = eng.value_and_grad([0.3, 0.7], weights=np.full(N, 3.0))  # W = 3·I: ⟨W⟩ = 3, no gradient
+    assert abs(v - 3) < 1e-6 and np.abs(g).max() < 1e-6
+
+
+@needs_numba
+def test_compiled_phases_stay_exact_for_huge_arguments():
+    x = np.array([1e3, 1.6e6, 1.7e6, 2.0**23 + 0.3, 1e8, 1e12, 1e16, 1e18, -1e18])
+    h = kernels.phases(x, 1.0)
+    np.testing.assert_allclose(h, np.exp(-1j * x), rtol=0, atol=1e-15)
+    assert np.all(np.isnan(kernels.phases(np.array([np.inf, np.nan]), 1.0)))
+    C = _costs(6, 1)
+    for gamma in (1e12, 1e20):
+        e = BatchedNumpyQAOA(C, 1, dtype=np.complex128)
+        assert abs(np.linalg.norm(e.state([gamma, 0.3])) - 1) < 1e-12
+
+
+@needs_numba
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_non_finite_angles_give_nan_not_an_exception(monkeypatch):
+    C = _costs(5, 2)
+    for compiled in (True, False):
+        monkeypatch.setattr(kernels, "AVAILABLE", compiled)
+        v, g = NumpyQAOA(C[0], 1).value_and_grad([0.1, np.inf])
+        assert np.isnan(v) and np.isnan(g).all()
+        vb, _ = BatchedNumpyQAOA(C, 1).value_and_grad([[0.1, np.inf], [0.1, 0.2]])
+        assert np.isnan(vb[0]) and np.isfinite(vb[1])
+
+
+def test_a_distribution_that_is_not_one_is_refused():
+    from qselect.solvers.qaoa.answer import read_answers
+
+    q = QUBO.random(3, seed=0)
+    E = q.cost_vector()[None]
+    for P in (np.full((1, 8), np.nan), np.zeros((1, 8))):
+        with pytest.raises(QSelectError, match="not a probability distribution"):
+            read_answers([q], P, E, E, [1.0], [0.0], [0], shots=16, top=2)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_nan_gradients_are_not_convergence(monkeypatch, compiled):
+    if compiled and not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    if not compiled:
+        monkeypatch.setattr(optimizers, "lbfgs_kernels", lambda: None)
+    out = optimizers.minimize_batch(lambda X, r: (np.sum(X**2, 1), np.full_like(X, np.nan)), np.ones((2, 2)))
+    assert out.messages == ["ABNORMAL_TERMINATION_IN_LNSRCH"] * 2
+    with pytest.raises(QSelectError, match="d ≥ 1"):
+        optimizers.minimize_batch(lambda X, r: (np.zeros(len(r)), X), np.ones((2, 0)))
+
+
+@needs_numba
+def test_shrinking_batches_reuse_one_thread_pool(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(batched, "_MIN_SPLIT_WORK", 1)
+    C = _costs(5, 12)
+    e = BatchedNumpyQAOA(C, 1, threads=6)
+    x = np.random.default_rng(0).uniform(-1, 1, (12, 2))
+    before = threading.active_count()
+    for b in range(12, 1, -1):  # each size splits into min(6, b) slabs: one pool of 5 helpers serves them all
+        e.value_and_grad(x[:b], np.arange(b))
+    assert threading.active_count() <= before + 5

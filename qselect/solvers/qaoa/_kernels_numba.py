@@ -165,6 +165,7 @@ _S1, _S2, _S3 = -1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.9841
 _S4, _S5, _S6 = 2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10
 _C1, _C2, _C3 = 4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05
 _C4, _C5, _C6 = -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11
+_REDUCTION_LIMIT = 1647099.0  # 2^20 pi/2: where fdlibm's medium-size reduction stops
 
 
 @njit(inline="always")
@@ -187,11 +188,22 @@ def _sincos(x):
 
 @njit(boundscheck=False, cache=True)
 def _phases(c, gamma, out):
-    # out = exp(-i gamma c) interleaved (cos, sin) in float64
+    # out = exp(-i gamma c) interleaved (cos, sin) in float64. The three-part pi/2 reduction is
+    # exact for |gamma c| < 2^20 pi/2; beyond (never for normalised costs at sensible angles) libm's
+    # cos and sin, whose reduction is exact for any argument
+    big = 0.0
     for j in range(c.size):
-        sn, cs = _sincos(-gamma * np.float64(c[j]))
-        out[2 * j] = cs
-        out[2 * j + 1] = sn
+        big = max(big, abs(gamma * np.float64(c[j])))
+    if big < _REDUCTION_LIMIT:
+        for j in range(c.size):
+            sn, cs = _sincos(-gamma * np.float64(c[j]))
+            out[2 * j] = cs
+            out[2 * j + 1] = sn
+    else:
+        for j in range(c.size):
+            x = -gamma * np.float64(c[j])
+            out[2 * j] = np.cos(x)
+            out[2 * j + 1] = np.sin(x)
 
 
 @njit(boundscheck=False, cache=True)
@@ -381,7 +393,9 @@ def _accept(r, xn, fn, gn, X, f, G, S, Y, rho, count, it, status, D, slope, step
     for j in range(d):
         X[r, j] = xn[j]
         G[r, j] = gn[j]
-        gmax = max(gmax, abs(gn[j]))
+        a = abs(gn[j])
+        if a > gmax or a != a:  # NaN propagates, as np.max does
+            gmax = a
     f[r] = fn
     it[r] += 1
     has_lo[r] = False
@@ -402,7 +416,9 @@ def _lbfgs_start(G, S, Y, rho, count, status, D, slope, step, backtracks, gtol):
     for r in range(G.shape[0]):
         gmax = 0.0
         for j in range(G.shape[1]):
-            gmax = max(gmax, abs(G[r, j]))
+            a = abs(G[r, j])
+            if a > gmax or a != a:
+                gmax = a
         if gmax <= gtol:
             status[r] = 2
         else:

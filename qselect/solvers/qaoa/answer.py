@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ...errors import QSelectError
 from ...problems.bits import index_to_bits, popcounts
 from ..base import summarise_samples
 from ..controls import uniform_baseline, uniform_baselines
@@ -69,9 +70,19 @@ def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, sho
         one of the ``top``), ``probabilities`` (2^n,) float64, ``expectation`` (⟨C⟩ in problem
         units) and ``info`` (``optimum_energy``, ``probability_optimum``,
         ``approximation_ratio``, ``uniform_baseline``).
+
+    Raises
+    ------
+    QSelectError
+        A row of ``probs`` that is NaN, infinite or all zero.
     """
     P = np.clip(np.asarray(probs, dtype=np.float64), 0, None)
-    P /= P.sum(axis=1, keepdims=True)
+    total = P.sum(axis=1, keepdims=True)
+    bad = np.flatnonzero(~(np.isfinite(total[:, 0]) & (total[:, 0] > 0)))
+    if bad.size:
+        raise QSelectError(f"the final QAOA distribution of problem {int(bad[0])} is not a probability distribution "
+                           "(NaN, infinite or all zero): check that the angles and the costs are finite")
+    P /= total
     B, N = P.shape
     n = N.bit_length() - 1
     cdf = np.cumsum(P, axis=1)

@@ -415,7 +415,7 @@ class BatchedNumpyQAOA:
             return value, grad
         cuts = [b * k // t for k in range(t + 1)]
         calls = [slab(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])]
-        futs = [_pool(t - 1).submit(fn, *args) for fn, args in calls[1:]]
+        futs = [_pool(self.threads - 1).submit(fn, *args) for fn, args in calls[1:]]  # one pool per setting
         try:
             fn, args = calls[0]  # this thread's share
             fn(*args)

@@ -114,7 +114,9 @@ def rotation_pairs(beta) -> np.ndarray:
     numpy.ndarray of float64, shape (b, 2)
     """
     b = np.asarray(beta, dtype=np.float64).reshape(-1)
-    return np.array([[math.cos(x), math.sin(x)] for x in b.tolist()]).reshape(-1, 2)
+    nan = float("nan")  # cos/sin of ±inf and NaN, as NumPy gives them (math raises)
+    return np.array([[math.cos(x), math.sin(x)] if math.isfinite(x) else [nan, nan]
+                     for x in b.tolist()]).reshape(-1, 2)
 
 
 @lru_cache(maxsize=None)

@@ -166,6 +166,37 @@ def cost_dtype_for(n: int, dtype, exact_final_qubits: int) -> np.dtype:
     return real_dtype(dtype)
 
 
+def check_observable(weights, N: int, dtype) -> np.ndarray:
+    """A diagonal observable of 2^n finite entries, C-contiguous in ``dtype`` (what ``weights=`` takes).
+
+    Parameters
+    ----------
+    weights : array_like, shape (N,)
+    N : int
+        State length 2^n.
+    dtype : numpy floating dtype
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,)
+
+    Raises
+    ------
+    QSelectError
+        Another shape, or entries that are not finite numbers.
+    """
+    try:
+        w = np.ascontiguousarray(weights, dtype=dtype)
+    except (TypeError, ValueError) as err:
+        raise QSelectError(f"weights must be {N} real numbers (one per basis state), got {type(weights).__name__}"
+                           ) from err
+    if w.shape != (N,):
+        raise QSelectError(f"weights must be {N} real numbers (one per basis state), got shape {w.shape}")
+    if not np.isfinite(w).all():
+        raise QSelectError("weights must be finite numbers; got inf or NaN")
+    return w
+
+
 def keeps_layer_states(mixer: str, N: int) -> bool:
     """Whether the adjoint gradient keeps the p+1 states between layers instead of moving ψ back.
 
@@ -636,15 +667,20 @@ class NumpyQAOA:
         angles : array_like, shape (2p,)
             ``[γ_1..γ_p, β_1..β_p]`` in radians.
         weights : numpy.ndarray, shape (2**n,), or None
+            A diagonal observable (default: the cost).
 
         Returns
         -------
         float
+
+        Raises
+        ------
+        QSelectError
+            ``weights`` of another shape or not finite.
         """
-        w = self.costs if weights is None else weights
+        w = self._weights(weights)
         if self._kernel:
-            return float(expectations(self._state(angles)[None], np.ascontiguousarray(w, dtype=self.rdtype)[None],
-                                      _ROW0)[0])
+            return float(expectations(self._state(angles)[None], w[None], _ROW0)[0])
         with single_thread_blas():
             return self._expect(self._state(angles), w)
 
@@ -656,11 +692,17 @@ class NumpyQAOA:
         angles : array_like, shape (2p,)
             ``[γ_1..γ_p, β_1..β_p]`` in radians.
         weights : numpy.ndarray, shape (2**n,), or None
+            A diagonal observable (default: the cost; the phase is always the cost's).
 
         Returns
         -------
         value : float
         grad : numpy.ndarray of float64, shape (2p,)
+
+        Raises
+        ------
+        QSelectError
+            ``weights`` of another shape or not finite.
 
         References
         ----------
@@ -671,11 +713,17 @@ class NumpyQAOA:
         with self._blas():
             return self._value_and_grad(angles, weights)
 
+    def _weights(self, weights) -> np.ndarray:
+        """The observable's diagonal: the cost, or ``weights`` checked (2^n finite numbers) in the real dtype."""
+        if weights is None:
+            return self.costs
+        return check_observable(weights, self.N, self.rdtype)
+
     def _value_and_grad(self, angles, weights=None) -> tuple[float, np.ndarray]:
-        w = self.costs if weights is None else np.asarray(weights, dtype=self.rdtype)
+        w = self._weights(weights)
         gam, bet = self._split(angles)
         if self._kernel:  # the whole sweep compiled, one call (kernels.value_and_grad_rows)
-            val, grad = value_and_grad_rows(self._start(), self.costs[None], np.ascontiguousarray(w)[None], _ROW0,
+            val, grad = value_and_grad_rows(self._start(), self.costs[None], w[None], _ROW0,
                                             gam[None], rotation_pairs(bet).reshape(1, self.p, 2))
             return float(val[0]), grad[0]
         if keeps_layer_states(self.mixer, self.N):

@@ -37,7 +37,7 @@ import torch
 from ...ansatz import check_mixer, dicke_state, ring_pairs
 from ...devices import resolve_device
 from ...errors import QSelectError
-from .native import _groups, _hamming
+from .native import _groups, _hamming, check_observable
 
 _GROUP = 5
 _CHUNK = 1 << 24  # amplitudes per in-place slice (per problem row): 128 MiB of complex64
@@ -239,9 +239,15 @@ class TorchQAOA:
         return out
 
     def _weights(self, weights):
+        """The observable per problem: the costs, or ``weights`` ((2^n,) shared or (B, 2^n)), checked."""
         if weights is None:
             return self.costs
-        w = torch.as_tensor(np.asarray(weights), dtype=self.rdtype, device=self.device)
+        a = np.asarray(weights)
+        if a.ndim == 2 and a.shape == (self.B, self.N):
+            a = np.stack([check_observable(row, self.N, np.float64) for row in a])
+        else:
+            a = check_observable(a, self.N, np.float64)
+        w = torch.as_tensor(a, dtype=self.rdtype, device=self.device)
         return w.reshape(1, -1).expand(self.B, -1) if w.dim() == 1 else w
 
     def _out(self, t: torch.Tensor) -> np.ndarray:

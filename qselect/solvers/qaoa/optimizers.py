@@ -245,8 +245,8 @@ def minimize_batch(value_and_grad, x0, maxiter: int = 100, ftol: float = 1e-6, g
     Nocedal & Wright, Numerical Optimization (2006), Alg. 7.4–7.5 and §3.5.
     """
     X = np.array(x0, dtype=float)
-    if X.ndim != 2:
-        raise QSelectError(f"batched start points must have shape (batch, d), got {X.shape}")
+    if X.ndim != 2 or X.shape[1] < 1:
+        raise QSelectError(f"batched start points must have shape (batch, d) with d ≥ 1, got {X.shape}")
     B, d = X.shape
     m = max(1, int(memory))
     f, G = value_and_grad(X.copy(), np.arange(B))
