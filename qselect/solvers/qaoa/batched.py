@@ -2,15 +2,20 @@
 
 A layer's local problems (hundreds of 8–16-qubit blocks) are each a tiny
 simulation; solved one by one, per-call overhead dominates. Here every
-problem is a row of one array: the cost phase is one elementwise pass with a
-per-row γ, the X mixer one stacked matmul per qubit group with a per-row
-rotation, and the adjoint gradient (Jones & Gacon 2020, arXiv:2009.02823)
-runs on all rows at once.
+problem is a row of one array, evaluated all at once. For the X mixer on
+block-sized states (numba installed) each row's whole value and adjoint
+gradient (Jones & Gacon 2020, arXiv:2009.02823) is one compiled sweep
+(:func:`kernels.value_and_grad_rows`, the code the single-problem engine runs),
+and slabs of rows run on threads. Otherwise the cost phase is one elementwise
+pass with a per-row γ, the X mixer one stacked matmul per qubit group with a
+per-row rotation (the XY ring pair by pair), and the adjoint sweep runs on
+all rows at once.
 
 Each row goes through exactly the operations :class:`native.NumpyQAOA` applies
-to a single state (same groups, rotated frame, rotation matrices, dtypes and
-reductions), so a batch of one reproduces the sequential engine bit for bit,
-and every row of a larger batch agrees with it to rounding.
+to a single state (same sweep or groups, rotated frame, rotation matrices,
+dtypes and reductions), so a batch of one reproduces the sequential engine bit
+for bit (on the NumPy path: complex128, X mixer, up to 2^17 amplitudes), and
+every row of a larger batch agrees with it to rounding.
 
 Conventions as in :mod:`native`: little-endian index, angles
 ``[γ_1..γ_p, β_1..β_p]`` per row, layer ``exp(-iβB) exp(-iγC)``.
@@ -113,9 +118,11 @@ class BatchedNumpyQAOA:
     Notes
     -----
     Memory: ``B · 2^n`` amplitudes for the state, twice that (plus one
-    scratch state) for the adjoint gradient, and ``B · 2^n`` real costs —
-    the solver checks it with :func:`native.check_memory` (``batch=B``)
-    before building the engine. Meant for block-sized problems (n ≲ 20).
+    scratch state) for the adjoint gradient, and ``B · 2^n`` real costs; the
+    compiled sweep adds p + 2 states and p float64 phase vectors per row in
+    flight (one per thread) — the solver checks it with
+    :func:`native.check_memory` (``batch=B``, ``layers=p``) before building the
+    engine. Meant for block-sized problems (n ≲ 20).
 
     References
     ----------
