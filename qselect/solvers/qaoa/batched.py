@@ -29,6 +29,7 @@ import numpy as np
 from ...ansatz import check_mixer, ring_pairs
 from ...errors import QSelectError
 from ...problems.bits import popcounts
+from ...validation import check_positive_int
 from .kernels import (
     expectations,
     rotation_pairs,
@@ -134,10 +135,7 @@ class BatchedNumpyQAOA:
     def __init__(self, costs, p: int, mixer: str = "x", k: int | None = None, dtype=np.complex128,
                  threads: int | None = None):
         self.dtype = np.dtype(dtype)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
-                                    or threads < 1):
-            raise QSelectError(f"threads must be a positive integer or None (all CPUs), got {threads!r}")
-        self.threads = _threads() if threads is None else int(threads)
+        self.threads = _threads() if threads is None else check_positive_int(threads, "threads")
         if self.dtype not in (np.complex64, np.complex128):
             raise QSelectError(f"native engine dtype must be complex64 or complex128, got {dtype}")
         self.rdtype = real_dtype(self.dtype)
