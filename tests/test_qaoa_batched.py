@@ -322,3 +322,23 @@ def test_block_warm_start_passes_each_problem_its_previous_angles(batch):
     assert seen and all(np.shape(a) == (2,) for a in seen)
     cold = BlockSolver(QAOASolver(p=1, seed=1, shots=64, batch=batch), qubits=6, max_sweeps=2, seed=0).solve_many(big)
     assert all(r.info["energy_trace"][-1] <= r.info["energy_trace"][0] for r in warm + cold)
+
+
+def test_read_answers_counts_are_generator_choice_counts():
+    """The shots are drawn as Generator.choice(N, shots, p=P) draws them (sorted uniforms, inverse CDF)."""
+    from qselect.solvers.qaoa.answer import read_answers
+
+    rng = np.random.default_rng(7)
+    probs = [QUBO.random(6, seed=s) for s in range(4)]
+    E = np.stack([q.cost_vector() for q in probs])
+    P = rng.random((4, 64)) ** 4
+    P[1, :60] = 0  # mass on a few strings
+    seeds = [3, 11, 12345, 2**40]
+    out = read_answers(probs, P, E, E, np.ones(4), np.zeros(4), seeds, shots=500, top=1)
+    for i, ans in enumerate(out):
+        p = P[i] / P[i].sum()
+        want = np.bincount(np.random.default_rng(seeds[i]).choice(64, 500, p=p), minlength=64)
+        got = np.zeros(64, dtype=np.int64)
+        idx = ans["samples"] @ (1 << np.arange(6))
+        got[idx] = ans["counts"]
+        assert np.array_equal(got, want)
