@@ -141,7 +141,7 @@ def _floats(a: np.ndarray) -> np.ndarray:
 
 
 def value_and_grad_rows(psi0: np.ndarray, C: np.ndarray, W: np.ndarray, rows: np.ndarray, G: np.ndarray,
-                        CS: np.ndarray, out=None) -> tuple[np.ndarray, np.ndarray]:
+                        CS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """⟨W⟩ and its adjoint gradient for every row, one compiled pass per row (X mixer, rotated frame).
 
     Per row: the forward sweep keeps its p+1 layer states, ⟨W⟩ = Σ_f W_f |ψ_f|² in float64,
@@ -163,8 +163,6 @@ def value_and_grad_rows(psi0: np.ndarray, C: np.ndarray, W: np.ndarray, rows: np
         γ_1..γ_p per row.
     CS : numpy.ndarray of float64, shape (b, p, 2)
         (cos β_l, sin β_l) per row and layer (:func:`rotation_pairs`).
-    out : (numpy.ndarray, numpy.ndarray), optional
-        Float64 arrays of shapes (b,) and (b, 2p) to write into.
 
     Returns
     -------
@@ -176,7 +174,7 @@ def value_and_grad_rows(psi0: np.ndarray, C: np.ndarray, W: np.ndarray, rows: np
     Jones & Gacon (2020), arXiv:2009.02823 (adjoint gradients).
     """
     b, p = G.shape
-    val, grad = (np.empty(b), np.empty((b, 2 * p))) if out is None else out
+    val, grad = np.empty(b), np.empty((b, 2 * p))
     fn, args = value_and_grad_call(psi0, C, W, rows, G, CS, val, grad)
     fn(*args)
     return val, grad

@@ -262,7 +262,7 @@ def phase_into(f: np.ndarray, h: np.ndarray) -> None:
     h : numpy.ndarray, complex
         Written in place.
     """
-    if f.dtype == np.float64 and f.shape[-1] >= 4096:  # by row length: a row's bits never depend on its batch
+    if f.dtype == np.float64 and f.size >= 4096:
         import torch
 
         tf = torch.from_numpy(f)
