@@ -7,7 +7,10 @@ A digits MLP (hidden 64, 64) is trained briefly; its second hidden layer
 sequentially (``QAOASolver(batch=False)``: every block its own simulation and
 scipy L-BFGS-B, one thread) and batched (the descents of all neurons advance in lock-step,
 each round's blocks simulated together with a batched L-BFGS; the batch's rows
-shared among the CPU's threads, and again on one thread, ``threads=1``). Same seeds everywhere.
+shared among the CPU's threads, and again on one thread, ``threads=1``). With more than one CPU, both QAOA
+paths run again through a pool of one worker process per CPU (``solve_many(executor=ProcessExecutor(w))``:
+sequential solves whole problems in each worker, batched runs the lock-step descents of a contiguous share
+of the problems in each). Same seeds everywhere, and the same answers on every path.
 
     .venv/bin/python benchmarks/qaoa_layer.py --repeat 2 --out benchmarks/results/qaoa_layer.json
     .venv/bin/python benchmarks/qaoa_layer.py --quick --out /tmp/qaoa_layer_quick.json   # half the neurons
@@ -15,7 +18,9 @@ shared among the CPU's threads, and again on one thread, ``threads=1``). Same se
 With ``--repeat R`` every configuration runs R times (same seeds, same answers) and the
 fastest wall time counts. The JSON holds wall times, the layer's total energy per run, the machine load
 (os.getloadavg before and after), ``ratio_layer_batched_vs_sequential`` per p
-(and ``ratio_layer_batched_1thread_vs_sequential_p{1,2}``) and QAOA's time ratio to exact search on the same blocks.
+(and ``ratio_layer_batched_1thread_vs_sequential_p{1,2}``), QAOA's time ratio to exact search on the same blocks
+and, with worker processes, ``ratio_layer_batched_workers_vs_sequential_p{1,2}`` (batched in the pool against
+the one-process sequential run) and ``ratio_layer_batched_workers_vs_sequential_workers_p{1,2}`` (both in the pool).
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from qselect.classical.data import load_dataset, make_loader  # noqa: E402
 from qselect.classical.models import build_model  # noqa: E402
 from qselect.classical.train import TrainConfig, train  # noqa: E402
+from qselect.executors import ProcessExecutor  # noqa: E402
 from qselect.formulate.activations import collect_activations  # noqa: E402
 from qselect.formulate.select import make_solver  # noqa: E402
 from qselect.formulate.weights import weight_problems  # noqa: E402
@@ -59,12 +65,12 @@ def layer_problems(neurons: int, seed: int = 0, calib: int = 256):
     return [lp.problem for lp in probs[:neurons]]
 
 
-def run(name, solver, problems, qubits, seed, repeat=1):
+def run(name, solver, problems, qubits, seed, repeat=1, executor=None):
     walls = []
     for _ in range(repeat):  # the same seeded work each time: the fastest is the least disturbed by load
         block = make_solver(solver, qubits, seed)
         t = time.perf_counter()
-        res = block.solve_many(problems)
+        res = block.solve_many(problems, executor=executor)
         walls.append(time.perf_counter() - t)
     wall = min(walls)
     e = np.array([r.energy for r in res])
@@ -86,6 +92,7 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=1, help="runs per configuration; the fastest wall time counts")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    workers = len(os.sched_getaffinity(0))
     load_before = os.getloadavg()
     neurons = 32 if args.quick else 64
     t0 = time.perf_counter()
@@ -101,6 +108,13 @@ def main(argv=None):
         rows[f"qaoa_p{p}_batched_1thread"] = run(f"qaoa p={p} batched, 1 thread",
                                                  QAOASolver(p=p, seed=args.seed, threads=1),
                                                  problems, args.qubits, args.seed, args.repeat)
+        if workers > 1:  # every core busy with whole problems: each path through the same process pool
+            rows[f"qaoa_p{p}_sequential_workers"] = run(
+                f"qaoa p={p} sequential, {workers} processes", QAOASolver(p=p, seed=args.seed, batch=False),
+                problems, args.qubits, args.seed, args.repeat, ProcessExecutor(workers))
+            rows[f"qaoa_p{p}_batched_workers"] = run(
+                f"qaoa p={p} batched, {workers} processes", QAOASolver(p=p, seed=args.seed),
+                problems, args.qubits, args.seed, args.repeat, ProcessExecutor(workers))
     out = {"benchmark": "qaoa_layer", "quick": args.quick, "layer": f"digits MLP {LAYER} (64x64)",
            "formulation": "weight", "sparsity": 0.5, "neurons": len(problems), "bits": problems[0].n,
            "qubits": args.qubits, "seed": args.seed, "repeat": args.repeat, "machine": platform.platform(),
@@ -117,6 +131,12 @@ def main(argv=None):
         out[f"ratio_qaoa_p{p}_sequential_vs_exact"] = seq["wall_s"] / ex
         out[f"energy_batched_minus_sequential_p{p}"] = bat["energy_total"] - seq["energy_total"]
         out[f"energy_batched_minus_exact_p{p}"] = bat["energy_total"] - rows["exact"]["energy_total"]
+        if workers > 1:
+            sw, bw = rows[f"qaoa_p{p}_sequential_workers"], rows[f"qaoa_p{p}_batched_workers"]
+            out[f"ratio_layer_batched_workers_vs_sequential_p{p}"] = seq["wall_s"] / bw["wall_s"]
+            out[f"ratio_layer_batched_workers_vs_sequential_workers_p{p}"] = sw["wall_s"] / bw["wall_s"]
+            out[f"ratio_qaoa_p{p}_batched_workers_vs_exact"] = bw["wall_s"] / ex
+            assert bw["energies"] == bat["energies"] and sw["energies"] == seq["energies"]  # same answers anywhere
     out["ratio_layer_batched_vs_sequential"] = min(out["ratio_layer_batched_vs_sequential_p1"],
                                                    out["ratio_layer_batched_vs_sequential_p2"])
     print("\n   p   sequential/batched   (1 thread)   batched/exact   sequential/exact   ΔE(batched-seq)"
@@ -127,6 +147,13 @@ def main(argv=None):
               f"{out[f'ratio_qaoa_p{p}_batched_vs_exact']:13.2f}   {out[f'ratio_qaoa_p{p}_sequential_vs_exact']:16.2f}"
               f"   {out[f'energy_batched_minus_sequential_p{p}']:15.3g}"
               f"   {out[f'energy_batched_minus_exact_p{p}']:17.3g}")
+    if workers > 1:
+        print(f"\n   {workers} worker processes:   batched vs sequential (one process)"
+              f"   vs sequential ({workers} processes)   batched/exact")
+        for p in (1, 2):
+            print(f"   {p}   {out[f'ratio_layer_batched_workers_vs_sequential_p{p}']:18.2f}   "
+                  f"{out[f'ratio_layer_batched_workers_vs_sequential_workers_p{p}']:10.2f}   "
+                  f"{out[f'ratio_qaoa_p{p}_batched_workers_vs_exact']:13.2f}")
     print(f"load before {load_before}, after {out['loadavg_after']}")
     atomic_write_json(args.out, out)
 

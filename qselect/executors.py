@@ -48,6 +48,11 @@ class Executor:
 
     name = "executor"
 
+    @property
+    def parallelism(self) -> int:
+        """How many items can run at once (1 in process; a pool's workers; a cluster's threads)."""
+        return 1
+
     def map(self, fn: Callable, items: Sequence, progress=False) -> list:
         """``fn`` over ``items``, results in input order; ``progress`` (bool or a label) shows a bar.
 
@@ -105,6 +110,11 @@ class ProcessExecutor(Executor):
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or max(1, (os.cpu_count() or 1))
+
+    @property
+    def parallelism(self) -> int:
+        """The pool's worker processes."""
+        return int(self.workers)
 
     def map(self, fn, items, progress=False):
         """``fn`` over ``items`` in worker processes (``fn`` and items must pickle).
@@ -174,6 +184,14 @@ class DaskExecutor(Executor):
                 f"cannot reach the Dask scheduler at {client_or_address} ({' '.join(str(exc).split())}); "
                 "start it (dask scheduler) or use --scheduler process to solve on this machine"
             ) from None
+
+    @property
+    def parallelism(self) -> int:
+        """The cluster's worker threads (at least 1)."""
+        try:
+            return max(1, int(sum(self.client.nthreads().values())))
+        except Exception:  # a client that cannot say: treat it as one worker
+            return 1
 
     def map(self, fn, items, progress=False):
         """``fn`` over ``items`` as Dask futures (``pure=False``: every item runs).

@@ -43,3 +43,9 @@ def test_unreachable_dask_scheduler_is_one_clear_error():
     with pytest.raises(QSelectError,
                        match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:1 .*--scheduler process"):
         DaskExecutor("tcp://127.0.0.1:1", timeout=1)
+
+
+def test_parallelism_says_how_many_items_run_at_once():
+    assert InlineExecutor().parallelism == 1
+    assert ProcessExecutor(3).parallelism == 3
+    assert get_solver("sa").for_workers(4).get_params() == get_solver("sa").get_params()

@@ -342,3 +342,51 @@ def test_read_answers_counts_are_generator_choice_counts():
         idx = ans["samples"] @ (1 << np.arange(6))
         got[idx] = ans["counts"]
         assert np.array_equal(got, want)
+
+
+def test_an_executor_batches_each_workers_share_with_the_same_answers():
+    from qselect.executors import ProcessExecutor
+
+    small = [QUBO.random(7, seed=s) for s in range(5)]
+    s = QAOASolver(p=1, seed=2, shots=64)
+    here = s.solve_many(small)
+    there = s.solve_many(small, executor=ProcessExecutor(2))
+    # contiguous shares 3 + 2, each solved as one batch in its worker
+    assert [r.info["batch"] for r in there] == [3, 3, 3, 2, 2]
+    for a, b in zip(here, there):
+        assert np.array_equal(a.bits, b.bits) and a.energy == b.energy and a.expectation == b.expectation
+    # block descents: every worker runs the lock-step descents of its problems
+    big = [QUBO.random(16, seed=s) for s in range(3)]
+    block = BlockSolver(QAOASolver(p=1, seed=1, shots=64), qubits=6, max_sweeps=2, seed=0)
+    a, b = block.solve_many(big), block.solve_many(big, executor=ProcessExecutor(2))
+    assert [r.bits.tolist() for r in a] == [r.bits.tolist() for r in b]
+    assert [r.info["energy_trace"] for r in a] == [r.info["energy_trace"] for r in b]
+    # an executor of one worker batches in this process
+    assert [r.info["batch"] for r in s.solve_many(small, executor=ProcessExecutor(1))] == [5] * 5
+
+
+def test_workers_share_the_batch_threads():
+    from qselect.solvers.qaoa.native import _threads
+
+    s = QAOASolver(p=1)
+    assert s.for_workers(2).threads == max(1, _threads() // 2) and s.threads is None
+    assert QAOASolver(threads=3).for_workers(4).threads == 3
+    block = BlockSolver(s, qubits=6)
+    assert block.for_workers(64).inner.threads == 1 and block.inner.threads is None
+    exact = BlockSolver(QAOASolver(p=1, threads=1), qubits=6)
+    assert exact.for_workers(2) is exact
+
+
+def _batched_value_in_a_child(costs):
+    return BatchedNumpyQAOA(costs, 1, threads=2).value_and_grad(np.full((len(costs), 2), 0.3), np.arange(len(costs)))
+
+
+def test_a_forked_worker_gets_thread_pools_of_its_own():
+    """A process forked after the batch's thread pool started must not wait on the parent's threads."""
+    import multiprocessing as mp
+
+    costs = _mixed_costs(12, 16, seed=4)  # enough work for the batch to be shared among threads
+    f, g = _batched_value_in_a_child(costs)  # the parent's pool is running now
+    with mp.get_context("fork").Pool(1) as pool:
+        f2, g2 = pool.apply_async(_batched_value_in_a_child, (costs,)).get(timeout=120)
+    assert np.array_equal(f, f2) and np.array_equal(g, g2)

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import QSelectError
 from ..problems import Problem
 from ..solvers._sampling import best_with_k
-from ..solvers.base import MAX_SEED, Solver, SolveResult, make_result
+from ..solvers.base import MAX_SEED, Solver, SolveResult, make_result, solve_in_chunks
 from ..solvers.baselines import MagnitudeSolver, flip_deltas, swap_deltas
 from ..solvers.controls import aggregate_baselines
 
@@ -140,26 +140,25 @@ def partition(kind: str, problem: Problem, x: np.ndarray, qubits: int,
     return blocks_of(order, qubits)
 
 
-def seeded_copy(inner: Solver, *parts: int) -> Solver:
-    """A copy of ``inner`` whose seed is mixed with ``parts`` (sweep, block).
+def block_seed(inner: Solver, *parts: int) -> int | None:
+    """The seed of ``inner`` on one block: its own seed mixed with ``parts`` (sweep, block); None if unseeded.
 
-    Independent draws per block instead of one stream replayed in every block. Unseeded solvers pass through.
+    Independent draws per block instead of one stream replayed in every block.
 
     Parameters
     ----------
     inner : Solver
     *parts : int
-        Sweep and block numbers mixed into the seed.
 
     Returns
     -------
-    Solver
+    int or None
     """
     seed = getattr(inner, "seed", None)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        return inner
+        return None
     state = np.random.SeedSequence([int(seed), *(int(p) for p in parts)]).generate_state(1)[0]
-    return inner.set_params(seed=int(state) % (MAX_SEED + 1))
+    return int(state) % (MAX_SEED + 1)
 
 
 def block_answer(r: SolveResult, need: int | None) -> tuple[np.ndarray, float] | None:
@@ -261,7 +260,9 @@ class BlockSolver(Solver):
         steps = self._descent(problem)
         request = next(steps)
         while True:
-            solver, sub = request
+            sub, seed, init = request
+            changes = {k: v for k, v in (("seed", seed), ("init", init)) if v is not None}
+            solver = self.inner.set_params(**changes) if changes else self.inner
             try:
                 request = steps.send(solver.solve(sub))
             except StopIteration as done:
@@ -271,10 +272,11 @@ class BlockSolver(Solver):
         """Solve independent problems, the blocks of all of them batched together where possible.
 
         Solve independent problems; with an inner solver that solves many problems at once (a ``solve_batch(problems,
-        seeds)`` method, e.g. native QAOA) and no executor, the block descents of all problems advance in lock-step and
-        each round's blocks go to the inner solver as one batch. Every problem still sees its blocks in its own order
+        seeds)`` method, e.g. native QAOA), the block descents of all problems advance in lock-step and each round's
+        blocks go to the inner solver as one batch. Every problem still sees its blocks in its own order
         (Gauss–Seidel), so the answers are those of solving the problems one by one with that inner solver's batch
-        results.
+        results. With an executor of more than one worker, each worker runs the lock-step descents of a contiguous
+        share of the problems (:func:`~qselect.solvers.base.solve_in_chunks`); the answers are the same.
 
         Parameters
         ----------
@@ -289,8 +291,14 @@ class BlockSolver(Solver):
         problems = list(problems)
         batch = getattr(self.inner, "solve_batch", None)
         ready = getattr(self.inner, "batchable", lambda: True)
-        if executor is not None or batch is None or len(problems) < 2 or not ready():
+        if batch is None or len(problems) < 2 or not ready():
             return super().solve_many(problems, executor=executor, progress=progress)
+        if executor is not None:
+            from ..executors import get_executor
+
+            ex = get_executor(executor)
+            if ex.parallelism > 1:  # every worker batches its share
+                return solve_in_chunks(self, problems, ex, progress)
         import time
 
         for prob in problems:  # what solve() checks
@@ -305,9 +313,11 @@ class BlockSolver(Solver):
             live[i] = (gen, next(gen))
         while live:
             keys = list(live)
-            solvers = [live[i][1][0] for i in keys]
-            extra = {"inits": [s.init for s in solvers]} if self.warm_start else {}
-            answers = batch([live[i][1][1] for i in keys], seeds=[getattr(s, "seed", None) for s in solvers], **extra)
+            requests = [live[i][1] for i in keys]  # (block problem, seed, start angles)
+            default = getattr(self.inner, "seed", None)
+            extra = {"inits": [r[2] for r in requests]} if self.warm_start else {}
+            answers = batch([r[0] for r in requests], seeds=[default if r[1] is None else r[1] for r in requests],
+                            **extra)
             for i, r in zip(keys, answers):
                 gen = live[i][0]
                 try:
@@ -320,13 +330,28 @@ class BlockSolver(Solver):
             r.wall_time = share
         return out
 
+    def for_workers(self, workers: int) -> "BlockSolver":
+        """The descent with its inner solver as each of ``workers`` local processes should run it.
+
+        Parameters
+        ----------
+        workers : int
+
+        Returns
+        -------
+        BlockSolver
+        """
+        inner = self.inner.for_workers(workers)
+        return self if inner is self.inner else self.set_params(inner=inner)
+
     def _descent(self, problem: Problem):
         """Run the block descent as a coroutine.
 
-        Yields (solver, block problem), receives its result, and returns the final SolveResult.
+        Yields (block problem, seed, start angles) — the inner solver's settings for that block, None where
+        its own apply — receives its result, and returns the final SolveResult.
         """
         if problem.n <= self.qubits:
-            res = keep_k(problem, (yield self.inner, problem))
+            res = keep_k(problem, (yield problem, None, None))
             res.info.setdefault("sweeps", 0)
             return res
         rng = np.random.default_rng(self.seed)
@@ -352,10 +377,8 @@ class BlockSolver(Solver):
                     continue
                 tried.add(key)
                 sub = problem.fix(dict(zip(rest.tolist(), x[rest].tolist())))
-                solver = seeded_copy(self.inner, int(self.seed or 0), sweeps, b)
-                if self.warm_start and warm is not None:
-                    solver = solver.set_params(init=warm)
-                r = yield solver, sub
+                r = yield sub, block_seed(self.inner, int(self.seed or 0), sweeps, b), \
+                    warm if self.warm_start else None
                 if self.warm_start and getattr(r, "angles", None) is not None and len(r.angles):
                     warm = np.asarray(r.angles, dtype=float)
                 if "uniform_baseline" in r.info:

@@ -266,9 +266,69 @@ class Solver(ABC):
 
         return get_executor(executor).map(self.solve, list(problems), progress=progress)
 
+    def for_workers(self, workers: int) -> "Solver":
+        """The solver as each of ``workers`` local worker processes should run it.
+
+        The default is the solver itself; solvers that start threads of their own give each
+        worker its share of the CPUs.
+
+        Parameters
+        ----------
+        workers : int
+            Worker processes sharing this machine.
+
+        Returns
+        -------
+        Solver
+        """
+        return self
+
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({params})"
+
+
+def _solve_chunk(solver: "Solver", problems: list) -> list:
+    """``solver.solve_many(problems)`` in this process: a worker's share of :func:`solve_in_chunks`."""
+    return solver.solve_many(problems)
+
+
+def solve_in_chunks(solver: "Solver", problems: Sequence[Problem], executor, progress=False) -> list:
+    """Solve problems in contiguous chunks, one per worker, each chunk by ``solver.solve_many`` in its worker.
+
+    For solvers that solve many problems together (batched QAOA, lock-step block descents): every worker
+    batches its own share, rather than the executor solving the problems one by one. Each problem's answer
+    does not depend on which other problems share its batch, so the results are those of one batch in
+    this process.
+
+    Parameters
+    ----------
+    solver : Solver
+    problems : sequence of Problem
+    executor : Executor
+        Runs the chunks; ``executor.parallelism`` chunks (at most one per problem). Local worker
+        processes get ``solver.for_workers(workers)``.
+    progress : bool or str
+        A bar that ticks per chunk.
+
+    Returns
+    -------
+    list of SolveResult
+        In input order.
+    """
+    from functools import partial
+
+    from ..executors import ProcessExecutor
+
+    problems = list(problems)
+    parts = max(1, min(len(problems), int(executor.parallelism)))
+    if isinstance(executor, ProcessExecutor):
+        solver = solver.for_workers(parts)
+    size, extra = divmod(len(problems), parts)  # as np.array_split: the first ``extra`` chunks one longer
+    bounds = np.cumsum([0] + [size + (i < extra) for i in range(parts)])
+    chunks = [problems[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    done = executor.map(partial(_solve_chunk, solver), chunks, progress=progress)
+    return [r for chunk in done for r in chunk]
 
 
 def int_setting(name: str, value, minimum: int = 0, maximum: int | None = None) -> int:

@@ -58,6 +58,10 @@ def _pool(workers: int):
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qselect-qaoa")
 
 
+if hasattr(os, "register_at_fork"):  # a forked worker inherits the pools but not their threads: start afresh
+    os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 @lru_cache(maxsize=1)
 def _controller():
     try:

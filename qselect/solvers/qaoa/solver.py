@@ -14,7 +14,7 @@ import numpy as np
 from ...ansatz import check_mixer
 from ...errors import QSelectError
 from ...validation import check_nonnegative_int, check_positive_int, check_seed
-from ..base import Solver, SolveResult, summarise_samples
+from ..base import Solver, SolveResult, solve_in_chunks, summarise_samples
 from . import objectives as obj
 from .angles import initial_angles, random_angles
 from .answer import read_answers
@@ -143,8 +143,9 @@ class QAOASolver(Solver):
     def solve_many(self, problems, executor=None, progress=False) -> list:
         """Solve independent problems, same-size ones as one batch.
 
-        Without an executor, same-size problems run as one batch (:meth:`solve_batch`) where :meth:`batchable`, else one
-        by one as ``Solver.solve_many``.
+        Where :meth:`batchable`, same-size problems run as one batch (:meth:`solve_batch`); with an executor of more
+        than one worker, each worker batches a contiguous share (:func:`~qselect.solvers.base.solve_in_chunks`), with
+        the same answers. Otherwise one by one as ``Solver.solve_many``.
 
         Parameters
         ----------
@@ -157,9 +158,35 @@ class QAOASolver(Solver):
         list of QAOAResult
         """
         problems = list(problems)
-        if executor is None and len(problems) > 1 and self.batchable():
+        if len(problems) > 1 and self.batchable():
+            if executor is None:
+                return self.solve_batch(problems)
+            from ...executors import get_executor
+
+            ex = get_executor(executor)
+            if ex.parallelism > 1:  # every worker batches its share
+                return solve_in_chunks(self, problems, ex, progress)
             return self.solve_batch(problems)
         return super().solve_many(problems, executor=executor, progress=progress)
+
+    def for_workers(self, workers: int) -> "QAOASolver":
+        """The solver with its batch threads shared among ``workers`` local processes.
+
+        Parameters
+        ----------
+        workers : int
+
+        Returns
+        -------
+        QAOASolver
+            Itself when ``threads`` is set; else a copy with ``threads`` = the CPUs this process
+            may use divided among the workers (at least 1).
+        """
+        if self.threads is not None:
+            return self
+        from .native import _threads
+
+        return self.set_params(threads=max(1, _threads() // max(1, int(workers))))
 
     def solve_batch(self, problems, seeds=None, inits=None) -> list:
         """Solve many problems together, each size group as one batched simulation.
