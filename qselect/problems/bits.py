@@ -106,6 +106,30 @@ def _uint8_table(n: int) -> np.ndarray:
     return out
 
 
+def bit_rows(n: int) -> np.ndarray:
+    """Every bitstring of n bits as uint8 rows, row i = bits of index i (little-endian), read-only and cached.
+
+    ``bit_rows(n)[idx]`` is ``index_to_bits(idx, n)`` for indices known to lie in ``[0, 2^n)``.
+
+    Parameters
+    ----------
+    n : int
+        Number of bits, at most :data:`BIT_TABLE_BITS`.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (2**n, n)
+
+    Raises
+    ------
+    QSelectError
+        More than :data:`BIT_TABLE_BITS` bits.
+    """
+    if not 0 <= n <= BIT_TABLE_BITS:
+        raise QSelectError(f"bit_rows tabulates at most {BIT_TABLE_BITS} bits, got {n}")
+    return _uint8_table(n)
+
+
 #: the largest n whose every bitstring :func:`bit_table` tabulates (2^16 × 16 float64 = 8 MiB)
 BIT_TABLE_BITS = 16
 

@@ -185,20 +185,30 @@ def uniform_baseline(problem: Problem, shots: int, *, seed: int = 0, mixer: str 
     return out
 
 
-def _exact_parts(costs: np.ndarray, n: int, N: int, shots: int, k: int | None, scales, offsets) -> list[dict]:
-    """The exact fields of :func:`uniform_baseline` for the rows of a (B, 2^n) cost array, row by row identical."""
+def _exact_parts(costs: np.ndarray, n: int, N: int, shots: int, k: int | None, scales, offsets,
+                 optimal: np.ndarray | None = None) -> list[dict]:
+    """The exact fields of :func:`uniform_baseline` for the rows of a (B, 2^n) cost array, row by row identical.
+
+    ``optimal`` (B, 2^n) bool may pass the optimum mask of ``costs`` already at hand (off the XY
+    subspace False).
+    """
     feas = costs if k is None else costs[:, popcounts(n) == k]
     lo, hi = feas.min(axis=1), feas.max(axis=1)
-    n_opt = np.count_nonzero(np.abs(feas - lo[:, None]) <= 1e-9 * np.maximum(1.0, np.abs(lo))[:, None], axis=1)
+    if optimal is None:  # feas ≥ lo, so feas − lo needs no abs
+        optimal = (feas - lo[:, None]) <= 1e-9 * np.maximum(1.0, np.abs(lo))[:, None]
+    n_opt = np.count_nonzero(optimal, axis=1).tolist()
     mean = np.mean(feas, axis=1, dtype=np.float64)
+    scales, offsets = np.asarray(scales, dtype=np.float64), np.asarray(offsets, dtype=np.float64)
+    opt_e = (lo.astype(np.float64) * scales + offsets).tolist()
+    mean_e = (mean * scales + offsets).tolist()
+    spread = hi - lo
+    ratio = np.where(hi > lo, (hi - mean) / np.where(hi > lo, spread, 1), 1.0).tolist()
     out = []
     for i in range(costs.shape[0]):
-        p = int(n_opt[i]) / N
-        out.append(dict(exact=True, optimum_energy=float(lo[i]) * scales[i] + offsets[i],
-                        optimal_strings=int(n_opt[i]), probability_optimum=p,
-                        probability_best_of_shots=best_of_shots(p, shots),
-                        mean_energy=float(mean[i]) * scales[i] + offsets[i],
-                        approximation_ratio=float((hi[i] - mean[i]) / (hi[i] - lo[i])) if hi[i] > lo[i] else 1.0))
+        p = n_opt[i] / N
+        out.append(dict(exact=True, optimum_energy=opt_e[i], optimal_strings=n_opt[i], probability_optimum=p,
+                        probability_best_of_shots=best_of_shots(p, shots), mean_energy=mean_e[i],
+                        approximation_ratio=ratio[i]))
     return out
 
 
@@ -212,12 +222,17 @@ def _draw(seed, shots: int, n: int, k: int | None, scorer, scale: float, optimum
         energies = np.atleast_1d(scorer.energy(_uniform_bits(rng, shots, n, k))).astype(np.float64)
     out = {"best_energy": float(energies.min()), "sample_mean_energy": float(energies.mean())}
     if optimum is not None:
-        out["found_optimum"] = bool(out["best_energy"] <= optimum + 1e-9 * max(1.0, abs(optimum), abs(scale)))
+        out["found_optimum"] = _found(out["best_energy"], optimum, scale)
     return out
 
 
+def _found(best: float, optimum: float, scale: float) -> bool:
+    """Whether a draw's best energy reaches the optimum (to 1e-9 of the problem's scale)."""
+    return bool(best <= optimum + 1e-9 * max(1.0, abs(optimum), abs(scale)))
+
+
 def uniform_baselines(n: int, shots: int, seeds, costs: np.ndarray, scales, offsets, energies: np.ndarray, *,
-                      mixer: str = "x", k: int | None = None) -> list[dict]:
+                      mixer: str = "x", k: int | None = None, optimal: np.ndarray | None = None) -> list[dict]:
     """:func:`uniform_baseline` for many problems of one size whose cost vectors are at hand, at once.
 
     Parameters
@@ -236,6 +251,9 @@ def uniform_baselines(n: int, shots: int, seeds, costs: np.ndarray, scales, offs
     mixer : {"x", "xy"}
     k : int or None
         Weight of the XY mixer's strings.
+    optimal : ndarray of bool, shape (B, 2^n), optional
+        Which strings are optimal in ``costs`` (within 1e-9 of each row's minimum; False off the
+        XY subspace), when the caller has it already.
 
     Returns
     -------
@@ -247,10 +265,20 @@ def uniform_baselines(n: int, shots: int, seeds, costs: np.ndarray, scales, offs
     k = None if mixer != "xy" else k
     check_mixer(mixer, k, need_k=True)
     N = candidate_count(n, mixer, k)
+    costs = np.asarray(costs)
+    B = costs.shape[0]
+    parts = _exact_parts(costs, n, N, shots, k, scales, offsets, optimal)
+    index = np.empty((B, shots), dtype=np.int64)
+    for i in range(B):  # each problem's own seeded stream, as uniform_baseline draws it
+        rng = np.random.default_rng([int(seeds[i]) if seeds[i] is not None else 0, _STREAM])
+        index[i] = rng.integers(0, 1 << n, size=shots) if k is None else bits_to_index(_uniform_bits(rng, shots, n, k))
+    drawn = np.take_along_axis(np.asarray(energies), index, axis=1).astype(np.float64)
+    best, mean = drawn.min(axis=1).tolist(), drawn.mean(axis=1).tolist()
     out = []
-    for i, part in enumerate(_exact_parts(np.asarray(costs), n, N, shots, k, scales, offsets)):
-        row = {"shots": shots, "seed": seeds[i], "mixer": mixer, "candidates": N, **part}
-        row.update(_draw(seeds[i], shots, n, k, energies[i], scales[i], part["optimum_energy"]))
+    for i, part in enumerate(parts):
+        row = {"shots": shots, "seed": seeds[i], "mixer": mixer, "candidates": N, **part,
+               "best_energy": best[i], "sample_mean_energy": mean[i]}
+        row["found_optimum"] = _found(best[i], part["optimum_energy"], scales[i])
         out.append(row)
     return out
 

@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 
 from ...errors import QSelectError
-from ...problems.bits import index_to_bits, popcounts
+from ...problems.bits import BIT_TABLE_BITS, bit_rows, index_to_bits, popcounts
 from ..base import summarise_samples
 from ..controls import uniform_baseline, uniform_baselines
 
@@ -101,31 +101,49 @@ def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, sho
         offer[rows, best.ravel()] |= P[rows, best.ravel()] > MIN_TOP_PROBABILITY
     feas = costs if k is None else np.where(popcounts(n) == k, costs, np.nan)
     lo, hi = np.nanmin(feas, axis=1), np.nanmax(feas, axis=1)
-    optimal = np.abs(feas - lo[:, None]) <= 1e-9 * np.maximum(1.0, np.abs(lo))[:, None]
+    # feas ≥ lo, so feas − lo needs no abs (NaN, off the XY subspace, compares False)
+    optimal = (feas - lo[:, None]) <= 1e-9 * np.maximum(1.0, np.abs(lo))[:, None]
     mean = np.einsum("ij,ij->i", P, costs)
     if energies is not None:
-        controls = uniform_baselines(n, shots, seeds, costs, scales, consts, energies, mixer=mixer, k=k)
+        controls = uniform_baselines(n, shots, seeds, costs, scales, consts, energies, mixer=mixer, k=k,
+                                     optimal=optimal)
     else:
         controls = [uniform_baseline(prob, shots, seed=sd, mixer=mixer, k=k, costs=c, scale=sc, offset=co)
                     for prob, sd, c, sc, co in zip(problems, seeds, costs, scales, consts)]
+    scales, consts = np.asarray(scales, dtype=np.float64), np.asarray(consts, dtype=np.float64)
+    optimum = (lo * scales + consts).tolist()
+    # (max − ⟨C⟩)/(max − min): 1 at the optimum, 0 at the worst; for MaxCut = ⟨cut⟩/max cut
+    ratio = np.where(hi > lo, (hi - mean) / np.where(hi > lo, hi - lo, 1), 1.0).tolist()
+    expectation = (mean * scales + consts).tolist()
     keys = _big_endian_keys(n)
+    rows = bit_rows(n) if n <= BIT_TABLE_BITS else None
     out = []
     for i in range(B):
         cand = np.flatnonzero(offer[i])
         if energies is not None:
             e, cnt = energies[i][cand], hits[i][cand]
-            order = np.lexsort((keys[cand], -cnt, e))
-            samples, e, cnt = index_to_bits(cand[order], n), e[order], cnt[order]
+            order = _by_energy_then_counts(e, cnt, keys[cand])
+            cand, e, cnt = cand[order], e[order], cnt[order]
+            samples = rows[cand] if rows is not None else index_to_bits(cand, n)
         else:
             samples, e, cnt = summarise_samples(problems[i], index_to_bits(cand, n), hits[i][cand], distinct=True)
-        info = {"optimum_energy": float(lo[i] * scales[i] + consts[i]),
-                "probability_optimum": float(P[i][optimal[i]].sum()),
-                # (max − ⟨C⟩)/(max − min): 1 at the optimum, 0 at the worst; for MaxCut = ⟨cut⟩/max cut
-                "approximation_ratio": float((hi[i] - mean[i]) / (hi[i] - lo[i])) if hi[i] > lo[i] else 1.0,
-                "uniform_baseline": controls[i]}
+        info = {"optimum_energy": optimum[i], "probability_optimum": float(P[i][optimal[i]].sum()),
+                "approximation_ratio": ratio[i], "uniform_baseline": controls[i]}
         out.append({"samples": samples, "energies": e, "counts": cnt, "probabilities": P[i],
-                    "expectation": float(mean[i]) * scales[i] + consts[i], "info": info})
+                    "expectation": expectation[i], "info": info})
     return out
+
+
+def _by_energy_then_counts(e: np.ndarray, counts: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """The order lowest energy first; ties by most counts, then by big-endian value (``summarise_samples``'s).
+
+    One sort by energy where no two energies tie (then any sort gives this order), a three-key sort otherwise.
+    """
+    order = np.argsort(e)
+    ranked = e[order]
+    if ranked.size > 1 and not (ranked[1:] != ranked[:-1]).all():
+        order = np.lexsort((keys, -counts, e))
+    return order
 
 
 __all__ = ["MIN_TOP_PROBABILITY", "read_answers"]
