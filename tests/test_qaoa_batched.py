@@ -390,3 +390,44 @@ def test_a_forked_worker_gets_thread_pools_of_its_own():
     with mp.get_context("fork").Pool(1) as pool:
         f2, g2 = pool.apply_async(_batched_value_in_a_child, (costs,)).get(timeout=120)
     assert np.array_equal(f, f2) and np.array_equal(g, g2)
+
+
+def test_answer_order_is_energy_then_counts_then_big_endian_value_with_and_without_ties():
+    from qselect.solvers.qaoa.answer import _by_energy_then_counts
+
+    rng = np.random.default_rng(7)
+    for ties in (False, True):
+        e = rng.normal(size=300)
+        if ties:
+            e = np.round(e, 1)  # many equal energies: counts, then the key decide
+        cnt = rng.integers(0, 4, size=300)
+        keys = rng.permutation(4096)[:300]
+        assert np.array_equal(_by_energy_then_counts(e, cnt, keys), np.lexsort((keys, -cnt, e)))
+
+
+def test_bit_rows_is_index_to_bits():
+    from qselect.problems.bits import bit_rows, index_to_bits
+
+    idx = np.array([0, 5, 31, 17, 8] * 5)
+    assert np.array_equal(bit_rows(5)[idx], index_to_bits(idx, 5)) and bit_rows(5).dtype == np.uint8
+    with pytest.raises(QSelectError, match="at most 16 bits"):
+        bit_rows(17)
+
+
+@pytest.mark.parametrize("mixer,k", [("x", None), ("xy", 3)])
+def test_the_batch_control_is_the_single_uniform_baseline(mixer, k):
+    from qselect.solvers.controls import uniform_baseline
+    from qselect.solvers.qaoa.answer import read_answers
+
+    n, B = 7, 3
+    probs = [QUBO.random(n, seed=50 + b) for b in range(B)]
+    E = np.stack([q.cost_vector() for q in probs])
+    sc = np.array([q.scale() for q in probs])
+    co = np.array([q.z_terms()[1] for q in probs])
+    C = (E - co[:, None]) / sc[:, None]
+    P = np.random.default_rng(4).random((B, 1 << n))
+    out = read_answers(probs, P, C, E, sc, co, [5, 6, 7], shots=50, top=4, mixer=mixer, k=k)
+    for i, q in enumerate(probs):
+        one = uniform_baseline(q, 50, seed=5 + i, mixer=mixer, k=k, costs=C[i], scale=sc[i], offset=co[i],
+                               energies=E[i])
+        assert out[i]["info"]["uniform_baseline"] == one
