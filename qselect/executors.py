@@ -14,18 +14,29 @@ from typing import Any, Callable, Sequence
 from .errors import BackendUnavailableError, QSelectError
 
 
-def _bar(total: int, progress):
-    """A tqdm bar when ``progress`` is truthy (a string names it), else None."""
+def progress_bar(total: int, progress, unit: str = "problem"):
+    """A tqdm bar of ``total`` ``unit``s when ``progress`` is truthy (a string names it), else None.
+
+    Parameters
+    ----------
+    total : int
+    progress : bool or str
+    unit : str
+
+    Returns
+    -------
+    tqdm.tqdm or None
+    """
     if not progress:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=progress if isinstance(progress, str) else None, unit="problem")
+    return tqdm(total=total, desc=progress if isinstance(progress, str) else None, unit=unit)
 
 
-def _collect(results, total: int, progress) -> list:
+def _collect(results, total: int, progress, unit: str = "problem") -> list:
     """Drain an ordered iterator of results, ticking a bar as each arrives."""
-    bar = _bar(total, progress)
+    bar = progress_bar(total, progress, unit)
     out = []
     try:
         for r in results:
@@ -53,7 +64,7 @@ class Executor:
         """How many items can run at once (1 in process; a pool's workers; a cluster's threads)."""
         return 1
 
-    def map(self, fn: Callable, items: Sequence, progress=False) -> list:
+    def map(self, fn: Callable, items: Sequence, progress=False, unit: str = "problem") -> list:
         """``fn`` over ``items``, results in input order; ``progress`` (bool or a label) shows a bar.
 
         Parameters
@@ -61,6 +72,8 @@ class Executor:
         fn : callable
         items : sequence
         progress : bool or str
+        unit : str
+            What the bar counts (one item each).
 
         Returns
         -------
@@ -77,7 +90,7 @@ class InlineExecutor(Executor):
 
     name = "inline"
 
-    def map(self, fn, items, progress=False):
+    def map(self, fn, items, progress=False, unit="problem"):
         """``fn`` over ``items`` in this process.
 
         Parameters
@@ -86,6 +99,8 @@ class InlineExecutor(Executor):
         items : iterable
         progress : bool or str
             Show a progress bar (a string labels it).
+        unit : str
+            What the bar counts (one item each).
 
         Returns
         -------
@@ -93,7 +108,7 @@ class InlineExecutor(Executor):
             ``[fn(x) for x in items]``.
         """
         items = list(items)
-        return _collect((fn(x) for x in items), len(items), progress)
+        return _collect((fn(x) for x in items), len(items), progress, unit)
 
 
 class ProcessExecutor(Executor):
@@ -116,7 +131,7 @@ class ProcessExecutor(Executor):
         """The pool's worker processes."""
         return int(self.workers)
 
-    def map(self, fn, items, progress=False):
+    def map(self, fn, items, progress=False, unit="problem"):
         """``fn`` over ``items`` in worker processes (``fn`` and items must pickle).
 
         Parameters
@@ -125,6 +140,8 @@ class ProcessExecutor(Executor):
         items : iterable
         progress : bool or str
             Show a progress bar.
+        unit : str
+            What the bar counts (one item each).
 
         Returns
         -------
@@ -133,10 +150,10 @@ class ProcessExecutor(Executor):
         """
         items = list(items)
         if len(items) <= 1 or self.workers == 1:
-            return InlineExecutor().map(fn, items, progress)
+            return InlineExecutor().map(fn, items, progress, unit)
         with ProcessPoolExecutor(max_workers=min(self.workers, len(items))) as pool:
             chunk = max(1, len(items) // (4 * self.workers))
-            return _collect(pool.map(fn, items, chunksize=chunk), len(items), progress)
+            return _collect(pool.map(fn, items, chunksize=chunk), len(items), progress, unit)
 
 
 #: seconds to wait for a Dask scheduler before giving up with a clear error
@@ -193,7 +210,7 @@ class DaskExecutor(Executor):
         except Exception:  # a client that cannot say: treat it as one worker
             return 1
 
-    def map(self, fn, items, progress=False):
+    def map(self, fn, items, progress=False, unit="problem"):
         """``fn`` over ``items`` as Dask futures (``pure=False``: every item runs).
 
         Parameters
@@ -202,6 +219,8 @@ class DaskExecutor(Executor):
         items : iterable
         progress : bool or str
             Show a progress bar while gathering.
+        unit : str
+            What the bar counts (one item each).
 
         Returns
         -------
@@ -211,7 +230,7 @@ class DaskExecutor(Executor):
         futures = self.client.map(fn, list(items), pure=False)
         if not progress:
             return self.client.gather(futures)
-        return _collect((f.result() for f in futures), len(futures), progress)
+        return _collect((f.result() for f in futures), len(futures), progress, unit)
 
     def close(self) -> None:
         """Close the client if this executor connected it; a client passed in stays open."""

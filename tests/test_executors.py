@@ -49,3 +49,19 @@ def test_parallelism_says_how_many_items_run_at_once():
     assert InlineExecutor().parallelism == 1
     assert ProcessExecutor(3).parallelism == 3
     assert get_solver("sa").for_workers(4).get_params() == get_solver("sa").get_params()
+
+
+def test_batched_solves_show_progress_in_problems_or_batches(capsys):
+    from qselect.formulate.decompose import BlockSolver
+    from qselect.solvers.qaoa import QAOASolver
+
+    probs = [QUBO.random(10, seed=s) for s in range(3)]
+    block = BlockSolver(QAOASolver(p=1, seed=0, shots=32), qubits=5, max_sweeps=1)
+    block.solve_many(probs, progress="local problems")
+    err = capsys.readouterr().err
+    assert "local problems" in err and "3/3" in err and "problem" in err
+    block.solve_many(probs, executor=ProcessExecutor(2), progress="local problems")
+    err = capsys.readouterr().err
+    assert "2/2" in err and "batch" in err
+    QAOASolver(p=1, shots=32).solve_many([QUBO.random(5, seed=s) for s in range(3)], progress="qaoa")
+    assert "3/3" in capsys.readouterr().err

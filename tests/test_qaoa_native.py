@@ -316,3 +316,24 @@ def test_memory_guard_counts_the_compiled_sweeps_layer_states(monkeypatch):
         native.check_memory(20, np.complex128, layers=4)
     with pytest.raises(ProblemTooLargeError):  # two rows in flight (threads) need the extra twice
         native.check_memory(20, np.complex128, layers=2, batch=2, rows_in_flight=2)
+
+
+def test_the_blas_pin_holds_until_its_last_holder_leaves():
+    """Solves in several threads overlap their pins: the first to leave must not unpin the others."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from qselect.solvers.qaoa.native import single_thread_blas
+
+    def blas_threads():
+        return [m["num_threads"] for m in threadpoolctl.threadpool_info() if m["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before or max(before) == 1:
+        pytest.skip("BLAS runs one thread anyway: nothing to pin")
+    first, second = single_thread_blas(), single_thread_blas()
+    first.__enter__()
+    second.__enter__()
+    assert max(blas_threads()) == 1
+    first.__exit__(None, None, None)  # the first holder leaves while the second still runs
+    assert max(blas_threads()) == 1
+    second.__exit__(None, None, None)
+    assert blas_threads() == before

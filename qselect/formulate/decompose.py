@@ -305,12 +305,27 @@ class BlockSolver(Solver):
             if not isinstance(prob, Problem):
                 raise QSelectError(f"{type(self).__name__}.solve_many expects qselect problems (QUBO or "
                                    f"DiagonalCost), got {type(prob).__name__}")
+        from ..executors import progress_bar
+
         t0 = time.perf_counter()
         out: list = [None] * len(problems)
         live = {}
         for i, prob in enumerate(problems):
             gen = self._descent(prob)
             live[i] = (gen, next(gen))
+        bar = progress_bar(len(problems), progress)
+        try:
+            self._lockstep(live, out, batch, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        share = (time.perf_counter() - t0) / len(problems)
+        for r in out:
+            r.wall_time = share
+        return out
+
+    def _lockstep(self, live: dict, out: list, batch, bar) -> None:
+        """Advance the descents in ``live`` together until all are done, their results into ``out``."""
         while live:
             keys = list(live)
             requests = [live[i][1] for i in keys]  # (block problem, seed, start angles)
@@ -325,10 +340,8 @@ class BlockSolver(Solver):
                 except StopIteration as done:
                     out[i] = done.value
                     del live[i]
-        share = (time.perf_counter() - t0) / len(problems)
-        for r in out:
-            r.wall_time = share
-        return out
+                    if bar is not None:
+                        bar.update()
 
     def for_workers(self, workers: int) -> "BlockSolver":
         """The descent with its inner solver as each of ``workers`` local processes should run it.

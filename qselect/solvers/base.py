@@ -309,7 +309,7 @@ def solve_in_chunks(solver: "Solver", problems: Sequence[Problem], executor, pro
         Runs the chunks; ``executor.parallelism`` chunks (at most one per problem). Local worker
         processes get ``solver.for_workers(workers)``.
     progress : bool or str
-        A bar that ticks per chunk.
+        A bar that ticks as each worker's batch is done.
 
     Returns
     -------
@@ -327,7 +327,7 @@ def solve_in_chunks(solver: "Solver", problems: Sequence[Problem], executor, pro
     size, extra = divmod(len(problems), parts)  # as np.array_split: the first ``extra`` chunks one longer
     bounds = np.cumsum([0] + [size + (i < extra) for i in range(parts)])
     chunks = [problems[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    done = executor.map(partial(_solve_chunk, solver), chunks, progress=progress)
+    done = executor.map(partial(_solve_chunk, solver), chunks, progress=progress, unit="batch")
     return [r for chunk in done for r in chunk]
 
 

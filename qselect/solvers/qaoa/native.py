@@ -72,7 +72,19 @@ def _controller():
         return None
 
 
-_limited = threading.local()
+class _BlasPin:
+    """The process-wide one-thread BLAS pin: set by the first holder, undone by the last (any thread)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.holders = 0
+        self.limiter = None
+
+
+_pin = _BlasPin()
+
+if hasattr(os, "register_at_fork"):  # a forked child holds nothing (its lock fresh, its count zero)
+    os.register_at_fork(after_in_child=lambda: globals().update(_pin=_BlasPin()))
 
 
 @contextmanager
@@ -80,18 +92,27 @@ def single_thread_blas():
     """Pin BLAS to one thread while the mixer runs.
 
     Context pinning BLAS to one thread: the mixer issues many small matmuls, and multi-threaded BLAS on them is up to
-    40× slower on a busy (shared) machine. Re-entering is free (the solver holds it around the whole optimisation).
+    40× slower on a busy (shared) machine. BLAS threads are a setting of the whole process, so the pin is counted
+    across threads: the first holder sets it, the last one to leave restores the original limits (solves running in
+    several threads at once never undo each other's pin). Re-entering costs a lock and a counter.
     """
     c = _controller()
-    if c is None or getattr(_limited, "on", False):
+    if c is None:
         yield
         return
-    with c.limit(limits=1, user_api="blas"):
-        _limited.on = True
-        try:
-            yield
-        finally:
-            _limited.on = False
+    pin = _pin
+    with pin.lock:
+        if pin.holders == 0:
+            pin.limiter = c.limit(limits=1, user_api="blas")
+        pin.holders += 1
+    try:
+        yield
+    finally:
+        with pin.lock:
+            pin.holders -= 1
+            if pin.holders == 0:
+                pin.limiter.restore_original_limits()
+                pin.limiter = None
 
 
 def real_dtype(dtype) -> np.dtype:

@@ -159,14 +159,20 @@ class QAOASolver(Solver):
         """
         problems = list(problems)
         if len(problems) > 1 and self.batchable():
-            if executor is None:
-                return self.solve_batch(problems)
-            from ...executors import get_executor
+            from ...executors import get_executor, progress_bar
 
             ex = get_executor(executor)
             if ex.parallelism > 1:  # every worker batches its share
                 return solve_in_chunks(self, problems, ex, progress)
-            return self.solve_batch(problems)
+            bar = progress_bar(len(problems), progress)
+            try:
+                out = self.solve_batch(problems)
+                if bar is not None:
+                    bar.update(len(out))
+            finally:
+                if bar is not None:
+                    bar.close()
+            return out
         return super().solve_many(problems, executor=executor, progress=progress)
 
     def for_workers(self, workers: int) -> "QAOASolver":
