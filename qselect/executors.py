@@ -7,6 +7,7 @@ are identical whichever executor ran them.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Sequence
@@ -20,8 +21,11 @@ def progress_bar(total: int, progress, unit: str = "problem"):
     Parameters
     ----------
     total : int
+        Items the bar counts to.
     progress : bool or str
+        No bar when false; a string labels it.
     unit : str
+        What one item is ("problem", "batch").
 
     Returns
     -------
@@ -111,6 +115,20 @@ class InlineExecutor(Executor):
         return _collect((fn(x) for x in items), len(items), progress, unit)
 
 
+def _worker_start() -> None:
+    """Run in each pool worker before its first item: torch on one thread there.
+
+    The workers share the machine's CPUs, and a forked child must not reuse the intra-op thread pool it inherited
+    from a parent that had started one (OpenMP is not fork-safe: the child's first parallel operation waits on
+    threads that do not exist).
+    """
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
 class ProcessExecutor(Executor):
     """A local process pool.
 
@@ -151,7 +169,7 @@ class ProcessExecutor(Executor):
         items = list(items)
         if len(items) <= 1 or self.workers == 1:
             return InlineExecutor().map(fn, items, progress, unit)
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(items))) as pool:
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(items)), initializer=_worker_start) as pool:
             chunk = max(1, len(items) // (4 * self.workers))
             return _collect(pool.map(fn, items, chunksize=chunk), len(items), progress, unit)
 
@@ -236,6 +254,27 @@ class DaskExecutor(Executor):
         """Close the client if this executor connected it; a client passed in stays open."""
         if self._own:
             self.client.close()
+
+
+@contextlib.contextmanager
+def executor_scope(spec: Any = None):
+    """:func:`get_executor` as a context: an executor made here (e.g. connected from an address) is closed on exit.
+
+    Parameters
+    ----------
+    spec : None, str, Executor or distributed.Client
+        As for :func:`get_executor`; an ``Executor`` or a client passed in stays open.
+
+    Returns
+    -------
+    context manager yielding Executor
+    """
+    ex = get_executor(spec)
+    try:
+        yield ex
+    finally:
+        if ex is not spec:
+            ex.close()
 
 
 def get_executor(spec: Any = None) -> Executor:

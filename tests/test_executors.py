@@ -65,3 +65,60 @@ def test_batched_solves_show_progress_in_problems_or_batches(capsys):
     assert "2/2" in err and "batch" in err
     QAOASolver(p=1, shots=32).solve_many([QUBO.random(5, seed=s) for s in range(3)], progress="qaoa")
     assert "3/3" in capsys.readouterr().err
+
+
+def test_an_executor_made_from_an_address_is_closed_after_the_solve(monkeypatch):
+    import qselect.executors as ex_mod
+
+    made = []
+
+    class FakeDask(InlineExecutor):  # stands in for a connection opened from an address
+        def __init__(self, address, timeout=None):
+            self.closed = False
+            made.append(self)
+
+        @property
+        def parallelism(self):
+            return 2
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(ex_mod, "DaskExecutor", FakeDask)
+    from qselect.formulate.decompose import BlockSolver
+    from qselect.solvers.qaoa import QAOASolver
+
+    probs = [QUBO.random(6, seed=s) for s in range(3)]
+    for solver in (get_solver("sa", seed=0), QAOASolver(p=1, shots=16), BlockSolver(QAOASolver(p=1, shots=16), 4)):
+        solver.solve_many(probs, executor="tcp://scheduler:8786")
+        assert made[-1].closed
+    kept = ProcessExecutor(2)
+    with ex_mod.executor_scope(kept) as ex:  # an executor passed in stays the caller's
+        assert ex is kept
+
+
+def test_solvers_that_cannot_fork_stay_in_this_process():
+    import os
+
+    from qselect.formulate.decompose import BlockSolver
+    from qselect.solvers.base import make_result
+    from qselect.solvers.exact import ExactSolver
+    from qselect.solvers.qaoa import QAOASolver
+
+    class OnThisDevice(ExactSolver):  # e.g. a solver holding a CUDA context
+        def fork_safe(self):
+            return False
+
+        def _solve(self, problem):
+            return make_result(problem, super()._solve(problem).bits, "here", info={"pid": os.getpid()})
+
+    probs = [QUBO.random(6, seed=s) for s in range(3)]
+    out = OnThisDevice().solve_many(probs, executor=ProcessExecutor(2))
+    assert {r.info["pid"] for r in out} == {os.getpid()}
+    assert get_solver("sa").fork_safe() and QAOASolver().fork_safe()
+    assert QAOASolver(engine="torch", device="cpu").fork_safe()
+    assert BlockSolver(QAOASolver()).fork_safe()
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        assert not QAOASolver(engine="torch", device="cuda").fork_safe()
+        assert not BlockSolver(QAOASolver(engine="torch", device="cuda")).fork_safe()

@@ -344,6 +344,14 @@ def test_read_answers_counts_are_generator_choice_counts():
         assert np.array_equal(got, want)
 
 
+def _same_answers(a, b):
+    """Equal results but for timing and the batch size they were solved in."""
+    assert np.array_equal(a.bits, b.bits) and a.energy == b.energy
+    assert np.array_equal(a.samples, b.samples) and np.array_equal(a.counts, b.counts)
+    skip = {"batch", "inner_time"}
+    assert {k: v for k, v in a.info.items() if k not in skip} == {k: v for k, v in b.info.items() if k not in skip}
+
+
 def test_an_executor_batches_each_workers_share_with_the_same_answers():
     from qselect.executors import ProcessExecutor
 
@@ -354,15 +362,63 @@ def test_an_executor_batches_each_workers_share_with_the_same_answers():
     # contiguous shares 3 + 2, each solved as one batch in its worker
     assert [r.info["batch"] for r in there] == [3, 3, 3, 2, 2]
     for a, b in zip(here, there):
-        assert np.array_equal(a.bits, b.bits) and a.energy == b.energy and a.expectation == b.expectation
-    # block descents: every worker runs the lock-step descents of its problems
+        assert a.expectation == b.expectation and np.array_equal(a.angles, b.angles)
+        _same_answers(a, b)
+    # a worker's share of one problem is still a batch (of one): the same answers as in the whole batch
+    three = s.solve_many(small[:3], executor=ProcessExecutor(2))
+    assert [r.info["batch"] for r in three] == [2, 2, 1]
+    for a, b in zip(here, three):
+        assert a.expectation == b.expectation
+        _same_answers(a, b)
+    many = s.solve_many(small[:3], executor=ProcessExecutor(8))  # more workers than problems
+    assert [r.info["batch"] for r in many] == [1, 1, 1] and [r.energy for r in many] == [r.energy for r in three]
+    assert s.solve_many([small[0]])[0].info["batch"] == 1  # one problem alone is a batch too
+    # block descents: every worker runs the lock-step descents of its problems, even of one
     big = [QUBO.random(16, seed=s) for s in range(3)]
     block = BlockSolver(QAOASolver(p=1, seed=1, shots=64), qubits=6, max_sweeps=2, seed=0)
     a, b = block.solve_many(big), block.solve_many(big, executor=ProcessExecutor(2))
-    assert [r.bits.tolist() for r in a] == [r.bits.tolist() for r in b]
-    assert [r.info["energy_trace"] for r in a] == [r.info["energy_trace"] for r in b]
+    for x, y in zip(a, b):
+        assert x.info["energy_trace"] == y.info["energy_trace"]
+        _same_answers(x, y)
     # an executor of one worker batches in this process
     assert [r.info["batch"] for r in s.solve_many(small, executor=ProcessExecutor(1))] == [5] * 5
+
+
+def test_bad_input_is_refused_before_any_worker_starts():
+    from qselect.executors import ProcessExecutor
+
+    for solver in (QAOASolver(p=1), BlockSolver(QAOASolver(p=1), qubits=4)):
+        with pytest.raises(QSelectError, match="expects qselect problems"):
+            solver.solve_many([QUBO.random(5, seed=0), "not a problem"], executor=ProcessExecutor(2))
+
+
+_TORCH_POOL = """
+import numpy as np, torch
+from qselect.executors import ProcessExecutor
+from qselect.problems import QUBO
+from qselect.solvers.qaoa import QAOASolver
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    probs = [QUBO.random(7, seed=s) for s in range(4)]
+    s = QAOASolver(p=1, seed=1, shots=32, engine="torch", device="cpu")
+    s.solve_many(probs[:2])  # the parent's intra-op threads are running now
+    out = s.solve_many(probs, executor=ProcessExecutor(2))
+    print("energies", [r.energy for r in out], np.isfinite([r.energy for r in out]).all())
+"""
+
+
+def test_torch_in_forked_workers_after_the_parent_used_its_threads(tmp_path):
+    """Forked workers must not wait on the parent's torch threads (they run torch on one thread)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch")
+    script = tmp_path / "pool.py"
+    script.write_text(_TORCH_POOL)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("True")
 
 
 def test_workers_share_the_batch_threads():

@@ -148,11 +148,14 @@ def block_seed(inner: Solver, *parts: int) -> int | None:
     Parameters
     ----------
     inner : Solver
+        The inner solver; its ``seed`` (an int) is mixed, anything else means unseeded.
     *parts : int
+        Sweep and block numbers mixed into the seed.
 
     Returns
     -------
     int or None
+        In ``[0, MAX_SEED]``; None for an unseeded solver.
     """
     seed = getattr(inner, "seed", None)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
@@ -275,8 +278,9 @@ class BlockSolver(Solver):
         seeds)`` method, e.g. native QAOA), the block descents of all problems advance in lock-step and each round's
         blocks go to the inner solver as one batch. Every problem still sees its blocks in its own order
         (Gauss–Seidel), so the answers are those of solving the problems one by one with that inner solver's batch
-        results. With an executor of more than one worker, each worker runs the lock-step descents of a contiguous
-        share of the problems (:func:`~qselect.solvers.base.solve_in_chunks`); the answers are the same.
+        results. Any number of problems, even one, goes through the batch, so a problem's answer does not depend on
+        the others. With an executor, each worker runs the lock-step descents of a contiguous share of the problems
+        (:func:`~qselect.solvers.base.solve_in_chunks`); the answers are the same.
 
         Parameters
         ----------
@@ -287,25 +291,30 @@ class BlockSolver(Solver):
         Returns
         -------
         list of SolveResult
+
+        Raises
+        ------
+        QSelectError
+            An item that is not a qselect problem.
         """
         problems = list(problems)
         batch = getattr(self.inner, "solve_batch", None)
         ready = getattr(self.inner, "batchable", lambda: True)
-        if batch is None or len(problems) < 2 or not ready():
+        if batch is None or not ready():
             return super().solve_many(problems, executor=executor, progress=progress)
-        if executor is not None:
-            from ..executors import get_executor
-
-            ex = get_executor(executor)
-            if ex.parallelism > 1:  # every worker batches its share
-                return solve_in_chunks(self, problems, ex, progress)
         import time
 
-        for prob in problems:  # what solve() checks
+        from ..executors import InlineExecutor, executor_scope, progress_bar
+
+        for prob in problems:  # what solve() checks, before anything is sent to a worker
             if not isinstance(prob, Problem):
                 raise QSelectError(f"{type(self).__name__}.solve_many expects qselect problems (QUBO or "
                                    f"DiagonalCost), got {type(prob).__name__}")
-        from ..executors import progress_bar
+        with executor_scope(executor) as ex:
+            if not isinstance(ex, InlineExecutor):  # every worker batches its share
+                return solve_in_chunks(self, problems, ex, progress)
+        if not problems:
+            return []
 
         t0 = time.perf_counter()
         out: list = [None] * len(problems)
@@ -343,12 +352,22 @@ class BlockSolver(Solver):
                     if bar is not None:
                         bar.update()
 
+    def fork_safe(self) -> bool:
+        """Whether forked worker processes can run the inner solver (see :meth:`Solver.fork_safe`).
+
+        Returns
+        -------
+        bool
+        """
+        return self.inner.fork_safe()
+
     def for_workers(self, workers: int) -> "BlockSolver":
         """The descent with its inner solver as each of ``workers`` local processes should run it.
 
         Parameters
         ----------
         workers : int
+            Worker processes sharing this machine.
 
         Returns
         -------

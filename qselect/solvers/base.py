@@ -254,7 +254,8 @@ class Solver(ABC):
         ----------
         problems : sequence of Problem
         executor : Executor, str or None
-            See :func:`qselect.executors.get_executor`.
+            See :func:`qselect.executors.get_executor`; one made here from a string is closed afterwards.
+            A solver that is not :meth:`fork_safe` runs in this process instead of a local pool.
         progress : bool or str
 
         Returns
@@ -262,9 +263,25 @@ class Solver(ABC):
         list of SolveResult
             In input order.
         """
-        from ..executors import get_executor
+        from ..executors import InlineExecutor, ProcessExecutor, executor_scope
 
-        return get_executor(executor).map(self.solve, list(problems), progress=progress)
+        problems = list(problems)
+        with executor_scope(executor) as ex:
+            if isinstance(ex, ProcessExecutor) and not self.fork_safe():
+                ex = InlineExecutor()
+            return ex.map(self.solve, problems, progress=progress)
+
+    def fork_safe(self) -> bool:
+        """Whether forked worker processes (:class:`~qselect.executors.ProcessExecutor`) can run this solver.
+
+        True unless it computes on a CUDA device, which a forked child cannot use; such solvers then run in this
+        process.
+
+        Returns
+        -------
+        bool
+        """
+        return True
 
     def for_workers(self, workers: int) -> "Solver":
         """The solver as each of ``workers`` local worker processes should run it.
@@ -299,15 +316,18 @@ def solve_in_chunks(solver: "Solver", problems: Sequence[Problem], executor, pro
     For solvers that solve many problems together (batched QAOA, lock-step block descents): every worker
     batches its own share, rather than the executor solving the problems one by one. Each problem's answer
     does not depend on which other problems share its batch, so the results are those of one batch in
-    this process.
+    this process. A solver that is not :meth:`~Solver.fork_safe` runs its batch in this process instead of
+    in a local process pool.
 
     Parameters
     ----------
     solver : Solver
+        A solver whose ``solve_many`` batches (it is called on each chunk with no executor).
     problems : sequence of Problem
     executor : Executor
-        Runs the chunks; ``executor.parallelism`` chunks (at most one per problem). Local worker
-        processes get ``solver.for_workers(workers)``.
+        Runs the chunks: ``executor.parallelism`` of them (at most one per problem; one still goes to
+        the executor, e.g. to a Dask cluster that is starting its workers). Local worker processes get
+        ``solver.for_workers(workers)``.
     progress : bool or str
         A bar that ticks as each worker's batch is done.
 
@@ -315,14 +335,26 @@ def solve_in_chunks(solver: "Solver", problems: Sequence[Problem], executor, pro
     -------
     list of SolveResult
         In input order.
+
+    Raises
+    ------
+    QSelectError
+        An item that is not a qselect problem (before anything is sent to a worker).
     """
     from functools import partial
 
-    from ..executors import ProcessExecutor
+    from ..executors import InlineExecutor, ProcessExecutor
 
     problems = list(problems)
+    for prob in problems:
+        if not isinstance(prob, Problem):
+            raise QSelectError(f"{type(solver).__name__}.solve_many expects qselect problems (QUBO or DiagonalCost), "
+                               f"got {type(prob).__name__}")
+    local = isinstance(executor, ProcessExecutor)
+    if isinstance(executor, InlineExecutor) or (local and not solver.fork_safe()) or not problems:
+        return solver.solve_many(problems, progress=progress)
     parts = max(1, min(len(problems), int(executor.parallelism)))
-    if isinstance(executor, ProcessExecutor):
+    if local:
         solver = solver.for_workers(parts)
     size, extra = divmod(len(problems), parts)  # as np.array_split: the first ``extra`` chunks one longer
     bounds = np.cumsum([0] + [size + (i < extra) for i in range(parts)])

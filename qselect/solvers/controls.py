@@ -194,7 +194,7 @@ def _exact_parts(costs: np.ndarray, n: int, N: int, shots: int, k: int | None, s
     """
     # rows contiguous (fancy indexing along axis 1 lays the result out by column), so each row's mean is summed
     # as a lone row's is: the same answer in a batch of any size
-    feas = costs if k is None else np.ascontiguousarray(costs[:, popcounts(n) == k])
+    feas = np.ascontiguousarray(costs if k is None else costs[:, popcounts(n) == k])
     lo, hi = feas.min(axis=1), feas.max(axis=1)
     if optimal is None:  # feas ≥ lo, so feas − lo needs no abs
         optimal = (feas - lo[:, None]) <= 1e-9 * np.maximum(1.0, np.abs(lo))[:, None]
