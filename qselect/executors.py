@@ -120,7 +120,8 @@ def _worker_start() -> None:
 
     The workers share the machine's CPUs, and a forked child must not reuse the intra-op thread pool it inherited
     from a parent that had started one (OpenMP is not fork-safe: the child's first parallel operation waits on
-    threads that do not exist).
+    threads that do not exist). It acts on a torch the worker already holds (a forked child of a process that
+    imported it); a worker that imports torch later keeps torch's default.
     """
     import sys
 
@@ -305,4 +306,5 @@ def get_executor(spec: Any = None) -> Executor:
         raise QSelectError(f"unknown executor {spec!r}; use 'inline', 'process' or a Dask scheduler address tcp://host:port")
     if hasattr(spec, "gather") and hasattr(spec, "map"):
         return DaskExecutor(spec)
-    raise QSelectError(f"unknown executor {spec!r}")
+    raise QSelectError(f"unknown executor {spec!r}; use 'inline', 'process', a Dask scheduler address "
+                       "tcp://host:port, a distributed.Client or a qselect Executor")

@@ -504,7 +504,7 @@ def make_executor(spec: str, formulation: str):
     if spec == "auto":
         spec = "inline" if formulation == "neuron" else "process"
     if spec == "inline":
-        return None  # select_masks shows its per-problem progress bar only in-process
+        return None  # in process: no executor to start
     return get_executor(spec)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import QSelectError
 from ..problems import Problem
 from ..solvers._sampling import best_with_k
-from ..solvers.base import MAX_SEED, Solver, SolveResult, make_result, solve_in_chunks
+from ..solvers.base import MAX_SEED, Solver, SolveResult, check_problems, make_result, solve_in_chunks
 from ..solvers.baselines import MagnitudeSolver, flip_deltas, swap_deltas
 from ..solvers.controls import aggregate_baselines
 
@@ -306,10 +306,7 @@ class BlockSolver(Solver):
 
         from ..executors import InlineExecutor, executor_scope, progress_bar
 
-        for prob in problems:  # what solve() checks, before anything is sent to a worker
-            if not isinstance(prob, Problem):
-                raise QSelectError(f"{type(self).__name__}.solve_many expects qselect problems (QUBO or "
-                                   f"DiagonalCost), got {type(prob).__name__}")
+        check_problems(self, problems)  # what solve() checks, before anything is sent to a worker
         with executor_scope(executor) as ex:
             if not isinstance(ex, InlineExecutor):  # every worker batches its share
                 return solve_in_chunks(self, problems, ex, progress)

@@ -266,16 +266,17 @@ class Solver(ABC):
         from ..executors import InlineExecutor, ProcessExecutor, executor_scope
 
         problems = list(problems)
+        check_problems(self, problems)  # before a pool starts or a cluster is reached
         with executor_scope(executor) as ex:
             if isinstance(ex, ProcessExecutor) and not self.fork_safe():
                 ex = InlineExecutor()
             return ex.map(self.solve, problems, progress=progress)
 
     def fork_safe(self) -> bool:
-        """Whether forked worker processes (:class:`~qselect.executors.ProcessExecutor`) can run this solver.
+        """Whether forked worker processes (:class:`~qselect.executors.ProcessExecutor`) give this solver's answers.
 
-        True unless it computes on a CUDA device, which a forked child cannot use; such solvers then run in this
-        process.
+        True unless it computes on a device a forked child cannot use (CUDA) or with sums that depend on the thread
+        count the pool's workers run at (one torch thread each); such solvers run in this process instead.
 
         Returns
         -------
@@ -303,6 +304,25 @@ class Solver(ABC):
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({params})"
+
+
+def check_problems(solver: "Solver", problems: list) -> None:
+    """Refuse, in one line, an item of ``solver.solve_many``'s list that is not a qselect problem.
+
+    Parameters
+    ----------
+    solver : Solver
+    problems : list
+
+    Raises
+    ------
+    QSelectError
+        Naming the first item that is not a :class:`~qselect.problems.Problem`.
+    """
+    for i, prob in enumerate(problems):
+        if not isinstance(prob, Problem):
+            raise QSelectError(f"{type(solver).__name__}.solve_many expects qselect problems (QUBO or DiagonalCost), "
+                               f"got {type(prob).__name__} at position {i}; build one with qselect.QUBO(...)")
 
 
 def _solve_chunk(solver: "Solver", problems: list) -> list:
@@ -346,10 +366,7 @@ def solve_in_chunks(solver: "Solver", problems: Sequence[Problem], executor, pro
     from ..executors import InlineExecutor, ProcessExecutor
 
     problems = list(problems)
-    for prob in problems:
-        if not isinstance(prob, Problem):
-            raise QSelectError(f"{type(solver).__name__}.solve_many expects qselect problems (QUBO or DiagonalCost), "
-                               f"got {type(prob).__name__}")
+    check_problems(solver, problems)
     local = isinstance(executor, ProcessExecutor)
     if isinstance(executor, InlineExecutor) or (local and not solver.fork_safe()) or not problems:
         return solver.solve_many(problems, progress=progress)

@@ -103,7 +103,8 @@ def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, sho
     lo, hi = np.nanmin(feas, axis=1), np.nanmax(feas, axis=1)
     # feas ≥ lo, so feas − lo needs no abs (NaN, off the XY subspace, compares False)
     optimal = (feas - lo[:, None]) <= 1e-9 * np.maximum(1.0, np.abs(lo))[:, None]
-    mean = np.einsum("ij,ij->i", P, costs)
+    # summed per contiguous row (einsum sums a lone row of ≥ 2^14 entries in another order than a row of a batch)
+    mean = (P * costs).sum(axis=1)
     if energies is not None:
         controls = uniform_baselines(n, shots, seeds, costs, scales, consts, energies, mixer=mixer, k=k,
                                      optimal=optimal)

@@ -94,7 +94,8 @@ def single_thread_blas():
     Context pinning BLAS to one thread: the mixer issues many small matmuls, and multi-threaded BLAS on them is up to
     40× slower on a busy (shared) machine. BLAS threads are a setting of the whole process, so the pin is counted
     across threads: the first holder sets it, the last one to leave restores the original limits (solves running in
-    several threads at once never undo each other's pin). Re-entering costs a lock and a counter.
+    several threads at once never undo each other's pin). Re-entering costs a lock and a counter. A process forked
+    while the pin is held starts with no holders and keeps the one-thread limit it inherited.
     """
     c = _controller()
     if c is None:

@@ -14,7 +14,7 @@ import numpy as np
 from ...ansatz import check_mixer
 from ...errors import QSelectError
 from ...validation import check_nonnegative_int, check_positive_int, check_seed
-from ..base import Solver, SolveResult, solve_in_chunks, summarise_samples
+from ..base import Solver, SolveResult, check_problems, solve_in_chunks, summarise_samples
 from . import objectives as obj
 from .angles import initial_angles, random_angles
 from .answer import read_answers
@@ -169,6 +169,8 @@ class QAOASolver(Solver):
             return super().solve_many(problems, executor=executor, progress=progress)
         from ...executors import InlineExecutor, executor_scope, progress_bar
 
+        check_problems(self, problems)  # before a pool starts or a cluster is reached
+
         with executor_scope(executor) as ex:
             if not isinstance(ex, InlineExecutor):  # every worker batches its share
                 return solve_in_chunks(self, problems, ex, progress)
@@ -183,17 +185,16 @@ class QAOASolver(Solver):
         return out
 
     def fork_safe(self) -> bool:
-        """False when the torch engine runs on CUDA (a forked child cannot use it), else True.
+        """False for the torch engine, else True.
+
+        The torch engine stays in this process: on CUDA a forked child cannot use the device, and on CPU its sums
+        depend on torch's thread count, which pool workers set to one.
 
         Returns
         -------
         bool
         """
-        if self.backend != "native" or self._engine_kind() != "torch":
-            return True
-        from ...devices import resolve_device
-
-        return resolve_device(self.device).type != "cuda"
+        return not (self.backend == "native" and self._engine_kind() == "torch")
 
     def for_workers(self, workers: int) -> "QAOASolver":
         """The solver with its batch threads shared among ``workers`` local processes.
