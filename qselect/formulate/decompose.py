@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import QSelectError
 from ..problems import Problem
 from ..solvers._sampling import best_with_k
-from ..solvers.base import MAX_SEED, Solver, SolveResult, check_problems, make_result, solve_in_chunks
+from ..solvers.base import MAX_SEED, Solver, SolveResult, make_result, solve_in_chunks
 from ..solvers.baselines import MagnitudeSolver, flip_deltas, swap_deltas
 from ..solvers.controls import aggregate_baselines
 
@@ -297,22 +297,21 @@ class BlockSolver(Solver):
         QSelectError
             An item that is not a qselect problem.
         """
-        problems = list(problems)
         batch = getattr(self.inner, "solve_batch", None)
         ready = getattr(self.inner, "batchable", lambda: True)
         if batch is None or not ready():
             return super().solve_many(problems, executor=executor, progress=progress)
+        return solve_in_chunks(self, problems, executor, progress, self._lockstep_here)
+
+    def _lockstep_here(self, problems: list, progress) -> list[SolveResult]:
+        """The descents of ``problems`` in lock-step in this process, each round's blocks one inner batch."""
         import time
 
-        from ..executors import InlineExecutor, executor_scope, progress_bar
+        from ..executors import progress_bar
 
-        check_problems(self, problems)  # what solve() checks, before anything is sent to a worker
-        with executor_scope(executor) as ex:
-            if not isinstance(ex, InlineExecutor):  # every worker batches its share
-                return solve_in_chunks(self, problems, ex, progress)
         if not problems:
             return []
-
+        batch = self.inner.solve_batch
         t0 = time.perf_counter()
         out: list = [None] * len(problems)
         live = {}

@@ -330,26 +330,28 @@ def _solve_chunk(solver: "Solver", problems: list) -> list:
     return solver.solve_many(problems)
 
 
-def solve_in_chunks(solver: "Solver", problems: Sequence[Problem], executor, progress=False) -> list:
-    """Solve problems in contiguous chunks, one per worker, each chunk by ``solver.solve_many`` in its worker.
+def solve_in_chunks(solver: "Solver", problems: Sequence[Problem], executor, progress, in_process) -> list:
+    """``solve_many`` of a solver that batches: in this process, or through an executor one chunk per worker.
 
-    For solvers that solve many problems together (batched QAOA, lock-step block descents): every worker
-    batches its own share, rather than the executor solving the problems one by one. Each problem's answer
-    does not depend on which other problems share its batch, so the results are those of one batch in
-    this process. A solver that is not :meth:`~Solver.fork_safe` runs its batch in this process instead of
-    in a local process pool.
+    With no executor, an inline one, a local process pool the solver is not :meth:`~Solver.fork_safe` for, or
+    no problems, ``in_process(problems, progress)`` solves them all here as one batch. Otherwise the problems
+    go in contiguous chunks, one per worker, and every worker batches its own share by ``solver.solve_many``
+    (rather than the executor solving the problems one by one). A problem's answer does not depend on which
+    other problems share its batch, so the results are those of one batch in this process.
 
     Parameters
     ----------
     solver : Solver
-        A solver whose ``solve_many`` batches (it is called on each chunk with no executor).
+        A solver whose ``solve_many`` batches (each worker calls it on its chunk with no executor).
     problems : sequence of Problem
-    executor : Executor
-        Runs the chunks: ``executor.parallelism`` of them (at most one per problem; one still goes to
-        the executor, e.g. to a Dask cluster that is starting its workers). Local worker processes get
-        ``solver.for_workers(workers)``.
+    executor : Executor, str or None
+        As for :func:`~qselect.executors.get_executor` (one made here is closed afterwards). It runs
+        ``executor.parallelism`` chunks (at most one per problem; one still goes to the executor, e.g. to a
+        Dask cluster that is starting its workers). Local worker processes get ``solver.for_workers(workers)``.
     progress : bool or str
-        A bar that ticks as each worker's batch is done.
+        A bar: per problem in process (as ``in_process`` draws it), per worker's batch through an executor.
+    in_process : callable
+        ``(problems, progress) -> list of SolveResult``: the batch in this process.
 
     Returns
     -------
@@ -359,25 +361,27 @@ def solve_in_chunks(solver: "Solver", problems: Sequence[Problem], executor, pro
     Raises
     ------
     QSelectError
-        An item that is not a qselect problem (before anything is sent to a worker).
+        An item that is not a qselect problem (before a pool starts or a cluster is reached).
     """
     from functools import partial
 
-    from ..executors import InlineExecutor, ProcessExecutor
+    from ..executors import InlineExecutor, ProcessExecutor, executor_scope
 
     problems = list(problems)
     check_problems(solver, problems)
-    local = isinstance(executor, ProcessExecutor)
-    if isinstance(executor, InlineExecutor) or (local and not solver.fork_safe()) or not problems:
-        return solver.solve_many(problems, progress=progress)
-    parts = max(1, min(len(problems), int(executor.parallelism)))
-    if local:
-        solver = solver.for_workers(parts)
-    size, extra = divmod(len(problems), parts)  # as np.array_split: the first ``extra`` chunks one longer
-    bounds = np.cumsum([0] + [size + (i < extra) for i in range(parts)])
-    chunks = [problems[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    done = executor.map(partial(_solve_chunk, solver), chunks, progress=progress, unit="batch")
-    return [r for chunk in done for r in chunk]
+    if executor is not None and problems:
+        with executor_scope(executor) as ex:
+            local = isinstance(ex, ProcessExecutor)
+            if not (isinstance(ex, InlineExecutor) or (local and not solver.fork_safe())):
+                parts = max(1, min(len(problems), int(ex.parallelism)))
+                if local:
+                    solver = solver.for_workers(parts)
+                size, extra = divmod(len(problems), parts)  # as np.array_split: the first ``extra`` one longer
+                bounds = np.cumsum([0] + [size + (i < extra) for i in range(parts)])
+                chunks = [problems[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+                done = ex.map(partial(_solve_chunk, solver), chunks, progress=progress, unit="batch")
+                return [r for chunk in done for r in chunk]
+    return in_process(problems, progress)
 
 
 def int_setting(name: str, value, minimum: int = 0, maximum: int | None = None) -> int:

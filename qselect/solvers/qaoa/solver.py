@@ -14,7 +14,7 @@ import numpy as np
 from ...ansatz import check_mixer
 from ...errors import QSelectError
 from ...validation import check_nonnegative_int, check_positive_int, check_seed
-from ..base import Solver, SolveResult, check_problems, solve_in_chunks, summarise_samples
+from ..base import Solver, SolveResult, solve_in_chunks, summarise_samples
 from . import objectives as obj
 from .angles import initial_angles, random_angles
 from .answer import read_answers
@@ -164,16 +164,14 @@ class QAOASolver(Solver):
         QSelectError
             An item that is not a qselect problem.
         """
-        problems = list(problems)
         if not self.batchable():
             return super().solve_many(problems, executor=executor, progress=progress)
-        from ...executors import InlineExecutor, executor_scope, progress_bar
+        return solve_in_chunks(self, problems, executor, progress, self._batch_here)
 
-        check_problems(self, problems)  # before a pool starts or a cluster is reached
+    def _batch_here(self, problems: list, progress) -> list:
+        """:meth:`solve_batch` in this process, with a bar when ``progress`` asks for one."""
+        from ...executors import progress_bar
 
-        with executor_scope(executor) as ex:
-            if not isinstance(ex, InlineExecutor):  # every worker batches its share
-                return solve_in_chunks(self, problems, ex, progress)
         bar = progress_bar(len(problems), progress)
         try:
             out = self.solve_batch(problems)
