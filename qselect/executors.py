@@ -85,8 +85,48 @@ class Executor:
         """
         raise NotImplementedError
 
+    def for_workers(self, solver, tasks: int):
+        """``solver`` as each of ``tasks`` concurrent tasks of this executor should run it.
+
+        Tasks that share a machine share its CPUs: a solver with its own threads (batched QAOA)
+        gets its share through ``solver.for_workers``. In process: the solver itself.
+
+        Parameters
+        ----------
+        solver : Solver
+            Anything with ``for_workers(workers)`` and ``solve_many(problems)``.
+        tasks : int
+            How many tasks this executor will run at once.
+
+        Returns
+        -------
+        object with ``solve_many(problems)``
+        """
+        return solver
+
     def close(self) -> None:
         """Release what the executor opened (a Dask client it connected itself)."""
+
+
+class _HostShare:
+    """A solver that takes its share of the CPUs on whichever Dask worker runs it (picklable).
+
+    ``slots`` maps each worker's address to the task threads of all workers on that worker's
+    host; on a worker the solver runs as ``solver.for_workers(slots[address])``.
+    """
+
+    def __init__(self, solver, slots: dict):
+        self.solver, self.slots = solver, dict(slots)
+
+    def solve_many(self, problems):
+        try:
+            from distributed import get_worker
+
+            here = get_worker().address
+        except (ImportError, ValueError):  # not on a Dask worker (e.g. run locally): keep the solver's own threads
+            here = None
+        share = self.slots.get(here)
+        return (self.solver if share is None else self.solver.for_workers(share)).solve_many(problems)
 
 
 class InlineExecutor(Executor):
@@ -149,6 +189,21 @@ class ProcessExecutor(Executor):
     def parallelism(self) -> int:
         """The pool's worker processes."""
         return int(self.workers)
+
+    def for_workers(self, solver, tasks: int):
+        """``solver.for_workers(tasks)``: the ``tasks`` worker processes share this machine's CPUs.
+
+        Parameters
+        ----------
+        solver : Solver
+        tasks : int
+            Worker processes that run at once.
+
+        Returns
+        -------
+        Solver
+        """
+        return solver.for_workers(tasks)
 
     def map(self, fn, items, progress=False, unit="problem"):
         """``fn`` over ``items`` in worker processes (``fn`` and items must pickle).
@@ -228,6 +283,32 @@ class DaskExecutor(Executor):
             return max(1, int(sum(self.client.nthreads().values())))
         except Exception:  # a client that cannot say: treat it as one worker
             return 1
+
+    def for_workers(self, solver, tasks: int):
+        """``solver`` sharing each worker's host: on a worker, ``solver.for_workers(k)``.
+
+        ``k`` counts the task threads of every worker on that worker's host (from the scheduler),
+        so several workers on one machine split its CPUs instead of each taking all of them.
+
+        Parameters
+        ----------
+        solver : Solver
+        tasks : int
+            Unused: the cluster's own layout decides.
+
+        Returns
+        -------
+        object with ``solve_many(problems)``
+            The solver itself when the scheduler cannot say.
+        """
+        try:
+            workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        except Exception:  # a client that cannot say: the solver as it is
+            return solver
+        per_host: dict = {}
+        for w in workers.values():
+            per_host[w.get("host")] = per_host.get(w.get("host"), 0) + int(w.get("nthreads") or 1)
+        return _HostShare(solver, {addr: per_host[w.get("host")] for addr, w in workers.items()})
 
     def map(self, fn, items, progress=False, unit="problem"):
         """``fn`` over ``items`` as Dask futures (``pure=False``: every item runs).

@@ -8,9 +8,11 @@ from qselect.classical.data import load_dataset
 from qselect.classical.masks import load_masks
 from qselect.classical.models import build_model
 from qselect.cli import main
-from qselect.executors import get_executor
+from qselect.executors import ProcessExecutor, get_executor
 from qselect.formulate import select_masks
+from qselect.problems import QUBO
 from qselect.solvers import get_solver
+from qselect.solvers.base import Solver, make_result, solve_in_chunks
 
 distributed = pytest.importorskip("distributed")
 
@@ -70,3 +72,31 @@ def test_cli_scheduler_address_gives_identical_masks(cluster, tmp_path, capsys):
     b = load_masks(tmp_path / "dask" / "masks.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "inline" / "problems.csv").read_text().count("\n") == 11  # header + 10 problems
+
+
+
+class ThreadsProbe(Solver):
+    """A batching solver that reports the worker share it ran with (module level: it pickles)."""
+
+    name = "probe"
+
+    def __init__(self, share=None):
+        self.share = share
+
+    def _solve(self, problem):
+        return make_result(problem, np.zeros(problem.n, np.uint8), self.name, info={"share": self.share})
+
+    def for_workers(self, workers):
+        return type(self)(share=int(workers))
+
+    def solve_many(self, problems, executor=None, progress=False):
+        return solve_in_chunks(self, problems, executor, progress, lambda ps, _: [self.solve(p) for p in ps])
+
+
+def test_dask_workers_on_one_host_split_its_cpus(cluster):
+    """Two workers of one thread on one host: each batch runs with for_workers(2), not with every CPU."""
+    probs = [QUBO.random(4, seed=s) for s in range(6)]
+    with distributed.Client(cluster) as client:
+        assert {r.info["share"] for r in ThreadsProbe().solve_many(probs, executor=client)} == {2}
+    assert {r.info["share"] for r in ThreadsProbe().solve_many(probs, executor=ProcessExecutor(3))} == {3}
+    assert {r.info["share"] for r in ThreadsProbe().solve_many(probs)} == {None}  # in process: as it is

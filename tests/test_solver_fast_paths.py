@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from qselect.errors import QSelectError
-from qselect.problems import QUBO
+from qselect.problems import QUBO, DiagonalCost
+from qselect.problems.gram import DENSE_FIX_BITS, GramQUBO
 from qselect.solvers.base import summarise_samples
 from qselect.solvers.exact import ExactSolver
 from qselect.solvers.qaoa import QAOASolver
@@ -47,6 +48,74 @@ def test_fix_accepts_numpy_and_float_values_like_before():
     b = q.fix({2: 1, 4: 0})
     assert a.offset == b.offset
     np.testing.assert_array_equal(a.linear, b.linear)
+
+
+def _gram(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(3 * n, n))
+    G = A.T @ A
+    w = rng.normal(size=n)
+    return GramQUBO(G, w, -2 * w * (G @ w), float(w @ G @ w), penalty=0.7, k=n // 2)
+
+
+def _same_problem(a, b):
+    """Two problems built by fix and fix_outside: the same type and the very same numbers."""
+    assert type(a) is type(b) and a.n == b.n and a.k == b.k and a.labels == b.labels
+    if isinstance(a, QUBO):
+        np.testing.assert_array_equal(a.linear, b.linear)
+        np.testing.assert_array_equal(a.quadratic, b.quadratic)
+        assert a.offset == b.offset
+    np.testing.assert_array_equal(a.cost_vector() if a.n <= 12 else a.energy(np.eye(a.n)),
+                                  b.cost_vector() if b.n <= 12 else b.energy(np.eye(b.n)))
+    if a.scores is not None or b.scores is not None:
+        np.testing.assert_array_equal(a.scores, b.scores)
+
+
+@pytest.mark.parametrize("make, nfree", [(lambda: _qubo(n=12, k=5), 7), (lambda: _gram(), 9),
+                                         (lambda: _gram(n=DENSE_FIX_BITS + 20), DENSE_FIX_BITS + 4),
+                                         (lambda: DiagonalCost(np.random.default_rng(2).normal(size=2**8), k=3), 5)])
+def test_fix_outside_is_fix_of_every_other_bit(make, nfree):
+    """The descent's array form of fix: the same problem as fixing the complement from a dict, any order of free."""
+    prob = make()
+    rng = np.random.default_rng(1)
+    prob.scores = rng.uniform(size=prob.n)
+    for _ in range(3):
+        x = rng.integers(0, 2, prob.n).astype(np.uint8)
+        free = rng.choice(prob.n, nfree, replace=False)  # unsorted
+        rest = np.setdiff1d(np.arange(prob.n), free)
+        want = prob.fix(dict(zip(rest.tolist(), x[rest].tolist())))
+        _same_problem(prob.fix_outside(free, x), want)
+        flipped = x.copy()
+        flipped[free] ^= 1  # the free bits' values in x are ignored
+        _same_problem(prob.fix_outside(free.tolist(), flipped.astype(bool)), want)
+
+
+@pytest.mark.parametrize("free, x, match", [
+    ([0, 0, 3], np.zeros(9, int), "distinct"),
+    ([1, 9], np.zeros(9, int), r"\[0, 9\)"),
+    ([-1, 2], np.zeros(9, int), r"\[0, 9\)"),
+    ([0.5, 2], np.zeros(9, int), "integer positions"),
+    ([[0, 1]], np.zeros(9, int), "1-D"),
+    ([0, 1], np.zeros(8, int), "shape"),
+    ([0, 1], np.full(9, 2), "0 and 1"),
+    ([0, 1], np.zeros((2, 9), int), "one assignment"),
+])
+def test_fix_outside_refuses_bad_blocks_in_one_line(free, x, match):
+    for prob in (_qubo(), DiagonalCost(np.arange(2.0**9))):
+        with pytest.raises(QSelectError, match=match) as err:
+            prob.fix_outside(free, x)
+        assert "\n" not in str(err.value)
+
+
+def test_bits_check_refuses_out_of_range_integers_of_every_kind():
+    from qselect.problems.bits import as_bits
+
+    for bad in (np.array([0, 2, 1], np.uint8), np.array([0, -1, 1]), np.array([0, 1, 256], np.int16), [0, 0.5, 1]):
+        with pytest.raises(QSelectError, match="only 0 and 1"):
+            as_bits(bad, 3)
+    for good in (np.array([0, 1, 1], np.uint64), np.array([1, 0, 1], np.int8), [1.0, 0.0, 1.0], [True, False, True]):
+        out = as_bits(good, 3)
+        assert out.dtype == np.uint8 and set(out.tolist()) <= {0, 1}
 
 
 def test_qubo_scale_matches_the_z_polynomial():

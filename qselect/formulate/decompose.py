@@ -2,7 +2,7 @@
 
 Start from the magnitude mask (the k highest-scoring bits); each sweep splits
 the bits into blocks, fixes every other bit at its current value
-(``problem.fix`` folds their couplings into the block's linear term and
+(``problem.fix_outside`` folds their couplings into the block's linear term and
 offset, so the block's energy *is* the full energy) and lets the inner solver
 pick the block's bits. A block's answer is taken only if it lowers the energy
 (and, with ``problem.k`` set, keeps the block's number of set bits), so the
@@ -21,6 +21,8 @@ run stops when one sweep of every kind in a row changed nothing, or at
 ``max_sweeps``.
 """
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 
@@ -160,8 +162,13 @@ def block_seed(inner: Solver, *parts: int) -> int | None:
     seed = getattr(inner, "seed", None)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         return None
-    state = np.random.SeedSequence([int(seed), *(int(p) for p in parts)]).generate_state(1)[0]
-    return int(state) % (MAX_SEED + 1)
+    return _mixed_seed((int(seed), *(int(p) for p in parts)))
+
+
+@lru_cache(maxsize=4096)
+def _mixed_seed(entropy: tuple[int, ...]) -> int:
+    """SeedSequence(entropy)'s first word in [0, MAX_SEED]; cached (every descent of a layer asks the same few)."""
+    return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0]) % (MAX_SEED + 1)
 
 
 def block_answer(r: SolveResult, need: int | None) -> tuple[np.ndarray, float] | None:
@@ -177,7 +184,10 @@ def block_answer(r: SolveResult, need: int | None) -> tuple[np.ndarray, float] |
     -------
     (numpy.ndarray, float) or None
     """
-    if r.samples is None or r.energies is None or len(r.samples) == 0:
+    none = r.samples is None or r.energies is None or len(r.samples) == 0
+    if (need is None or int(r.bits.sum()) == need) and (none or r.energy <= r.energies.min()):
+        return r.bits.astype(np.uint8), float(r.energy)  # what the scan below picks: the first of the lowest
+    if none:
         cands, energies = r.bits[None], np.array([r.energy])
     else:
         cands = np.vstack([r.bits[None], r.samples])
@@ -396,15 +406,14 @@ class BlockSolver(Solver):
             blocks = partition(kind, problem, x, self.qubits, rng)
             changed = False
             for b, blk in enumerate(blocks):
-                free = np.sort(blk)  # fix() keeps free variables in index order
+                free = np.sort(blk)  # fix_outside() keeps free variables in index order
                 outside = np.ones(n, dtype=bool)
                 outside[free] = False
-                rest = np.flatnonzero(outside)
-                key = (free.tobytes(), np.packbits(x[rest]).tobytes())
+                key = (free.tobytes(), np.packbits(x[outside]).tobytes())
                 if key in tried:  # same block, same surroundings: already had its chance
                     continue
                 tried.add(key)
-                sub = problem.fix(dict(zip(rest.tolist(), x[rest].tolist())))
+                sub = problem.fix_outside(free, x)
                 r = yield sub, block_seed(self.inner, int(self.seed or 0), sweeps, b), \
                     warm if self.warm_start else None
                 if self.warm_start and getattr(r, "angles", None) is not None and len(r.angles):

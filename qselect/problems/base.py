@@ -104,6 +104,51 @@ class Problem(ABC):
             If a position is out of range or a value is not 0/1.
         """
 
+    def fix_outside(self, free, x) -> "Problem":
+        """The problem over the positions ``free``, every other bit held at its value in ``x``.
+
+        The block of a block coordinate descent: the same problem as
+        ``fix({i: x[i] for i not in free})``, built from arrays (representations
+        override it with a vectorised fold).
+
+        Parameters
+        ----------
+        free : array_like of int, shape (m,)
+            Distinct positions that stay free, any order (the result keeps index order).
+        x : array_like of {0, 1}, shape (n,)
+            Full assignment; its entries at ``free`` are ignored.
+
+        Returns
+        -------
+        Problem
+            Over the ``free`` bits in index order, as :meth:`fix` returns it.
+
+        Raises
+        ------
+        QSelectError
+            If ``x`` is not an n-bit 0/1 vector, or ``free`` holds a repeated or
+            out-of-range position.
+        """
+        free, x, rest = self._check_outside(free, x)
+        return self.fix(dict(zip(rest.tolist(), x[rest].tolist())))
+
+    def _check_outside(self, free, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(free sorted, x as uint8, the fixed positions) for :meth:`fix_outside`, checked."""
+        x = as_bits(x, self.n, "x")
+        if x.ndim != 1:
+            raise QSelectError(f"x must be one assignment of shape ({self.n},), got {x.shape}")
+        f = np.asarray(free)
+        if f.ndim != 1 or (f.size and not np.issubdtype(f.dtype, np.integer)):
+            raise QSelectError(f"free must be a 1-D array of integer positions, got {f.dtype} of shape {f.shape}")
+        f = f.astype(np.int64, copy=False)
+        if f.size and (f.min() < 0 or f.max() >= self.n):
+            raise QSelectError(f"free positions must lie in [0, {self.n}), got {int(f.min())}..{int(f.max())}")
+        keep = np.ones(self.n, dtype=bool)
+        keep[f] = False
+        if self.n - int(np.count_nonzero(keep)) != f.size:
+            raise QSelectError("free positions must be distinct")
+        return np.flatnonzero(~keep), x, np.flatnonzero(keep)
+
     def z_constant(self) -> float:
         """The constant term of :meth:`z_terms` (offset included), without building the term dictionary.
 

@@ -36,7 +36,11 @@ def as_bits(bits, n: int, what: str = "bits") -> np.ndarray:
         )
     if arr.dtype == bool:
         return arr.astype(np.uint8)
-    if not np.all((arr == 0) | (arr == 1)):
+    if arr.dtype.kind in "ui":  # integers: 0/1 is a range check (one or two reductions, no temporaries)
+        bad = arr.size and (arr.max() > 1 or (arr.dtype.kind == "i" and arr.min() < 0))
+    else:
+        bad = not np.all((arr == 0) | (arr == 1))
+    if bad:
         raise QSelectError(f"{what} must contain only 0 and 1 values")
     return arr.astype(np.uint8)
 

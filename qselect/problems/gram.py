@@ -355,7 +355,38 @@ class GramQUBO(Problem):
         x = np.zeros(self.n)
         for i in fixed:
             x[i] = assignment[i]
-        fixed_a, free_a = np.asarray(fixed, np.int64), np.asarray(free, np.int64)
+        return self._fold(x, np.asarray(fixed, np.int64), np.asarray(free, np.int64))
+
+    def fix_outside(self, free, x) -> Problem:
+        """The problem over the positions ``free``, every other bit held at its value in ``x``.
+
+        ``fix`` with the assignment ``{i: x[i] for i not in free}``, the same numbers, folded from arrays.
+
+        Parameters
+        ----------
+        free : array_like of int, shape (m,)
+            Distinct positions that stay free, any order (the result keeps index order).
+        x : array_like of {0, 1}, shape (n,)
+            Full assignment; its entries at ``free`` are ignored.
+
+        Returns
+        -------
+        QUBO or GramQUBO
+            As :meth:`fix` returns it.
+
+        Raises
+        ------
+        QSelectError
+            If ``x`` is not an n-bit 0/1 vector, or ``free`` holds a repeated or out-of-range position.
+        """
+        free_a, x, fixed_a = self._check_outside(free, x)
+        xf = x.astype(np.float64)
+        xf[free_a] = 0.0
+        return self._fold(xf, fixed_a, free_a)
+
+    def _fold(self, x: np.ndarray, fixed_a: np.ndarray, free_a: np.ndarray) -> Problem:
+        """The problem over the sorted positions ``free_a``, the bits ``fixed_a`` at their values in ``x``."""
+        free = free_a.tolist()
         f = self.field(x)  # G_S (w∘x) with the free bits at 0
         wx = self.w * x
         lin = self._lin[free_a] + 2.0 * self.w[free_a] * f[free_a]

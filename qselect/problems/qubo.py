@@ -270,12 +270,42 @@ class QUBO(Problem):
         fixed, free = self._check_assignment(assignment)
         x = np.zeros(self.n)
         x[fixed] = [assignment[i] for i in fixed]
+        return self._fold(x, np.asarray(free, dtype=np.int64))
+
+    def fix_outside(self, free, x) -> "QUBO":
+        """The QUBO over the positions ``free``, every other bit held at its value in ``x``.
+
+        ``fix`` with the assignment ``{i: x[i] for i not in free}``, the same numbers, folded from arrays.
+
+        Parameters
+        ----------
+        free : array_like of int, shape (m,)
+            Distinct positions that stay free, any order (the result keeps index order).
+        x : array_like of {0, 1}, shape (n,)
+            Full assignment; its entries at ``free`` are ignored.
+
+        Returns
+        -------
+        QUBO
+
+        Raises
+        ------
+        QSelectError
+            If ``x`` is not an n-bit 0/1 vector, or ``free`` holds a repeated or out-of-range position.
+        """
+        free, x, _ = self._check_outside(free, x)
+        xf = x.astype(np.float64)
+        xf[free] = 0.0
+        return self._fold(xf, free)
+
+    def _fold(self, x: np.ndarray, fr: np.ndarray) -> "QUBO":
+        """The QUBO over the sorted positions ``fr`` with every other bit at its value in ``x`` (0 at ``fr``)."""
+        free = fr.tolist()
         sym = self.__dict__.get("_sym")
         if sym is None:  # Q + Qᵀ once per problem: block descents fix the same problem many times
             sym = self._sym = self._quad + self._quad.T
         offset = self.offset + float(x @ self._lin + x @ self._quad @ x)
-        fr = np.asarray(free, dtype=np.int64)
-        lin = self._lin[fr] + sym[fr] @ x  # x is 0 outside the fixed bits
+        lin = self._lin[fr] + sym[fr] @ x  # x is 0 at the free bits
         quad = self._quad[fr[:, None], fr]
         k = None
         if self.k is not None:

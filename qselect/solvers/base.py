@@ -347,7 +347,8 @@ def solve_in_chunks(solver: "Solver", problems: Sequence[Problem], executor, pro
     executor : Executor, str or None
         As for :func:`~qselect.executors.get_executor` (one made here is closed afterwards). It runs
         ``executor.parallelism`` chunks (at most one per problem; one still goes to the executor, e.g. to a
-        Dask cluster that is starting its workers). Local worker processes get ``solver.for_workers(workers)``.
+        Dask cluster that is starting its workers). Every worker runs ``executor.for_workers(solver, chunks)``:
+        local worker processes ``solver.for_workers(workers)``, a Dask worker its share of its host's CPUs.
     progress : bool or str
         A bar: per problem in process (as ``in_process`` draws it), per worker's batch through an executor.
     in_process : callable
@@ -374,8 +375,7 @@ def solve_in_chunks(solver: "Solver", problems: Sequence[Problem], executor, pro
             local = isinstance(ex, ProcessExecutor)
             if not (isinstance(ex, InlineExecutor) or (local and not solver.fork_safe())):
                 parts = max(1, min(len(problems), int(ex.parallelism)))
-                if local:
-                    solver = solver.for_workers(parts)
+                solver = ex.for_workers(solver, parts)  # tasks on one machine share its CPUs
                 size, extra = divmod(len(problems), parts)  # as np.array_split: the first ``extra`` one longer
                 bounds = np.cumsum([0] + [size + (i < extra) for i in range(parts)])
                 chunks = [problems[a:b] for a, b in zip(bounds[:-1], bounds[1:])]

@@ -87,9 +87,41 @@ def _three_qubits(g, h, c, s):
 
 
 @njit(boundscheck=False, cache=True)
+def _three_lowest(g, c, s):
+    # _three_qubits at h = 2 (qubits 0-2): each block of 16 floats as straight-line code, the re and
+    # im lanes one after the other (a loop of two per block does not vectorise); the same operations
+    for base in range(0, g.size, 16):
+        for k in range(2):
+            i0 = base + k
+            a0, a1 = _rot(np.float64(g[i0]), np.float64(g[i0 + 2]), c, s)
+            a2, a3 = _rot(np.float64(g[i0 + 4]), np.float64(g[i0 + 6]), c, s)
+            a4, a5 = _rot(np.float64(g[i0 + 8]), np.float64(g[i0 + 10]), c, s)
+            a6, a7 = _rot(np.float64(g[i0 + 12]), np.float64(g[i0 + 14]), c, s)
+            a0, a2 = _rot(a0, a2, c, s)
+            a1, a3 = _rot(a1, a3, c, s)
+            a4, a6 = _rot(a4, a6, c, s)
+            a5, a7 = _rot(a5, a7, c, s)
+            a0, a4 = _rot(a0, a4, c, s)
+            a1, a5 = _rot(a1, a5, c, s)
+            a2, a6 = _rot(a2, a6, c, s)
+            a3, a7 = _rot(a3, a7, c, s)
+            g[i0] = a0
+            g[i0 + 2] = a1
+            g[i0 + 4] = a2
+            g[i0 + 6] = a3
+            g[i0 + 8] = a4
+            g[i0 + 10] = a5
+            g[i0 + 12] = a6
+            g[i0 + 14] = a7
+
+
+@njit(boundscheck=False, cache=True)
 def _rotate_row(g, c, s):
     L = uint64(g.size)
     h = uint64(2)  # floats per half-block of the lowest qubit (one complex amplitude)
+    if L >= uint64(16):
+        _three_lowest(g, c, s)
+        h = uint64(16)
     while h * uint64(8) <= L:
         _three_qubits(g, h, c, s)
         h = h * uint64(8)
@@ -175,14 +207,12 @@ def _sincos(x):
     z = r * r
     sr = r + r * z * (_S1 + z * (_S2 + z * (_S3 + z * (_S4 + z * (_S5 + z * _S6)))))
     cr = 1.0 - 0.5 * z + z * z * (_C1 + z * (_C2 + z * (_C3 + z * (_C4 + z * (_C5 + z * _C6)))))
-    q = np.int64(k) & 3
-    odd = (q & 1) == 1
+    q = k - 4.0 * np.floor(k * 0.25)  # k mod 4, exact, kept in floating point (no integer conversion)
+    odd = (q == 1.0) | (q == 3.0)
     sn = cr if odd else sr
     cs = sr if odd else cr
-    if q >= 2:
-        sn = -sn
-    if q == 1 or q == 2:
-        cs = -cs
+    sn = -sn if q >= 2.0 else sn
+    cs = -cs if ((q == 1.0) | (q == 2.0)) else cs
     return sn, cs
 
 
@@ -208,14 +238,15 @@ def _phases(c, gamma, out):
 
 @njit(boundscheck=False, cache=True)
 def _phase_mul(src, h, dst):
-    # dst = src * h elementwise (complex, interleaved; h float64), in float64, one rounding
-    for i in range(0, src.size, 2):
-        a = np.float64(src[i])
-        b = np.float64(src[i + 1])
-        c = h[i]
-        s = h[i + 1]
-        dst[i] = a * c - b * s
-        dst[i + 1] = a * s + b * c
+    # dst = src * h elementwise (complex, interleaved; h float64), in float64, one rounding; indexed by
+    # amplitude (a stride-2 loop does not vectorise)
+    for j in range(src.size // 2):
+        a = np.float64(src[2 * j])
+        b = np.float64(src[2 * j + 1])
+        c = h[2 * j]
+        s = h[2 * j + 1]
+        dst[2 * j] = a * c - b * s
+        dst[2 * j + 1] = a * s + b * c
 
 
 @njit(fastmath={"reassoc"}, boundscheck=False, cache=True)
