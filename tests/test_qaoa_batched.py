@@ -443,17 +443,55 @@ def test_a_forked_worker_gets_thread_pools_of_its_own():
     assert np.array_equal(f, f2) and np.array_equal(g, g2)
 
 
-def test_answer_order_is_energy_then_counts_then_big_endian_value_with_and_without_ties():
-    from qselect.solvers.qaoa.answer import _by_energy_then_counts
+@pytest.mark.parametrize("compiled", [True, False])
+def test_answer_order_is_energy_then_counts_then_big_endian_value_with_and_without_ties(compiled, monkeypatch):
+    """Ranking every row's candidates at once equals a three-key sort of each row (compiled and NumPy)."""
+    from qselect.solvers.qaoa import kernels
 
+    if compiled and not kernels.uses_row_kernel("x", 4):
+        pytest.skip("numba not available")
+    monkeypatch.setattr(kernels, "AVAILABLE", compiled)
     rng = np.random.default_rng(7)
     for ties in (False, True):
-        e = rng.normal(size=300)
+        sizes = [300, 0, 1, 57, 2]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        e = rng.normal(size=offsets[-1])
         if ties:
             e = np.round(e, 1)  # many equal energies: counts, then the key decide
-        cnt = rng.integers(0, 4, size=300)
-        keys = rng.permutation(4096)[:300]
-        assert np.array_equal(_by_energy_then_counts(e, cnt, keys), np.lexsort((keys, -cnt, e)))
+        cnt = rng.integers(0, 4, size=e.size)
+        keys = np.concatenate([rng.permutation(4096)[:m] for m in sizes])
+        want = np.concatenate([a + np.lexsort((keys[a:b], -cnt[a:b], e[a:b]))
+                               for a, b in zip(offsets[:-1], offsets[1:])])
+        assert np.array_equal(kernels.order_rows(e, cnt, keys, offsets), want)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_shots_are_counted_as_searchsorted_and_bincount_count_them(compiled, monkeypatch):
+    """Counting every row's draws at once equals searchsorted + bincount row by row, flagged strings included."""
+    from qselect.solvers.qaoa import kernels
+
+    if compiled and not kernels.uses_row_kernel("x", 4):
+        pytest.skip("numba not available")
+    monkeypatch.setattr(kernels, "AVAILABLE", compiled)
+    rng = np.random.default_rng(3)
+    B, N, shots = 6, 64, 500
+    P = rng.random((B, N)) ** 4
+    P[1, 10:] = 0.0  # a tail of impossible strings: cdf reaches 1 early
+    P[2] = 0.0
+    P[2, 5] = 1.0  # one certain string
+    P /= P.sum(axis=1, keepdims=True)
+    cdf = np.cumsum(P, axis=1)
+    cdf /= cdf[:, -1:]
+    U = rng.random((B, shots))
+    U[0, :3] = [0.0, cdf[0, 4], np.nextafter(1.0, 0.0)]  # on a boundary: the next string (side="right")
+    top = rng.random((B, N)) < 0.05
+    want = [np.bincount(cdf[r].searchsorted(U[r], side="right"), minlength=N) for r in range(B)]
+    cand, counts, offsets = kernels.offered_rows(cdf, U.copy(), top)
+    for r in range(B):
+        c = np.flatnonzero((want[r] > 0) | top[r])
+        assert np.array_equal(cand[offsets[r]:offsets[r + 1]], c)
+        assert np.array_equal(counts[offsets[r]:offsets[r + 1]], want[r][c])
+    assert counts.sum() == B * shots
 
 
 def test_bit_rows_is_index_to_bits():

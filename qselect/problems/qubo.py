@@ -233,7 +233,7 @@ class QUBO(Problem):
         -------
         float
         """
-        return self.to_ising()[2]
+        return float(self.offset + self._lin.sum() / 2 + self._quad.sum() / 4)  # to_ising's offset, term for term
 
     def scale(self) -> float:
         """Largest |coefficient| of the Z-polynomial (constant excluded); 1 if none.

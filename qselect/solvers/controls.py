@@ -32,6 +32,7 @@ mixer, which confines the search to the C(n, k) weight-k strings.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Iterable
 
 import numpy as np
@@ -90,6 +91,34 @@ def candidate_count(n: int, mixer: str = "x", k: int | None = None) -> int:
     """
     check_mixer(mixer, k, need_k=True)
     return math.comb(int(n), int(k)) if mixer == "xy" else 2 ** int(n)
+
+
+#: draws up to this many bytes are kept per seed: a layer's block descents reuse a few dozen block seeds
+_CACHED_DRAW_BYTES = 1 << 16
+
+
+def _uniform_indices(seed, shots: int, n: int, k: int | None) -> np.ndarray:
+    """The indices (shots,) int64 of a seeded uniform draw of n-bit strings (weight k for the XY mixer).
+
+    The draw of ``default_rng([seed, _STREAM])``, the same for every call with these arguments; small draws
+    of an integer seed come from a cache (read-only arrays: creating a seeded generator costs more than the draw).
+    """
+    seed = int(seed) if seed is not None else 0
+    if shots * 8 <= _CACHED_DRAW_BYTES:
+        return _cached_indices(seed, shots, n, k)
+    return _draw_indices(seed, shots, n, k)
+
+
+def _draw_indices(seed: int, shots: int, n: int, k: int | None) -> np.ndarray:
+    rng = np.random.default_rng([seed, _STREAM])
+    return rng.integers(0, 1 << n, size=shots) if k is None else bits_to_index(_uniform_bits(rng, shots, n, k))
+
+
+@lru_cache(maxsize=512)
+def _cached_indices(seed: int, shots: int, n: int, k: int | None) -> np.ndarray:
+    out = _draw_indices(seed, shots, n, k)
+    out.setflags(write=False)
+    return out
 
 
 def _uniform_bits(rng: np.random.Generator, shots: int, n: int, k: int | None) -> np.ndarray:
@@ -216,11 +245,10 @@ def _exact_parts(costs: np.ndarray, n: int, N: int, shots: int, k: int | None, s
 
 def _draw(seed, shots: int, n: int, k: int | None, scorer, scale: float, optimum: float | None) -> dict:
     """The seeded uniform draw, scored by a problem (``.energy``) or by looking up a (2^n,) energy table."""
-    rng = np.random.default_rng([int(seed) if seed is not None else 0, _STREAM])
     if isinstance(scorer, np.ndarray):
-        index = rng.integers(0, 1 << n, size=shots) if k is None else bits_to_index(_uniform_bits(rng, shots, n, k))
-        energies = scorer[index].astype(np.float64)
+        energies = scorer[_uniform_indices(seed, shots, n, k)].astype(np.float64)
     else:
+        rng = np.random.default_rng([int(seed) if seed is not None else 0, _STREAM])
         energies = np.atleast_1d(scorer.energy(_uniform_bits(rng, shots, n, k))).astype(np.float64)
     out = {"best_energy": float(energies.min()), "sample_mean_energy": float(energies.mean())}
     if optimum is not None:
@@ -272,8 +300,7 @@ def uniform_baselines(n: int, shots: int, seeds, costs: np.ndarray, scales, offs
     parts = _exact_parts(costs, n, N, shots, k, scales, offsets, optimal)
     index = np.empty((B, shots), dtype=np.int64)
     for i in range(B):  # each problem's own seeded stream, as uniform_baseline draws it
-        rng = np.random.default_rng([int(seeds[i]) if seeds[i] is not None else 0, _STREAM])
-        index[i] = rng.integers(0, 1 << n, size=shots) if k is None else bits_to_index(_uniform_bits(rng, shots, n, k))
+        index[i] = _uniform_indices(seeds[i], shots, n, k)
     drawn = np.take_along_axis(np.asarray(energies), index, axis=1).astype(np.float64)
     best, mean = drawn.min(axis=1).tolist(), drawn.mean(axis=1).tolist()
     out = []

@@ -493,3 +493,63 @@ def _lbfgs_advance(idx, Xt, ft, Gt, X, f, G, S, Y, rho, count, it, status, D, sl
             step[r] = min(max(tq, 0.1 * t), 0.5 * t)
             if backtracks[r] > max_backtracks:
                 status[r] = 4
+
+
+# ---- reading answers: shots counted and candidates ranked, all rows in one call ----------------------------
+
+@njit(nogil=True, boundscheck=False, cache=True)
+def _offered_rows(cdf, U, top, cand, counts, offsets):
+    # Per row r: count each string's draws by merging the sorted uniforms U[r] with the cdf
+    # (np.searchsorted(cdf[r], u, side="right"): the first index whose cdf exceeds u); the row's candidates are
+    # the strings drawn or flagged in top[r], in index order, written from offsets[r] (offsets (B+1,))
+    B, N = cdf.shape
+    S = U.shape[1]
+    hits = np.zeros(N, np.int64)
+    o = 0
+    offsets[0] = 0
+    for r in range(B):
+        u = U[r]
+        j = 0
+        for s in range(S):
+            x = u[s]
+            while j < N - 1 and cdf[r, j] <= x:  # cdf[r, N-1] is 1 and every u < 1
+                j += 1
+            hits[j] += 1
+        for j in range(N):
+            if hits[j] > 0 or top[r, j]:
+                cand[o] = j
+                counts[o] = hits[j]
+                o += 1
+            hits[j] = 0
+        offsets[r + 1] = o
+
+
+@njit(boundscheck=False, cache=True)
+def _after(i, j, counts, keys):
+    # candidate i ranks after j among equal energies: fewer counts, or as many and a larger key
+    return counts[i] < counts[j] or (counts[i] == counts[j] and keys[i] > keys[j])
+
+
+@njit(nogil=True, boundscheck=False, cache=True)
+def _order_rows(e, counts, keys, offsets, perm):
+    # Per row, the positions of its candidates lowest energy first, ties by most counts then smallest key
+    # (np.lexsort((keys, -counts, e)) within each row), as global positions into perm
+    for r in range(offsets.size - 1):
+        a = offsets[r]
+        m = offsets[r + 1] - a
+        idx = np.argsort(e[a:a + m])  # tie runs are ordered below, so any sort will do
+        i = 0
+        while i < m:
+            j = i + 1
+            while j < m and e[a + idx[j]] == e[a + idx[i]]:
+                j += 1
+            for t in range(i + 1, j):  # insertion sort of the tie run
+                v = idx[t]
+                s = t
+                while s > i and _after(a + idx[s - 1], a + v, counts, keys):
+                    idx[s] = idx[s - 1]
+                    s -= 1
+                idx[s] = v
+            i = j
+        for t in range(m):
+            perm[a + t] = a + idx[t]

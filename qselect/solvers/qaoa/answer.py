@@ -22,7 +22,8 @@ import numpy as np
 from ...errors import QSelectError
 from ...problems.bits import BIT_TABLE_BITS, bit_rows, index_to_bits, popcounts
 from ..base import summarise_samples
-from ..controls import uniform_baseline, uniform_baselines
+from ..controls import _CACHED_DRAW_BYTES, uniform_baseline, uniform_baselines
+from .kernels import offered_rows, order_rows
 
 #: a string is offered among the ``top`` ones only above this probability (never one the circuit cannot produce)
 MIN_TOP_PROBABILITY = 1e-9
@@ -37,6 +38,23 @@ def _big_endian_keys(n: int) -> np.ndarray:
         key |= ((idx >> i) & 1) << (n - 1 - i)
     key.setflags(write=False)
     return key
+
+
+def _uniforms(seed, shots: int) -> np.ndarray:
+    """``default_rng(seed).random(shots)``; small draws of an integer seed cached (a layer reuses its block seeds).
+
+    None (unseeded) draws afresh every time.
+    """
+    if seed is None or shots * 8 > _CACHED_DRAW_BYTES:
+        return np.random.default_rng(seed).random(shots)
+    return _cached_uniforms(int(seed), shots)
+
+
+@lru_cache(maxsize=512)
+def _cached_uniforms(seed: int, shots: int) -> np.ndarray:
+    out = np.random.default_rng(seed).random(shots)
+    out.setflags(write=False)
+    return out
 
 
 def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, shots: int, top: int,
@@ -87,18 +105,17 @@ def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, sho
     n = N.bit_length() - 1
     cdf = np.cumsum(P, axis=1)
     cdf /= cdf[:, -1:]
-    hits = np.zeros((B, N), dtype=np.int64)
+    U = np.empty((B, shots))
     for i in range(B):  # exactly Generator.choice(N, shots, p=P[i]): inverse-CDF of seeded uniforms
-        u = np.random.default_rng(seeds[i]).random(shots)
-        u.sort()  # the counts do not depend on the order of the draws; sorted keys search faster
-        draw = cdf[i].searchsorted(u, side="right")
-        hits[i] = np.bincount(draw, minlength=N)
-    offer = hits > 0
+        U[i] = _uniforms(seeds[i], shots)
+    flagged = np.zeros((B, N), dtype=bool)
     t = min(int(top), N)
     if t > 0:
         best = np.argpartition(P, -t, axis=1)[:, -t:]
         rows = np.repeat(np.arange(B), t)
-        offer[rows, best.ravel()] |= P[rows, best.ravel()] > MIN_TOP_PROBABILITY
+        flagged[rows, best.ravel()] = P[rows, best.ravel()] > MIN_TOP_PROBABILITY
+    # every row's drawn and flagged strings with their counts, flat (counting does not depend on the draws' order)
+    cand, hits, offsets = offered_rows(cdf, U, flagged)
     feas = costs if k is None else np.where(popcounts(n) == k, costs, np.nan)
     lo, hi = np.nanmin(feas, axis=1), np.nanmax(feas, axis=1)
     # feas ≥ lo, so feas − lo needs no abs (NaN, off the XY subspace, compares False)
@@ -116,35 +133,24 @@ def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, sho
     # (max − ⟨C⟩)/(max − min): 1 at the optimum, 0 at the worst; for MaxCut = ⟨cut⟩/max cut
     ratio = np.where(hi > lo, (hi - mean) / np.where(hi > lo, hi - lo, 1), 1.0).tolist()
     expectation = (mean * scales + consts).tolist()
-    keys = _big_endian_keys(n)
-    rows = bit_rows(n) if n <= BIT_TABLE_BITS else None
+    bounds = offsets.tolist()
+    if energies is not None:  # rank every row's candidates at once: lowest energy, most counts, big-endian value
+        flat_e = energies[np.repeat(np.arange(B), np.diff(offsets)), cand]
+        order = order_rows(flat_e, hits, _big_endian_keys(n)[cand], offsets)
+        cand, hits, flat_e = cand[order], hits[order], flat_e[order]
+        flat_samples = bit_rows(n)[cand] if n <= BIT_TABLE_BITS else index_to_bits(cand, n)
     out = []
     for i in range(B):
-        cand = np.flatnonzero(offer[i])
+        a, b = bounds[i], bounds[i + 1]
         if energies is not None:
-            e, cnt = energies[i][cand], hits[i][cand]
-            order = _by_energy_then_counts(e, cnt, keys[cand])
-            cand, e, cnt = cand[order], e[order], cnt[order]
-            samples = rows[cand] if rows is not None else index_to_bits(cand, n)
+            samples, e, cnt = flat_samples[a:b].copy(), flat_e[a:b].copy(), hits[a:b].copy()
         else:
-            samples, e, cnt = summarise_samples(problems[i], index_to_bits(cand, n), hits[i][cand], distinct=True)
+            samples, e, cnt = summarise_samples(problems[i], index_to_bits(cand[a:b], n), hits[a:b], distinct=True)
         info = {"optimum_energy": optimum[i], "probability_optimum": float(P[i][optimal[i]].sum()),
                 "approximation_ratio": ratio[i], "uniform_baseline": controls[i]}
         out.append({"samples": samples, "energies": e, "counts": cnt, "probabilities": P[i],
                     "expectation": expectation[i], "info": info})
     return out
-
-
-def _by_energy_then_counts(e: np.ndarray, counts: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """The order lowest energy first; ties by most counts, then by big-endian value (``summarise_samples``'s).
-
-    One sort by energy where no two energies tie (then any sort gives this order), a three-key sort otherwise.
-    """
-    order = np.argsort(e)
-    ranked = e[order]
-    if ranked.size > 1 and not (ranked[1:] != ranked[:-1]).all():
-        order = np.lexsort((keys, -counts, e))
-    return order
 
 
 __all__ = ["MIN_TOP_PROBABILITY", "read_answers"]

@@ -250,6 +250,79 @@ def phases(c: np.ndarray, gamma: float) -> np.ndarray:
     return out
 
 
+def offered_rows(cdf: np.ndarray, U: np.ndarray, top: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's drawn or flagged strings and their draw counts, all rows flat.
+
+    Row r draws string ``np.searchsorted(cdf[r], u, side="right")`` for every uniform ``u`` of
+    ``U[r]`` (inverse-CDF sampling, as ``Generator.choice(N, p=...)`` does); its candidates are the
+    strings drawn at least once or flagged in ``top[r]``, in index order. Compiled (one merge of the
+    sorted draws with the cdf per row) where numba loads, else NumPy; the same numbers either way.
+
+    Parameters
+    ----------
+    cdf : numpy.ndarray of float64, shape (B, N)
+        Cumulative distributions, each row non-decreasing and ending at exactly 1.
+    U : numpy.ndarray of float64, shape (B, shots)
+        Uniforms in [0, 1); sorted in place row by row (NumPy's vectorised sort).
+    top : numpy.ndarray of bool, shape (B, N)
+        Strings offered whether drawn or not.
+
+    Returns
+    -------
+    cand : numpy.ndarray of int64, shape (total,)
+        Candidate indices, row after row.
+    counts : numpy.ndarray of int64, shape (total,)
+        Draws of each candidate (0 for one only flagged).
+    offsets : numpy.ndarray of int64, shape (B + 1,)
+        Row r's candidates are ``cand[offsets[r]:offsets[r + 1]]``.
+    """
+    B, N = cdf.shape
+    cap = B * min(N, U.shape[1] + int(np.count_nonzero(top, axis=1).max(initial=0)))
+    cand, counts = np.empty(cap, np.int64), np.empty(cap, np.int64)
+    offsets = np.empty(B + 1, np.int64)
+    U.sort(axis=1)  # the counts do not depend on the draws' order; sorted, they merge with the cdf
+    k = _compiled() if AVAILABLE else None
+    if k is not None:
+        k._offered_rows(np.ascontiguousarray(cdf, dtype=np.float64), U, np.ascontiguousarray(top, dtype=np.bool_),
+                        cand, counts, offsets)
+    else:
+        o = offsets[0] = 0
+        for r in range(B):
+            hits = np.bincount(cdf[r].searchsorted(U[r], side="right"), minlength=N)
+            c = np.flatnonzero((hits > 0) | top[r])
+            cand[o:o + c.size], counts[o:o + c.size] = c, hits[c]
+            o = offsets[r + 1] = o + c.size
+    return cand[:offsets[-1]], counts[:offsets[-1]], offsets
+
+
+def order_rows(e: np.ndarray, counts: np.ndarray, keys: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Per row of flat candidates, lowest energy first; ties by most counts, then by smallest key.
+
+    Within every row ``offsets[r]:offsets[r + 1]`` the order of ``np.lexsort((keys, -counts, e))``
+    (a total order when a row's keys are distinct). Compiled where numba loads, else NumPy.
+
+    Parameters
+    ----------
+    e : numpy.ndarray of float64, shape (total,)
+    counts, keys : numpy.ndarray of int64, shape (total,)
+    offsets : numpy.ndarray of int64, shape (B + 1,)
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (total,)
+        Positions into the flat arrays, row after row.
+    """
+    perm = np.empty(e.size, np.int64)
+    k = _compiled() if AVAILABLE else None
+    if k is not None:
+        k._order_rows(np.ascontiguousarray(e, dtype=np.float64), np.ascontiguousarray(counts, dtype=np.int64),
+                      np.ascontiguousarray(keys, dtype=np.int64), np.ascontiguousarray(offsets, dtype=np.int64), perm)
+        return perm
+    for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
+        perm[a:b] = a + np.lexsort((keys[a:b], -counts[a:b], e[a:b]))
+    return perm
+
+
 def lbfgs_kernels():
     """The compiled batched L-BFGS steps (``_lbfgs_start``, ``_lbfgs_advance``), or None without numba.
 
@@ -258,5 +331,6 @@ def lbfgs_kernels():
     return _compiled() if AVAILABLE else None
 
 
-__all__ = ["AVAILABLE", "MAX_AMPLITUDES", "compiled_extra_bytes", "expectations", "lbfgs_kernels", "phases",
-           "rotation_pairs", "states_rows", "uses_row_kernel", "value_and_grad_call", "value_and_grad_rows"]
+__all__ = ["AVAILABLE", "MAX_AMPLITUDES", "compiled_extra_bytes", "expectations", "lbfgs_kernels", "offered_rows",
+           "order_rows", "phases", "rotation_pairs", "states_rows", "uses_row_kernel", "value_and_grad_call",
+           "value_and_grad_rows"]
