@@ -86,33 +86,44 @@ def _three_qubits(g, h, c, s):
         base += uint64(8) * h
 
 
+@njit(inline="always")
+def _three_lowest_lane(g, i0, c, s):
+    # _three_qubits at h = 2 on one lane (the re or im floats) of the 16-float block starting at i0 - lane
+    a0, a1 = _rot(np.float64(g[i0]), np.float64(g[i0 + 2]), c, s)
+    a2, a3 = _rot(np.float64(g[i0 + 4]), np.float64(g[i0 + 6]), c, s)
+    a4, a5 = _rot(np.float64(g[i0 + 8]), np.float64(g[i0 + 10]), c, s)
+    a6, a7 = _rot(np.float64(g[i0 + 12]), np.float64(g[i0 + 14]), c, s)
+    a0, a2 = _rot(a0, a2, c, s)
+    a1, a3 = _rot(a1, a3, c, s)
+    a4, a6 = _rot(a4, a6, c, s)
+    a5, a7 = _rot(a5, a7, c, s)
+    a0, a4 = _rot(a0, a4, c, s)
+    a1, a5 = _rot(a1, a5, c, s)
+    a2, a6 = _rot(a2, a6, c, s)
+    a3, a7 = _rot(a3, a7, c, s)
+    g[i0] = a0
+    g[i0 + 2] = a1
+    g[i0 + 4] = a2
+    g[i0 + 6] = a3
+    g[i0 + 8] = a4
+    g[i0 + 10] = a5
+    g[i0 + 12] = a6
+    g[i0 + 14] = a7
+
+
 @njit(boundscheck=False, cache=True)
 def _three_lowest(g, c, s):
-    # _three_qubits at h = 2 (qubits 0-2): each block of 16 floats as straight-line code, the re and
-    # im lanes one after the other (a loop of two per block does not vectorise); the same operations
-    for base in range(0, g.size, 16):
-        for k in range(2):
-            i0 = base + k
-            a0, a1 = _rot(np.float64(g[i0]), np.float64(g[i0 + 2]), c, s)
-            a2, a3 = _rot(np.float64(g[i0 + 4]), np.float64(g[i0 + 6]), c, s)
-            a4, a5 = _rot(np.float64(g[i0 + 8]), np.float64(g[i0 + 10]), c, s)
-            a6, a7 = _rot(np.float64(g[i0 + 12]), np.float64(g[i0 + 14]), c, s)
-            a0, a2 = _rot(a0, a2, c, s)
-            a1, a3 = _rot(a1, a3, c, s)
-            a4, a6 = _rot(a4, a6, c, s)
-            a5, a7 = _rot(a5, a7, c, s)
-            a0, a4 = _rot(a0, a4, c, s)
-            a1, a5 = _rot(a1, a5, c, s)
-            a2, a6 = _rot(a2, a6, c, s)
-            a3, a7 = _rot(a3, a7, c, s)
-            g[i0] = a0
-            g[i0 + 2] = a1
-            g[i0 + 4] = a2
-            g[i0 + 6] = a3
-            g[i0 + 8] = a4
-            g[i0 + 10] = a5
-            g[i0 + 12] = a6
-            g[i0 + 14] = a7
+    # _three_qubits at h = 2 (qubits 0-2), the same operations: two 16-float blocks per step, their re and im
+    # lanes as four independent chains (a loop of two lanes per block does not vectorise)
+    L = g.size
+    base = 0
+    while base + 32 <= L:
+        for k in (0, 1, 16, 17):
+            _three_lowest_lane(g, base + k, c, s)
+        base += 32
+    if base < L:  # one block left (a 3-qubit state)
+        _three_lowest_lane(g, base, c, s)
+        _three_lowest_lane(g, base + 1, c, s)
 
 
 @njit(boundscheck=False, cache=True)
@@ -174,11 +185,38 @@ def _quad_sum(lam, psi, h):
     return acc
 
 
+@njit(fastmath={"reassoc"}, boundscheck=False, cache=True)
+def _quad_sum_lowest(lam, psi):
+    # _quad_sum at h = 2 (qubits 0 and 1): two 8-float blocks per step, their re and im lanes as four chains
+    L = lam.size
+    acc = 0.0
+    base = 0
+    while base + 16 <= L:
+        for k in (0, 1, 8, 9):
+            i = base + k
+            l0 = np.float64(lam[i])
+            l1 = np.float64(lam[i + 2])
+            l2 = np.float64(lam[i + 4])
+            l3 = np.float64(lam[i + 6])
+            p0 = np.float64(psi[i])
+            p1 = np.float64(psi[i + 2])
+            p2 = np.float64(psi[i + 4])
+            p3 = np.float64(psi[i + 6])
+            acc += (l0 * p1 - l1 * p0) + (l2 * p3 - l3 * p2) + (l0 * p2 - l2 * p0) + (l1 * p3 - l3 * p1)
+        base += 16
+    if base < L:  # a 2-qubit state (L = 8): the loop above did not run
+        acc += _quad_sum(lam, psi, uint64(2))
+    return acc
+
+
 @njit(boundscheck=False, cache=True)
 def _generator_dot(lam, psi):
     L = uint64(lam.size)
     acc = 0.0
     h = uint64(2)
+    if h * uint64(4) <= L:
+        acc += _quad_sum_lowest(lam, psi)
+        h = uint64(8)
     while h * uint64(4) <= L:
         acc += _quad_sum(lam, psi, h)
         h = h * uint64(4)
