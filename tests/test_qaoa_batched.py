@@ -466,6 +466,34 @@ def test_answer_order_is_energy_then_counts_then_big_endian_value_with_and_witho
 
 
 @pytest.mark.parametrize("compiled", [True, False])
+def test_long_runs_of_equal_energies_rank_by_counts_then_key(compiled, monkeypatch):
+    """A flat cost ties every candidate: the ranking is still lexsort's (counts, then key)."""
+    from qselect.solvers.qaoa import kernels
+
+    if compiled and not kernels.uses_row_kernel("x", 4):
+        pytest.skip("numba not available")
+    monkeypatch.setattr(kernels, "AVAILABLE", compiled)
+    rng = np.random.default_rng(5)
+    m = 5000
+    e = np.zeros(m)
+    e[::7] = 1.0  # two long runs
+    cnt = rng.integers(0, 5, size=m)
+    keys = rng.permutation(1 << 16)[:m]
+    got = kernels.order_rows(e, cnt, keys, np.array([0, m], np.int64))
+    assert np.array_equal(got, np.lexsort((keys, -cnt, e)))
+
+
+def test_shot_draws_take_seeds_as_default_rng_does():
+    """Integer seeds (cached or not) draw default_rng's uniforms; other seeds are refused as default_rng refuses."""
+    from qselect.solvers.qaoa.answer import _uniforms
+
+    for shots in (100, 20_000):  # cached, and too large to cache
+        assert np.array_equal(_uniforms(np.int64(3), shots), np.random.default_rng(3).random(shots))
+        with pytest.raises(TypeError):
+            _uniforms(2.7, shots)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
 def test_shots_are_counted_as_searchsorted_and_bincount_count_them(compiled, monkeypatch):
     """Counting every row's draws at once equals searchsorted + bincount row by row, flagged strings included."""
     from qselect.solvers.qaoa import kernels

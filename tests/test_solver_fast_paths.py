@@ -96,7 +96,9 @@ def test_fix_outside_is_fix_of_every_other_bit(make, nfree):
     ([-1, 2], np.zeros(9, int), r"\[0, 9\)"),
     ([0.5, 2], np.zeros(9, int), "integer positions"),
     ([[0, 1]], np.zeros(9, int), "1-D"),
-    ([0, 1], np.zeros(8, int), "shape"),
+    ([0, 1], np.zeros(8, int), r"one assignment of shape \(9,\)"),
+    ([0, 1], [[0, 1], [1]], "ragged"),
+    (np.array([2**63 + 1], np.uint64), np.zeros(9, int), "9223372036854775809"),
     ([0, 1], np.full(9, 2), "0 and 1"),
     ([0, 1], np.zeros((2, 9), int), "one assignment"),
 ])
@@ -147,3 +149,20 @@ def test_get_params_cached_per_class_still_builds_equal_solvers():
     assert ExactSolver().set_params().get_params() == ExactSolver().get_params()
     with pytest.raises(QSelectError):
         a.set_params(nope=1)
+
+
+def test_block_answer_takes_any_sequence_of_sample_energies():
+    """An inner solver may report samples and energies as lists: the descent reads them as before."""
+    from qselect.formulate.decompose import BlockSolver
+    from qselect.solvers.base import Solver, make_result
+
+    class ListSolver(Solver):
+        name = "lists"
+
+        def _solve(self, p):
+            x = np.zeros(p.n, np.uint8)
+            return make_result(p, x, self.name, samples=[x.tolist()], energies=[float(p.energy(x))])
+
+    q = QUBO.random(10, seed=1)
+    res = BlockSolver(ListSolver(), qubits=4, max_sweeps=2, seed=0).solve(q)
+    assert res.energy == pytest.approx(float(q.energy(res.bits)))

@@ -134,15 +134,19 @@ class Problem(ABC):
 
     def _check_outside(self, free, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(free sorted, x as uint8, the fixed positions) for :meth:`fix_outside`, checked."""
+        try:
+            shape = np.shape(x)
+        except ValueError:  # ragged nesting
+            shape = "ragged"
+        if shape != (self.n,):
+            raise QSelectError(f"x must be one assignment of shape ({self.n},), got shape {shape}")
         x = as_bits(x, self.n, "x")
-        if x.ndim != 1:
-            raise QSelectError(f"x must be one assignment of shape ({self.n},), got {x.shape}")
         f = np.asarray(free)
         if f.ndim != 1 or (f.size and not np.issubdtype(f.dtype, np.integer)):
             raise QSelectError(f"free must be a 1-D array of integer positions, got {f.dtype} of shape {f.shape}")
+        if f.size and (f.min() < 0 or f.max() >= self.n):  # in its own dtype: no wrap-around before the check
+            raise QSelectError(f"free positions must lie in [0, {self.n}), got {f.min()}..{f.max()}")
         f = f.astype(np.int64, copy=False)
-        if f.size and (f.min() < 0 or f.max() >= self.n):
-            raise QSelectError(f"free positions must lie in [0, {self.n}), got {int(f.min())}..{int(f.max())}")
         keep = np.ones(self.n, dtype=bool)
         keep[f] = False
         if self.n - int(np.count_nonzero(keep)) != f.size:

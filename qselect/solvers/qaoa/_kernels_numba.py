@@ -581,13 +581,19 @@ def _order_rows(e, counts, keys, offsets, perm):
             j = i + 1
             while j < m and e[a + idx[j]] == e[a + idx[i]]:
                 j += 1
-            for t in range(i + 1, j):  # insertion sort of the tie run
-                v = idx[t]
-                s = t
-                while s > i and _after(a + idx[s - 1], a + v, counts, keys):
-                    idx[s] = idx[s - 1]
-                    s -= 1
-                idx[s] = v
+            if j - i <= 16:
+                for t in range(i + 1, j):  # insertion sort of a short tie run
+                    v = idx[t]
+                    s = t
+                    while s > i and _after(a + idx[s - 1], a + v, counts, keys):
+                        idx[s] = idx[s - 1]
+                        s -= 1
+                    idx[s] = v
+            else:  # a long run (a flat or degenerate cost): by key, then stably by counts, descending
+                run = idx[i:j].copy()
+                run = run[np.argsort(keys[a + run])]
+                run = run[np.argsort(-counts[a + run], kind="mergesort")]
+                idx[i:j] = run
             i = j
         for t in range(m):
             perm[a + t] = a + idx[t]

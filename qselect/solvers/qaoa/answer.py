@@ -43,10 +43,10 @@ def _big_endian_keys(n: int) -> np.ndarray:
 def _uniforms(seed, shots: int) -> np.ndarray:
     """``default_rng(seed).random(shots)``; small draws of an integer seed cached (a layer reuses its block seeds).
 
-    None (unseeded) draws afresh every time.
+    Only integer seeds are cached; None (unseeded) draws afresh every time.
     """
-    if seed is None or shots * 8 > _CACHED_DRAW_BYTES:
-        return np.random.default_rng(seed).random(shots)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or shots * 8 > _CACHED_DRAW_BYTES:
+        return np.random.default_rng(seed).random(shots)  # what default_rng makes of anything else, uncached
     return _cached_uniforms(int(seed), shots)
 
 
