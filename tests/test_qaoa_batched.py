@@ -443,14 +443,20 @@ def test_a_forked_worker_gets_thread_pools_of_its_own():
     assert np.array_equal(f, f2) and np.array_equal(g, g2)
 
 
-@pytest.mark.parametrize("compiled", [True, False])
-def test_answer_order_is_energy_then_counts_then_big_endian_value_with_and_without_ties(compiled, monkeypatch):
-    """Ranking every row's candidates at once equals a three-key sort of each row (compiled and NumPy)."""
+def _answer_kernels(compiled: bool, monkeypatch):
+    """The kernels module with its compiled answer kernels on (skipped without numba) or forced off (NumPy)."""
     from qselect.solvers.qaoa import kernels
 
     if compiled and not kernels.uses_row_kernel("x", 4):
         pytest.skip("numba not available")
     monkeypatch.setattr(kernels, "AVAILABLE", compiled)
+    return kernels
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_answer_order_is_energy_then_counts_then_big_endian_value_with_and_without_ties(compiled, monkeypatch):
+    """Ranking every row's candidates at once equals a three-key sort of each row (compiled and NumPy)."""
+    kernels = _answer_kernels(compiled, monkeypatch)
     rng = np.random.default_rng(7)
     for ties in (False, True):
         sizes = [300, 0, 1, 57, 2]
@@ -468,11 +474,7 @@ def test_answer_order_is_energy_then_counts_then_big_endian_value_with_and_witho
 @pytest.mark.parametrize("compiled", [True, False])
 def test_long_runs_of_equal_energies_rank_by_counts_then_key(compiled, monkeypatch):
     """A flat cost ties every candidate: the ranking is still lexsort's (counts, then key)."""
-    from qselect.solvers.qaoa import kernels
-
-    if compiled and not kernels.uses_row_kernel("x", 4):
-        pytest.skip("numba not available")
-    monkeypatch.setattr(kernels, "AVAILABLE", compiled)
+    kernels = _answer_kernels(compiled, monkeypatch)
     rng = np.random.default_rng(5)
     m = 5000
     e = np.zeros(m)
@@ -496,11 +498,7 @@ def test_shot_draws_take_seeds_as_default_rng_does():
 @pytest.mark.parametrize("compiled", [True, False])
 def test_shots_are_counted_as_searchsorted_and_bincount_count_them(compiled, monkeypatch):
     """Counting every row's draws at once equals searchsorted + bincount row by row, flagged strings included."""
-    from qselect.solvers.qaoa import kernels
-
-    if compiled and not kernels.uses_row_kernel("x", 4):
-        pytest.skip("numba not available")
-    monkeypatch.setattr(kernels, "AVAILABLE", compiled)
+    kernels = _answer_kernels(compiled, monkeypatch)
     rng = np.random.default_rng(3)
     B, N, shots = 6, 64, 500
     P = rng.random((B, N)) ** 4

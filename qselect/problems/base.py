@@ -108,8 +108,8 @@ class Problem(ABC):
         """The problem over the positions ``free``, every other bit held at its value in ``x``.
 
         The block of a block coordinate descent: the same problem as
-        ``fix({i: x[i] for i not in free})``, built from arrays (representations
-        override it with a vectorised fold).
+        ``fix({i: x[i] for i not in free})``, the same numbers, built from arrays
+        (QUBO and GramQUBO fold them without a dictionary).
 
         Parameters
         ----------
@@ -130,6 +130,13 @@ class Problem(ABC):
             out-of-range position.
         """
         free, x, rest = self._check_outside(free, x)
+        return self._fix_outside(free, x, rest)
+
+    def _fix_outside(self, free: np.ndarray, x: np.ndarray, rest: np.ndarray) -> "Problem":
+        """:meth:`fix_outside` on checked arrays (sorted ``free``, ``x`` uint8, ``rest`` the fixed positions).
+
+        This default folds through :meth:`fix`; representations override it with an array fold.
+        """
         return self.fix(dict(zip(rest.tolist(), x[rest].tolist())))
 
     def _check_outside(self, free, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

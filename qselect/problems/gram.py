@@ -357,32 +357,11 @@ class GramQUBO(Problem):
             x[i] = assignment[i]
         return self._fold(x, np.asarray(fixed, np.int64), np.asarray(free, np.int64))
 
-    def fix_outside(self, free, x) -> Problem:
-        """The problem over the positions ``free``, every other bit held at its value in ``x``.
-
-        ``fix`` with the assignment ``{i: x[i] for i not in free}``, the same numbers, folded from arrays.
-
-        Parameters
-        ----------
-        free : array_like of int, shape (m,)
-            Distinct positions that stay free, any order (the result keeps index order).
-        x : array_like of {0, 1}, shape (n,)
-            Full assignment; its entries at ``free`` are ignored.
-
-        Returns
-        -------
-        QUBO or GramQUBO
-            As :meth:`fix` returns it.
-
-        Raises
-        ------
-        QSelectError
-            If ``x`` is not an n-bit 0/1 vector, or ``free`` holds a repeated or out-of-range position.
-        """
-        free_a, x, fixed_a = self._check_outside(free, x)
+    def _fix_outside(self, free: np.ndarray, x: np.ndarray, rest: np.ndarray) -> Problem:
+        """:meth:`fix_outside`'s fold from arrays: ``fix``'s numbers without the dictionary."""
         xf = x.astype(np.float64)
-        xf[free_a] = 0.0
-        return self._fold(xf, fixed_a, free_a)
+        xf[free] = 0.0
+        return self._fold(xf, rest, free)
 
     def _fold(self, x: np.ndarray, fixed_a: np.ndarray, free_a: np.ndarray) -> Problem:
         """The problem over the sorted positions ``free_a``, the bits ``fixed_a`` at their values in ``x``."""

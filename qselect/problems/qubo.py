@@ -272,28 +272,8 @@ class QUBO(Problem):
         x[fixed] = [assignment[i] for i in fixed]
         return self._fold(x, np.asarray(free, dtype=np.int64))
 
-    def fix_outside(self, free, x) -> "QUBO":
-        """The QUBO over the positions ``free``, every other bit held at its value in ``x``.
-
-        ``fix`` with the assignment ``{i: x[i] for i not in free}``, the same numbers, folded from arrays.
-
-        Parameters
-        ----------
-        free : array_like of int, shape (m,)
-            Distinct positions that stay free, any order (the result keeps index order).
-        x : array_like of {0, 1}, shape (n,)
-            Full assignment; its entries at ``free`` are ignored.
-
-        Returns
-        -------
-        QUBO
-
-        Raises
-        ------
-        QSelectError
-            If ``x`` is not an n-bit 0/1 vector, or ``free`` holds a repeated or out-of-range position.
-        """
-        free, x, _ = self._check_outside(free, x)
+    def _fix_outside(self, free: np.ndarray, x: np.ndarray, rest: np.ndarray) -> "QUBO":
+        """:meth:`fix_outside`'s fold from arrays: ``fix``'s numbers without the dictionary."""
         xf = x.astype(np.float64)
         xf[free] = 0.0
         return self._fold(xf, free)

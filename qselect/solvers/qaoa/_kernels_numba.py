@@ -49,50 +49,20 @@ def _two_qubits(g, h, c, s):
         base += uint64(4) * h
 
 
-@njit(boundscheck=False, cache=True)
-def _three_qubits(g, h, c, s):
-    L = uint64(g.size)
-    base = uint64(0)
-    while base < L:
-        for k in range(h):
-            i0 = base + k
-            i1 = i0 + h
-            i2 = i1 + h
-            i3 = i2 + h
-            i4 = i3 + h
-            i5 = i4 + h
-            i6 = i5 + h
-            i7 = i6 + h
-            a0, a1 = _rot(np.float64(g[i0]), np.float64(g[i1]), c, s)
-            a2, a3 = _rot(np.float64(g[i2]), np.float64(g[i3]), c, s)
-            a4, a5 = _rot(np.float64(g[i4]), np.float64(g[i5]), c, s)
-            a6, a7 = _rot(np.float64(g[i6]), np.float64(g[i7]), c, s)
-            a0, a2 = _rot(a0, a2, c, s)
-            a1, a3 = _rot(a1, a3, c, s)
-            a4, a6 = _rot(a4, a6, c, s)
-            a5, a7 = _rot(a5, a7, c, s)
-            a0, a4 = _rot(a0, a4, c, s)
-            a1, a5 = _rot(a1, a5, c, s)
-            a2, a6 = _rot(a2, a6, c, s)
-            a3, a7 = _rot(a3, a7, c, s)
-            g[i0] = a0
-            g[i1] = a1
-            g[i2] = a2
-            g[i3] = a3
-            g[i4] = a4
-            g[i5] = a5
-            g[i6] = a6
-            g[i7] = a7
-        base += uint64(8) * h
-
-
 @njit(inline="always")
-def _three_lowest_lane(g, i0, c, s):
-    # _three_qubits at h = 2 on one lane (the re or im floats) of the 16-float block starting at i0 - lane
-    a0, a1 = _rot(np.float64(g[i0]), np.float64(g[i0 + 2]), c, s)
-    a2, a3 = _rot(np.float64(g[i0 + 4]), np.float64(g[i0 + 6]), c, s)
-    a4, a5 = _rot(np.float64(g[i0 + 8]), np.float64(g[i0 + 10]), c, s)
-    a6, a7 = _rot(np.float64(g[i0 + 12]), np.float64(g[i0 + 14]), c, s)
+def _butterfly8(g, i0, h, c, s):
+    # the three qubits whose pairs lie h, 2h and 4h floats apart, on the 8 floats i0 + m h (m = 0..7)
+    i1 = i0 + h
+    i2 = i1 + h
+    i3 = i2 + h
+    i4 = i3 + h
+    i5 = i4 + h
+    i6 = i5 + h
+    i7 = i6 + h
+    a0, a1 = _rot(np.float64(g[i0]), np.float64(g[i1]), c, s)
+    a2, a3 = _rot(np.float64(g[i2]), np.float64(g[i3]), c, s)
+    a4, a5 = _rot(np.float64(g[i4]), np.float64(g[i5]), c, s)
+    a6, a7 = _rot(np.float64(g[i6]), np.float64(g[i7]), c, s)
     a0, a2 = _rot(a0, a2, c, s)
     a1, a3 = _rot(a1, a3, c, s)
     a4, a6 = _rot(a4, a6, c, s)
@@ -102,13 +72,23 @@ def _three_lowest_lane(g, i0, c, s):
     a2, a6 = _rot(a2, a6, c, s)
     a3, a7 = _rot(a3, a7, c, s)
     g[i0] = a0
-    g[i0 + 2] = a1
-    g[i0 + 4] = a2
-    g[i0 + 6] = a3
-    g[i0 + 8] = a4
-    g[i0 + 10] = a5
-    g[i0 + 12] = a6
-    g[i0 + 14] = a7
+    g[i1] = a1
+    g[i2] = a2
+    g[i3] = a3
+    g[i4] = a4
+    g[i5] = a5
+    g[i6] = a6
+    g[i7] = a7
+
+
+@njit(boundscheck=False, cache=True)
+def _three_qubits(g, h, c, s):
+    L = uint64(g.size)
+    base = uint64(0)
+    while base < L:
+        for k in range(h):
+            _butterfly8(g, base + k, h, c, s)
+        base += uint64(8) * h
 
 
 @njit(boundscheck=False, cache=True)
@@ -119,11 +99,11 @@ def _three_lowest(g, c, s):
     base = 0
     while base + 32 <= L:
         for k in (0, 1, 16, 17):
-            _three_lowest_lane(g, base + k, c, s)
+            _butterfly8(g, base + k, 2, c, s)
         base += 32
     if base < L:  # one block left (a 3-qubit state)
-        _three_lowest_lane(g, base, c, s)
-        _three_lowest_lane(g, base + 1, c, s)
+        _butterfly8(g, base, 2, c, s)
+        _butterfly8(g, base + 1, 2, c, s)
 
 
 @njit(boundscheck=False, cache=True)
