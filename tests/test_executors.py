@@ -158,3 +158,18 @@ def test_bad_items_are_refused_before_a_pool_starts():
             solver.solve_many([QUBO.random(5, seed=0), lambda: 0], executor=ProcessExecutor(2))
     with pytest.raises(QSelectError, match="unknown executor 3; use 'inline', 'process'"):
         get_executor(3)
+
+
+def test_one_problem_instead_of_a_list_is_one_clear_error():
+    """solve_many(problem) (a common slip) names the fix instead of failing inside list()."""
+    from qselect.formulate.decompose import BlockSolver
+    from qselect.solvers.qaoa import QAOASolver
+
+    q = QUBO.random(5, seed=0)
+    for solver in (get_solver("exact"), get_solver("sa"), QAOASolver(p=1), BlockSolver(QAOASolver(p=1), qubits=4),
+                   get_solver("swap")):
+        with pytest.raises(QSelectError, match=r"takes a list of problems, got one QUBO; use solve\(problem\)") as e:
+            solver.solve_many(q)
+        assert "\n" not in str(e.value)
+    with pytest.raises(QSelectError, match=r"QAOASolver.solve_batch takes a list of problems, got int"):
+        QAOASolver(p=1).solve_batch(3)

@@ -416,11 +416,13 @@ def test_a_lone_problem_is_answered_as_in_a_batch_at_every_size():
     _same_answers(alone, together[1])
 
 
-def test_workers_share_the_batch_threads():
-    from qselect.solvers.qaoa.native import _threads
+def test_workers_share_the_batch_threads(monkeypatch):
+    from qselect.solvers.qaoa import native
 
     s = QAOASolver(p=1)
-    assert s.for_workers(2).threads == max(1, _threads() // 2) and s.threads is None
+    assert s.for_workers(2).threads == max(1, min(native._cpus() // 2, 8)) and s.threads is None
+    monkeypatch.setattr(native, "_cpus", lambda: 32)  # a big host: 4 workers get 8 threads each, not 8 ÷ 4
+    assert s.for_workers(4).threads == 8 and s.for_workers(16).threads == 2 and s.for_workers(1).threads == 8
     assert QAOASolver(threads=3).for_workers(4).threads == 3
     block = BlockSolver(s, qubits=6)
     assert block.for_workers(64).inner.threads == 1 and block.inner.threads is None

@@ -114,20 +114,24 @@ class Problem(ABC):
         Parameters
         ----------
         free : array_like of int, shape (m,)
-            Distinct positions that stay free, any order (the result keeps index order).
+            Distinct integer positions that stay free, any order (the result keeps
+            index order).
         x : array_like of {0, 1}, shape (n,)
-            Full assignment; its entries at ``free`` are ignored.
+            Full assignment; its entries at ``free`` are not used (but must be 0 or 1).
 
         Returns
         -------
         Problem
-            Over the ``free`` bits in index order, as :meth:`fix` returns it.
+            Over the ``free`` bits in index order, as :meth:`fix` returns it (with
+            ``free`` empty, what ``fix`` makes of every bit fixed: a 0-bit QUBO).
 
         Raises
         ------
         QSelectError
-            If ``x`` is not an n-bit 0/1 vector, or ``free`` holds a repeated or
-            out-of-range position.
+            If ``x`` is not an n-bit 0/1 vector, or ``free`` is not a 1-D array of
+            distinct integer positions in range; and whatever :meth:`fix` raises for
+            this representation (a diagonal cost cannot fix every bit; a refit cost
+            refuses more free bits than it tabulates, ``ProblemTooLargeError``).
         """
         free, x, rest = self._check_outside(free, x)
         return self._fix_outside(free, x, rest)

@@ -265,8 +265,7 @@ class Solver(ABC):
         """
         from ..executors import InlineExecutor, ProcessExecutor, executor_scope
 
-        problems = list(problems)
-        check_problems(self, problems)  # before a pool starts or a cluster is reached
+        problems = problem_list(self, problems)  # before a pool starts or a cluster is reached
         with executor_scope(executor) as ex:
             if isinstance(ex, ProcessExecutor) and not self.fork_safe():
                 ex = InlineExecutor()
@@ -325,6 +324,37 @@ def check_problems(solver: "Solver", problems: list) -> None:
                                f"got {type(prob).__name__} at position {i}; build one with qselect.QUBO(...)")
 
 
+def problem_list(solver: "Solver", problems, method: str = "solve_many") -> list:
+    """``problems`` as a list for ``solver.<method>``, every item checked (:func:`check_problems`).
+
+    Parameters
+    ----------
+    solver : Solver
+    problems : iterable of Problem
+    method : str
+        The method named in the message.
+
+    Returns
+    -------
+    list of Problem
+
+    Raises
+    ------
+    QSelectError
+        One problem instead of a list of them, something that is not iterable, or an item that is not a problem.
+    """
+    name = f"{type(solver).__name__}.{method}"
+    if isinstance(problems, Problem):
+        raise QSelectError(f"{name} takes a list of problems, got one {type(problems).__name__}; "
+                           f"use solve(problem) or {method}([problem])")
+    try:
+        out = list(problems)
+    except TypeError:
+        raise QSelectError(f"{name} takes a list of problems, got {type(problems).__name__}") from None
+    check_problems(solver, out)
+    return out
+
+
 def _solve_chunk(solver: "Solver", problems: list) -> list:
     """``solver.solve_many(problems)`` in this process: a worker's share of :func:`solve_in_chunks`."""
     return solver.solve_many(problems)
@@ -368,8 +398,7 @@ def solve_in_chunks(solver: "Solver", problems: Sequence[Problem], executor, pro
 
     from ..executors import InlineExecutor, ProcessExecutor, executor_scope
 
-    problems = list(problems)
-    check_problems(solver, problems)
+    problems = problem_list(solver, problems)
     if executor is not None and problems:
         with executor_scope(executor) as ex:
             local = isinstance(ex, ProcessExecutor)
@@ -427,4 +456,4 @@ def make_result(problem: Problem, bits, solver: str, **kw) -> SolveResult:
     return SolveResult(bits=bits, energy=float(problem.energy(bits)), solver=solver, **kw)
 
 
-__all__ = ["Solver", "SolveResult", "int_setting", "make_result", "summarise_samples"]
+__all__ = ["Solver", "SolveResult", "int_setting", "make_result", "problem_list", "summarise_samples"]

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..problems import QUBO, Problem
 from ..problems.gram import GramQUBO
-from .base import Solver, SolveResult, int_setting, make_result
+from .base import Solver, SolveResult, int_setting, make_result, problem_list
 from .baselines import MagnitudeSolver, flip_deltas, swap_descent
 
 #: (solver, problems) seen by forked workers of ``solve_many``
@@ -59,7 +59,7 @@ class SwapDescentSolver(Solver):
         instead of receiving pickled copies, so a layer's neurons run on every
         core without copying G per problem. Same results as one process.
         """
-        problems = list(problems)
+        problems = problem_list(self, problems)
         if executor is not None or self.workers == 1 or len(problems) < 2 or "fork" not in mp.get_all_start_methods():
             return super().solve_many(problems, executor=executor, progress=progress)
         global _SHARED

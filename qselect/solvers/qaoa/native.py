@@ -44,11 +44,17 @@ _GROUP = 5  # qubits per mixer matmul (32x32 matrices): best measured on 2 cores
 _ROW0 = np.zeros(1, dtype=np.int64)  # the one row of a single state, for the compiled kernels
 
 
-def _threads() -> int:
+def _cpus() -> int:
+    """The CPUs this process may use."""
     try:
-        return max(1, min(len(os.sched_getaffinity(0)), 8))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
-        return max(1, min(os.cpu_count() or 1, 8))
+        return max(1, os.cpu_count() or 1)
+
+
+def _threads(workers: int = 1) -> int:
+    """Threads for one of ``workers`` processes sharing this machine: its share of the CPUs, at most 8."""
+    return max(1, min(_cpus() // max(1, int(workers)), 8))
 
 
 @lru_cache(maxsize=None)

@@ -14,7 +14,7 @@ import numpy as np
 from ...ansatz import check_mixer
 from ...errors import QSelectError
 from ...validation import check_nonnegative_int, check_positive_int, check_seed
-from ..base import Solver, SolveResult, solve_in_chunks, summarise_samples
+from ..base import Solver, SolveResult, problem_list, solve_in_chunks, summarise_samples
 from . import objectives as obj
 from .angles import initial_angles, random_angles
 from .answer import read_answers
@@ -206,13 +206,13 @@ class QAOASolver(Solver):
         -------
         QAOASolver
             Itself when ``threads`` is set; else a copy with ``threads`` = the CPUs this process
-            may use divided among the workers (at least 1).
+            may use divided among the workers (at least 1, at most 8 as by default).
         """
         if self.threads is not None:
             return self
         from .native import _threads
 
-        return self.set_params(threads=max(1, _threads() // max(1, int(workers))))
+        return self.set_params(threads=_threads(workers))
 
     def solve_batch(self, problems, seeds=None, inits=None) -> list:
         """Solve many problems together, each size group as one batched simulation.
@@ -245,18 +245,12 @@ class QAOASolver(Solver):
         typical problems rather than bit for bit. Solvers that are not :meth:`batchable` solve the
         problems one by one.
         """
-        from ...problems import Problem
-
-        problems = list(problems)
+        problems = problem_list(self, problems, "solve_batch")
         seeds = [self.seed] * len(problems) if seeds is None else list(seeds)
         inits = [None] * len(problems) if inits is None else list(inits)
         if len(seeds) != len(problems) or len(inits) != len(problems):
             raise QSelectError(f"solve_batch got {len(problems)} problems but {len(seeds)} seeds and {len(inits)} "
                                "starts; pass one per problem")
-        for prob in problems:
-            if not isinstance(prob, Problem):
-                raise QSelectError(f"solve_batch expects qselect problems (QUBO or DiagonalCost), got "
-                                   f"{type(prob).__name__}")
         if not self.batchable():
             return [(self.set_params(seed=sd) if a is None else self.set_params(seed=sd, init=a)).solve(prob)
                     for sd, a, prob in zip(seeds, inits, problems)]
