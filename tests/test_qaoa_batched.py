@@ -548,3 +548,16 @@ def test_the_batch_control_is_the_single_uniform_baseline(mixer, k):
         one = uniform_baseline(q, 50, seed=5 + i, mixer=mixer, k=k, costs=C[i], scale=sc[i], offset=co[i],
                                energies=E[i])
         assert out[i]["info"]["uniform_baseline"] == one
+
+
+def test_shots_that_cannot_fit_are_refused_before_they_are_drawn(monkeypatch):
+    """A shot count beyond memory is one ProblemTooLargeError line, not an out-of-memory kill."""
+    from qselect.errors import ProblemTooLargeError
+    from qselect.problems import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1 << 30)  # 1 GiB available
+    want = r"reading 100000000 shots of 1 problem\(s\) needs .* fewer shots"
+    with pytest.raises(ProblemTooLargeError, match=want) as e:
+        QAOASolver(p=1, shots=10**8, maxiter=2).solve(QUBO.random(5, seed=0))
+    assert "\n" not in str(e.value)
+    assert QAOASolver(p=1, shots=10**5, maxiter=2).solve(QUBO.random(5, seed=0)).counts.sum() == 10**5

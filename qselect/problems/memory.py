@@ -93,6 +93,29 @@ def check_dense(n: int, bytes_per_entry: int, what: str, copies: float = 1.0) ->
         )
 
 
+def check_bytes(need: int, what: str, fix: str) -> None:
+    """Raise ProblemTooLargeError if ``need`` bytes do not fit in a safe share of the available memory.
+
+    Parameters
+    ----------
+    need : int
+        Bytes about to be allocated.
+    what : str
+        What they are for (for the message).
+    fix : str
+        How to ask for less (for the message).
+
+    Raises
+    ------
+    ProblemTooLargeError
+        Saying how much is needed and how much is available.
+    """
+    avail = available_bytes()
+    if int(need) > avail * _USABLE_FRACTION:
+        raise ProblemTooLargeError(f"{what} needs {_fmt(int(need))} but only {_fmt(avail)} of memory is available; "
+                                   f"{fix}")
+
+
 def _fmt(b) -> str:
     """Bytes for a message; sizes beyond PiB (2^n for large n, an exact int) as a power of two."""
     if b >= 1024**6:  # never turned into a float: 2^1100 would overflow it

@@ -21,12 +21,17 @@ import numpy as np
 
 from ...errors import QSelectError
 from ...problems.bits import BIT_TABLE_BITS, bit_rows, index_to_bits, popcounts
+from ...problems.memory import check_bytes
 from ..base import summarise_samples
 from ..controls import _CACHED_DRAW_BYTES, uniform_baseline, uniform_baselines
 from .kernels import offered_rows, order_rows
 
 #: a string is offered among the ``top`` ones only above this probability (never one the circuit cannot produce)
 MIN_TOP_PROBABILITY = 1e-9
+
+#: bytes read_answers holds per shot and problem at its peak (float64 draws and their sort, the control's
+#: int64 indices and float64 energies, the candidates' index, count, energy and bit row)
+_BYTES_PER_SHOT = 64
 
 
 @lru_cache(maxsize=8)
@@ -93,6 +98,8 @@ def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, sho
     ------
     QSelectError
         A row of ``probs`` that is NaN, infinite or all zero.
+    ProblemTooLargeError
+        When the shots of the batch would not fit in memory (checked before they are drawn).
     """
     P = np.clip(np.asarray(probs, dtype=np.float64), 0, None)
     total = P.sum(axis=1, keepdims=True)
@@ -105,6 +112,9 @@ def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, sho
     n = N.bit_length() - 1
     cdf = np.cumsum(P, axis=1)
     cdf /= cdf[:, -1:]
+    # per shot and row: the draw and its sorted copy, the control's index and energy, candidate bookkeeping
+    check_bytes(B * int(shots) * _BYTES_PER_SHOT, f"reading {shots} shots of {B} problem(s)",
+                "ask for fewer shots (QAOASolver(shots=...))")
     U = np.empty((B, shots))
     for i in range(B):  # exactly Generator.choice(N, shots, p=P[i]): inverse-CDF of seeded uniforms
         U[i] = _uniforms(seeds[i], shots)
