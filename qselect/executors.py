@@ -267,6 +267,7 @@ class DaskExecutor(Executor):
         if not self._own:
             self.client = client_or_address
             return
+        check_scheduler_address(client_or_address)
         timeout = DASK_CONNECT_TIMEOUT if timeout is None else timeout
         try:
             self.client = Client(client_or_address, timeout=timeout)
@@ -336,6 +337,46 @@ class DaskExecutor(Executor):
         """Close the client if this executor connected it; a client passed in stays open."""
         if self._own:
             self.client.close()
+
+
+#: the transports a Dask scheduler address may name
+DASK_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
+
+
+def check_scheduler_address(address: str) -> str:
+    """A Dask scheduler address checked for form (scheme, host, port) without contacting it.
+
+    Parameters
+    ----------
+    address : str
+        E.g. ``tcp://10.0.0.5:8786`` (a missing port means Dask's default).
+
+    Returns
+    -------
+    str
+        The address unchanged.
+
+    Raises
+    ------
+    QSelectError
+        An unknown scheme, no host, or a port outside 1–65535: at once, not after the connect timeout.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
+    if parts.scheme not in DASK_SCHEMES:
+        raise QSelectError(f"Dask scheduler address {address!r} has scheme {parts.scheme!r}; "
+                           f"use one of {', '.join(s + '://' for s in DASK_SCHEMES)}, e.g. tcp://host:8786")
+    if parts.scheme == "inproc":
+        return address
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if not parts.hostname or port == -1 or port == 0:
+        raise QSelectError(f"Dask scheduler address {address!r} needs a host and a port in 1-65535, "
+                           "e.g. tcp://host:8786")
+    return address
 
 
 @contextlib.contextmanager

@@ -173,3 +173,18 @@ def test_one_problem_instead_of_a_list_is_one_clear_error():
         assert "\n" not in str(e.value)
     with pytest.raises(QSelectError, match=r"QAOASolver.solve_batch takes a list of problems, got int"):
         QAOASolver(p=1).solve_batch(3)
+
+
+@pytest.mark.parametrize("address, match", [("tcp://127.0.0.1:99999", "port in 1-65535"), ("tcp://:8786", "a host"),
+                                            ("http://host:8786", "scheme 'http'")])
+def test_malformed_dask_addresses_are_refused_at_once(address, match, tmp_path, capsys):
+    """A malformed address is one line before any connect attempt (which would wait the full timeout)."""
+    from qselect.cli import main
+
+    with pytest.raises(QSelectError, match=match):
+        get_executor(address)
+    code = main(["select", "--solver", "exact", "--hidden", "4,4", "--epochs", "1", "--run-dir",
+                 str(tmp_path / "run"), "--scheduler", address])
+    err = capsys.readouterr().err
+    assert code == 2 and match.split()[0] in err and "--scheduler" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()  # refused before anything is written

@@ -255,10 +255,17 @@ def check_scheduler(spec: str) -> str:
     Raises
     ------
     QSelectError
-        Otherwise.
+        Otherwise, or a Dask address of the wrong form (scheme, host, port).
     """
-    if spec in SCHEDULERS or "://" in spec:
+    if spec in SCHEDULERS:
         return spec
+    if "://" in spec:  # its form checked now, not after the connect timeout
+        from ..executors import check_scheduler_address
+
+        try:
+            return check_scheduler_address(spec)
+        except QSelectError as err:
+            raise QSelectError(f"{err} (set it with --scheduler)") from None
     raise QSelectError(f"unknown scheduler {spec!r}; use auto, inline, process or a Dask address "
                        f"tcp://host:port (set it with --scheduler)")
 
