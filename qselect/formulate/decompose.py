@@ -184,10 +184,10 @@ def block_answer(r: SolveResult, need: int | None) -> tuple[np.ndarray, float] |
     -------
     (numpy.ndarray, float) or None
     """
-    none = r.samples is None or r.energies is None or len(r.samples) == 0
-    if (need is None or int(np.sum(r.bits)) == need) and (none or r.energy <= np.min(r.energies)):
+    no_samples = r.samples is None or r.energies is None or len(r.samples) == 0
+    if (need is None or int(np.sum(r.bits)) == need) and (no_samples or r.energy <= np.min(r.energies)):
         return np.asarray(r.bits).astype(np.uint8), float(r.energy)  # what the scan below picks: the first lowest
-    if none:
+    if no_samples:
         cands, energies = r.bits[None], np.array([r.energy])
     else:
         cands = np.vstack([r.bits[None], r.samples])

@@ -111,9 +111,10 @@ def check_bytes(need: int, what: str, fix: str) -> None:
         Saying how much is needed and how much is available.
     """
     avail = available_bytes()
-    if int(need) > avail * _USABLE_FRACTION:
-        raise ProblemTooLargeError(f"{what} needs {_fmt(int(need))} but only {_fmt(avail)} of memory is available; "
-                                   f"{fix}")
+    usable = int(avail * _USABLE_FRACTION)
+    if int(need) > usable:
+        raise ProblemTooLargeError(f"{what} needs {_fmt(int(need))}, more than the {_fmt(usable)} it may use of the "
+                                   f"{_fmt(avail)} of memory available; {fix}")
 
 
 def _fmt(b) -> str:
