@@ -254,15 +254,20 @@ def test_torch_engine_at_zero_mixer_angle_is_finite():
     assert abs(v - vs) < 1e-12 and np.abs(g - gs).max() < 1e-10
 
 
+def _answer_inputs(n: int, B: int, first_seed: int):
+    """B random n-bit QUBOs and what read_answers takes of them: energies, normalised costs, scales, offsets."""
+    probs = [QUBO.random(n, seed=first_seed + b) for b in range(B)]
+    E = np.stack([q.cost_vector() for q in probs])
+    sc = np.array([q.scale() for q in probs])
+    co = np.array([q.z_terms()[1] for q in probs])
+    return probs, E, (E - co[:, None]) / sc[:, None], sc, co
+
+
 def test_read_answers_rows_do_not_depend_on_the_batch_and_are_scored_by_the_problem():
     from qselect.solvers.qaoa.answer import read_answers
 
     n, B = 7, 4
-    probs = [QUBO.random(n, seed=30 + b) for b in range(B)]
-    E = np.stack([q.cost_vector() for q in probs])
-    sc = np.array([q.scale() for q in probs])
-    co = np.array([q.z_terms()[1] for q in probs])
-    C = (E - co[:, None]) / sc[:, None]
+    probs, E, C, sc, co = _answer_inputs(n, B, first_seed=30)
     P = np.random.default_rng(3).random((B, 1 << n)) ** 6
     seeds = [11, 12, 13, 14]
     both = read_answers(probs, P, C, E, sc, co, seeds, shots=200, top=8)
@@ -537,11 +542,7 @@ def test_the_batch_control_is_the_single_uniform_baseline(mixer, k):
     from qselect.solvers.qaoa.answer import read_answers
 
     n, B = 7, 3
-    probs = [QUBO.random(n, seed=50 + b) for b in range(B)]
-    E = np.stack([q.cost_vector() for q in probs])
-    sc = np.array([q.scale() for q in probs])
-    co = np.array([q.z_terms()[1] for q in probs])
-    C = (E - co[:, None]) / sc[:, None]
+    probs, E, C, sc, co = _answer_inputs(n, B, first_seed=50)
     P = np.random.default_rng(4).random((B, 1 << n))
     out = read_answers(probs, P, C, E, sc, co, [5, 6, 7], shots=50, top=4, mixer=mixer, k=k)
     for i, q in enumerate(probs):
