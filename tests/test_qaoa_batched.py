@@ -562,3 +562,106 @@ def test_shots_that_cannot_fit_are_refused_before_they_are_drawn(monkeypatch):
         QAOASolver(p=1, shots=10**8, maxiter=2).solve(QUBO.random(5, seed=0))
     assert "\n" not in str(e.value)
     assert QAOASolver(p=1, shots=10**5, maxiter=2).solve(QUBO.random(5, seed=0)).counts.sum() == 10**5
+
+
+def _same_outcome(a, b):
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.fun, b.fun)
+    assert np.array_equal(a.evaluations, b.evaluations) and a.messages == b.messages
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_engine_minimize_is_minimize_batch_bit_for_bit(dtype, p):
+    from qselect.solvers.qaoa import kernels
+
+    if not kernels.AVAILABLE:
+        pytest.skip("the whole-row compiled L-BFGS needs numba")
+    n, B = 6, 7
+    costs = _mixed_costs(n, B, seed=p)
+    costs[3] = 0.0  # a flat cost: zero gradient, stops at its start (status 2)
+    x0 = np.random.default_rng(p).uniform(-1, 1, (B, 2 * p))
+    x0[5, p:] = 40.0  # large angles: the rows' (cos β, sin β) come from libm as in rotation_pairs
+    for threads in (1, 2, 3):
+        eng = BatchedNumpyQAOA(costs, p, "x", None, dtype, threads=threads)
+        assert eng._kernel
+        seen = set()
+        for kw in ({}, {"maxiter": 2}, {"ftol": 0.0, "max_backtracks": 0}):  # converged, iteration limit, line search
+            ref = minimize_batch(eng.value_and_grad, x0, **kw)
+            _same_outcome(eng.minimize(x0, **kw), ref)
+            seen.update(m.split(":")[0] for m in ref.messages)
+        assert seen == {"CONVERGENCE", "STOP", "ABNORMAL_TERMINATION_IN_LNSRCH"}
+        assert "NORM_OF_PROJECTED_GRADIENT" in ref.messages[3] and ref.evaluations[3] == 1
+        zero = eng.minimize(x0, maxiter=0)
+        assert zero.messages == ["no optimisation (maxiter=0)"] * B and np.array_equal(zero.x, x0)
+    with pytest.raises(QSelectError, match=rf"start angles of shape \(7, {2 * p}\)"):
+        eng.minimize(x0[:3])
+
+
+def test_engine_minimize_without_the_row_kernel_is_minimize_batch():
+    n, B = 5, 4
+    costs = _mixed_costs(n, B)
+    x0 = np.random.default_rng(0).uniform(-1, 1, (B, 2))
+    eng = BatchedNumpyQAOA(costs, 1, "xy", 2, np.complex128)
+    _same_outcome(eng.minimize(x0), minimize_batch(eng.value_and_grad, x0))
+
+
+def test_qaoa_lanes_split_the_threads_and_only_where_batches_run_compiled():
+    from qselect.solvers.qaoa import kernels
+
+    s = QAOASolver(p=1, seed=3, threads=4)
+    lanes = s.lanes()
+    if kernels.AVAILABLE:
+        assert len(lanes) == 2 and all(x.threads == 2 and x.seed == 3 for x in lanes) and s.threads == 4
+        assert [x.threads for x in QAOASolver(threads=3).lanes()] == [1, 1]
+    else:
+        assert lanes == [s]
+    for one in (QAOASolver(threads=1), QAOASolver(threads=4, batch=False), QAOASolver(threads=4, mixer="xy", k=2),
+                QAOASolver(threads=4, engine="torch")):
+        assert one.lanes() == [one]
+
+
+def test_block_descent_lanes_give_the_one_lane_answers(monkeypatch):
+    from qselect.executors import progress_bar  # noqa: F401  (the bar the lanes share)
+
+    big = [QUBO.random(14, seed=s) for s in range(5)]
+
+    def solve(threads):
+        return BlockSolver(QAOASolver(p=1, seed=1, shots=64, threads=threads), qubits=6, max_sweeps=3,
+                           seed=0).solve_many(big)
+
+    lanes_used = []
+    real = BlockSolver._lanes
+
+    def spy(self, live, out, lanes, bar):
+        lanes_used.append((sorted(live), len(lanes)))
+        return real(self, live, out, lanes, bar)
+
+    monkeypatch.setattr(BlockSolver, "_lanes", spy)
+    one, two = solve(1), solve(2)
+    from qselect.solvers.qaoa import kernels
+
+    assert lanes_used == ([([0, 1, 2, 3, 4], 2)] if kernels.AVAILABLE else [])
+    for a, b in zip(one, two):
+        assert a.info["energy_trace"] == b.info["energy_trace"]
+        _same_answers(a, b)
+
+
+def test_an_error_in_one_lane_stops_the_others_and_is_raised():
+    class Lanes(QAOASolver):
+        def lanes(self):
+            return [self, self.set_params(seed=self.seed)]
+
+    class Failing(Lanes):
+        def solve_batch(self, problems, seeds=None, inits=None):
+            if any(p.name == "bad" for p in problems):
+                raise QSelectError("a block could not be solved")
+            return super().solve_batch(problems, seeds, inits)
+
+    big = [QUBO.random(12, seed=s) for s in range(4)]
+    big[3].name = "bad"  # in the second lane
+    with pytest.raises(QSelectError, match="could not be solved"):
+        BlockSolver(Failing(p=1, seed=0, shots=32, threads=1), qubits=5, max_sweeps=2).solve_many(big)
+    # a lane solver of this kind works, and a progress bar counts every problem once
+    done = BlockSolver(Lanes(p=1, seed=0, shots=32, threads=1), qubits=5, max_sweeps=2).solve_many(
+        big[:3], progress=True)
+    assert len(done) == 3 and all(r is not None for r in done)

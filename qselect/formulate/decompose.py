@@ -314,14 +314,23 @@ class BlockSolver(Solver):
         return solve_in_chunks(self, problems, executor, progress, self._lockstep_here)
 
     def _lockstep_here(self, problems: list, progress) -> list[SolveResult]:
-        """The descents of ``problems`` in lock-step in this process, each round's blocks one inner batch."""
+        """The descents of ``problems`` in lock-step in this process, each round's blocks one inner batch.
+
+        With an inner solver that offers several lanes (:meth:`QAOASolver.lanes
+        <qselect.solvers.qaoa.QAOASolver.lanes>`: two when its batches run compiled code that
+        releases the GIL, on two or more threads), contiguous shares of the problems advance in
+        lock-step on that many threads, one lane's Python bookkeeping running while another's
+        batch is simulated. A problem's answer does not depend on which problems share its batch,
+        so the answers are those of one lane.
+        """
         import time
 
         from ..executors import progress_bar
 
         if not problems:
             return []
-        batch = self.inner.solve_batch
+        lanes = self.inner.lanes() if hasattr(self.inner, "lanes") else [self.inner]
+        lanes = lanes[:len(problems)]
         t0 = time.perf_counter()
         out: list = [None] * len(problems)
         live = {}
@@ -330,7 +339,10 @@ class BlockSolver(Solver):
             live[i] = (gen, next(gen))
         bar = progress_bar(len(problems), progress)
         try:
-            self._lockstep(live, out, batch, bar)
+            if len(lanes) < 2:
+                self._lockstep(live, out, lanes[0], None if bar is None else bar.update)
+            else:
+                self._lanes(live, out, lanes, bar)
         finally:
             if bar is not None:
                 bar.close()
@@ -339,15 +351,54 @@ class BlockSolver(Solver):
             r.wall_time = share
         return out
 
-    def _lockstep(self, live: dict, out: list, batch, bar) -> None:
-        """Advance the descents in ``live`` together until all are done, their results into ``out``."""
-        while live:
+    def _lanes(self, live: dict, out: list, lanes: list, bar) -> None:
+        """:meth:`_lockstep` on contiguous shares of ``live``, one lane solver and one thread each.
+
+        The first error stops the other lanes at their next round and is raised here.
+        """
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        keys = list(live)
+        cuts = [len(keys) * k // len(lanes) for k in range(len(lanes) + 1)]
+        shares = [{i: live[i] for i in keys[a:b]} for a, b in zip(cuts[:-1], cuts[1:])]
+        stop = threading.Event()
+        lock = threading.Lock()
+
+        def tick():
+            with lock:
+                bar.update()
+
+        def run(share, inner):
+            try:
+                self._lockstep(share, out, inner, None if bar is None else tick, stop)
+            except BaseException:
+                stop.set()
+                raise
+
+        with ThreadPoolExecutor(len(lanes) - 1, thread_name_prefix="qselect-lane") as pool:
+            futs = [pool.submit(run, share, inner) for share, inner in zip(shares[1:], lanes[1:])]
+            try:
+                run(shares[0], lanes[0])
+            finally:
+                errors = [f.exception() for f in futs]  # waits for every lane
+        for err in errors:
+            if err is not None:
+                raise err
+
+    def _lockstep(self, live: dict, out: list, inner, tick, stop=None) -> None:
+        """Advance the descents in ``live`` together until all are done (or ``stop`` is set), results into ``out``.
+
+        Each round's blocks go to ``inner.solve_batch`` as one batch; ``tick()`` (a progress bar's
+        ``update`` or None) is called per finished problem.
+        """
+        default = getattr(inner, "seed", None)
+        while live and not (stop is not None and stop.is_set()):
             keys = list(live)
             requests = [live[i][1] for i in keys]  # (block problem, seed, start angles)
-            default = getattr(self.inner, "seed", None)
             extra = {"inits": [r[2] for r in requests]} if self.warm_start else {}
-            answers = batch([r[0] for r in requests], seeds=[default if r[1] is None else r[1] for r in requests],
-                            **extra)
+            answers = inner.solve_batch([r[0] for r in requests],
+                                        seeds=[default if r[1] is None else r[1] for r in requests], **extra)
             for i, r in zip(keys, answers):
                 gen = live[i][0]
                 try:
@@ -355,8 +406,8 @@ class BlockSolver(Solver):
                 except StopIteration as done:
                     out[i] = done.value
                     del live[i]
-                    if bar is not None:
-                        bar.update()
+                    if tick is not None:
+                        tick()
 
     def fork_safe(self) -> bool:
         """Whether forked worker processes can run the inner solver (see :meth:`Solver.fork_safe`).

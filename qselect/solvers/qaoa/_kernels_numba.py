@@ -299,29 +299,36 @@ def _unphase_and_cost_dot(lam, h, k, c):
     return acc
 
 
+@njit(boundscheck=False, cache=True)
+def _value_and_grad_row(psi0, c, w, gam, cs, K, P, lam, grad):
+    # One whole X-mixer QAOA value and adjoint gradient, the p+1 layer states kept: psi0 (2N,) start state;
+    # c (N,) the phase generator, w (N,) the observable; gam (p,) gamma; cs (p, 2) (cos beta_l, sin beta_l);
+    # K (p+1, 2N), P (p, 2N), lam (2N,) scratch; grad (2p,) out. Returns the value.
+    p = gam.size
+    K[0, :] = psi0
+    for l in range(p):
+        _phases(c, gam[l], P[l])
+        _phase_mul(K[l], P[l], K[l + 1])
+        _rotate_row(K[l + 1], cs[l, 0], cs[l, 1])
+    val = _expect_and_adjoint(K[p], w, lam)
+    for l in range(p - 1, -1, -1):
+        grad[p + l] = 2.0 * _generator_dot(lam, K[l + 1])
+        _rotate_row(lam, cs[l, 0], -cs[l, 1])
+        grad[l] = 2.0 * _unphase_and_cost_dot(lam, P[l], K[l], c)
+    return val
+
+
 @njit(nogil=True, boundscheck=False, cache=True)
 def _value_and_grad_rows(psi0, C, W, rows, G, CS, val, grad):
-    # One whole X-mixer QAOA value and adjoint gradient per row, the p+1 layer states kept:
-    # psi0 (2N,) start state; C (B, N) the phase generator, W (B, N) the observable, rows (b,) which
-    # of them; G (b, p) gamma; CS (b, p, 2) (cos beta_l, sin beta_l); val (b,), grad (b, 2p).
-    b = rows.size
+    # _value_and_grad_row per row: C (B, N), W (B, N), rows (b,) which of them; G (b, p) gamma;
+    # CS (b, p, 2) (cos beta_l, sin beta_l); val (b,), grad (b, 2p)
     p = G.shape[1]
     n2 = psi0.size
     K = np.empty((p + 1, n2), psi0.dtype)
     P = np.empty((p, n2))
     lam = np.empty(n2, psi0.dtype)
-    for r in range(b):
-        c = C[rows[r]]
-        K[0, :] = psi0
-        for l in range(p):
-            _phases(c, G[r, l], P[l])
-            _phase_mul(K[l], P[l], K[l + 1])
-            _rotate_row(K[l + 1], CS[r, l, 0], CS[r, l, 1])
-        val[r] = _expect_and_adjoint(K[p], W[rows[r]], lam)
-        for l in range(p - 1, -1, -1):
-            grad[r, p + l] = 2.0 * _generator_dot(lam, K[l + 1])
-            _rotate_row(lam, CS[r, l, 0], -CS[r, l, 1])
-            grad[r, l] = 2.0 * _unphase_and_cost_dot(lam, P[l], K[l], c)
+    for r in range(rows.size):
+        val[r] = _value_and_grad_row(psi0, C[rows[r]], W[rows[r]], G[r], CS[r], K, P, lam, grad[r])
 
 
 @njit(nogil=True, fastmath={"reassoc"}, boundscheck=False, cache=True)
@@ -459,58 +466,136 @@ def _accept(r, xn, fn, gn, X, f, G, S, Y, rho, count, it, status, D, slope, step
         _new_direction(r, G, S, Y, rho, count, D, slope, step, backtracks, alpha)
 
 
+@njit(boundscheck=False, cache=True)
+def _start_row(r, G, S, Y, rho, count, status, D, slope, step, backtracks, gtol, alpha):
+    gmax = 0.0
+    for j in range(G.shape[1]):
+        a = abs(G[r, j])
+        if a > gmax or a != a:
+            gmax = a
+    if gmax <= gtol:
+        status[r] = 2
+    else:
+        _new_direction(r, G, S, Y, rho, count, D, slope, step, backtracks, alpha)
+
+
 @njit(nogil=True, boundscheck=False, cache=True)
 def _lbfgs_start(G, S, Y, rho, count, status, D, slope, step, backtracks, gtol):
     alpha = np.empty(S.shape[1])
     for r in range(G.shape[0]):
-        gmax = 0.0
-        for j in range(G.shape[1]):
-            a = abs(G[r, j])
-            if a > gmax or a != a:
-                gmax = a
-        if gmax <= gtol:
-            status[r] = 2
-        else:
-            _new_direction(r, G, S, Y, rho, count, D, slope, step, backtracks, alpha)
+        _start_row(r, G, S, Y, rho, count, status, D, slope, step, backtracks, gtol, alpha)
+
+
+@njit(boundscheck=False, cache=True)
+def _advance_row(r, xt, fk, gt, X, f, G, S, Y, rho, count, it, status, D, slope, step, backtracks, has_lo,
+                 X_lo, f_lo, G_lo, extended, ftol, gtol, maxiter, max_backtracks, alpha):
+    # take row r's trial point xt (value fk, gradient gt): accept, extend or shrink
+    d = X.shape[1]
+    armijo = np.isfinite(fk) and fk <= f[r] + 1e-4 * step[r] * slope[r]
+    bad = (not armijo) or (has_lo[r] and fk >= f_lo[r])
+    gd = 0.0
+    for j in range(d):
+        gd += gt[j] * D[r, j]
+    steep = gd < 0.9 * slope[r]  # the curvature condition is not met yet
+    if not bad and steep and extended[r] < 10:  # extend the step, remembering this Armijo point
+        has_lo[r] = True
+        for j in range(d):
+            X_lo[r, j] = xt[j]
+            G_lo[r, j] = gt[j]
+        f_lo[r] = fk
+        extended[r] += 1
+        step[r] *= 4.0
+    elif not bad:
+        _accept(r, xt, fk, gt, X, f, G, S, Y, rho, count, it, status, D, slope, step, backtracks,
+                has_lo, extended, ftol, gtol, maxiter, alpha)
+    elif has_lo[r]:  # an extension overshot: take the best point seen
+        _accept(r, X_lo[r].copy(), f_lo[r], G_lo[r].copy(), X, f, G, S, Y, rho, count, it, status, D, slope,
+                step, backtracks, has_lo, extended, ftol, gtol, maxiter, alpha)
+    else:  # backtrack: minimiser of the quadratic through f(0), f'(0), f(t), kept in [0.1 t, 0.5 t]
+        backtracks[r] += 1
+        t = step[r]
+        den = 2.0 * (fk - f[r] - slope[r] * t)
+        tq = -slope[r] * t * t / den if (np.isfinite(fk) and den > 0) else 0.5 * t
+        step[r] = min(max(tq, 0.1 * t), 0.5 * t)
+        if backtracks[r] > max_backtracks:
+            status[r] = 4
 
 
 @njit(nogil=True, boundscheck=False, cache=True)
 def _lbfgs_advance(idx, Xt, ft, Gt, X, f, G, S, Y, rho, count, it, status, D, slope, step, backtracks, has_lo,
                    X_lo, f_lo, G_lo, extended, ftol, gtol, maxiter, max_backtracks):
-    # take the trial points Xt (values ft, gradients Gt) of the rows idx: accept, extend or shrink
+    # take the trial points Xt (values ft, gradients Gt) of the rows idx
     alpha = np.empty(S.shape[1])
-    d = X.shape[1]
     for k in range(idx.size):
-        r = idx[k]
-        fk = ft[k]
-        armijo = np.isfinite(fk) and fk <= f[r] + 1e-4 * step[r] * slope[r]
-        bad = (not armijo) or (has_lo[r] and fk >= f_lo[r])
-        gd = 0.0
+        _advance_row(idx[k], Xt[k], ft[k], Gt[k], X, f, G, S, Y, rho, count, it, status, D, slope, step, backtracks,
+                     has_lo, X_lo, f_lo, G_lo, extended, ftol, gtol, maxiter, max_backtracks, alpha)
+
+
+@njit(boundscheck=False, cache=True)
+def _rotation_pairs(beta, cs):
+    # (cos beta_l, sin beta_l) per layer from libm, as kernels.rotation_pairs (math.cos/sin) gives them
+    for l in range(beta.size):
+        if np.isfinite(beta[l]):
+            cs[l, 0] = np.cos(beta[l])
+            cs[l, 1] = np.sin(beta[l])
+        else:
+            cs[l, 0] = np.nan
+            cs[l, 1] = np.nan
+
+
+@njit(nogil=True, boundscheck=False, cache=True)
+def _lbfgs_rows(psi0, C, W, X, f, evals, status, memory, ftol, gtol, maxiter, max_backtracks, lo, hi):
+    # Rows lo..hi-1 of a batch, each minimised whole: minimize_batch's state machine (_start_row, _advance_row)
+    # for one row at a time, its evaluations (_value_and_grad_row) in between, with no return to Python.
+    # C, W (B, N); X (B, 2p) the start points in, the best points out; f, evals, status (B,) out.
+    d = X.shape[1]
+    p = d // 2
+    n2 = psi0.size
+    K = np.empty((p + 1, n2), psi0.dtype)
+    P = np.empty((p, n2))
+    lam = np.empty(n2, psi0.dtype)
+    cs = np.empty((p, 2))
+    xt = np.empty(d)
+    gt = np.empty(d)
+    alpha = np.empty(memory)
+    # one row's L-BFGS state, as row 0 of minimize_batch's per-batch arrays
+    Xr, fr, Gr = np.empty((1, d)), np.empty(1), np.empty((1, d))
+    S, Y, rho = np.empty((1, memory, d)), np.empty((1, memory, d)), np.empty((1, memory))
+    count, it, st = np.empty(1, np.int64), np.empty(1, np.int64), np.empty(1, np.int64)
+    D, slope, step = np.empty((1, d)), np.empty(1), np.empty(1)
+    backtracks, extended = np.empty(1, np.int64), np.empty(1, np.int64)
+    has_lo = np.empty(1, np.bool_)
+    X_lo, f_lo, G_lo = np.empty((1, d)), np.empty(1), np.empty((1, d))
+    for k in range(lo, hi):
+        S[:] = 0.0
+        Y[:] = 0.0
+        rho[:] = 0.0
+        D[:] = 0.0
+        X_lo[:] = 0.0
+        G_lo[:] = 0.0
+        count[0] = it[0] = st[0] = backtracks[0] = extended[0] = 0
+        slope[0] = step[0] = f_lo[0] = 0.0
+        has_lo[0] = False
+        c, w = C[k], W[k]
         for j in range(d):
-            gd += Gt[k, j] * D[r, j]
-        steep = gd < 0.9 * slope[r]  # the curvature condition is not met yet
-        if not bad and steep and extended[r] < 10:  # extend the step, remembering this Armijo point
-            has_lo[r] = True
+            Xr[0, j] = X[k, j]
+        _rotation_pairs(Xr[0, p:], cs)
+        fr[0] = _value_and_grad_row(psi0, c, w, Xr[0, :p], cs, K, P, lam, Gr[0])
+        ne = 1
+        _start_row(0, Gr, S, Y, rho, count, st, D, slope, step, backtracks, gtol, alpha)
+        while st[0] == 0:
             for j in range(d):
-                X_lo[r, j] = Xt[k, j]
-                G_lo[r, j] = Gt[k, j]
-            f_lo[r] = fk
-            extended[r] += 1
-            step[r] *= 4.0
-        elif not bad:
-            _accept(r, Xt[k], fk, Gt[k], X, f, G, S, Y, rho, count, it, status, D, slope, step, backtracks,
-                    has_lo, extended, ftol, gtol, maxiter, alpha)
-        elif has_lo[r]:  # an extension overshot: take the best point seen
-            _accept(r, X_lo[r].copy(), f_lo[r], G_lo[r].copy(), X, f, G, S, Y, rho, count, it, status, D, slope,
-                    step, backtracks, has_lo, extended, ftol, gtol, maxiter, alpha)
-        else:  # backtrack: minimiser of the quadratic through f(0), f'(0), f(t), kept in [0.1 t, 0.5 t]
-            backtracks[r] += 1
-            t = step[r]
-            den = 2.0 * (fk - f[r] - slope[r] * t)
-            tq = -slope[r] * t * t / den if (np.isfinite(fk) and den > 0) else 0.5 * t
-            step[r] = min(max(tq, 0.1 * t), 0.5 * t)
-            if backtracks[r] > max_backtracks:
-                status[r] = 4
+                xt[j] = Xr[0, j] + step[0] * D[0, j]
+            _rotation_pairs(xt[p:], cs)
+            fk = _value_and_grad_row(psi0, c, w, xt[:p], cs, K, P, lam, gt)
+            ne += 1
+            _advance_row(0, xt, fk, gt, Xr, fr, Gr, S, Y, rho, count, it, st, D, slope, step, backtracks, has_lo,
+                         X_lo, f_lo, G_lo, extended, ftol, gtol, maxiter, max_backtracks, alpha)
+        for j in range(d):
+            X[k, j] = Xr[0, j]
+        f[k] = fr[0]
+        evals[k] = ne
+        status[k] = st[0]
 
 
 # ---- reading answers: shots counted and candidates ranked, all rows in one call ----------------------------

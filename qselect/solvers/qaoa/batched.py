@@ -23,6 +23,7 @@ Conventions as in :mod:`native`: little-endian index, angles
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import count
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from ...problems.bits import popcounts
 from ...validation import check_positive_int
 from .kernels import (
     expectations,
+    lbfgs_rows_call,
     rotation_pairs,
     states_rows,
     uses_row_kernel,
@@ -51,6 +53,7 @@ from .native import (
     real_dtype,
     single_thread_blas,
 )
+from .optimizers import BatchOutcome, batch_outcome, minimize_batch
 
 #: rows per chunk: their states (and adjoint states) stay in a core's L2 through all layers
 _CHUNK_BYTES = 1 << 17
@@ -428,6 +431,62 @@ class BatchedNumpyQAOA:
             for fut in futs:
                 fut.result()
         return value, grad
+
+    def minimize(self, x0, maxiter: int = 100, ftol: float = 1e-6, gtol: float = 1e-5, memory: int = 10,
+                 max_backtracks: int = 20) -> BatchOutcome:
+        """Minimise every row's ⟨C⟩ over its angles: :func:`optimizers.minimize_batch` on :meth:`value_and_grad`.
+
+        On the compiled path each row's whole optimisation is one compiled call
+        (:func:`kernels.lbfgs_rows_call`: the same state machine and evaluations, no return to
+        Python between them), and the threads take rows as they finish one, so rows that need
+        many iterations do not hold up a round of the others. The results are those of
+        ``minimize_batch(self.value_and_grad, x0, ...)`` bit for bit; elsewhere it is that call.
+
+        Parameters
+        ----------
+        x0 : array_like, shape (B, 2p)
+            Start angles ``[γ_1..γ_p, β_1..β_p]`` per row.
+        maxiter, ftol, gtol, memory, max_backtracks
+            As :func:`optimizers.minimize_batch`.
+
+        Returns
+        -------
+        optimizers.BatchOutcome
+
+        Raises
+        ------
+        QSelectError
+            If ``x0`` is not of shape (B, 2p).
+        """
+        X = np.array(x0, dtype=np.float64, order="C")
+        if X.shape != (self.B, 2 * self.p):
+            raise QSelectError(f"batched QAOA at p={self.p} needs start angles of shape ({self.B}, {2 * self.p}) "
+                               f"[γ_1..γ_p, β_1..β_p] per row, got {X.shape}")
+        if not self._kernel or maxiter <= 0:
+            return minimize_batch(self.value_and_grad, X, maxiter=maxiter, ftol=ftol, gtol=gtol, memory=memory,
+                                  max_backtracks=max_backtracks)
+        f, evals, status = np.empty(self.B), np.empty(self.B, np.int64), np.empty(self.B, np.int64)
+        fn, args = lbfgs_rows_call(self._psi0, self.costs, self.costs, X, f, evals, status, max(1, int(memory)),
+                                   ftol, gtol, maxiter, max_backtracks)
+        t = min(self.threads, self.B)
+        if t < 2:
+            fn(*args, 0, self.B)
+            return batch_outcome(X, f, evals, status)
+        nxt = count()  # the next row; next() is atomic under the GIL
+
+        def work():
+            for r in nxt:
+                if r >= self.B:
+                    return
+                fn(*args, r, r + 1)
+
+        futs = [_pool(self.threads - 1).submit(work) for _ in range(t - 1)]
+        try:
+            work()
+        finally:
+            for fut in futs:
+                fut.result()
+        return batch_outcome(X, f, evals, status)
 
     def _x_generator_dot(self, lam, psi) -> np.ndarray:
         """Per row, λ_f·(Aψ)_f summed over the X mixer's qubit groups (rotated frame, A real): ½ dE/dβ."""

@@ -191,6 +191,43 @@ def value_and_grad_call(psi0, C, W, rows, G, CS, val, grad) -> tuple:
                                               np.ascontiguousarray(CS, dtype=np.float64), val, grad)
 
 
+def lbfgs_rows_call(psi0, C, W, X, f, evals, status, memory: int, ftol: float, gtol: float, maxiter: int,
+                    max_backtracks: int) -> tuple:
+    """The compiled whole-row L-BFGS and its arguments, ``(fn, args)``: ``fn(*args, lo, hi)`` runs rows lo..hi-1.
+
+    Each row goes through :func:`optimizers.minimize_batch`'s state machine (the same
+    ``_start_row``/``_advance_row`` code its compiled rounds run) with its evaluations
+    (:func:`value_and_grad_rows`'s per-row code, (cos β, sin β) from libm as :func:`rotation_pairs`)
+    in between, never returning to Python: the same numbers as ``minimize_batch`` on the engine's
+    ``value_and_grad``, bit for bit. Rows are independent and the GIL is released, so threads may
+    share a batch by calling ``fn`` on disjoint ranges.
+
+    Parameters
+    ----------
+    psi0 : numpy.ndarray, complex, shape (2^n,)
+    C, W : numpy.ndarray, real, shape (B, 2^n), C-contiguous
+    X : numpy.ndarray of float64, shape (B, 2p), C-contiguous
+        Start points, overwritten with each row's best point.
+    f : numpy.ndarray of float64, shape (B,)
+        Out: the value at each best point.
+    evals, status : numpy.ndarray of int64, shape (B,)
+        Out: value-and-gradient calls per row, and the stopping reason (``optimizers`` codes 1–4).
+    memory, ftol, gtol, maxiter, max_backtracks
+        As :func:`optimizers.minimize_batch` (``maxiter`` ≥ 1).
+
+    Returns
+    -------
+    tuple
+        ``(fn, args)``.
+
+    References
+    ----------
+    Nocedal & Wright, Numerical Optimization (2006), Alg. 7.4–7.5 and §3.5.
+    """
+    return _compiled()._lbfgs_rows, (_floats(psi0), C, W, X, f, evals, status, int(memory), float(ftol), float(gtol),
+                                     int(maxiter), int(max_backtracks))
+
+
 def states_rows(psi0: np.ndarray, C: np.ndarray, rows: np.ndarray, G: np.ndarray, CS: np.ndarray) -> np.ndarray:
     """The final QAOA states of :func:`value_and_grad_rows`' forward sweep, shape (b, 2^n), rotated frame.
 
@@ -331,6 +368,6 @@ def lbfgs_kernels():
     return _compiled() if AVAILABLE else None
 
 
-__all__ = ["AVAILABLE", "MAX_AMPLITUDES", "compiled_extra_bytes", "expectations", "lbfgs_kernels", "offered_rows",
-           "order_rows", "phases", "rotation_pairs", "states_rows", "uses_row_kernel", "value_and_grad_call",
-           "value_and_grad_rows"]
+__all__ = ["AVAILABLE", "MAX_AMPLITUDES", "compiled_extra_bytes", "expectations", "lbfgs_kernels", "lbfgs_rows_call",
+           "offered_rows", "order_rows", "phases", "rotation_pairs", "states_rows", "uses_row_kernel",
+           "value_and_grad_call", "value_and_grad_rows"]

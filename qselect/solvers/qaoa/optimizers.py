@@ -203,7 +203,23 @@ def _minimize_batch_compiled(k, value_and_grad, X, f, G, S, Y, rho, count, it, e
                          S, Y, rho, count, it, status, D, slope, step, backtracks, has_lo, X_lo, f_lo, G_lo, extended,
                          float(ftol), float(gtol), int(maxiter), int(max_backtracks))
         idx = np.flatnonzero(status == 0)
-    return BatchOutcome(X, f, evals, [_STATUS[s] for s in status.tolist()])
+    return batch_outcome(X, f, evals, status)
+
+
+def batch_outcome(X, f, evals, status) -> BatchOutcome:
+    """A :class:`BatchOutcome` from the compiled state machine's arrays (``status``: its codes 1–4, per row).
+
+    Parameters
+    ----------
+    X : numpy.ndarray of float64, shape (B, d)
+    f : numpy.ndarray of float64, shape (B,)
+    evals, status : numpy.ndarray of int64, shape (B,)
+
+    Returns
+    -------
+    BatchOutcome
+    """
+    return BatchOutcome(X, f, evals, [_STATUS[s] for s in np.asarray(status).tolist()])
 
 
 def minimize_batch(value_and_grad, x0, maxiter: int = 100, ftol: float = 1e-6, gtol: float = 1e-5,

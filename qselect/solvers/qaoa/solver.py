@@ -140,6 +140,35 @@ class QAOASolver(Solver):
         return (self.batch is not False and self.backend == "native" and self.objective == "expectation"
                 and self._optimizer_name() == "L-BFGS-B")
 
+    def lanes(self) -> list:
+        """The solvers of the lock-step lanes a block descent runs its batches in: two when they overlap well.
+
+        A compiled batch (NumPy engine, X mixer, numba) spends its optimisation in compiled code
+        that releases the GIL (:meth:`BatchedNumpyQAOA.minimize
+        <qselect.solvers.qaoa.batched.BatchedNumpyQAOA.minimize>`), while building the cost
+        vectors and reading the answers is Python. With two or more threads,
+        :class:`~qselect.formulate.decompose.BlockSolver` then advances two halves of its problems
+        on two threads, each with a copy of this solver holding half the threads (at least one),
+        so one half's Python work runs while the other half is simulated. The answers do not
+        depend on it: a problem's answer does not depend on its batch, nor on the threads.
+
+        Returns
+        -------
+        list of QAOASolver
+            Two copies with ``threads`` halved, or ``[self]``: not :meth:`batchable`, the torch
+            engine, the XY mixer, no numba, or one thread.
+        """
+        from .kernels import AVAILABLE
+        from .native import _threads
+
+        if not (AVAILABLE and self.batchable() and self.mixer == "x" and self._engine_kind() == "numpy"):
+            return [self]
+        threads = self.threads if self.threads is not None else _threads()
+        if threads < 2:
+            return [self]
+        lane = self.set_params(threads=threads // 2)
+        return [lane, lane]
+
     def solve_many(self, problems, executor=None, progress=False) -> list:
         """Solve independent problems, same-size ones as one batch.
 
@@ -305,7 +334,7 @@ class QAOASolver(Solver):
             costs[i] = c
         if kind == "numpy":
             engine = BatchedNumpyQAOA(costs, self.p, self.mixer, k, dtype, threads=self.threads)
-            fg = engine.value_and_grad
+            run = engine.minimize  # minimize_batch on its value_and_grad, each row's whole run compiled where it can
         else:
             from .native_torch import TorchQAOA
 
@@ -313,13 +342,16 @@ class QAOASolver(Solver):
 
             def fg(X, rows):
                 return engine.subset(rows).value_and_grad(X)
+
+            def run(x0, maxiter):
+                return minimize_batch(fg, x0, maxiter=maxiter)
         best_x = best_f = None
         evals = np.zeros(B, dtype=np.int64)
         msgs = [""] * B
         starts = [np.stack([x0 for _, x0 in solvers])]
         starts += [np.stack([random_angles(self.p, (sd, r)) for sd, _ in solvers]) for r in range(1, self.restarts + 1)]
         for x0 in starts:
-            res = minimize_batch(fg, x0, maxiter=self.maxiter)
+            res = run(x0, maxiter=self.maxiter)
             evals += res.evaluations
             if best_x is None:
                 best_x, best_f, msgs = res.x.copy(), res.fun.copy(), list(res.messages)
