@@ -133,18 +133,25 @@ class Problem(ABC):
             this representation (a diagonal cost cannot fix every bit; a refit cost
             refuses more free bits than it tabulates, ``ProblemTooLargeError``).
         """
-        free, x, rest = self._check_outside(free, x)
-        return self._fix_outside(free, x, rest)
+        free, x = self._check_outside(free, x)
+        return self._fix_outside(free, x)
 
-    def _fix_outside(self, free: np.ndarray, x: np.ndarray, rest: np.ndarray) -> "Problem":
-        """:meth:`fix_outside` on checked arrays (sorted ``free``, ``x`` uint8, ``rest`` the fixed positions).
+    def _fix_outside(self, free: np.ndarray, x: np.ndarray) -> "Problem":
+        """:meth:`fix_outside` on checked arrays (``free`` sorted int64, ``x`` uint8).
 
         This default folds through :meth:`fix`; representations override it with an array fold.
         """
+        rest = self._outside(free)
         return self.fix(dict(zip(rest.tolist(), x[rest].tolist())))
 
-    def _check_outside(self, free, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(free sorted, x as uint8, the fixed positions) for :meth:`fix_outside`, checked."""
+    def _outside(self, free: np.ndarray) -> np.ndarray:
+        """The positions not in ``free`` (checked, sorted), in index order, int64."""
+        keep = np.ones(self.n, dtype=bool)
+        keep[free] = False
+        return np.flatnonzero(keep)
+
+    def _check_outside(self, free, x) -> tuple[np.ndarray, np.ndarray]:
+        """(free sorted as int64, x as uint8) for :meth:`fix_outside`, checked."""
         try:
             shape = np.shape(x)
         except ValueError:  # ragged nesting
@@ -153,16 +160,15 @@ class Problem(ABC):
             raise QSelectError(f"x must be one assignment of shape ({self.n},), got shape {shape}")
         x = as_bits(x, self.n, "x")
         f = np.asarray(free)
-        if f.ndim != 1 or (f.size and not np.issubdtype(f.dtype, np.integer)):
+        if f.ndim != 1 or (f.size and f.dtype.kind not in "iu"):
             raise QSelectError(f"free must be a 1-D array of integer positions, got {f.dtype} of shape {f.shape}")
-        if f.size and (f.min() < 0 or f.max() >= self.n):  # in its own dtype: no wrap-around before the check
-            raise QSelectError(f"free positions must lie in [0, {self.n}), got {f.min()}..{f.max()}")
+        f = np.sort(f)
+        if f.size and (f[0] < 0 or f[-1] >= self.n):  # in its own dtype: no wrap-around before the check
+            raise QSelectError(f"free positions must lie in [0, {self.n}), got {f[0]}..{f[-1]}")
         f = f.astype(np.int64, copy=False)
-        keep = np.ones(self.n, dtype=bool)
-        keep[f] = False
-        if self.n - int(np.count_nonzero(keep)) != f.size:
+        if f.size > 1 and not (f[1:] != f[:-1]).all():
             raise QSelectError("free positions must be distinct")
-        return np.flatnonzero(~keep), x, np.flatnonzero(keep)
+        return f, x
 
     def z_constant(self) -> float:
         """The constant term of :meth:`z_terms` (offset included), without building the term dictionary.

@@ -357,11 +357,11 @@ class GramQUBO(Problem):
             x[i] = assignment[i]
         return self._fold(x, np.asarray(fixed, np.int64), np.asarray(free, np.int64))
 
-    def _fix_outside(self, free: np.ndarray, x: np.ndarray, rest: np.ndarray) -> Problem:
+    def _fix_outside(self, free: np.ndarray, x: np.ndarray) -> Problem:
         """:meth:`fix_outside`'s fold from arrays: ``fix``'s numbers without the dictionary."""
         xf = x.astype(np.float64)
         xf[free] = 0.0
-        return self._fold(xf, rest, free)
+        return self._fold(xf, self._outside(free), free)
 
     def _fold(self, x: np.ndarray, fixed_a: np.ndarray, free_a: np.ndarray) -> Problem:
         """The problem over the sorted positions ``free_a``, the bits ``fixed_a`` at their values in ``x``."""

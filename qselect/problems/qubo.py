@@ -1,6 +1,7 @@
 """QUBO: E(x) = xᵀQx + linear·x + offset over x ∈ {0,1}^n, with exact conversions."""
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Iterable
 
@@ -245,8 +246,9 @@ class QUBO(Problem):
         -------
         float
         """
-        h, J, _ = self.to_ising()
-        m = max(float(np.abs(h).max(initial=0.0)), float(np.abs(J).max(initial=0.0)))
+        a, b = self._lin, self._quad
+        h = -a / 2 - (b.sum(axis=1) + b.sum(axis=0)) / 4  # to_ising's h; its J = b / 4, so max |J| = max |b| / 4
+        m = max(float(np.abs(h).max(initial=0.0)), float(np.abs(b).max(initial=0.0)) / 4)
         return m if m > 0 else 1.0
 
     def fix(self, assignment: dict[int, int]) -> "QUBO":
@@ -272,7 +274,7 @@ class QUBO(Problem):
         x[fixed] = [assignment[i] for i in fixed]
         return self._fold(x, np.asarray(free, dtype=np.int64))
 
-    def _fix_outside(self, free: np.ndarray, x: np.ndarray, rest: np.ndarray) -> "QUBO":
+    def _fix_outside(self, free: np.ndarray, x: np.ndarray) -> "QUBO":
         """:meth:`fix_outside`'s fold from arrays: ``fix``'s numbers without the dictionary."""
         xf = x.astype(np.float64)
         xf[free] = 0.0
@@ -291,7 +293,7 @@ class QUBO(Problem):
         if self.k is not None:
             k = self.k - int(x.sum())
             k = k if 0 <= k <= len(free) else None
-        if not (np.isfinite(offset) and np.isfinite(lin).all()):  # what the constructor would refuse
+        if not (math.isfinite(offset) and np.isfinite(lin).all()):  # what the constructor would refuse
             return self._carry(QUBO(quad, lin, offset, [self.labels[i] for i in free], k=k, name=self.name), free)
         # free positions are sorted, so quad stays strictly upper-triangular and the QUBO is already
         # canonical; adding 0.0 normalises -0.0 exactly as the constructor's triangle sums do
