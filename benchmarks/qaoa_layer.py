@@ -6,8 +6,9 @@ A digits MLP (hidden 64, 64) is trained briefly; its second hidden layer
 (``BlockSolver``) and solved with exact search, QAOA p=1 and p=2 — QAOA both
 sequentially (``QAOASolver(batch=False)``: every block its own simulation and
 scipy L-BFGS-B, one thread) and batched (the descents of all neurons advance in lock-step,
-each round's blocks simulated together with a batched L-BFGS; the batch's rows
-shared among the CPU's threads, and again on one thread, ``threads=1``). With more than one CPU, both QAOA
+each round's blocks simulated together, every row's whole L-BFGS one compiled call; with two or
+more threads the neurons in two lanes of half the threads each, one lane's Python running while the other's
+blocks are simulated; and again on one thread, ``threads=1``: one lane). With more than one CPU, both QAOA
 paths run again through a pool of one worker process per CPU (``solve_many(executor=ProcessExecutor(w))``:
 sequential solves whole problems in each worker, batched runs the lock-step descents of a contiguous share
 of the problems in each). Same seeds everywhere, and the same answers on every path.

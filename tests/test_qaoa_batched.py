@@ -605,19 +605,45 @@ def test_engine_minimize_without_the_row_kernel_is_minimize_batch():
     _same_outcome(eng.minimize(x0), minimize_batch(eng.value_and_grad, x0))
 
 
-def test_qaoa_lanes_split_the_threads_and_only_where_batches_run_compiled():
-    from qselect.solvers.qaoa import kernels
-
+def test_qaoa_lanes_split_the_threads_and_only_where_batches_release_the_gil():
     s = QAOASolver(p=1, seed=3, threads=4)
     lanes = s.lanes()
-    if kernels.AVAILABLE:
-        assert len(lanes) == 2 and all(x.threads == 2 and x.seed == 3 for x in lanes) and s.threads == 4
-        assert [x.threads for x in QAOASolver(threads=3).lanes()] == [1, 1]
-    else:
-        assert lanes == [s]
+    assert [x.threads for x in lanes] == [2, 2] and lanes[0] is not lanes[1] and s.threads == 4
+    assert all(x.seed == 3 and x.p == 1 for x in lanes)
+    assert [x.threads for x in QAOASolver(threads=3).lanes()] == [1, 2]
     for one in (QAOASolver(threads=1), QAOASolver(threads=4, batch=False), QAOASolver(threads=4, mixer="xy", k=2),
                 QAOASolver(threads=4, engine="torch")):
         assert one.lanes() == [one]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_interrupt_stops_the_compiled_minimisation_after_the_rows_in_hand(monkeypatch, threads):
+    import threading
+
+    from qselect.solvers.qaoa import batched, kernels
+
+    if not kernels.AVAILABLE:
+        pytest.skip("the whole-row compiled L-BFGS needs numba")
+    B = 60
+    eng = BatchedNumpyQAOA(_mixed_costs(10, B), 2, "x", None, np.complex128, threads=threads)
+    done = []
+    main = threading.get_ident()
+
+    def fake_call(*a, **k):
+        fn, args = kernels.lbfgs_rows_call(*a, **k)
+
+        def rows(*xs):
+            if threading.get_ident() == main and done:
+                raise KeyboardInterrupt  # Ctrl-C during the main thread's second chunk
+            fn(*xs)
+            done.extend(range(xs[-2], xs[-1]))
+
+        return rows, args
+
+    monkeypatch.setattr(batched, "lbfgs_rows_call", fake_call)
+    with pytest.raises(KeyboardInterrupt):
+        eng.minimize(np.zeros((B, 4)) + 0.1)
+    assert 0 < len(done) <= B // 2  # the helper stopped taking rows as well
 
 
 def test_block_descent_lanes_give_the_one_lane_answers(monkeypatch):

@@ -6,7 +6,8 @@ problem is a row of one array, evaluated all at once. For the X mixer on
 block-sized states (numba installed) each row's whole value and adjoint
 gradient (Jones & Gacon 2020, arXiv:2009.02823) is one compiled sweep
 (:func:`kernels.value_and_grad_rows`, the code the single-problem engine runs),
-and slabs of rows run on threads. Otherwise the cost phase is one elementwise
+and slabs of rows run on threads; :meth:`BatchedNumpyQAOA.minimize` there runs each
+row's whole L-BFGS, evaluations included, as one compiled call. Otherwise the cost phase is one elementwise
 pass with a per-row γ, the X mixer one stacked matmul per qubit group with a
 per-row rotation (the XY ring pair by pair), and the adjoint sweep runs on
 all rows at once.
@@ -41,6 +42,7 @@ from .kernels import (
 )
 from .native import (
     NumpyQAOA,
+    _cpus,
     _group_generator,
     _groups,
     _hamming_cached,
@@ -438,9 +440,11 @@ class BatchedNumpyQAOA:
 
         On the compiled path each row's whole optimisation is one compiled call
         (:func:`kernels.lbfgs_rows_call`: the same state machine and evaluations, no return to
-        Python between them), and the threads take rows as they finish one, so rows that need
-        many iterations do not hold up a round of the others. The results are those of
-        ``minimize_batch(self.value_and_grad, x0, ...)`` bit for bit; elsewhere it is that call.
+        Python between them), and the threads take chunks of rows as they finish one, so rows
+        that need many iterations do not hold up a round of the others; an interrupt (Ctrl-C)
+        is seen after the rows in hand (a quarter of a thread's share at most). The results are
+        those of ``minimize_batch(self.value_and_grad, x0, ...)`` bit for bit; elsewhere it is
+        that call.
 
         Parameters
         ----------
@@ -469,20 +473,25 @@ class BatchedNumpyQAOA:
         fn, args = lbfgs_rows_call(self._psi0, self.costs, self.costs, X, f, evals, status, max(1, int(memory)),
                                    ftol, gtol, maxiter, max_backtracks)
         t = min(self.threads, self.B)
-        if t < 2:
-            fn(*args, 0, self.B)
-            return batch_outcome(X, f, evals, status)
-        nxt = count()  # the next row; next() is atomic under the GIL
+        # rows in chunks, a quarter of a thread's share: few returns to Python (each waits for the GIL, which
+        # another lane may hold) and still a balanced finish; an interrupt is seen after the chunk in hand
+        size = max(1, self.B // (4 * t))
+        nxt = count(0, size)  # the next chunk's first row; next() is atomic under the GIL
+        stop = []  # set when this thread is interrupted: the helpers take no further chunk
 
         def work():
             for r in nxt:
-                if r >= self.B:
+                if r >= self.B or stop:
                     return
-                fn(*args, r, r + 1)
+                fn(*args, r, min(r + size, self.B))
 
-        futs = [_pool(self.threads - 1).submit(work) for _ in range(t - 1)]
+        # helpers from a pool as large as the CPUs, so lanes calling at once do not queue behind each other
+        futs = [_pool(max(_cpus(), t - 1)).submit(work) for _ in range(t - 1)]
         try:
             work()
+        except BaseException:
+            stop.append(True)
+            raise
         finally:
             for fut in futs:
                 fut.result()

@@ -141,33 +141,32 @@ class QAOASolver(Solver):
                 and self._optimizer_name() == "L-BFGS-B")
 
     def lanes(self) -> list:
-        """The solvers of the lock-step lanes a block descent runs its batches in: two when they overlap well.
+        """The solvers of the lock-step lanes a block descent runs its batches in: two where they overlap.
 
-        A compiled batch (NumPy engine, X mixer, numba) spends its optimisation in compiled code
-        that releases the GIL (:meth:`BatchedNumpyQAOA.minimize
-        <qselect.solvers.qaoa.batched.BatchedNumpyQAOA.minimize>`), while building the cost
-        vectors and reading the answers is Python. With two or more threads,
-        :class:`~qselect.formulate.decompose.BlockSolver` then advances two halves of its problems
-        on two threads, each with a copy of this solver holding half the threads (at least one),
-        so one half's Python work runs while the other half is simulated. The answers do not
-        depend on it: a problem's answer does not depend on its batch, nor on the threads.
+        A batch on the NumPy engine with the X mixer spends its optimisation in code that
+        releases the GIL (the compiled L-BFGS of :meth:`BatchedNumpyQAOA.minimize
+        <qselect.solvers.qaoa.batched.BatchedNumpyQAOA.minimize>` on block-sized states, BLAS
+        beyond), while building the cost vectors and reading the answers is Python. With two or
+        more threads, :class:`~qselect.formulate.decompose.BlockSolver` then advances two halves of
+        its problems on two threads, each with its own copy of this solver holding half the
+        threads (⌊t/2⌋ and ⌈t/2⌉), so one half's Python work runs while the other half is
+        simulated. The answers do not depend on it: a problem's answer depends neither on its
+        batch nor on the thread count.
 
         Returns
         -------
         list of QAOASolver
-            Two copies with ``threads`` halved, or ``[self]``: not :meth:`batchable`, the torch
-            engine, the XY mixer, no numba, or one thread.
+            Two copies with the threads split, or ``[self]``: not :meth:`batchable`, the torch
+            engine, the XY mixer, or one thread.
         """
-        from .kernels import AVAILABLE
         from .native import _threads
 
-        if not (AVAILABLE and self.batchable() and self.mixer == "x" and self._engine_kind() == "numpy"):
+        if not (self.batchable() and self.mixer == "x" and self._engine_kind() == "numpy"):
             return [self]
         threads = self.threads if self.threads is not None else _threads()
         if threads < 2:
             return [self]
-        lane = self.set_params(threads=threads // 2)
-        return [lane, lane]
+        return [self.set_params(threads=threads // 2), self.set_params(threads=threads - threads // 2)]
 
     def solve_many(self, problems, executor=None, progress=False) -> list:
         """Solve independent problems, same-size ones as one batch.
