@@ -16,9 +16,10 @@ of the problems in each). Same seeds everywhere, and the same answers on every p
     .venv/bin/python benchmarks/qaoa_layer.py --repeat 2 --out benchmarks/results/qaoa_layer.json
     .venv/bin/python benchmarks/qaoa_layer.py --quick --out /tmp/qaoa_layer_quick.json   # half the neurons
 
-With ``--repeat R`` every configuration runs R times (same seeds, same answers) and the
-fastest wall time counts. The JSON holds wall times, the layer's total energy per run, the machine load
-(os.getloadavg before and after), ``ratio_layer_batched_vs_sequential`` per p
+Before its timed runs every configuration solves one problem untimed (numba's first compile on a
+fresh checkout takes about 30 s). With ``--repeat R`` every configuration runs R times (same seeds,
+same answers) and the fastest wall time counts. The JSON holds wall times, the layer's total energy
+per run, the machine load (os.getloadavg before and after), ``ratio_layer_batched_vs_sequential`` per p
 (and ``ratio_layer_batched_1thread_vs_sequential_p{1,2}``), QAOA's time ratio to exact search on the same blocks
 and, with worker processes, ``ratio_layer_batched_workers_vs_sequential_p{1,2}`` (batched in the pool against
 the one-process sequential run) and ``ratio_layer_batched_workers_vs_sequential_workers_p{1,2}`` (both in the pool).
@@ -67,6 +68,9 @@ def layer_problems(neurons: int, seed: int = 0, calib: int = 256):
 
 
 def run(name, solver, problems, qubits, seed, repeat=1, executor=None):
+    # untimed: one problem through the same path, so no timed run pays numba's first compile (about 30 s on a
+    # fresh checkout) or loading the compiled code; forked pool workers inherit it
+    make_solver(solver, qubits, seed).solve_many(problems[:1])
     walls = []
     for _ in range(repeat):  # the same seeded work each time: the fastest is the least disturbed by load
         block = make_solver(solver, qubits, seed)

@@ -606,7 +606,12 @@ def test_engine_minimize_without_the_row_kernel_is_minimize_batch():
 
 
 def test_qaoa_lanes_split_the_threads_and_only_where_batches_release_the_gil():
+    from qselect.solvers.qaoa import kernels
+
     s = QAOASolver(p=1, seed=3, threads=4)
+    if not kernels.AVAILABLE:
+        assert s.lanes() == [s]
+        return
     lanes = s.lanes()
     assert [x.threads for x in lanes] == [2, 2] and lanes[0] is not lanes[1] and s.threads == 4
     assert all(x.seed == 3 and x.p == 1 for x in lanes)
@@ -691,3 +696,25 @@ def test_an_error_in_one_lane_stops_the_others_and_is_raised():
     done = BlockSolver(Lanes(p=1, seed=0, shots=32, threads=1), qubits=5, max_sweeps=2).solve_many(
         big[:3], progress=True)
     assert len(done) == 3 and all(r is not None for r in done)
+
+
+def test_a_cancel_scope_stops_the_compiled_minimisation():
+    import threading
+
+    from qselect.solvers.base import Cancelled, cancel_event, cancel_scope
+    from qselect.solvers.qaoa import kernels
+
+    if not kernels.AVAILABLE:
+        pytest.skip("the whole-row compiled L-BFGS needs numba")
+    eng = BatchedNumpyQAOA(_mixed_costs(6, 8), 1, "x", None, np.complex128, threads=2)
+    x0 = np.zeros((8, 2)) + 0.1
+    ev = threading.Event()
+    assert cancel_event() is None
+    with cancel_scope(ev):
+        assert cancel_event() is ev
+        ok = eng.minimize(x0)  # not set: the usual answer
+        ev.set()
+        with pytest.raises(Cancelled):
+            eng.minimize(x0)
+    assert cancel_event() is None
+    _same_outcome(ok, minimize_batch(eng.value_and_grad, x0))

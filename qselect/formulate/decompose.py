@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import QSelectError
 from ..problems import Problem
 from ..solvers._sampling import best_with_k
-from ..solvers.base import MAX_SEED, Solver, SolveResult, make_result, solve_in_chunks
+from ..solvers.base import MAX_SEED, Cancelled, Solver, SolveResult, cancel_scope, make_result, solve_in_chunks
 from ..solvers.baselines import MagnitudeSolver, flip_deltas, swap_deltas
 from ..solvers.controls import aggregate_baselines
 
@@ -354,7 +354,9 @@ class BlockSolver(Solver):
     def _lanes(self, live: dict, out: list, lanes: list, bar) -> None:
         """:meth:`_lockstep` on contiguous shares of ``live``, one lane solver and one thread each.
 
-        The first error stops the other lanes at their next round and is raised here.
+        The first error (or interrupt) stops the other lanes at their next round, or within
+        their batch where it checks :func:`~qselect.solvers.base.cancel_scope`'s event, and is
+        raised here.
         """
         import threading
         from concurrent.futures import ThreadPoolExecutor
@@ -371,7 +373,11 @@ class BlockSolver(Solver):
 
         def run(share, inner):
             try:
-                self._lockstep(share, out, inner, None if bar is None else tick, stop)
+                with cancel_scope(stop):  # a long compiled stretch of this lane stops early too
+                    self._lockstep(share, out, inner, None if bar is None else tick, stop)
+            except Cancelled:
+                if not stop.is_set():
+                    raise
             except BaseException:
                 stop.set()
                 raise

@@ -8,8 +8,10 @@ gets validation, timing, ``solve_many`` and executor support for free.
 from __future__ import annotations
 
 import inspect
+import threading
 import time
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -305,6 +307,44 @@ class Solver(ABC):
         return f"{type(self).__name__}({params})"
 
 
+class Cancelled(Exception):
+    """A solve stopped because the event of its thread's :func:`cancel_scope` was set."""
+
+
+_cancel = threading.local()
+
+
+@contextmanager
+def cancel_scope(event: threading.Event):
+    """Let long solves in this thread stop early once ``event`` is set.
+
+    Solvers that run long compiled stretches (the batched QAOA optimisation) check the event
+    of their thread's innermost scope between stretches and raise :class:`Cancelled` once it
+    is set. A block descent's lanes use it: when one lane fails or is interrupted, the
+    others stop within a stretch instead of finishing their round.
+
+    Parameters
+    ----------
+    event : threading.Event
+    """
+    prev = getattr(_cancel, "event", None)
+    _cancel.event = event
+    try:
+        yield
+    finally:
+        _cancel.event = prev
+
+
+def cancel_event() -> threading.Event | None:
+    """The event of this thread's innermost :func:`cancel_scope`, or None outside any.
+
+    Returns
+    -------
+    threading.Event or None
+    """
+    return getattr(_cancel, "event", None)
+
+
 def check_problems(solver: "Solver", problems: list) -> None:
     """Refuse, in one line, an item of ``solver.solve_many``'s list that is not a qselect problem.
 
@@ -456,4 +496,5 @@ def make_result(problem: Problem, bits, solver: str, **kw) -> SolveResult:
     return SolveResult(bits=bits, energy=float(problem.energy(bits)), solver=solver, **kw)
 
 
-__all__ = ["Solver", "SolveResult", "int_setting", "make_result", "problem_list", "summarise_samples"]
+__all__ = ["Cancelled", "Solver", "SolveResult", "cancel_event", "cancel_scope", "int_setting", "make_result",
+           "problem_list", "summarise_samples"]

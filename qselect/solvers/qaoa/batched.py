@@ -32,6 +32,7 @@ from ...ansatz import check_mixer, ring_pairs
 from ...errors import QSelectError
 from ...problems.bits import popcounts
 from ...validation import check_positive_int
+from ..base import Cancelled, cancel_event
 from .kernels import (
     expectations,
     lbfgs_rows_call,
@@ -442,7 +443,8 @@ class BatchedNumpyQAOA:
         (:func:`kernels.lbfgs_rows_call`: the same state machine and evaluations, no return to
         Python between them), and the threads take chunks of rows as they finish one, so rows
         that need many iterations do not hold up a round of the others; an interrupt (Ctrl-C)
-        is seen after the rows in hand (a quarter of a thread's share at most). The results are
+        is seen after the rows in hand (a quarter of a thread's share at most), and so is the
+        event of this thread's :func:`~qselect.solvers.base.cancel_scope`. The results are
         those of ``minimize_batch(self.value_and_grad, x0, ...)`` bit for bit; elsewhere it is
         that call.
 
@@ -461,6 +463,8 @@ class BatchedNumpyQAOA:
         ------
         QSelectError
             If ``x0`` is not of shape (B, 2p).
+        Cancelled
+            If the event of this thread's ``cancel_scope`` is set during the optimisation.
         """
         X = np.array(x0, dtype=np.float64, order="C")
         if X.shape != (self.B, 2 * self.p):
@@ -478,10 +482,11 @@ class BatchedNumpyQAOA:
         size = max(1, self.B // (4 * t))
         nxt = count(0, size)  # the next chunk's first row; next() is atomic under the GIL
         stop = []  # set when this thread is interrupted: the helpers take no further chunk
+        cancel = cancel_event()  # set from outside (another lane failed): stop after the chunks in hand
 
         def work():
             for r in nxt:
-                if r >= self.B or stop:
+                if r >= self.B or stop or (cancel is not None and cancel.is_set()):
                     return
                 fn(*args, r, min(r + size, self.B))
 
@@ -495,6 +500,8 @@ class BatchedNumpyQAOA:
         finally:
             for fut in futs:
                 fut.result()
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("the batched optimisation was cancelled (cancel_scope's event set)")
         return batch_outcome(X, f, evals, status)
 
     def _x_generator_dot(self, lam, psi) -> np.ndarray:

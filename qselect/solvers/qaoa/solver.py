@@ -143,8 +143,8 @@ class QAOASolver(Solver):
     def lanes(self) -> list:
         """The solvers of the lock-step lanes a block descent runs its batches in: two where they overlap.
 
-        A batch on the NumPy engine with the X mixer spends its optimisation in code that
-        releases the GIL (the compiled L-BFGS of :meth:`BatchedNumpyQAOA.minimize
+        A batch on the NumPy engine with the X mixer and numba spends its optimisation in code
+        that releases the GIL (the compiled L-BFGS of :meth:`BatchedNumpyQAOA.minimize
         <qselect.solvers.qaoa.batched.BatchedNumpyQAOA.minimize>` on block-sized states, BLAS
         beyond), while building the cost vectors and reading the answers is Python. With two or
         more threads, :class:`~qselect.formulate.decompose.BlockSolver` then advances two halves of
@@ -157,11 +157,12 @@ class QAOASolver(Solver):
         -------
         list of QAOASolver
             Two copies with the threads split, or ``[self]``: not :meth:`batchable`, the torch
-            engine, the XY mixer, or one thread.
+            engine, the XY mixer, no numba, or one thread.
         """
+        from .kernels import AVAILABLE
         from .native import _threads
 
-        if not (self.batchable() and self.mixer == "x" and self._engine_kind() == "numpy"):
+        if not (AVAILABLE and self.batchable() and self.mixer == "x" and self._engine_kind() == "numpy"):
             return [self]
         threads = self.threads if self.threads is not None else _threads()
         if threads < 2:
