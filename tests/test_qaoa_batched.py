@@ -652,8 +652,6 @@ def test_an_interrupt_stops_the_compiled_minimisation_after_the_rows_in_hand(mon
 
 
 def test_block_descent_lanes_give_the_one_lane_answers(monkeypatch):
-    from qselect.executors import progress_bar  # noqa: F401  (the bar the lanes share)
-
     big = [QUBO.random(14, seed=s) for s in range(5)]
 
     def solve(threads):

@@ -66,6 +66,15 @@ _CHUNK_BYTES = 1 << 17
 _MIN_SPLIT_WORK = 1 << 15
 
 
+def _helpers(n: int):
+    """A thread pool for ``n`` helper tasks, as large as the CPUs (at least ``n``).
+
+    Shared by every engine in the process: callers working at once (a block descent's lanes)
+    get their helpers side by side instead of queueing on a pool sized for one of them.
+    """
+    return _pool(max(_cpus(), n))
+
+
 def _rowdot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Σ conj(x_r)·y_r for every row r of two (b, ...) arrays, shape (b,).
 
@@ -426,7 +435,7 @@ class BatchedNumpyQAOA:
             return value, grad
         cuts = [b * k // t for k in range(t + 1)]
         calls = [slab(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])]
-        futs = [_pool(self.threads - 1).submit(fn, *args) for fn, args in calls[1:]]  # one pool per setting
+        futs = [_helpers(t - 1).submit(fn, *args) for fn, args in calls[1:]]
         try:
             fn, args = calls[0]  # this thread's share
             fn(*args)
@@ -490,8 +499,7 @@ class BatchedNumpyQAOA:
                     return
                 fn(*args, r, min(r + size, self.B))
 
-        # helpers from a pool as large as the CPUs, so lanes calling at once do not queue behind each other
-        futs = [_pool(max(_cpus(), t - 1)).submit(work) for _ in range(t - 1)]
+        futs = [_helpers(t - 1).submit(work) for _ in range(t - 1)]
         try:
             work()
         except BaseException:
