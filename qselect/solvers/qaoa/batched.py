@@ -67,10 +67,11 @@ _MIN_SPLIT_WORK = 1 << 15
 
 
 def _helpers(n: int):
-    """A thread pool for ``n`` helper tasks, as large as the CPUs (at least ``n``).
+    """A thread pool for up to ``n`` helper tasks, as large as the CPUs (at least ``n``).
 
-    Shared by every engine in the process: callers working at once (a block descent's lanes)
-    get their helpers side by side instead of queueing on a pool sized for one of them.
+    Sized by the engine's thread setting, not by a call's batch, so shrinking batches reuse one
+    pool; shared by every engine in the process, so callers working at once (a block descent's
+    lanes) get their helpers side by side instead of queueing on a pool sized for one of them.
     """
     return _pool(max(_cpus(), n))
 
@@ -435,7 +436,7 @@ class BatchedNumpyQAOA:
             return value, grad
         cuts = [b * k // t for k in range(t + 1)]
         calls = [slab(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])]
-        futs = [_helpers(t - 1).submit(fn, *args) for fn, args in calls[1:]]
+        futs = [_helpers(self.threads - 1).submit(fn, *args) for fn, args in calls[1:]]
         try:
             fn, args = calls[0]  # this thread's share
             fn(*args)
@@ -499,7 +500,7 @@ class BatchedNumpyQAOA:
                     return
                 fn(*args, r, min(r + size, self.B))
 
-        futs = [_helpers(t - 1).submit(work) for _ in range(t - 1)]
+        futs = [_helpers(self.threads - 1).submit(work) for _ in range(t - 1)]
         try:
             work()
         except BaseException:
