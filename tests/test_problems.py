@@ -356,3 +356,65 @@ def test_fixing_bits_carries_the_scores_of_the_free_ones():
     np.testing.assert_array_equal(sub.scores, [1.0, 2.0, 4.0, 5.0])
     x = np.array([1, 0, 1, 0, 1, 1], dtype=np.uint8)
     assert abs(sub.energy(x[[1, 2, 4, 5]]) - q.energy(x)) < 1e-12
+
+
+def _fold_and_table(q, free, x, dtype):
+    from qselect.problems import kernels
+
+    lin, quad = q._lin, q._quad
+    on = np.flatnonzero(x * (~np.isin(np.arange(q.n), free)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return kernels.qubo_fold(lin, quad, quad + quad.T, free, on), kernels.qubo_table(lin, quad, q.offset, dtype)
+
+
+@pytest.mark.skipif(not __import__("qselect.problems.kernels", fromlist=["AVAILABLE"]).AVAILABLE,
+                    reason="numba is not installed")
+def test_compiled_qubo_folds_and_tables_are_the_numpy_fallbacks_bit_for_bit(monkeypatch):
+    """Folds and energy tables sum in one documented order: compiled and NumPy agree to the bit (−0.0, huge and
+    tiny coefficients, empty blocks and surroundings, float32 tables), and the tables are the energies."""
+    from qselect.problems import kernels
+    from qselect.problems.bits import bit_table
+
+    rng = np.random.default_rng(11)
+    cases = []
+    for t in range(300):
+        n = int(rng.integers(1, 15))
+        Q = rng.normal(size=(n, n)) * [1.0, 1e-300, 1e300, 1e-8][t % 4]
+        if t % 5 == 0:
+            Q[rng.random((n, n)) < 0.5] = -0.0
+        q = QUBO(Q, offset=float(rng.normal()))
+        free = np.sort(rng.permutation(n)[:int(rng.integers(0, n + 1))]).astype(np.int64)
+        cases.append((q, free, (rng.random(n) < 0.5).astype(np.uint8), [np.float64, np.float32][t % 2]))
+    compiled = [_fold_and_table(*c) for c in cases]
+    monkeypatch.setattr(kernels, "_compiled", lambda: None)
+    for (q, free, x, dtype), ((d1, l1, q1, f1), t1) in zip(cases, compiled):
+        (d2, l2, q2, f2), t2 = _fold_and_table(q, free, x, dtype)
+        assert np.float64(d1).tobytes() == np.float64(d2).tobytes() and f1 == f2
+        assert l1.tobytes() == l2.tobytes() and q1.tobytes() == q2.tobytes() and t1.tobytes() == t2.tobytes()
+        if dtype is np.float64 and np.abs(q.Q).max() < 1e100:
+            want = q.energy(bit_table(q.n))
+            assert np.allclose(t1, want, rtol=1e-12, atol=1e-12 * max(1.0, np.abs(want).max()))
+
+
+def test_fix_outside_folds_to_the_same_energies_with_or_without_numba(monkeypatch):
+    """A block's energies are the full problem's with the outside bits fixed, through either fold."""
+    from qselect.problems import kernels
+    from qselect.problems.bits import bit_table
+
+    rng = np.random.default_rng(5)
+    q = QUBO(rng.normal(size=(20, 20)), offset=0.5, k=9)
+    x = np.zeros(20, np.uint8)
+    x[rng.permutation(20)[:9]] = 1
+    free = np.array([3, 7, 8, 15, 19])
+    got = [q.fix_outside(free, x)]
+    monkeypatch.setattr(kernels, "_compiled", lambda: None)
+    got.append(q.fix_outside(free, x))
+    for sub in got:
+        for y in bit_table(5):
+            full = x.copy()
+            full[free] = y
+            assert sub.energy(y) == pytest.approx(q.energy(full), abs=1e-12)
+        assert sub.k == 9 - int(x[np.setdiff1d(np.arange(20), free)].sum())
+    assert got[0].cost_vector().tobytes() == got[1].cost_vector().tobytes()
+    with pytest.raises(QSelectError, match="only 0 and 1"):
+        q.fix_outside(free, np.full(20, 2, np.uint8))

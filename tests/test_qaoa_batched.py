@@ -493,13 +493,16 @@ def test_long_runs_of_equal_energies_rank_by_counts_then_key(compiled, monkeypat
 
 
 def test_shot_draws_take_seeds_as_default_rng_does():
-    """Integer seeds (cached or not) draw default_rng's uniforms; other seeds are refused as default_rng refuses."""
-    from qselect.solvers.qaoa.answer import _uniforms
+    """Integer seeds (cached or not) draw default_rng's uniforms, sorted; other seeds are refused as default_rng
+    refuses."""
+    from qselect.solvers.qaoa.answer import _sorted_uniforms
 
     for shots in (100, 20_000):  # cached, and too large to cache
-        assert np.array_equal(_uniforms(np.int64(3), shots), np.random.default_rng(3).random(shots))
+        want = np.sort(np.random.default_rng(3).random(shots))
+        assert np.array_equal(_sorted_uniforms(np.int64(3), shots), want)
+        assert np.array_equal(_sorted_uniforms(3, shots), want)
         with pytest.raises(TypeError):
-            _uniforms(2.7, shots)
+            _sorted_uniforms(2.7, shots)
 
 
 @pytest.mark.parametrize("compiled", [True, False])
@@ -519,12 +522,13 @@ def test_shots_are_counted_as_searchsorted_and_bincount_count_them(compiled, mon
     U[0, :3] = [0.0, cdf[0, 4], np.nextafter(1.0, 0.0)]  # on a boundary: the next string (side="right")
     top = rng.random((B, N)) < 0.05
     want = [np.bincount(cdf[r].searchsorted(U[r], side="right"), minlength=N) for r in range(B)]
-    cand, counts, offsets = kernels.offered_rows(cdf, U.copy(), top)
-    for r in range(B):
-        c = np.flatnonzero((want[r] > 0) | top[r])
-        assert np.array_equal(cand[offsets[r]:offsets[r + 1]], c)
-        assert np.array_equal(counts[offsets[r]:offsets[r + 1]], want[r][c])
-    assert counts.sum() == B * shots
+    for draws, presorted in ((U.copy(), False), (np.sort(U, axis=1), True)):  # sorted here, or by the caller
+        cand, counts, offsets = kernels.offered_rows(cdf, draws, top, presorted=presorted)
+        for r in range(B):
+            c = np.flatnonzero((want[r] > 0) | top[r])
+            assert np.array_equal(cand[offsets[r]:offsets[r + 1]], c)
+            assert np.array_equal(counts[offsets[r]:offsets[r + 1]], want[r][c])
+        assert counts.sum() == B * shots
 
 
 def test_bit_rows_is_index_to_bits():

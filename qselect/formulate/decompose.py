@@ -185,8 +185,9 @@ def block_answer(r: SolveResult, need: int | None) -> tuple[np.ndarray, float] |
     (numpy.ndarray, float) or None
     """
     no_samples = r.samples is None or r.energies is None or len(r.samples) == 0
-    if (need is None or int(np.sum(r.bits)) == need) and (no_samples or r.energy <= np.min(r.energies)):
-        return np.asarray(r.bits).astype(np.uint8), float(r.energy)  # what the scan below picks: the first lowest
+    bits = np.asarray(r.bits)
+    if (need is None or int(bits.sum()) == need) and (no_samples or r.energy <= np.asarray(r.energies).min()):
+        return bits.astype(np.uint8), float(r.energy)  # what the scan below picks: the first lowest
     if no_samples:
         cands, energies = r.bits[None], np.array([r.energy])
     else:
@@ -450,13 +451,12 @@ class BlockSolver(Solver):
             res.info.setdefault("sweeps", 0)
             return res
         rng = np.random.default_rng(self.seed)
-        n = problem.n
         x = MagnitudeSolver().solve(problem).bits.copy()
         e = float(problem.energy(x))
         trace, kinds, sizes = [e], [], []
         sweeps, stale, converged, inner_time, solves, biggest = 0, 0, False, 0.0, 0, 0
         inner_results = []  # for the aggregated uniform-sampling control
-        tried: set[tuple[bytes, bytes]] = set()  # (block, outside bits) already solved
+        tried: set[bytes] = set()  # (block, outside bits) already solved, as x with the block marked
         warm = None  # the previous block's optimised angles (warm_start)
         while sweeps < self.max_sweeps:
             kind = PARTITIONS[sweeps % len(PARTITIONS)]
@@ -464,9 +464,9 @@ class BlockSolver(Solver):
             changed = False
             for b, blk in enumerate(blocks):
                 free = np.sort(blk)  # fix_outside() keeps free variables in index order
-                outside = np.ones(n, dtype=bool)
-                outside[free] = False
-                key = (free.tobytes(), np.packbits(x[outside]).tobytes())
+                around = x.copy()
+                around[free] = 2  # the bits outside the block, the block's positions marked
+                key = around.tobytes()
                 if key in tried:  # same block, same surroundings: already had its chance
                     continue
                 tried.add(key)

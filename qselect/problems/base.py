@@ -152,13 +152,17 @@ class Problem(ABC):
 
     def _check_outside(self, free, x) -> tuple[np.ndarray, np.ndarray]:
         """(free sorted as int64, x as uint8) for :meth:`fix_outside`, checked."""
-        try:
-            shape = np.shape(x)
-        except ValueError:  # ragged nesting
-            shape = "ragged"
-        if shape != (self.n,):
-            raise QSelectError(f"x must be one assignment of shape ({self.n},), got shape {shape}")
-        x = as_bits(x, self.n, "x")
+        if isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.shape == (self.n,):  # a descent's own bits
+            if x.size and x.max() > 1:
+                raise QSelectError("x must contain only 0 and 1 values")
+        else:
+            try:
+                shape = np.shape(x)
+            except ValueError:  # ragged nesting
+                shape = "ragged"
+            if shape != (self.n,):
+                raise QSelectError(f"x must be one assignment of shape ({self.n},), got shape {shape}")
+            x = as_bits(x, self.n, "x")
         f = np.asarray(free)
         if f.ndim != 1 or (f.size and f.dtype.kind not in "iu"):
             raise QSelectError(f"free must be a 1-D array of integer positions, got {f.dtype} of shape {f.shape}")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Iterable
 
 import numpy as np
@@ -10,7 +9,8 @@ import numpy as np
 from ..errors import ProblemTooLargeError, QSelectError
 from ..validation import check_finite_array, check_fraction, check_labels, check_nonnegative_int, check_seed
 from .base import Problem
-from .bits import BIT_TABLE_BITS, bit_table
+from .bits import BIT_TABLE_BITS
+from .kernels import qubo_fold, qubo_table
 from .memory import available_bytes, check_dense
 
 
@@ -27,40 +27,6 @@ def _float_dtype(dtype) -> np.dtype:
     if dt.kind != "f":
         raise QSelectError(f"a cost vector needs a floating dtype (float32/float64), got {dt}")
     return dt
-
-
-_LEAF_BITS = 6
-
-
-@lru_cache(maxsize=None)
-def _monomials(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """[x_i (i < n), x_i x_j (i < j)] for every x of n ≤ 6 bits (float64 rows, read-only), and the pairs (i, j)."""
-    B = bit_table(n)
-    i, j = np.triu_indices(n, 1)
-    out = np.ascontiguousarray(np.concatenate([B, B[:, i] * B[:, j]], axis=1))
-    for a in (out, i, j):
-        a.setflags(write=False)
-    return out, i, j
-
-
-def _energy_table(lin: np.ndarray, quad: np.ndarray) -> np.ndarray:
-    """xᵀ(diag(lin) + quad)x for every x of n ≤ 16 bits, float64 (2^n,), little-endian index.
-
-    ``quad`` strictly upper triangular. Splitting x into its m low bits l and its high bits h,
-    E(l + 2^m h) = E_low(l) + E_high(h) + lᵀ Q_lh h: two half-size tables (recursively) and one
-    small matrix product, so block-sized vectors cost a handful of array operations.
-    """
-    n = lin.size
-    if n <= _LEAF_BITS:
-        T, i, j = _monomials(n)
-        return T @ np.concatenate([lin, quad[i, j]])
-    m = n // 2
-    low = _energy_table(lin[:m], quad[:m, :m])
-    high = _energy_table(lin[m:], quad[m:, m:])
-    cross = (bit_table(n - m) @ quad[:m, m:].T) @ bit_table(m).T  # (2^(n−m), 2^m): row h, column l
-    cross += high[:, None]
-    cross += low[None, :]
-    return cross.reshape(-1)
 
 
 class QUBO(Problem):
@@ -167,12 +133,12 @@ class QUBO(Problem):
     def cost_vector(self, dtype=np.float64) -> np.ndarray:
         """All 2^n energies.
 
-        Up to 16 bits (block-sized problems, built thousands of times by block descents), in
-        float64 from the tables of the low and the high half of the bits (:func:`_energy_table`).
-        Beyond, by
-        doubling (O(2^n) work after the first bit): setting bit i on top of every assignment of
+        By doubling (:func:`~qselect.problems.kernels.qubo_table`, O(2^n) work, compiled where
+        numba loads, the same bits either way): setting bit i on top of every assignment of
         bits < i adds lin_i + sum_{j<i} Q_ji x_j; that field over the 2^i lower assignments is
-        itself built by doubling, so no 2^n × n bit matrix is ever formed.
+        itself built by doubling, so no 2^n × n bit matrix is ever formed. Up to 16 bits
+        (block-sized problems, built thousands of times by block descents) the sums run in
+        float64 whatever ``dtype`` asks; beyond, in ``dtype``.
 
         Parameters
         ----------
@@ -194,21 +160,9 @@ class QUBO(Problem):
         n = self.n
         dtype = _float_dtype(dtype)
         check_dense(n, dtype.itemsize, "the dense cost vector", copies=1.5)
-        if n <= BIT_TABLE_BITS:
-            e = _energy_table(self._lin, self._quad)
-            e += self.offset
-            return e.astype(dtype, copy=False)
-        c = np.empty(2**n, dtype=dtype)
-        c[0] = self.offset
-        field = np.empty(max(2 ** (n - 1), 1), dtype=dtype)
-        for i in range(n):
-            size = 1 << i
-            field[0] = self._lin[i]
-            for j in range(i):
-                s = 1 << j
-                np.add(field[:s], self._quad[j, i], out=field[s:2 * s])
-            np.add(c[:size], field[:size], out=c[size:2 * size])
-        return c
+        if n <= BIT_TABLE_BITS:  # block-sized: summed in float64 whatever the dtype asked
+            return qubo_table(self._lin, self._quad, self.offset).astype(dtype, copy=False)
+        return qubo_table(self._lin, self._quad, self.offset, dtype)
 
     # ---- structure -------------------------------------------------------
     def z_terms(self):
@@ -286,25 +240,26 @@ class QUBO(Problem):
         sym = self.__dict__.get("_sym")
         if sym is None:  # Q + Qᵀ once per problem: block descents fix the same problem many times
             sym = self._sym = self._quad + self._quad.T
-        offset = self.offset + float(x @ self._lin + x @ self._quad @ x)
-        lin = self._lin[fr] + sym[fr] @ x  # x is 0 at the free bits
-        quad = self._quad[fr[:, None], fr]
+        on = np.flatnonzero(x)  # x is 0 at the free bits
+        delta, lin, quad, finite = qubo_fold(self._lin, self._quad, sym, fr, on)
+        offset = self.offset + delta
         k = None
         if self.k is not None:
-            k = self.k - int(x.sum())
+            k = self.k - on.size
             k = k if 0 <= k <= len(free) else None
-        if not (math.isfinite(offset) and np.isfinite(lin).all()):  # what the constructor would refuse
-            return self._carry(QUBO(quad, lin, offset, [self.labels[i] for i in free], k=k, name=self.name), free)
+        labels = tuple(map(self.labels.__getitem__, free))
+        if not (finite and math.isfinite(offset)):  # what the constructor would refuse
+            return self._carry(QUBO(quad, lin, offset, labels, k=k, name=self.name), fr)
         # free positions are sorted, so quad stays strictly upper-triangular and the QUBO is already
-        # canonical; adding 0.0 normalises -0.0 exactly as the constructor's triangle sums do
+        # canonical; qubo_fold added 0.0, which normalises -0.0 exactly as the constructor's triangle sums do
         out = QUBO.__new__(QUBO)
-        out._lin = lin + 0.0
-        out._quad = quad + 0.0
+        out._lin = lin
+        out._quad = quad
         out.offset = float(offset)
-        out.labels = tuple(self.labels[i] for i in free)
+        out.labels = labels
         out.k = k
         out.name = self.name
-        return self._carry(out, free)
+        return self._carry(out, fr)
 
     def scaled(self, factor: float) -> "QUBO":
         """Energies multiplied by ``factor`` (labels and k kept).

@@ -45,19 +45,21 @@ def _big_endian_keys(n: int) -> np.ndarray:
     return key
 
 
-def _uniforms(seed, shots: int) -> np.ndarray:
-    """``default_rng(seed).random(shots)``; small draws of an integer seed cached (a layer reuses its block seeds).
+def _sorted_uniforms(seed, shots: int) -> np.ndarray:
+    """``np.sort(default_rng(seed).random(shots))``; small draws of an integer seed cached.
 
+    A layer reuses its block seeds. Sorted, because a string's count does not depend on the draws'
+    order and sorted draws merge with the cdf (:func:`~qselect.solvers.qaoa.kernels.offered_rows`).
     Only integer seeds are cached; None (unseeded) draws afresh every time.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or shots * 8 > _CACHED_DRAW_BYTES:
-        return np.random.default_rng(seed).random(shots)  # what default_rng makes of anything else, uncached
-    return _cached_uniforms(int(seed), shots)
+        return np.sort(np.random.default_rng(seed).random(shots))  # what default_rng makes of anything else
+    return _cached_sorted_uniforms(int(seed), shots)
 
 
 @lru_cache(maxsize=512)
-def _cached_uniforms(seed: int, shots: int) -> np.ndarray:
-    out = np.random.default_rng(seed).random(shots)
+def _cached_sorted_uniforms(seed: int, shots: int) -> np.ndarray:
+    out = np.sort(np.random.default_rng(seed).random(shots))
     out.setflags(write=False)
     return out
 
@@ -116,8 +118,8 @@ def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, sho
     check_bytes(B * int(shots) * _BYTES_PER_SHOT, f"reading {shots} shots of {B} problem(s)",
                 "ask for fewer shots (QAOASolver(shots=...))")
     U = np.empty((B, shots))
-    for i in range(B):  # exactly Generator.choice(N, shots, p=P[i]): inverse-CDF of seeded uniforms
-        U[i] = _uniforms(seeds[i], shots)
+    for i in range(B):  # exactly Generator.choice(N, shots, p=P[i]): inverse-CDF of seeded uniforms (sorted)
+        U[i] = _sorted_uniforms(seeds[i], shots)
     flagged = np.zeros((B, N), dtype=bool)
     t = min(int(top), N)
     if t > 0:
@@ -125,7 +127,7 @@ def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, sho
         rows = np.repeat(np.arange(B), t)
         flagged[rows, best.ravel()] = P[rows, best.ravel()] > MIN_TOP_PROBABILITY
     # every row's drawn and flagged strings with their counts, flat (counting does not depend on the draws' order)
-    cand, hits, offsets = offered_rows(cdf, U, flagged)
+    cand, hits, offsets = offered_rows(cdf, U, flagged, presorted=True)
     feas = costs if k is None else np.where(popcounts(n) == k, costs, np.nan)
     lo, hi = np.nanmin(feas, axis=1), np.nanmax(feas, axis=1)
     # feas ≥ lo, so feas − lo needs no abs (NaN, off the XY subspace, compares False)

@@ -287,7 +287,8 @@ def phases(c: np.ndarray, gamma: float) -> np.ndarray:
     return out
 
 
-def offered_rows(cdf: np.ndarray, U: np.ndarray, top: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def offered_rows(cdf: np.ndarray, U: np.ndarray, top: np.ndarray,
+                 presorted: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's drawn or flagged strings and their draw counts, all rows flat.
 
     Row r draws string ``np.searchsorted(cdf[r], u, side="right")`` for every uniform ``u`` of
@@ -300,9 +301,11 @@ def offered_rows(cdf: np.ndarray, U: np.ndarray, top: np.ndarray) -> tuple[np.nd
     cdf : numpy.ndarray of float64, shape (B, N)
         Cumulative distributions, each row non-decreasing and ending at exactly 1.
     U : numpy.ndarray of float64, shape (B, shots)
-        Uniforms in [0, 1); sorted in place row by row (NumPy's vectorised sort).
+        Uniforms in [0, 1); sorted in place row by row (NumPy's vectorised sort) unless ``presorted``.
     top : numpy.ndarray of bool, shape (B, N)
         Strings offered whether drawn or not.
+    presorted : bool
+        Every row of ``U`` is already in ascending order (the counts are those of any order).
 
     Returns
     -------
@@ -317,7 +320,8 @@ def offered_rows(cdf: np.ndarray, U: np.ndarray, top: np.ndarray) -> tuple[np.nd
     cap = B * min(N, U.shape[1] + int(np.count_nonzero(top, axis=1).max(initial=0)))
     cand, counts = np.empty(cap, np.int64), np.empty(cap, np.int64)
     offsets = np.empty(B + 1, np.int64)
-    U.sort(axis=1)  # the counts do not depend on the draws' order; sorted, they merge with the cdf
+    if not presorted:
+        U.sort(axis=1)  # the counts do not depend on the draws' order; sorted, they merge with the cdf
     k = _compiled() if AVAILABLE else None
     if k is not None:
         k._offered_rows(np.ascontiguousarray(cdf, dtype=np.float64), U, np.ascontiguousarray(top, dtype=np.bool_),

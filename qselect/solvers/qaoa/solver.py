@@ -284,8 +284,16 @@ class QAOASolver(Solver):
             return [(self.set_params(seed=sd) if a is None else self.set_params(seed=sd, init=a)).solve(prob)
                     for sd, a, prob in zip(seeds, inits, problems)]
         # (seed, start angles) per problem, checked as the constructor checks them
-        solvers = [(check_seed(sd), initial_angles(self.init if a is None else a, self.p, sd))
-                   for sd, a in zip(seeds, inits)]
+        own = {}  # this solver's own start per seed: a layer's blocks share a few seeds
+
+        def start(sd, a):
+            if a is not None:
+                return initial_angles(a, self.p, sd)
+            if sd not in own:
+                own[sd] = initial_angles(self.init, self.p, sd)
+            return own[sd]
+
+        solvers = [(check_seed(sd), start(sd, a)) for sd, a in zip(seeds, inits)]
         groups: dict = {}
         for i, prob in enumerate(problems):
             k = self.k if self.k is not None else prob.k
@@ -326,12 +334,11 @@ class QAOASolver(Solver):
         scales, consts = np.empty(B), np.empty(B)
         for i, prob in enumerate(problems):
             scales[i], consts[i] = prob.scale(), prob.z_constant()
-            c = prob.cost_vector(cost_dtype)
-            if tables is not None:
-                tables[i] = c
-            c -= consts[i]
-            c /= scales[i]
-            costs[i] = c
+            costs[i] = prob.cost_vector(cost_dtype)
+        if tables is not None:
+            tables[:] = costs
+        costs -= consts[:, None]  # row by row what (c − const) / scale does, in cost_dtype
+        costs /= scales[:, None]
         if kind == "numpy":
             engine = BatchedNumpyQAOA(costs, self.p, self.mixer, k, dtype, threads=self.threads)
             run = engine.minimize  # minimize_batch on its value_and_grad, each row's whole run compiled where it can
@@ -371,11 +378,12 @@ class QAOASolver(Solver):
         answers = read_answers(problems, probs, costs, tables, scales, consts, seeds,
                                shots=self.shots, top=self.top, mixer=self.mixer, k=k)
         results = []
+        label, dtype_name = f"native-{kind}", str(dtype)
         for i, ans in enumerate(answers):
             g = int(evals[i]) if self.maxiter > 0 else 0
             outcome = Outcome(best_x[i], float(best_f[i]), int(evals[i]), g, msgs[i])
-            info = self._info(f"native-{kind}", str(dtype), "L-BFGS-B", int(evals[i]), g, float(scales[i]), msgs[i],
-                              k, seed=seeds[i])
+            info = self._info(label, dtype_name, "L-BFGS-B", int(evals[i]), g, float(scales[i]), msgs[i], k,
+                              seed=seeds[i])
             results.append(self._result(ans, info, outcome, angles[i]))
         share = (time.perf_counter() - t0) / B
         for r in results:

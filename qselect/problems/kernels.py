@@ -1,0 +1,144 @@
+"""Compiled folds and energy tables of QUBOs, with NumPy fallbacks that give the same bits.
+
+Block descents fix the bits outside a block thousands of times per layer and tabulate every
+block's 2^q energies; in NumPy each is a dozen small array calls, mostly interpreter overhead,
+and with a BLAS product the rounding depended on the BLAS build. Here every sum has one
+documented order (left to right), so the compiled kernels (numba, loaded on first use) and the
+NumPy fallbacks agree bit for bit, on any machine:
+
+- :func:`qubo_fold` — the QUBO over the free bits with the others at their values;
+- :func:`qubo_table` — all 2^n energies by doubling (bit i on top of every assignment of the
+  bits below it adds lin_i + Σ_{j<i} Q_ji x_j, a field itself built by doubling).
+
+numba is optional: without it (:data:`AVAILABLE` False), or when it cannot be loaded, the
+fallbacks run.
+"""
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from functools import lru_cache
+
+import numpy as np
+
+
+def _numba_installed() -> bool:
+    try:
+        return importlib.util.find_spec("numba") is not None
+    except (ImportError, ValueError):  # a broken or deliberately hidden install
+        return False
+
+
+#: whether numba is installed (the kernels are compiled, or loaded from numba's cache, on first use)
+AVAILABLE = _numba_installed()
+
+
+@lru_cache(maxsize=None)
+def _compiled():
+    """The numba kernels module, or None (with a warning) when numba is installed but does not load."""
+    if not AVAILABLE:
+        return None
+    try:
+        from . import _kernels_numba
+    except Exception as err:  # numba raises ImportError, but a broken install can raise anything
+        warnings.warn(f"numba is installed but could not be loaded ({type(err).__name__}: {err}); "
+                      "QUBO folds and energy tables run in NumPy", RuntimeWarning, stacklevel=3)
+        return None
+    return _kernels_numba
+
+
+def _running_sum(a: np.ndarray, axis: int = -1) -> np.ndarray | float:
+    """Left-to-right sums along ``axis`` (``np.cumsum``'s order); 0.0 for an empty axis."""
+    if a.shape[axis] == 0:
+        return np.zeros(a.shape[:axis] + a.shape[axis:][1:]) if a.ndim > 1 else 0.0
+    return np.take(np.cumsum(a, axis=axis), -1, axis=axis)
+
+
+def qubo_fold(lin: np.ndarray, quad: np.ndarray, sym: np.ndarray, free: np.ndarray,
+              on: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Fold the bits outside ``free`` into a QUBO over ``free``.
+
+    With ``on`` the set bits outside the block (every other bit is 0):
+
+    - ``delta = Σ_{a} lin[on_a] + Σ_{a<b} quad[on_a, on_b]`` (each sum left to right, pairs row by row),
+      the energy the fixed bits add to the offset;
+    - ``lin_out[r] = (lin[f_r] + Σ_a sym[f_r, on_a]) + 0.0``, their field on free bit ``f_r``;
+    - ``quad_out = quad[free][:, free] + 0.0`` (adding 0.0 turns −0.0 into 0.0, as the QUBO
+      constructor's triangle sums do).
+
+    Parameters
+    ----------
+    lin : numpy.ndarray of float64, shape (n,)
+        Linear terms (diagonal folded in).
+    quad : numpy.ndarray of float64, shape (n, n)
+        Strictly upper-triangular couplings, C-contiguous.
+    sym : numpy.ndarray of float64, shape (n, n)
+        ``quad + quad.T``, C-contiguous.
+    free : numpy.ndarray of int64, shape (m,)
+        Free positions, sorted.
+    on : numpy.ndarray of int64, shape (s,)
+        Set positions outside ``free``, sorted.
+
+    Returns
+    -------
+    delta : float
+    lin_out : numpy.ndarray of float64, shape (m,)
+    quad_out : numpy.ndarray of float64, shape (m, m)
+    finite : bool
+        Whether every ``lin_out`` is finite (a fold can overflow where the terms did not).
+    """
+    k = _compiled()
+    if k is not None:
+        lin_out = np.empty(free.size)
+        quad_out = np.empty((free.size, free.size))
+        delta, finite = k._qubo_fold(lin, quad, sym, free, on, lin_out, quad_out)
+        return float(delta), lin_out, quad_out, bool(finite)
+    iu, ju = np.triu_indices(on.size, 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s, q = _running_sum(lin[on]), _running_sum(quad[on[iu], on[ju]])
+        t = _running_sum(sym[np.ix_(free, on)], axis=1) if free.size else np.zeros(0)
+        v = lin[free] + t
+        delta = float(s + q)
+    return delta, v + 0.0, quad[np.ix_(free, free)] + 0.0, bool(np.isfinite(v).all())
+
+
+def qubo_table(lin: np.ndarray, quad: np.ndarray, offset: float, dtype=np.float64) -> np.ndarray:
+    """All 2^n energies ``xᵀ(diag(lin) + quad)x + offset`` by doubling, little-endian index.
+
+    ``c[0] = offset``; for bit i, the field ``F_i(l) = lin_i + Σ_{j<i} quad[j, i] l_j`` over the
+    2^i assignments l of the lower bits is built by doubling (``F[2^j + t] = F[t] + quad[j, i]``)
+    and ``c[2^i + l] = c[l] + F_i(l)``. Every entry is a chain of additions in ``dtype`` (a
+    coupling added to a float32 field rounds once, in float64 first), O(2^n) work.
+
+    Parameters
+    ----------
+    lin : numpy.ndarray of float64, shape (n,)
+    quad : numpy.ndarray of float64, shape (n, n)
+        Strictly upper-triangular, C-contiguous.
+    offset : float
+    dtype : numpy floating dtype
+        Precision of the table (and of its sums).
+
+    Returns
+    -------
+    numpy.ndarray of ``dtype``, shape (2^n,)
+    """
+    n = lin.size
+    c = np.empty(1 << n, dtype=dtype)
+    field = np.empty(max(1 << max(n - 1, 0), 1), dtype=dtype)
+    k = _compiled()
+    if k is not None:
+        k._qubo_table(lin, quad, float(offset), c, field)
+        return c
+    c[0] = offset
+    for i in range(n):
+        size = 1 << i
+        field[0] = lin[i]
+        for j in range(i):
+            s = 1 << j
+            np.add(field[:s], quad[j, i], out=field[s:2 * s])
+        np.add(c[:size], field[:size], out=c[size:2 * size])
+    return c
+
+
+__all__ = ["AVAILABLE", "qubo_fold", "qubo_table"]
