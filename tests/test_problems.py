@@ -418,3 +418,26 @@ def test_fix_outside_folds_to_the_same_energies_with_or_without_numba(monkeypatc
     assert got[0].cost_vector().tobytes() == got[1].cost_vector().tobytes()
     with pytest.raises(QSelectError, match="only 0 and 1"):
         q.fix_outside(free, np.full(20, 2, np.uint8))
+
+
+@pytest.mark.skipif(not __import__("qselect.problems.kernels", fromlist=["AVAILABLE"]).AVAILABLE,
+                    reason="numba is not installed")
+def test_ising_fields_scale_and_constant_are_the_same_bits_compiled_or_not(monkeypatch):
+    """h, the scale and the Ising constant sum in one order: compiled and NumPy agree to the bit, and ``scale()``
+    / ``z_constant()`` are exactly what ``to_ising`` / ``z_terms`` give."""
+    from qselect.problems import kernels
+    from qselect.problems.base import Problem
+
+    rng = np.random.default_rng(2)
+    qubos = [QUBO(rng.normal(size=(n, n)) * [1.0, 1e-300, 1e300, 1e-8][n % 4], offset=float(rng.normal()))
+             for n in range(0, 15)] + [QUBO(np.zeros((3, 3))), QUBO(-0.0 * np.ones((4, 4)))]
+
+    def numbers(q):
+        h, J, c = q.to_ising()
+        return h.tobytes(), J.tobytes(), np.float64(c).tobytes(), np.float64(q.scale()).tobytes(), q.z_constant()
+
+    compiled = [numbers(q) for q in qubos]
+    for q, got in zip(qubos, compiled):
+        assert q.scale() == Problem.scale(q) and q.z_constant() == q.z_terms()[1]
+    monkeypatch.setattr(kernels, "_compiled", lambda: None)
+    assert [numbers(q) for q in qubos] == compiled

@@ -51,3 +51,56 @@ def _qubo_table(lin, quad, offset, c, field):
                 field[s + t] = field[t] + qji
         for t in range(size):
             c[size + t] = c[t] + field[t]
+
+
+@njit(nogil=True, boundscheck=False, cache=True)
+def _ising_fields(lin, quad, h):
+    n = lin.size
+    for i in range(n):
+        r = quad[i, 0]
+        c = quad[0, i]
+        for j in range(1, n):
+            r += quad[i, j]
+            c += quad[j, i]
+        h[i] = -lin[i] / 2 - (r + c) / 4
+
+
+@njit(nogil=True, boundscheck=False, cache=True)
+def _ising_maxima(lin, quad):
+    # (max |h_i| (NaN if any h_i is), max |quad_ij|), h as _ising_fields forms it; 0.0 when empty
+    n = lin.size
+    hm = 0.0
+    qm = 0.0
+    nan = False
+    for i in range(n):
+        r = quad[i, 0]
+        c = quad[0, i]
+        for j in range(1, n):
+            r += quad[i, j]
+            c += quad[j, i]
+        a = abs(-lin[i] / 2 - (r + c) / 4)
+        if a != a:
+            nan = True
+        elif a > hm:
+            hm = a
+        for j in range(n):
+            b = abs(quad[i, j])
+            if b > qm:
+                qm = b
+    return (np.nan if nan else hm), qm
+
+
+@njit(nogil=True, boundscheck=False, cache=True)
+def _z_constant(lin, quad, offset):
+    n = lin.size
+    if n == 0:
+        return offset + 0.0 / 2 + 0.0 / 4
+    s = lin[0]
+    for i in range(1, n):
+        s += lin[i]
+    t = quad[0, 0]
+    for i in range(n):
+        for j in range(n):
+            if i or j:
+                t += quad[i, j]
+    return offset + s / 2 + t / 4

@@ -141,4 +141,79 @@ def qubo_table(lin: np.ndarray, quad: np.ndarray, offset: float, dtype=np.float6
     return c
 
 
-__all__ = ["AVAILABLE", "qubo_fold", "qubo_table"]
+def _row_and_column_sums(quad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Left-to-right sums of every row and every column of a square matrix (zeros when empty)."""
+    if quad.shape[0] == 0:
+        return np.zeros(0), np.zeros(0)
+    return np.cumsum(quad, axis=1)[:, -1], np.cumsum(quad, axis=0)[-1]
+
+
+def ising_fields(lin: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """The Ising fields of a QUBO (z = 1 − 2x): ``h_i = −lin_i/2 − (r_i + c_i)/4``.
+
+    ``r_i`` and ``c_i`` are row i's and column i's sums of ``quad``, left to right (top to bottom).
+
+    Parameters
+    ----------
+    lin : numpy.ndarray of float64, shape (n,)
+    quad : numpy.ndarray of float64, shape (n, n)
+        Strictly upper-triangular, C-contiguous.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n,)
+    """
+    k = _compiled()
+    if k is not None:
+        h = np.empty(lin.size)
+        k._ising_fields(lin, quad, h)
+        return h
+    r, c = _row_and_column_sums(quad)
+    return -lin / 2 - (r + c) / 4
+
+
+def ising_maxima(lin: np.ndarray, quad: np.ndarray) -> tuple[float, float]:
+    """``max |h_i|`` of :func:`ising_fields` (NaN if an h_i is) and ``max |quad_ij|``, 0.0 for none.
+
+    Parameters
+    ----------
+    lin : numpy.ndarray of float64, shape (n,)
+    quad : numpy.ndarray of float64, shape (n, n)
+        Strictly upper-triangular, C-contiguous.
+
+    Returns
+    -------
+    (float, float)
+    """
+    k = _compiled()
+    if k is not None:
+        hm, qm = k._ising_maxima(lin, quad)
+        return float(hm), float(qm)
+    return float(np.abs(ising_fields(lin, quad)).max(initial=0.0)), float(np.abs(quad).max(initial=0.0))
+
+
+def z_constant(lin: np.ndarray, quad: np.ndarray, offset: float) -> float:
+    """The Ising constant of a QUBO: ``offset + L/2 + T/4``.
+
+    ``L`` sums ``lin`` left to right and ``T`` sums ``quad`` row after row, each from its first entry.
+
+    Parameters
+    ----------
+    lin : numpy.ndarray of float64, shape (n,)
+    quad : numpy.ndarray of float64, shape (n, n)
+        C-contiguous.
+    offset : float
+
+    Returns
+    -------
+    float
+    """
+    k = _compiled()
+    if k is not None:
+        return float(k._z_constant(lin, quad, float(offset)))
+    L = _running_sum(lin)
+    T = _running_sum(quad.reshape(-1))
+    return float(offset + L / 2 + T / 4)
+
+
+__all__ = ["AVAILABLE", "ising_fields", "ising_maxima", "qubo_fold", "qubo_table", "z_constant"]

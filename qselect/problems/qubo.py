@@ -10,7 +10,7 @@ from ..errors import ProblemTooLargeError, QSelectError
 from ..validation import check_finite_array, check_fraction, check_labels, check_nonnegative_int, check_seed
 from .base import Problem
 from .bits import BIT_TABLE_BITS
-from .kernels import qubo_fold, qubo_table
+from .kernels import ising_fields, ising_maxima, qubo_fold, qubo_table, z_constant
 from .memory import available_bytes, check_dense
 
 
@@ -188,21 +188,20 @@ class QUBO(Problem):
         -------
         float
         """
-        return float(self.offset + self._lin.sum() / 2 + self._quad.sum() / 4)  # to_ising's offset, term for term
+        return z_constant(self._lin, self._quad, self.offset)  # to_ising's offset, term for term
 
     def scale(self) -> float:
         """Largest |coefficient| of the Z-polynomial (constant excluded); 1 if none.
 
-        The same value as :meth:`Problem.scale`, read from :meth:`to_ising` without building
-        the term dictionary.
+        The same value as :meth:`Problem.scale`, read from :meth:`to_ising`'s numbers without
+        building them (its J = quad / 4, so max |J| = max |quad| / 4).
 
         Returns
         -------
         float
         """
-        a, b = self._lin, self._quad
-        h = -a / 2 - (b.sum(axis=1) + b.sum(axis=0)) / 4  # to_ising's h; its J = b / 4, so max |J| = max |b| / 4
-        m = max(float(np.abs(h).max(initial=0.0)), float(np.abs(b).max(initial=0.0)) / 4)
+        hmax, qmax = ising_maxima(self._lin, self._quad)
+        m = max(hmax, qmax / 4)
         return m if m > 0 else 1.0
 
     def fix(self, assignment: dict[int, int]) -> "QUBO":
@@ -234,12 +233,19 @@ class QUBO(Problem):
         xf[free] = 0.0
         return self._fold(xf, free)
 
+    def _symmetric(self) -> np.ndarray:
+        """S = Q + Qᵀ of the couplings (read-only), formed once per problem (descents ask it thousands of times)."""
+        sym = self.__dict__.get("_sym")
+        if sym is None:
+            sym = self._quad + self._quad.T
+            sym.setflags(write=False)
+            self._sym = sym
+        return sym
+
     def _fold(self, x: np.ndarray, fr: np.ndarray) -> "QUBO":
         """The QUBO over the sorted positions ``fr`` with every other bit at its value in ``x`` (0 at ``fr``)."""
         free = fr.tolist()
-        sym = self.__dict__.get("_sym")
-        if sym is None:  # Q + Qᵀ once per problem: block descents fix the same problem many times
-            sym = self._sym = self._quad + self._quad.T
+        sym = self._symmetric()
         on = np.flatnonzero(x)  # x is 0 at the free bits
         delta, lin, quad, finite = qubo_fold(self._lin, self._quad, sym, fr, on)
         offset = self.offset + delta
@@ -323,8 +329,7 @@ class QUBO(Problem):
         numpy.ndarray of float64, shape (n,)
         """
         x = self._check_bits(x)
-        sym = self._quad + self._quad.T
-        return (1.0 - 2.0 * x) * (self._lin + sym @ x)
+        return (1.0 - 2.0 * x) * (self._lin + self._symmetric() @ x)
 
     def swap_deltas(self, x, on, off) -> np.ndarray:
         """1-in/1-out swap changes in closed form, ``d_i + d_j − S_ij`` (d the flip changes).
@@ -344,9 +349,9 @@ class QUBO(Problem):
         """
         x = self._check_bits(x)
         on, off = np.asarray(on, dtype=np.int64), np.asarray(off, dtype=np.int64)
-        sym = self._quad + self._quad.T
+        sym = self._symmetric()
         d = (1.0 - 2.0 * x) * (self._lin + sym @ x)
-        return d[on][:, None] + d[off][None, :] - sym[np.ix_(on, off)]
+        return d[on][:, None] + d[off][None, :] - sym[on[:, None], off]
 
     def quadratic_surrogate(self):
         """The QUBO itself (exact), and no note."""
@@ -358,7 +363,7 @@ class QUBO(Problem):
 
     def max_flip_change(self) -> float:
         """Largest ``|E(x ⊕ e_i) − E(x)|`` over all x and i, exact in closed form (no 2^n scan)."""
-        s = self._quad + self._quad.T
+        s = self._symmetric()
         up = self._lin + np.clip(s, 0, None).sum(axis=1)
         down = -(self._lin + np.clip(s, None, 0).sum(axis=1))
         return float(max(up.max(initial=0.0), down.max(initial=0.0)))
@@ -369,11 +374,8 @@ class QUBO(Problem):
 
         J is strictly upper-triangular.
         """
-        a, b = self._lin, self._quad
-        h = -a / 2 - (b.sum(axis=1) + b.sum(axis=0)) / 4
-        J = b / 4
-        offset = self.offset + a.sum() / 2 + b.sum() / 4
-        return h, J, float(offset)
+        h = ising_fields(self._lin, self._quad)  # sums in one order (qselect.problems.kernels)
+        return h, self._quad / 4, z_constant(self._lin, self._quad, self.offset)
 
     @classmethod
     def from_ising(cls, h, J, offset: float = 0.0, labels=None, **kw) -> "QUBO":

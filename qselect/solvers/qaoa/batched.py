@@ -111,6 +111,16 @@ def _signs_both(m: int) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=64)
+def _start_state(N: int, mixer: str, k, dtype) -> np.ndarray:
+    """The start state of one row, built exactly as the sequential engine builds it.
+
+    Cached (a layer's descents build two engines per round) and shared: the engines only read it
+    (left writeable, so the compiled sweeps keep the one signature they are compiled for).
+    """
+    return NumpyQAOA(np.zeros(N, real_dtype(dtype)), 1, mixer, k, dtype).initial_state()
+
+
 class BatchedNumpyQAOA:
     """Statevector QAOA for ``B`` cost vectors of one length ``2^n``, all rows at once.
 
@@ -170,8 +180,7 @@ class BatchedNumpyQAOA:
         self._frame = mixer == "x"
         self._kernel = uses_row_kernel(mixer, N, self.dtype)  # compiled sweeps (kernels), else NumPy/BLAS
         self._pairs = ring_pairs(n)
-        # the start state of one row, built exactly as the sequential engine builds it
-        self._psi0 = NumpyQAOA(np.zeros(N, self.rdtype), 1, mixer, k, self.dtype).initial_state()
+        self._psi0 = _start_state(N, mixer, k, self.dtype)
 
     # ---- building blocks (each row: the sequential engine's operations) ------
     def _rows(self, rows):
