@@ -506,6 +506,21 @@ def test_shot_draws_take_seeds_as_default_rng_does():
 
 
 @pytest.mark.parametrize("compiled", [True, False])
+def test_cumulative_rows_are_cumsum_over_the_last_entry(compiled, monkeypatch):
+    """Every row's cdf is np.cumsum's running sum divided by its last entry, bit for bit, compiled or not."""
+    kernels = _answer_kernels(compiled, monkeypatch)
+    rng = np.random.default_rng(4)
+    P = rng.random((5, 300)) ** 6
+    P[1, 100:] = 0.0
+    P[2] = 0.0
+    P[2, 0] = 1e-300
+    want = np.cumsum(P, axis=1)
+    want /= want[:, -1:]
+    got = kernels.cumulative_rows(P)
+    assert got.tobytes() == want.tobytes() and got[:, -1].tolist() == [1.0] * 5
+
+
+@pytest.mark.parametrize("compiled", [True, False])
 def test_shots_are_counted_as_searchsorted_and_bincount_count_them(compiled, monkeypatch):
     """Counting every row's draws at once equals searchsorted + bincount row by row, flagged strings included."""
     kernels = _answer_kernels(compiled, monkeypatch)

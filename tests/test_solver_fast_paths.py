@@ -109,6 +109,23 @@ def test_fix_outside_refuses_bad_blocks_in_one_line(free, x, match):
         assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("free, x, match", [
+    ([3, 3], np.zeros(9, np.uint8), "distinct"),
+    ([1, 9], np.zeros(9, np.uint8), r"\[0, 9\)"),
+    ([-1, 2], np.zeros(9, np.uint8), r"\[0, 9\)"),
+    ([0, 1], np.full(9, 2, np.uint8), "0 and 1"),
+])
+def test_fix_outside_refuses_bad_blocks_of_a_descents_own_arrays(free, x, match):
+    """int64 positions and uint8 bits (what a block descent passes) are checked in one compiled call: the
+    same refusals, and a good block the same problem as through the NumPy checks."""
+    for prob in (_qubo(), DiagonalCost(np.arange(2.0**9))):
+        with pytest.raises(QSelectError, match=match) as err:
+            prob.fix_outside(np.array(free, np.int64), x)
+        assert "\n" not in str(err.value)
+        x_ok = np.array([1, 0, 1, 1, 0, 0, 1, 0, 1], np.uint8)
+        _same_problem(prob.fix_outside(np.array([7, 2, 4], np.int64), x_ok), prob.fix_outside([2, 4, 7], x_ok.tolist()))
+
+
 def test_bits_check_refuses_out_of_range_integers_of_every_kind():
     from qselect.problems.bits import as_bits
 

@@ -104,3 +104,20 @@ def _z_constant(lin, quad, offset):
             if i or j:
                 t += quad[i, j]
     return offset + s / 2 + t / 4
+
+
+@njit(nogil=True, boundscheck=False, cache=True)
+def _block_positions(free, x, n, out):
+    # out = sorted free; 0 when x is 0/1 and the positions are distinct and in [0, n); else 1 (x not 0/1),
+    # 2 (out of range) or 3 (repeated)
+    for i in range(x.size):
+        if x[i] > 1:
+            return 1
+    out[:] = np.sort(free)
+    m = out.size
+    if m and (out[0] < 0 or out[m - 1] >= n):
+        return 2
+    for i in range(1, m):
+        if out[i] == out[i - 1]:
+            return 3
+    return 0

@@ -216,4 +216,26 @@ def z_constant(lin: np.ndarray, quad: np.ndarray, offset: float) -> float:
     return float(offset + L / 2 + T / 4)
 
 
-__all__ = ["AVAILABLE", "ising_fields", "ising_maxima", "qubo_fold", "qubo_table", "z_constant"]
+def block_positions(free: np.ndarray, x: np.ndarray, n: int) -> tuple[np.ndarray, int] | None:
+    """A block descent's positions checked in one compiled call, or None without numba.
+
+    Parameters
+    ----------
+    free : numpy.ndarray of int64, shape (m,)
+    x : numpy.ndarray of uint8, shape (n,)
+    n : int
+
+    Returns
+    -------
+    (numpy.ndarray of int64, int) or None
+        ``free`` sorted, and 0 when ``x`` is 0/1 and the positions are distinct and in
+        ``[0, n)``; else 1 (``x`` not 0/1), 2 (a position out of range) or 3 (a position repeated).
+    """
+    k = _compiled()
+    if k is None:
+        return None
+    out = np.empty(free.size, np.int64)
+    return out, int(k._block_positions(free, x, n, out))
+
+
+__all__ = ["AVAILABLE", "block_positions", "ising_fields", "ising_maxima", "qubo_fold", "qubo_table", "z_constant"]

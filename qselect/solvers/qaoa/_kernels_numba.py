@@ -601,6 +601,21 @@ def _lbfgs_rows(psi0, C, W, X, f, evals, status, memory, ftol, gtol, maxiter, ma
 # ---- reading answers: shots counted and candidates ranked, all rows in one call ----------------------------
 
 @njit(nogil=True, boundscheck=False, cache=True)
+def _cumulative_rows(P, cdf):
+    # np.cumsum(P, axis=1) (left to right), then every row divided by its last entry
+    B, N = P.shape
+    for r in range(B):
+        acc = P[r, 0]
+        cdf[r, 0] = acc
+        for j in range(1, N):
+            acc += P[r, j]
+            cdf[r, j] = acc
+        last = cdf[r, N - 1]
+        for j in range(N):
+            cdf[r, j] /= last
+
+
+@njit(nogil=True, boundscheck=False, cache=True)
 def _offered_rows(cdf, U, top, cand, counts, offsets):
     # Per row r: count each string's draws by merging the sorted uniforms U[r] with the cdf
     # (np.searchsorted(cdf[r], u, side="right"): the first index whose cdf exceeds u); the row's candidates are

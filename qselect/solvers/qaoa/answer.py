@@ -24,7 +24,7 @@ from ...problems.bits import BIT_TABLE_BITS, bit_rows, index_to_bits, popcounts
 from ...problems.memory import check_bytes
 from ..base import summarise_samples
 from ..controls import _CACHED_DRAW_BYTES, uniform_baseline, uniform_baselines
-from .kernels import offered_rows, order_rows
+from .kernels import cumulative_rows, offered_rows, order_rows
 
 #: a string is offered among the ``top`` ones only above this probability (never one the circuit cannot produce)
 MIN_TOP_PROBABILITY = 1e-9
@@ -112,8 +112,7 @@ def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, sho
     P /= total
     B, N = P.shape
     n = N.bit_length() - 1
-    cdf = np.cumsum(P, axis=1)
-    cdf /= cdf[:, -1:]
+    cdf = cumulative_rows(P)
     # per shot and row: the draw and its sorted copy, the control's index and energy, candidate bookkeeping
     check_bytes(B * int(shots) * _BYTES_PER_SHOT, f"reading {shots} shots of {B} problem(s)",
                 "ask for fewer shots (QAOASolver(shots=...))")
@@ -128,8 +127,12 @@ def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, sho
         flagged[rows, best.ravel()] = P[rows, best.ravel()] > MIN_TOP_PROBABILITY
     # every row's drawn and flagged strings with their counts, flat (counting does not depend on the draws' order)
     cand, hits, offsets = offered_rows(cdf, U, flagged, presorted=True)
-    feas = costs if k is None else np.where(popcounts(n) == k, costs, np.nan)
-    lo, hi = np.nanmin(feas, axis=1), np.nanmax(feas, axis=1)
+    if k is None:
+        feas = costs
+        lo, hi = feas.min(axis=1), feas.max(axis=1)  # finite costs: what nanmin/nanmax give
+    else:
+        feas = np.where(popcounts(n) == k, costs, np.nan)
+        lo, hi = np.nanmin(feas, axis=1), np.nanmax(feas, axis=1)
     # feas ≥ lo, so feas − lo needs no abs (NaN, off the XY subspace, compares False)
     optimal = (feas - lo[:, None]) <= 1e-9 * np.maximum(1.0, np.abs(lo))[:, None]
     # summed per contiguous row (einsum sums a lone row of ≥ 2^14 entries in another order than a row of a batch)
@@ -151,6 +154,11 @@ def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, sho
         order = order_rows(flat_e, hits, _big_endian_keys(n)[cand], offsets)
         cand, hits, flat_e = cand[order], hits[order], flat_e[order]
         flat_samples = bit_rows(n)[cand] if n <= BIT_TABLE_BITS else index_to_bits(cand, n)
+    # each row's probability of its optimal strings: most rows have one, read directly
+    p_opt = P[np.arange(B), optimal.argmax(axis=1)] * optimal.any(axis=1)
+    for i in np.flatnonzero(np.count_nonzero(optimal, axis=1) > 1).tolist():
+        p_opt[i] = P[i][optimal[i]].sum()
+    p_opt = p_opt.tolist()
     out = []
     for i in range(B):
         a, b = bounds[i], bounds[i + 1]
@@ -158,7 +166,7 @@ def read_answers(problems, probs, costs, energies, scales, consts, seeds, *, sho
             samples, e, cnt = flat_samples[a:b].copy(), flat_e[a:b].copy(), hits[a:b].copy()
         else:
             samples, e, cnt = summarise_samples(problems[i], index_to_bits(cand[a:b], n), hits[a:b], distinct=True)
-        info = {"optimum_energy": optimum[i], "probability_optimum": float(P[i][optimal[i]].sum()),
+        info = {"optimum_energy": optimum[i], "probability_optimum": p_opt[i],
                 "approximation_ratio": ratio[i], "uniform_baseline": controls[i]}
         out.append({"samples": samples, "energies": e, "counts": cnt, "probabilities": P[i],
                     "expectation": expectation[i], "info": info})

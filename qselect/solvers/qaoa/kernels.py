@@ -287,6 +287,31 @@ def phases(c: np.ndarray, gamma: float) -> np.ndarray:
     return out
 
 
+def cumulative_rows(P: np.ndarray) -> np.ndarray:
+    """Every row's cumulative distribution, ending at exactly 1: ``np.cumsum(P, axis=1) / its last column``.
+
+    Compiled (the GIL released) where numba loads, else NumPy; the same bits either way.
+
+    Parameters
+    ----------
+    P : numpy.ndarray of float64, shape (B, N)
+        Non-negative rows with a positive, finite sum.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (B, N)
+    """
+    P = np.ascontiguousarray(P, dtype=np.float64)
+    k = _compiled() if AVAILABLE and P.size else None
+    if k is not None:
+        cdf = np.empty_like(P)
+        k._cumulative_rows(P, cdf)
+        return cdf
+    cdf = np.cumsum(P, axis=1)
+    cdf /= cdf[:, -1:]
+    return cdf
+
+
 def offered_rows(cdf: np.ndarray, U: np.ndarray, top: np.ndarray,
                  presorted: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's drawn or flagged strings and their draw counts, all rows flat.
@@ -372,6 +397,6 @@ def lbfgs_kernels():
     return _compiled() if AVAILABLE else None
 
 
-__all__ = ["AVAILABLE", "MAX_AMPLITUDES", "compiled_extra_bytes", "expectations", "lbfgs_kernels", "lbfgs_rows_call",
-           "offered_rows", "order_rows", "phases", "rotation_pairs", "states_rows", "uses_row_kernel",
-           "value_and_grad_call", "value_and_grad_rows"]
+__all__ = ["AVAILABLE", "MAX_AMPLITUDES", "compiled_extra_bytes", "cumulative_rows", "expectations", "lbfgs_kernels",
+           "lbfgs_rows_call", "offered_rows", "order_rows", "phases", "rotation_pairs", "states_rows",
+           "uses_row_kernel", "value_and_grad_call", "value_and_grad_rows"]
