@@ -643,3 +643,15 @@ def test_neuron_selection_refuses_units_that_do_not_vanish_when_removed():
         select_masks(net, x, formulation="neuron", layers=["3"])
     sel = select_masks(net, x, formulation="neuron", sparsity=0.5)
     assert [lp.layer for lp in sel.problems] == ["0", "5"]
+
+
+def test_blocks_of_splits_as_array_split_does():
+    """Nearly equal consecutive blocks of at most q bits, the first ones one longer: np.array_split's split."""
+    from qselect.formulate.decompose import blocks_of
+
+    for n in range(1, 40):
+        order = np.random.default_rng(n).permutation(n)
+        for q in range(1, 14):
+            got, want = blocks_of(order, q), np.array_split(order, -(-n // q))
+            assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got, want))
+            assert max(b.size for b in got) <= q

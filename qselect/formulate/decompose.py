@@ -50,7 +50,9 @@ def blocks_of(order: np.ndarray, qubits: int) -> list[np.ndarray]:
     list of numpy.ndarray of int
     """
     nb = -(-order.size // qubits)
-    return [b for b in np.array_split(order, nb)]
+    size, extra = divmod(order.size, max(nb, 1))  # np.array_split's sizes: the first `extra` blocks one longer
+    cuts = [i * size + min(i, extra) for i in range(nb + 1)]
+    return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def gain_order(problem: Problem, x: np.ndarray, first: int | None = None) -> np.ndarray:
