@@ -385,6 +385,9 @@ def test_compiled_qubo_folds_and_tables_are_the_numpy_fallbacks_bit_for_bit(monk
         q = QUBO(Q, offset=float(rng.normal()))
         free = np.sort(rng.permutation(n)[:int(rng.integers(0, n + 1))]).astype(np.int64)
         cases.append((q, free, (rng.random(n) < 0.5).astype(np.uint8), [np.float64, np.float32][t % 2]))
+    for n in (17, 18):  # beyond the float64 block tables: summed in float32 (each coupling rounded once)
+        q = QUBO(rng.normal(size=(n, n)), offset=0.25)
+        cases.append((q, np.arange(3, dtype=np.int64), np.ones(n, np.uint8), np.float32))
     compiled = [_fold_and_table(*c) for c in cases]
     monkeypatch.setattr(kernels, "_compiled", lambda: None)
     for (q, free, x, dtype), ((d1, l1, q1, f1), t1) in zip(cases, compiled):

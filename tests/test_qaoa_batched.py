@@ -178,6 +178,16 @@ def test_solver_batch_seeds_and_fallbacks():
     assert "batch" not in r[0].info and r[0].energy == seq.solve(probs[0]).energy
 
 
+def test_batch_start_angles_are_drawn_per_problem_when_unseeded_and_shared_per_seed():
+    """A seeded random start is the same for every problem with that seed; an unseeded one is drawn anew for each."""
+    probs = [QUBO.random(5, seed=s) for s in range(3)]
+    fresh = QAOASolver(p=2, maxiter=0, init="random", seed=None, shots=16).solve_batch(probs)
+    assert len({tuple(r.angles.round(12)) for r in fresh}) == 3
+    seeded = QAOASolver(p=2, maxiter=0, init="random", seed=4, shots=16).solve_batch(probs, seeds=[4, 4, 5])
+    assert np.array_equal(seeded[0].angles, seeded[1].angles)
+    assert not np.array_equal(seeded[0].angles, seeded[2].angles)
+
+
 def test_block_solver_lockstep_batch_equals_one_by_one_with_batch_answers():
     big = [QUBO.random(20, seed=s) for s in range(3)]
     inner = QAOASolver(p=1, seed=1, shots=128)

@@ -111,13 +111,20 @@ def _signs_both(m: int) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=64)
 def _start_state(N: int, mixer: str, k, dtype) -> np.ndarray:
     """The start state of one row, built exactly as the sequential engine builds it.
 
-    Cached (a layer's descents build two engines per round) and shared: the engines only read it
-    (left writeable, so the compiled sweeps keep the one signature they are compiled for).
+    Block-sized states (at most 2^16 amplitudes) are cached, since a layer's descents build two
+    engines per round, and shared: the engines only read them (left writeable, so the compiled
+    sweeps keep the one signature they are compiled for).
     """
+    if N <= 1 << 16:
+        return _cached_start_state(N, mixer, k, np.dtype(dtype))
+    return NumpyQAOA(np.zeros(N, real_dtype(dtype)), 1, mixer, k, dtype).initial_state()
+
+
+@lru_cache(maxsize=64)
+def _cached_start_state(N: int, mixer: str, k, dtype) -> np.ndarray:
     return NumpyQAOA(np.zeros(N, real_dtype(dtype)), 1, mixer, k, dtype).initial_state()
 
 

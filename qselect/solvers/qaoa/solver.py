@@ -287,8 +287,8 @@ class QAOASolver(Solver):
         own = {}  # this solver's own start per seed: a layer's blocks share a few seeds
 
         def start(sd, a):
-            if a is not None:
-                return initial_angles(a, self.p, sd)
+            if a is not None or sd is None:  # given angles, or an unseeded random start: drawn for each problem
+                return initial_angles(self.init if a is None else a, self.p, sd)
             if sd not in own:
                 own[sd] = initial_angles(self.init, self.p, sd)
             return own[sd]
@@ -334,11 +334,12 @@ class QAOASolver(Solver):
         scales, consts = np.empty(B), np.empty(B)
         for i, prob in enumerate(problems):
             scales[i], consts[i] = prob.scale(), prob.z_constant()
-            costs[i] = prob.cost_vector(cost_dtype)
-        if tables is not None:
-            tables[:] = costs
-        costs -= consts[:, None]  # row by row what (c − const) / scale does, in cost_dtype
-        costs /= scales[:, None]
+            c = costs[i]
+            c[:] = prob.cost_vector(cost_dtype)
+            if tables is not None:
+                tables[i] = c
+            c -= consts[i]  # (c − const) / scale with scalars, as solve() forms it (the same casts under any NumPy)
+            c /= scales[i]
         if kind == "numpy":
             engine = BatchedNumpyQAOA(costs, self.p, self.mixer, k, dtype, threads=self.threads)
             run = engine.minimize  # minimize_batch on its value_and_grad, each row's whole run compiled where it can
