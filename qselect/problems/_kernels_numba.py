@@ -53,16 +53,21 @@ def _qubo_table(lin, quad, offset, c, field):
             c[size + t] = c[t] + field[t]
 
 
+@njit(inline="always")
+def _field(lin, quad, i):
+    # h_i = -lin_i/2 - (r_i + c_i)/4, row i's and column i's sums of quad left to right
+    r = quad[i, 0]
+    c = quad[0, i]
+    for j in range(1, lin.size):
+        r += quad[i, j]
+        c += quad[j, i]
+    return -lin[i] / 2 - (r + c) / 4
+
+
 @njit(nogil=True, boundscheck=False, cache=True)
 def _ising_fields(lin, quad, h):
-    n = lin.size
-    for i in range(n):
-        r = quad[i, 0]
-        c = quad[0, i]
-        for j in range(1, n):
-            r += quad[i, j]
-            c += quad[j, i]
-        h[i] = -lin[i] / 2 - (r + c) / 4
+    for i in range(lin.size):
+        h[i] = _field(lin, quad, i)
 
 
 @njit(nogil=True, boundscheck=False, cache=True)
@@ -73,12 +78,7 @@ def _ising_maxima(lin, quad):
     qm = 0.0
     nan = False
     for i in range(n):
-        r = quad[i, 0]
-        c = quad[0, i]
-        for j in range(1, n):
-            r += quad[i, j]
-            c += quad[j, i]
-        a = abs(-lin[i] / 2 - (r + c) / 4)
+        a = abs(_field(lin, quad, i))
         if a != a:
             nan = True
         elif a > hm:

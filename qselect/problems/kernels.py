@@ -22,15 +22,44 @@ from functools import lru_cache
 import numpy as np
 
 
-def _numba_installed() -> bool:
+def numba_installed() -> bool:
+    """Whether numba is installed (found, not imported).
+
+    Returns
+    -------
+    bool
+    """
     try:
         return importlib.util.find_spec("numba") is not None
     except (ImportError, ValueError):  # a broken or deliberately hidden install
         return False
 
 
+def load_kernels(module: str, instead: str):
+    """Import a module of numba kernels (compiled, or loaded from numba's cache), or None with a warning.
+
+    Parameters
+    ----------
+    module : str
+        Absolute module name.
+    instead : str
+        What runs instead when it cannot be loaded (for the warning).
+
+    Returns
+    -------
+    module or None
+        None when numba is installed but cannot be imported (e.g. built for another NumPy).
+    """
+    try:
+        return importlib.import_module(module)
+    except Exception as err:  # numba raises ImportError, but a broken install can raise anything
+        warnings.warn(f"numba is installed but could not be loaded ({type(err).__name__}: {err}); {instead}",
+                      RuntimeWarning, stacklevel=3)
+        return None
+
+
 #: whether numba is installed (the kernels are compiled, or loaded from numba's cache, on first use)
-AVAILABLE = _numba_installed()
+AVAILABLE = numba_installed()
 
 #: the largest table :func:`qubo_table` builds compiled: beyond, NumPy's vectorised adds are as fast
 #: or faster (measured 0.5–0.6× NumPy's time at 18 bits, about even at 20, 1.1–1.2× at 22–24)
@@ -42,13 +71,7 @@ def _compiled():
     """The numba kernels module, or None (with a warning) when numba is installed but does not load."""
     if not AVAILABLE:
         return None
-    try:
-        from . import _kernels_numba
-    except Exception as err:  # numba raises ImportError, but a broken install can raise anything
-        warnings.warn(f"numba is installed but could not be loaded ({type(err).__name__}: {err}); "
-                      "QUBO folds and energy tables run in NumPy", RuntimeWarning, stacklevel=3)
-        return None
-    return _kernels_numba
+    return load_kernels(f"{__package__}._kernels_numba", "QUBO folds and energy tables run in NumPy")
 
 
 def _running_sum(a: np.ndarray, axis: int = -1) -> np.ndarray | float:
@@ -182,9 +205,8 @@ def ising_maxima(lin: np.ndarray, quad: np.ndarray) -> tuple[float, float]:
 
     Parameters
     ----------
-    lin : numpy.ndarray of float64, shape (n,)
-    quad : numpy.ndarray of float64, shape (n, n)
-        Strictly upper-triangular, C-contiguous.
+    lin, quad : numpy.ndarray of float64, shapes (n,) and (n, n)
+        As :func:`ising_fields` takes them.
 
     Returns
     -------
@@ -243,5 +265,5 @@ def block_positions(free: np.ndarray, x: np.ndarray, n: int) -> tuple[np.ndarray
     return out, int(k._block_positions(free, x, n, out))
 
 
-__all__ = ["AVAILABLE", "COMPILED_TABLE_BITS", "block_positions", "ising_fields", "ising_maxima", "qubo_fold",
-           "qubo_table", "z_constant"]
+__all__ = ["AVAILABLE", "COMPILED_TABLE_BITS", "block_positions", "ising_fields", "ising_maxima", "load_kernels",
+           "numba_installed", "qubo_fold", "qubo_table", "z_constant"]

@@ -36,24 +36,16 @@ arXiv:2009.02823 (adjoint gradients); Nocedal & Wright, Numerical Optimization
 """
 from __future__ import annotations
 
-import importlib.util
 import math
-import warnings
 from functools import lru_cache
 
 import numpy as np
 
-
-def _numba_installed() -> bool:
-    try:
-        return importlib.util.find_spec("numba") is not None
-    except (ImportError, ValueError):  # a broken or deliberately hidden install
-        return False
-
+from ...problems.kernels import load_kernels, numba_installed
 
 #: whether numba is installed (it is imported, and the kernels compiled or loaded from numba's
 #: cache, on first use; :func:`uses_row_kernel` also checks that this works)
-AVAILABLE = _numba_installed()
+AVAILABLE = numba_installed()
 
 #: the largest state (amplitudes) the compiled sweeps serve, per state dtype. Measured on one thread
 #: against the matmul path: 1.5–3× faster in ⟨C⟩ and gradient up to 2^17 amplitudes in both
@@ -126,13 +118,7 @@ def _compiled():
     None, with a warning, when numba is installed but cannot be imported (e.g. built for
     another NumPy): the engines then keep their matmul mixer instead of failing.
     """
-    try:
-        from . import _kernels_numba
-    except Exception as err:  # numba raises ImportError, but a broken install can raise anything
-        warnings.warn(f"numba is installed but could not be loaded ({type(err).__name__}: {err}); "
-                      "the QAOA engines use their matmul mixer", RuntimeWarning, stacklevel=3)
-        return None
-    return _kernels_numba
+    return load_kernels(f"{__package__}._kernels_numba", "the QAOA engines use their matmul mixer")
 
 
 def _floats(a: np.ndarray) -> np.ndarray:
