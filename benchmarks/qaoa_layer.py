@@ -120,7 +120,9 @@ def main(argv=None):
             rows[f"qaoa_p{p}_batched_workers"] = run(
                 f"qaoa p={p} batched, {workers} processes", QAOASolver(p=p, seed=args.seed),
                 problems, args.qubits, args.seed, args.repeat, ProcessExecutor(workers))
-    out = {"benchmark": "qaoa_layer", "quick": args.quick, "layer": f"digits MLP {LAYER} (64x64)",
+    out = {"benchmark": "qaoa_layer",
+           "command": " ".join(["python", "benchmarks/qaoa_layer.py", *(sys.argv[1:] if argv is None else argv)]),
+           "quick": args.quick, "layer": f"digits MLP {LAYER} (64x64)",
            "formulation": "weight", "sparsity": 0.5, "neurons": len(problems), "bits": problems[0].n,
            "qubits": args.qubits, "seed": args.seed, "repeat": args.repeat, "machine": platform.platform(),
            "cpus": os.cpu_count(),

@@ -158,7 +158,9 @@ class Run:
             raise QSelectError(
                 f"cannot create run directory {path} ({exc.strerror}); choose another --run-dir"
             ) from None
-        lock = lock_folder(path, "run directory", owner=" ".join(["qselect", command, *map(str, argv)]))
+        words = [str(a) for a in argv]
+        owner = ["qselect", *words] if words[:1] == [command] else ["qselect", command, *words]  # argv may name it
+        lock = lock_folder(path, "run directory", owner=" ".join(owner))
         try:
             check_run_dir(path)  # again under the lock: another command may have finished meanwhile
             remove_stale_temps(path)

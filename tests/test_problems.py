@@ -465,3 +465,15 @@ def test_a_numba_that_fails_to_load_leaves_qubo_folds_and_tables_to_numpy(monkey
         assert (got, q.fix_outside([1, 4], np.ones(9, np.uint8)).cost_vector().tobytes()) == want
     finally:
         kernels._compiled.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble])
+def test_cost_vectors_in_other_float_dtypes_are_built_in_numpy(dtype):
+    """float16 and long double tables (which numba does not compile) still come out, at any size."""
+    for n in (3, 17):
+        q = QUBO.random(n, seed=n)
+        c = q.cost_vector(dtype)
+        assert c.dtype == np.dtype(dtype) and c.shape == (1 << n,)
+        want = q.cost_vector()
+        tol = 1e-2 if dtype is np.float16 else 1e-12
+        assert np.allclose(c.astype(np.float64), want, rtol=tol, atol=tol * np.abs(want).max())

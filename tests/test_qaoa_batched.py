@@ -186,6 +186,12 @@ def test_batch_start_angles_are_drawn_per_problem_when_unseeded_and_shared_per_s
     seeded = QAOASolver(p=2, maxiter=0, init="random", seed=4, shots=16).solve_batch(probs, seeds=[4, 4, 5])
     assert np.array_equal(seeded[0].angles, seeded[1].angles)
     assert not np.array_equal(seeded[0].angles, seeded[2].angles)
+    # unseeded restarts draw fresh angles (no seed tuple with None), and each row reports the seed it used
+    for solver in (QAOASolver(p=1, seed=None, restarts=1, maxiter=3, shots=16),):
+        assert solver.solve(probs[0]).info["seed"] is None
+        mixed = solver.set_params(seed=0).solve_batch(probs[:2], seeds=[0, None])
+        assert [r.info["seed"] for r in mixed] == [0, None]
+        assert solver.solve_batch(probs[:1])[0].info["seed"] is None
 
 
 def test_block_solver_lockstep_batch_equals_one_by_one_with_batch_answers():

@@ -212,3 +212,19 @@ def test_atomic_writes_leave_no_temp_on_failure(tmp_path):
     with pytest.raises(TypeError):
         atomic_write_json(tmp_path / "x.json", {"a": object()})
     assert not list(tmp_path.iterdir())
+
+
+def test_the_lock_names_its_command_once(tmp_path):
+    """The lock's owner reads like the command line, whether or not argv starts with the command."""
+    import json
+
+    from qselect.io import LOCK_NAME
+
+    for argv in (["select", "--solver", "qaoa"], ["--solver", "qaoa"]):
+        d = tmp_path / argv[0].strip("-")
+        run = Run.create("select", {"seed": 1}, d, argv=argv)
+        try:
+            owner = json.loads((d / LOCK_NAME).read_text())["owner"]
+            assert owner == "qselect select --solver qaoa"
+        finally:
+            run._lock.release()

@@ -136,7 +136,7 @@ def qubo_table(lin: np.ndarray, quad: np.ndarray, offset: float, dtype=np.float6
     2^i assignments l of the lower bits is built by doubling (``F[2^j + t] = F[t] + quad[j, i]``)
     and ``c[2^i + l] = c[l] + F_i(l)``. Every entry is a chain of additions in ``dtype`` (a
     coupling added to a float32 field is summed in float64 and rounded once, under any NumPy),
-    O(2^n) work; compiled up to :data:`COMPILED_TABLE_BITS` bits.
+    O(2^n) work; compiled up to :data:`COMPILED_TABLE_BITS` bits in float32 and float64.
 
     Parameters
     ----------
@@ -154,7 +154,8 @@ def qubo_table(lin: np.ndarray, quad: np.ndarray, offset: float, dtype=np.float6
     n = lin.size
     c = np.empty(1 << n, dtype=dtype)
     field = np.empty(max(1 << max(n - 1, 0), 1), dtype=dtype)
-    k = _compiled() if n <= COMPILED_TABLE_BITS else None
+    compiled = n <= COMPILED_TABLE_BITS and c.dtype in (np.float32, np.float64)  # numba has no float16, longdouble
+    k = _compiled() if compiled else None
     if k is not None:
         k._qubo_table(lin, quad, float(offset), c, field)
         return c

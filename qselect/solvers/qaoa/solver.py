@@ -50,6 +50,15 @@ class QAOAResult(SolveResult):
         return d
 
 
+#: ``_info``'s default: the solver's own seed (a batch passes each problem's, None included)
+_OWN = object()
+
+
+def _restart_seed(seed, r: int):
+    """The seed of random restart ``r``: (seed, r) for a seeded solve; None (fresh entropy) for an unseeded one."""
+    return None if seed is None else (seed, r)
+
+
 class QAOASolver(Solver):
     """QAOA of depth ``p`` on any qselect problem (Farhi, Goldstone and Gutmann 2014, arXiv:1411.4028).
 
@@ -357,7 +366,8 @@ class QAOASolver(Solver):
         evals = np.zeros(B, dtype=np.int64)
         msgs = [""] * B
         starts = [np.stack([x0 for _, x0 in solvers])]
-        starts += [np.stack([random_angles(self.p, (sd, r)) for sd, _ in solvers]) for r in range(1, self.restarts + 1)]
+        starts += [np.stack([random_angles(self.p, _restart_seed(sd, r)) for sd, _ in solvers])
+                   for r in range(1, self.restarts + 1)]
         for x0 in starts:
             res = run(x0, maxiter=self.maxiter)
             evals += res.evaluations
@@ -422,7 +432,7 @@ class QAOASolver(Solver):
         best = None
         evals = gevals = 0
         starts = [initial_angles(self.init, self.p, self.seed)]
-        starts += [random_angles(self.p, (self.seed, r)) for r in range(1, self.restarts + 1)]
+        starts += [random_angles(self.p, _restart_seed(self.seed, r)) for r in range(1, self.restarts + 1)]
         for x0 in starts:
             out = minimize(ev.value, x0, method, self.maxiter, ev.value_and_grad if uses_gradient(method) else None,
                            seed=self.seed)
@@ -475,11 +485,11 @@ class QAOASolver(Solver):
                           energies=energies, counts=counts, info=info, expectation=expectation,
                           angles=np.asarray(angles, dtype=float))
 
-    def _info(self, label, dtype, method, evals, gevals, scale, message, k, seed=None) -> dict:
+    def _info(self, label, dtype, method, evals, gevals, scale, message, k, seed=_OWN) -> dict:
         """The bookkeeping every answer carries (backend, settings, optimiser counts and message)."""
         info = {"backend": label, "p": self.p, "dtype": dtype, "optimizer": method, "evaluations": evals,
                 "gradient_evaluations": gevals, "objective": self.objective, "mixer": self.mixer, "shots": self.shots,
-                "scale": scale, "seed": self.seed if seed is None else seed, "optimizer_message": message}
+                "scale": scale, "seed": self.seed if seed is _OWN else seed, "optimizer_message": message}
         if self.objective == "cvar":
             info["alpha"] = self.alpha
         if k is not None:
