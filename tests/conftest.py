@@ -19,6 +19,31 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def unloadable_kernels(monkeypatch):
+    """Make a kernels module's numba half fail to import, as a broken numba install would.
+
+    Call it with the module (``qselect.problems.kernels`` or ``qselect.solvers.qaoa.kernels``);
+    its cached loader is cleared before and after the test.
+    """
+    import importlib
+    import sys
+
+    broken = []
+
+    def hide(kernels):
+        pkg = importlib.import_module(kernels.__package__)
+        monkeypatch.setattr(kernels, "AVAILABLE", True)
+        monkeypatch.setitem(sys.modules, f"{kernels.__package__}._kernels_numba", None)  # its import now fails
+        monkeypatch.delattr(pkg, "_kernels_numba", raising=False)
+        kernels._compiled.cache_clear()
+        broken.append(kernels)
+
+    yield hide
+    for kernels in broken:
+        kernels._compiled.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def digits():
     """scikit-learn's bundled digits, split with seed 0 (one copy per module)."""

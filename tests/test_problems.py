@@ -446,25 +446,16 @@ def test_ising_fields_scale_and_constant_are_the_same_bits_compiled_or_not(monke
     assert [numbers(q) for q in qubos] == compiled
 
 
-def test_a_numba_that_fails_to_load_leaves_qubo_folds_and_tables_to_numpy(monkeypatch):
+def test_a_numba_that_fails_to_load_leaves_qubo_folds_and_tables_to_numpy(unloadable_kernels):
     """A broken numba warns once and the same numbers come from the NumPy fallbacks."""
-    import sys
-
-    import qselect.problems as pkg
     from qselect.problems import kernels
 
     q = QUBO(np.random.default_rng(3).normal(size=(9, 9)), offset=1.5)
     want = q.cost_vector().tobytes(), q.fix_outside([1, 4], np.ones(9, np.uint8)).cost_vector().tobytes()
-    monkeypatch.setattr(kernels, "AVAILABLE", True)
-    monkeypatch.setitem(sys.modules, "qselect.problems._kernels_numba", None)  # its import now fails
-    monkeypatch.delattr(pkg, "_kernels_numba", raising=False)
-    kernels._compiled.cache_clear()
-    try:
-        with pytest.warns(RuntimeWarning, match="run in NumPy"):
-            got = q.cost_vector().tobytes()
-        assert (got, q.fix_outside([1, 4], np.ones(9, np.uint8)).cost_vector().tobytes()) == want
-    finally:
-        kernels._compiled.cache_clear()
+    unloadable_kernels(kernels)
+    with pytest.warns(RuntimeWarning, match="run in NumPy"):
+        got = q.cost_vector().tobytes()
+    assert (got, q.fix_outside([1, 4], np.ones(9, np.uint8)).cost_vector().tobytes()) == want
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.longdouble])

@@ -260,24 +260,14 @@ def test_without_numba_the_kernels_report_unavailable(monkeypatch):
     assert not kernels.uses_row_kernel("x", 1 << 10) and not NumpyQAOA(costs, 1)._kernel
 
 
-def test_a_numba_that_fails_to_load_falls_back_to_the_matmul_mixer(monkeypatch):
-    import sys
-
+def test_a_numba_that_fails_to_load_falls_back_to_the_matmul_mixer(unloadable_kernels):
     from qselect.solvers.qaoa import kernels
 
-    monkeypatch.setattr(kernels, "AVAILABLE", True)
-    import qselect.solvers.qaoa as pkg
-
-    monkeypatch.setitem(sys.modules, "qselect.solvers.qaoa._kernels_numba", None)  # its import now fails
-    monkeypatch.delattr(pkg, "_kernels_numba", raising=False)
-    kernels._compiled.cache_clear()
-    try:
-        with pytest.warns(RuntimeWarning, match="matmul mixer"):
-            assert not kernels.uses_row_kernel("x", 1 << 8)
-        eng = NumpyQAOA(_costs(6), 1)
-        assert not eng._kernel and np.isfinite(eng.value_and_grad([0.3, -0.4])[0])
-    finally:
-        kernels._compiled.cache_clear()
+    unloadable_kernels(kernels)
+    with pytest.warns(RuntimeWarning, match="matmul mixer"):
+        assert not kernels.uses_row_kernel("x", 1 << 8)
+    eng = NumpyQAOA(_costs(6), 1)
+    assert not eng._kernel and np.isfinite(eng.value_and_grad([0.3, -0.4])[0])
 
 
 @pytest.mark.parametrize("n", [18])

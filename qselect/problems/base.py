@@ -153,12 +153,12 @@ class Problem(ABC):
 
     def _check_outside(self, free, x) -> tuple[np.ndarray, np.ndarray]:
         """(free sorted as int64, x as uint8) for :meth:`fix_outside`, checked."""
-        if (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.shape == (self.n,)
-                and isinstance(free, np.ndarray) and free.dtype == np.int64 and free.ndim == 1):
+        own_bits = isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.shape == (self.n,)
+        if own_bits and isinstance(free, np.ndarray) and free.dtype == np.int64 and free.ndim == 1:
             checked = block_positions(free, x, self.n)  # a descent's own arrays: one compiled call
             if checked is not None and checked[1] == 0:
                 return checked[0], x
-        if isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.shape == (self.n,):
+        if own_bits:
             if x.size and x.max() > 1:
                 raise QSelectError("x must contain only 0 and 1 values")
         else:
